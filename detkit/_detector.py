@@ -1,0 +1,479 @@
+"""SSDDetector: components composed into one hybridizable network, saved and exported."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence, Tuple, Union
+
+import mxnet as mx
+import numpy as np
+import yaml
+from mxnet import gluon
+from mxnet.gluon import nn
+
+from . import _plugins
+from ._io import PathLike, atomic_path, atomic_write_text
+from ._registry import KINDS, check_kind
+from .components import HalvingBlock
+from .errors import CheckpointError, ComponentNotFoundError, InputError
+from .interfaces import AnchorGenerator, Backbone, Component, Loss, PostProcessor, TargetAssigner
+
+__all__ = ["ComponentSpec", "SSDDetector", "default_context"]
+
+#: How a component is given: a registered name, ``(name, kwargs)``, a mapping
+#: ``{"name": ..., "kwargs": {...}}`` (or ``{"name": ..., **kwargs}``), or an instance.
+ComponentSpec = Union[str, Tuple[str, Mapping[str, Any]], Mapping[str, Any], Component]
+
+_FORMAT = "detkit-detector/1"
+_CONFIG_FILE = "detector.yaml"
+_PARAMS_FILE = "network.params"
+_EXPORT_PREFIX = "detector"
+
+_DEFAULTS: Mapping[str, str] = {
+    "backbone": "toy",
+    "anchor_generator": "multibox_prior",
+    "target_assigner": "multibox_target",
+    "loss": "focal_smooth_l1",
+    "post_processor": "multibox_detection",
+}
+
+
+def default_context() -> mx.Context:
+    """The first GPU when MXNet sees one (``mxnet-cu112``), else the CPU."""
+    return mx.gpu(0) if mx.context.num_gpus() > 0 else mx.cpu()
+
+
+class _SSDNetwork(gluon.HybridBlock):
+    """Backbone, scale blocks, heads and anchors: images -> ``(anchors, class_preds, box_preds)``."""
+
+    def __init__(self, backbone: Backbone, anchor_generator: AnchorGenerator, num_classes: int,
+                 scale_filters: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        extra_scales = anchor_generator.num_scales - len(backbone.out_channels)
+        with self.name_scope():
+            self.backbone = backbone
+            self.anchor_generator = anchor_generator
+            # The seed: halving blocks until one scale is left, which a global max-pool makes 1x1.
+            self.scale_blocks = nn.HybridSequential()
+            for _ in range(extra_scales - 1):
+                self.scale_blocks.add(HalvingBlock(scale_filters))
+            if extra_scales > 0:
+                self.scale_blocks.add(nn.GlobalMaxPool2D())
+            self.class_heads = nn.HybridSequential()
+            self.box_heads = nn.HybridSequential()
+            for anchors in anchor_generator.num_anchors:
+                self.class_heads.add(nn.Conv2D(anchors * (num_classes + 1), kernel_size=3, padding=1))
+                self.box_heads.add(nn.Conv2D(anchors * 4, kernel_size=3, padding=1))
+
+    def hybrid_forward(self, F: Any, x: Any) -> tuple[Any, Any, Any]:
+        features = list(self.backbone(x))
+        for block in self.scale_blocks:
+            features.append(block(features[-1]))
+        anchors = self.anchor_generator(*features)  # (1, N, 4)
+        # Channel-last then flat, so that each anchor's predictions are contiguous: (B, H_i*W_i*A_i*k).
+        class_preds = [F.flatten(F.transpose(head(f), axes=(0, 2, 3, 1))) for head, f in zip(self.class_heads, features)]
+        box_preds = [F.flatten(F.transpose(head(f), axes=(0, 2, 3, 1))) for head, f in zip(self.box_heads, features)]
+        class_preds = F.concat(*class_preds, dim=1).reshape((0, -1, self.num_classes + 1))  # (B, N, C+1)
+        box_preds = F.concat(*box_preds, dim=1)  # (B, N*4)
+        return anchors, class_preds, box_preds
+
+
+class _InferenceNetwork(gluon.HybridBlock):
+    """The network followed by the post-processor: images -> detections ``(B, K, 6)``."""
+
+    def __init__(self, network: _SSDNetwork, post_processor: PostProcessor) -> None:
+        super().__init__()
+        with self.name_scope():
+            self.network = network
+            self.post_processor = post_processor
+
+    def hybrid_forward(self, F: Any, x: Any) -> Any:
+        anchors, class_preds, box_preds = self.network(x)
+        return self.post_processor(class_preds, box_preds, anchors)
+
+
+class SSDDetector:
+    """A single-shot multibox detector composed of swappable components.
+
+    ``SSDDetector(classes=["pikachu"])`` is the toy SSD of the seed tutorial:
+    the toy backbone, three halving scale blocks of 128 filters and a global
+    max-pool, 3x3 class and box heads on 5 scales, ``MultiBoxPrior`` anchors,
+    ``MultiBoxTarget`` targets, focal + smooth-L1 loss and ``MultiBoxDetection``.
+    For a ``(B, 3, 256, 256)`` batch it predicts on 32, 16, 8, 4 and 1 pixel
+    maps: 5444 anchors, class predictions ``(B, 5444, C + 1)`` and box
+    predictions ``(B, 21776)``.
+
+    Parameters
+    ----------
+    classes : sequence of str
+        The object class names, unique and non-empty; class id ``i`` is ``classes[i]``.
+    backbone, anchor_generator, target_assigner, loss, post_processor : ComponentSpec
+        Each a registered name (``"toy"``), a ``(name, kwargs)`` pair, a mapping
+        ``{"name": name, "kwargs": {...}}`` (or ``{"name": name, **kwargs}``), or a
+        component instance. Defaults: the seed's components.
+    scale_filters : int, default 128
+        Filters of the halving blocks the detector adds after the backbone.
+    ctx : mxnet.Context, optional
+        Where the network lives; default: :func:`default_context` (GPU if any).
+    hybridize : bool, default True
+        Compile the network into a static graph (faster; same results).
+
+    Attributes
+    ----------
+    classes : list of str
+    ctx : mxnet.Context
+    network : mxnet.gluon.HybridBlock
+        Images ``(B, 3, H, W)`` -> ``(anchors (1, N, 4), class_preds (B, N, C+1), box_preds (B, N*4))``.
+    backbone, anchor_generator, target_assigner, loss, post_processor : Component
+        The built components.
+
+    Examples
+    --------
+    >>> import mxnet as mx
+    >>> from detkit import SSDDetector
+    >>> detector = SSDDetector(classes=["pikachu"], ctx=mx.cpu())
+    >>> anchors, class_preds, box_preds = detector(mx.nd.zeros((2, 3, 256, 256)))
+    >>> anchors.shape, class_preds.shape, box_preds.shape
+    ((1, 5444, 4), (2, 5444, 2), (2, 21776))
+    """
+
+    def __init__(
+        self,
+        classes: Sequence[str],
+        *,
+        backbone: ComponentSpec = _DEFAULTS["backbone"],
+        anchor_generator: ComponentSpec = _DEFAULTS["anchor_generator"],
+        target_assigner: ComponentSpec = _DEFAULTS["target_assigner"],
+        loss: ComponentSpec = _DEFAULTS["loss"],
+        post_processor: ComponentSpec = _DEFAULTS["post_processor"],
+        scale_filters: int = 128,
+        ctx: mx.Context | None = None,
+        hybridize: bool = True,
+    ) -> None:
+        self.classes = _check_classes(classes)
+        if not isinstance(scale_filters, int) or isinstance(scale_filters, bool) or scale_filters < 1:
+            raise InputError(f"The 'scale_filters' argument must be a positive int; got {scale_filters!r} instead.")
+        if ctx is not None and not isinstance(ctx, mx.Context):
+            raise InputError(f"The 'ctx' argument must be an mxnet.Context such as mx.cpu(); got {ctx!r} instead.")
+        self.scale_filters = scale_filters
+        self.ctx = ctx if ctx is not None else default_context()
+        self._components: dict[str, Component] = {}
+        self._specs: dict[str, tuple[str, dict[str, Any]]] = {}
+        given = {
+            "backbone": backbone,
+            "anchor_generator": anchor_generator,
+            "target_assigner": target_assigner,
+            "loss": loss,
+            "post_processor": post_processor,
+        }
+        for kind in KINDS:
+            self._components[kind], self._specs[kind] = _build(kind, given[kind])
+        self.backbone: Backbone = self._components["backbone"]  # type: ignore[assignment]
+        self.anchor_generator: AnchorGenerator = self._components["anchor_generator"]  # type: ignore[assignment]
+        self.target_assigner: TargetAssigner = self._components["target_assigner"]  # type: ignore[assignment]
+        self.loss: Loss = self._components["loss"]  # type: ignore[assignment]
+        self.post_processor: PostProcessor = self._components["post_processor"]  # type: ignore[assignment]
+
+        backbone_scales = len(self.backbone.out_channels)
+        if backbone_scales != len(self.backbone.out_strides) or backbone_scales < 1:
+            raise InputError(
+                f"The backbone {self._specs['backbone'][0]!r} must declare one out_channels and one "
+                f"out_strides entry per feature map; got {list(self.backbone.out_channels)} and "
+                f"{list(self.backbone.out_strides)} instead."
+            )
+        if self.anchor_generator.num_scales < backbone_scales:
+            raise InputError(
+                f"The anchor generator has {self.anchor_generator.num_scales} scales but the backbone "
+                f"returns {backbone_scales} feature maps; give the anchor generator at least one scale "
+                "per backbone feature map."
+            )
+        self.network = _SSDNetwork(self.backbone, self.anchor_generator, len(self.classes), scale_filters)
+        self.network.initialize(mx.init.Xavier(magnitude=2), ctx=self.ctx)  # the seed's initialisation
+        for kind in ("target_assigner", "loss", "post_processor"):
+            self._components[kind].initialize(ctx=self.ctx)
+        self._inference = _InferenceNetwork(self.network, self.post_processor)
+        self.hybridized = bool(hybridize)
+        if self.hybridized:
+            self._inference.hybridize(static_alloc=True)
+            self.network.hybridize(static_alloc=True)
+
+    # -- shapes --------------------------------------------------------------------
+
+    @property
+    def num_classes(self) -> int:
+        """The number of object classes ``C`` (the background is not counted)."""
+        return len(self.classes)
+
+    @property
+    def min_input_size(self) -> int:
+        """The smallest height and width the network can halve down to its last scale."""
+        halvings = self.anchor_generator.num_scales - len(self.backbone.out_channels) - 1
+        return int(self.backbone.out_strides[-1]) * 2 ** max(halvings, 0)
+
+    def check_images(self, images: Any) -> mx.nd.NDArray:
+        """Return ``images`` as an NDArray on :attr:`ctx` after checking its shape ``(B, 3, H, W)``.
+
+        Raises
+        ------
+        InputError
+            If ``images`` is not 4-dimensional with 3 channels, or smaller than :attr:`min_input_size`.
+        """
+        if isinstance(images, np.ndarray):
+            images = mx.nd.array(images, ctx=self.ctx, dtype="float32")
+        if not isinstance(images, mx.nd.NDArray):
+            raise InputError(
+                f"The 'images' argument must be an NDArray or numpy array of shape (B, 3, H, W); "
+                f"got {type(images).__name__} instead."
+            )
+        shape = images.shape
+        if len(shape) != 4 or shape[1] != 3 or shape[0] < 1:
+            raise InputError(f"The 'images' argument must have shape (B, 3, H, W) with B >= 1; got {shape} instead.")
+        smallest = self.min_input_size
+        if shape[2] < smallest or shape[3] < smallest:
+            raise InputError(
+                f"The 'images' argument must be at least {smallest}x{smallest} pixels for this network "
+                f"(its last scale divides the input by {smallest}); got {shape[2]}x{shape[3]} instead."
+            )
+        return images.as_in_context(self.ctx)
+
+    # -- running ---------------------------------------------------------------------
+
+    def __call__(self, images: Any) -> tuple[mx.nd.NDArray, mx.nd.NDArray, mx.nd.NDArray]:
+        """Run the network on preprocessed images ``(B, 3, H, W)``.
+
+        Returns
+        -------
+        anchors : NDArray ``(1, N, 4)``
+        class_preds : NDArray ``(B, N, C + 1)``, raw scores
+        box_preds : NDArray ``(B, N * 4)``, encoded offsets
+        """
+        return self.network(self.check_images(images))
+
+    def detect(self, images: Any) -> mx.nd.NDArray:
+        """Detections for preprocessed images ``(B, 3, H, W)``.
+
+        Returns
+        -------
+        NDArray ``(B, K, 6)``
+            Rows ``[class_id, score, xmin, ymin, xmax, ymax]`` with boxes normalised
+            to [0, 1] of the input; ``class_id = -1`` for empty rows.
+        """
+        return self._inference(self.check_images(images))
+
+    # -- configuration and persistence --------------------------------------------
+
+    def get_config(self) -> dict[str, Any]:
+        """The detector's full configuration: classes, components with their arguments and providers."""
+        registry = _plugins.get_registry()
+        components = {}
+        for kind, (name, kwargs) in self._specs.items():
+            info = registry.get(kind, name)
+            components[kind] = {
+                "name": name,
+                "kwargs": kwargs,
+                "provided_by": {
+                    "plugin": info.plugin,
+                    "distribution": info.distribution,
+                    "version": info.version,
+                },
+            }
+        return {
+            "format": _FORMAT,
+            "classes": list(self.classes),
+            "scale_filters": self.scale_filters,
+            "components": components,
+        }
+
+    def save(self, directory: PathLike) -> Path:
+        """Save the configuration (``detector.yaml``) and the weights (``network.params``) to ``directory``.
+
+        Each file is written atomically; the configuration is written last, so
+        a directory with a ``detector.yaml`` always has its weights.
+
+        Returns
+        -------
+        pathlib.Path
+            The directory.
+        """
+        directory = Path(directory)
+        config = self.get_config()
+        from . import __version__
+
+        config["detkit_version"] = __version__
+        with atomic_path(directory / _PARAMS_FILE) as temporary:
+            self.network.save_parameters(str(temporary))
+        for kind in ("target_assigner", "loss", "post_processor"):
+            if self._components[kind].collect_params():
+                with atomic_path(directory / f"{kind}.params") as temporary:
+                    self._components[kind].save_parameters(str(temporary))
+        atomic_write_text(directory / _CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
+        return directory
+
+    @classmethod
+    def load(cls, directory: PathLike, *, ctx: mx.Context | None = None, hybridize: bool = True) -> SSDDetector:
+        """Rebuild a detector saved by :meth:`save`, on ``ctx`` (default: :func:`default_context`).
+
+        Raises
+        ------
+        CheckpointError
+            If the directory holds no complete saved detector.
+        ComponentNotFoundError
+            If a component's plugin is not installed; the message names its distribution.
+        """
+        directory = Path(directory)
+        config_path = directory / _CONFIG_FILE
+        params_path = directory / _PARAMS_FILE
+        if not config_path.is_file() or not params_path.is_file():
+            raise CheckpointError(
+                f"{directory} holds no saved detector: {_CONFIG_FILE} and {_PARAMS_FILE} are expected there "
+                "(written by SSDDetector.save)."
+            )
+        try:
+            config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            raise CheckpointError(f"{config_path} is not valid YAML: {error}") from error
+        if not isinstance(config, dict) or config.get("format") != _FORMAT:
+            raise CheckpointError(
+                f"{config_path} is not a detkit detector configuration (expected format {_FORMAT!r}; "
+                f"got {config.get('format') if isinstance(config, dict) else config!r})."
+            )
+        registry = _plugins.get_registry()
+        specs: dict[str, Any] = {}
+        for kind in KINDS:
+            entry = config["components"][kind]
+            try:
+                registry.get(kind, entry["name"])
+            except ComponentNotFoundError as error:
+                provider = entry.get("provided_by") or {}
+                distribution = provider.get("distribution")
+                hint = (
+                    f" It was provided by the plugin {provider.get('plugin')!r} of the package "
+                    f"{distribution} {provider.get('version') or ''}: install it with "
+                    f"`pip install {distribution}`." if distribution else ""
+                )
+                raise ComponentNotFoundError(f"{error}{hint}") from None
+            specs[kind] = (entry["name"], entry.get("kwargs") or {})
+        detector = cls(
+            config["classes"], scale_filters=config.get("scale_filters", 128), ctx=ctx, hybridize=hybridize, **specs
+        )
+        try:
+            detector.network.load_parameters(str(params_path), ctx=detector.ctx)
+            for kind in ("target_assigner", "loss", "post_processor"):
+                extra = directory / f"{kind}.params"
+                if extra.is_file():
+                    detector._components[kind].load_parameters(str(extra), ctx=detector.ctx)
+        except (mx.base.MXNetError, AssertionError, ValueError) as error:
+            raise CheckpointError(f"The weights in {params_path} do not fit the configuration: {error}") from error
+        return detector
+
+    def export(self, directory: PathLike, data_shape: int | tuple[int, int] = 256) -> tuple[Path, Path]:
+        """Write a deployable graph, images -> detections, that runs without detkit.
+
+        Writes ``detector-symbol.json``, ``detector-0000.params`` and
+        ``detector.json`` (classes, input shape, preprocessing) to ``directory``.
+        Load it with ``mxnet.gluon.SymbolBlock.imports(symbol, ["data"], params)``;
+        it takes preprocessed images ``(B, 3, H, W)`` and returns detections
+        ``(B, K, 6)`` as :meth:`detect` does.
+
+        Returns
+        -------
+        (pathlib.Path, pathlib.Path)
+            The symbol file and the parameters file.
+        """
+        height, width = _pair("data_shape", data_shape)
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        block = _InferenceNetwork(self.network, self.post_processor)
+        block.hybridize(static_alloc=True)
+        block(self.check_images(mx.nd.zeros((1, 3, height, width), ctx=self.ctx)))
+        prefix = directory / _EXPORT_PREFIX
+        block.export(str(prefix))
+        if self.hybridized:  # hybridize() above re-planned the shared children; restore our graphs
+            self._inference.hybridize(static_alloc=True)
+        else:
+            self._inference.hybridize(active=False)
+        from .data import RGB_MEAN
+
+        atomic_write_text(directory / f"{_EXPORT_PREFIX}.json", json.dumps({
+            "classes": list(self.classes),
+            "input_name": "data",
+            "data_shape": [3, height, width],
+            "rgb_mean": list(RGB_MEAN),
+            "output": "detections (B, K, 6): class_id, score, xmin, ymin, xmax, ymax; boxes in [0, 1]",
+        }, indent=2))
+        return Path(f"{prefix}-symbol.json"), Path(f"{prefix}-0000.params")
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{kind}={name!r}" for kind, (name, _) in self._specs.items())
+        return f"SSDDetector(classes={self.classes!r}, {parts}, ctx={self.ctx})"
+
+
+def _check_classes(classes: Any) -> list[str]:
+    if isinstance(classes, str) or not isinstance(classes, Sequence):
+        raise InputError(
+            f"The 'classes' argument must be a list of class names such as ['pikachu']; got {classes!r} instead."
+        )
+    classes = list(classes)
+    if not classes:
+        raise InputError("The 'classes' argument must name at least one class; got an empty list instead.")
+    for index, name in enumerate(classes):
+        if not isinstance(name, str) or not name.strip():
+            raise InputError(f"Each class name must be a non-empty string; got {name!r} at classes[{index}] instead.")
+    duplicates = sorted({name for name in classes if classes.count(name) > 1})
+    if duplicates:
+        raise InputError(f"The 'classes' argument must not repeat a name; got {', '.join(map(repr, duplicates))} twice.")
+    return classes
+
+
+def _build(kind: str, spec: Any) -> tuple[Component, tuple[str, dict[str, Any]]]:
+    """Build a component from its spec; return it and its ``(name, kwargs)``."""
+    interface, _ = check_kind(kind)
+    registry = _plugins.get_registry()
+    if isinstance(spec, Component):
+        if not isinstance(spec, interface):
+            raise InputError(
+                f"The '{kind}' argument must implement {interface.__qualname__}; got a {type(spec).__qualname__} instead."
+            )
+        info = registry.find(kind, spec)
+        if info is None:
+            raise InputError(
+                f"The '{kind}' argument is a {type(spec).__qualname__}, which no plugin registers, so the "
+                "detector could not be saved or rebuilt; register it with a plugin "
+                "(see detkit.register_plugin) or pass a registered name."
+            )
+        return spec, (info.name, spec.get_config())
+    if isinstance(spec, str):
+        name, kwargs = spec, {}
+    elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str) and isinstance(spec[1], Mapping):
+        name, kwargs = spec[0], dict(spec[1])
+    elif isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
+        rest = {key: value for key, value in spec.items() if key not in ("name", "provided_by")}
+        if "kwargs" in rest:
+            if set(rest) != {"kwargs"} or not isinstance(rest["kwargs"], Mapping):
+                raise InputError(
+                    f"The '{kind}' mapping must be {{'name': ..., 'kwargs': {{...}}}} or {{'name': ..., **kwargs}}; "
+                    f"got {dict(spec)!r} instead."
+                )
+            rest = dict(rest["kwargs"])
+        name, kwargs = spec["name"], rest
+    else:
+        raise InputError(
+            f"The '{kind}' argument must be a registered name, a (name, kwargs) pair, a mapping with a "
+            f"'name' key, or a component instance; got {spec!r} instead."
+        )
+    component = registry.build(kind, name, kwargs)
+    return component, (name, component.get_config())
+
+
+def _pair(argument: str, value: Any) -> tuple[int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise InputError(f"The '{argument}' argument must be a positive int or (height, width); got {value!r} instead.")
+    return int(value[0]), int(value[1])

@@ -1,0 +1,48 @@
+"""Fail early, with the pip command to run, when MXNet is missing or cannot import."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .errors import MissingDependencyError
+
+_INSTALL_HINT = (
+    "detkit needs Apache MXNet 1.9.1. Install the build for your machine:\n"
+    "    pip install 'detkit[cpu]'      # CPU build (mxnet==1.9.1)\n"
+    "    pip install 'detkit[cu112]'    # NVIDIA GPUs with CUDA 11.2 (mxnet-cu112==1.9.1)\n"
+    "MXNet 1.9.1 needs numpy < 1.24 and Python <= 3.11."
+)
+
+
+def _default_threads() -> None:
+    """Use one OpenMP thread per available core unless the user chose.
+
+    MXNet 1.9.1 otherwise starts half as many as there are processors (it
+    assumes hyper-threading), which halves convolution speed on a machine with
+    real cores. This only works before MXNet is first imported.
+    """
+    if "OMP_NUM_THREADS" in os.environ or "mxnet" in sys.modules:
+        return
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    os.environ["OMP_NUM_THREADS"] = str(max(cores, 1))
+
+
+def require_mxnet() -> None:
+    """Import MXNet once; raise :class:`~detkit.errors.MissingDependencyError` (an ImportError) naming the pip command when that fails."""
+    _default_threads()
+    try:
+        import mxnet  # noqa: F401
+    except ImportError as error:
+        raise MissingDependencyError(f"{_INSTALL_HINT}\n(import mxnet failed: {error})") from error
+    except AttributeError as error:
+        # numpy >= 1.24 removed the aliases (np.bool) that MXNet 1.9.1 uses at import time.
+        import numpy
+
+        raise MissingDependencyError(
+            f"MXNet 1.9.1 cannot import with numpy {numpy.__version__}: "
+            f"run  pip install 'numpy<1.24'\n(import mxnet failed: {error})"
+        ) from error

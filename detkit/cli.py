@@ -1,0 +1,62 @@
+"""The ``detkit`` command: ``detkit data ...``, ``detkit train``, ``detkit plugins``, ...
+
+Each command group lives beside the code it drives and adds itself here through
+an ``add_commands(subparsers)`` function; a command's handler returns the exit
+status. Errors that detkit raises on purpose are printed as one line, without a
+traceback, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from .errors import DetkitError
+
+__all__ = ["main"]
+
+
+def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
+    # Imported here so that `detkit --help` stays fast and one group's import
+    # error cannot hide the others' help.
+    from .data._cli import add_commands as add_data_commands
+
+    return [add_data_commands]
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="detkit",
+        description="Object detection on MXNet Gluon with swappable, pluggable components.",
+    )
+    parser.add_argument("--version", action="version", version=f"detkit {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add_commands in _command_groups():
+        add_commands(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``detkit`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        # No command, or a group without its subcommand: show the relevant help.
+        (getattr(args, "group_parser", None) or parser).print_help()
+        return 0 if args.command is None else 2
+    try:
+        return int(handler(args) or 0)
+    except DetkitError as error:
+        print(f"detkit: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("detkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""detkit's default components: the toy SSD of the seed tutorial, registered as a built-in plugin.
+
+========================  ==========================  ==================================
+kind                      name                        class
+========================  ==========================  ==================================
+``backbone``              ``toy``                     :class:`ToyBackbone`
+``anchor_generator``      ``multibox_prior``          :class:`MultiBoxPriorAnchors`
+``target_assigner``       ``multibox_target``         :class:`MultiBoxTargetAssigner`
+``loss``                  ``focal_smooth_l1``         :class:`FocalSmoothL1Loss`
+``post_processor``        ``multibox_detection``      :class:`MultiBoxDetectionPostProcessor`
+========================  ==========================  ==================================
+"""
+
+from __future__ import annotations
+
+from ..hookspecs import Register, hookimpl
+from ._anchors import SEED_RATIOS, SEED_SIZES, MultiBoxPriorAnchors
+from ._backbone import HalvingBlock, ToyBackbone
+from ._losses import FocalSmoothL1Loss
+from ._postprocess import MultiBoxDetectionPostProcessor
+from ._targets import DEFAULT_VARIANCES, MultiBoxTargetAssigner
+
+__all__ = [
+    "DEFAULT_VARIANCES",
+    "FocalSmoothL1Loss",
+    "HalvingBlock",
+    "MultiBoxDetectionPostProcessor",
+    "MultiBoxPriorAnchors",
+    "MultiBoxTargetAssigner",
+    "SEED_RATIOS",
+    "SEED_SIZES",
+    "ToyBackbone",
+]
+
+
+@hookimpl
+def register_backbones(register: Register) -> None:
+    register("toy", ToyBackbone)
+
+
+@hookimpl
+def register_anchor_generators(register: Register) -> None:
+    register("multibox_prior", MultiBoxPriorAnchors)
+
+
+@hookimpl
+def register_target_assigners(register: Register) -> None:
+    register("multibox_target", MultiBoxTargetAssigner)
+
+
+@hookimpl
+def register_losses(register: Register) -> None:
+    register("focal_smooth_l1", FocalSmoothL1Loss)
+
+
+@hookimpl
+def register_post_processors(register: Register) -> None:
+    register("multibox_detection", MultiBoxDetectionPostProcessor)

@@ -1,0 +1,74 @@
+"""The seed's toy body: three halving blocks of 16, 32 and 64 filters."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from mxnet.gluon import nn
+
+from ..errors import InputError
+from ..interfaces import Backbone
+
+
+class HalvingBlock(nn.HybridSequential):
+    """Two ``Conv3x3(pad 1)-BatchNorm-ReLU`` layers, then a 2x2 max-pool that halves height and width.
+
+    The seed's ``down_sample`` block. Input ``(B, c, H, W)`` -> output
+    ``(B, filters, H // 2, W // 2)``.
+
+    Parameters
+    ----------
+    filters : int
+        Output channels of both convolutions.
+    """
+
+    def __init__(self, filters: int) -> None:
+        super().__init__()
+        if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
+            raise InputError(f"The 'filters' argument of HalvingBlock must be a positive int; got {filters!r} instead.")
+        self.filters = filters
+        with self.name_scope():
+            for _ in range(2):
+                self.add(nn.Conv2D(filters, kernel_size=3, strides=1, padding=1))
+                self.add(nn.BatchNorm(in_channels=filters))
+                self.add(nn.Activation("relu"))
+            self.add(nn.MaxPool2D(pool_size=2))
+
+
+class ToyBackbone(Backbone):
+    """The seed's toy SSD body: halving blocks with ``filters`` channels, one feature map out.
+
+    A ``(B, 3, 256, 256)`` batch gives one feature map ``(B, 64, 32, 32)``.
+
+    Parameters
+    ----------
+    filters : sequence of int, default (16, 32, 64)
+        Channels of each halving block, in order (the seed's values).
+    """
+
+    def __init__(self, filters: Sequence[int] = (16, 32, 64)) -> None:
+        super().__init__()
+        filters = list(filters) if isinstance(filters, (list, tuple)) else filters
+        if not isinstance(filters, list) or not filters or not all(
+            isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in filters
+        ):
+            raise InputError(
+                "The 'filters' argument of ToyBackbone must be a non-empty list of positive ints; "
+                f"got {filters!r} instead."
+            )
+        self.filters = filters
+        with self.name_scope():
+            self.body = nn.HybridSequential()
+            for count in filters:
+                self.body.add(HalvingBlock(count))
+
+    @property
+    def out_channels(self) -> Sequence[int]:
+        return (self.filters[-1],)
+
+    @property
+    def out_strides(self) -> Sequence[int]:
+        return (2 ** len(self.filters),)
+
+    def hybrid_forward(self, F: Any, x: Any) -> list[Any]:
+        return [self.body(x)]

@@ -1,0 +1,68 @@
+"""Detections by softmax and ``MultiBoxDetection`` (decoding and non-maximum suppression)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..errors import InputError
+from ..interfaces import PostProcessor
+from ._targets import DEFAULT_VARIANCES
+
+
+class MultiBoxDetectionPostProcessor(PostProcessor):
+    """Softmax over classes, decode the offsets, then non-maximum suppression.
+
+    Parameters
+    ----------
+    nms_threshold : float, default 0.5
+        Of two boxes with an IoU above this, only the higher-scoring one is kept.
+    score_threshold : float, default 0.01
+        Anchors whose best object probability is below this are dropped.
+    force_suppress : bool, default True
+        Suppress overlapping boxes whatever their classes (the seed), not only within a class.
+    clip : bool, default False
+        Clip boxes to the image (the seed does not).
+    nms_topk : int, default -1
+        Keep at most this many boxes before NMS; ``-1`` keeps all.
+    variances : sequence of 4 floats, default (0.1, 0.1, 0.2, 0.2)
+        Must equal the target assigner's.
+    """
+
+    def __init__(
+        self,
+        nms_threshold: float = 0.5,
+        score_threshold: float = 0.01,
+        force_suppress: bool = True,
+        clip: bool = False,
+        nms_topk: int = -1,
+        variances: Sequence[float] = DEFAULT_VARIANCES,
+    ) -> None:
+        super().__init__()
+        for name, value in (("nms_threshold", nms_threshold), ("score_threshold", score_threshold)):
+            if not 0 <= value <= 1:
+                raise InputError(
+                    f"The '{name}' argument of MultiBoxDetectionPostProcessor must be in [0, 1]; "
+                    f"got {value!r} instead."
+                )
+        if len(variances) != 4 or not all(v > 0 for v in variances):
+            raise InputError(f"The 'variances' argument must be 4 positive numbers; got {variances!r} instead.")
+        self.nms_threshold = float(nms_threshold)
+        self.score_threshold = float(score_threshold)
+        self.force_suppress = bool(force_suppress)
+        self.clip = bool(clip)
+        self.nms_topk = int(nms_topk)
+        self.variances = [float(v) for v in variances]
+
+    def hybrid_forward(self, F: Any, class_preds: Any, box_preds: Any, anchors: Any) -> Any:
+        probabilities = F.softmax(class_preds, axis=-1).transpose(axes=(0, 2, 1))  # (B, C+1, N)
+        return F.contrib.MultiBoxDetection(
+            probabilities,
+            box_preds,
+            anchors,
+            clip=self.clip,
+            threshold=self.score_threshold,
+            nms_threshold=self.nms_threshold,
+            force_suppress=self.force_suppress,
+            nms_topk=self.nms_topk,
+            variances=self.variances,
+        )  # (B, N, 6)

@@ -1,0 +1,68 @@
+"""Training targets from ``MultiBoxTarget``."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..errors import InputError
+from ..interfaces import TargetAssigner
+
+#: Box-offset variances of ``MultiBoxTarget`` and ``MultiBoxDetection`` (MXNet's defaults).
+DEFAULT_VARIANCES = (0.1, 0.1, 0.2, 0.2)
+
+
+class MultiBoxTargetAssigner(TargetAssigner):
+    """Match anchors to boxes by IoU and encode offsets, by ``MultiBoxTarget``.
+
+    Each ground-truth box takes its best anchor; every other anchor whose IoU
+    with a box reaches ``overlap_threshold`` takes that box. Offsets are encoded
+    as ``((cx - acx) / aw / v0, (cy - acy) / ah / v1, log(w / aw) / v2, log(h / ah) / v3)``.
+
+    Parameters
+    ----------
+    overlap_threshold : float, default 0.5
+        IoU from which an anchor is a positive.
+    negative_mining_ratio : float, default -1
+        Keep at most this many negatives per positive, the hardest first (their
+        class targets become ``-1``, ignored). ``-1`` (the seed) keeps every negative.
+    negative_mining_thresh : float, default 0.5
+        Anchors with an IoU above this are never mined as negatives.
+    minimum_negative_samples : int, default 0
+        Keep at least this many negatives per image when mining.
+    variances : sequence of 4 floats, default (0.1, 0.1, 0.2, 0.2)
+        Scales of the encoded offsets; the post-processor must decode with the same.
+    """
+
+    def __init__(
+        self,
+        overlap_threshold: float = 0.5,
+        negative_mining_ratio: float = -1.0,
+        negative_mining_thresh: float = 0.5,
+        minimum_negative_samples: int = 0,
+        variances: Sequence[float] = DEFAULT_VARIANCES,
+    ) -> None:
+        super().__init__()
+        if not 0 < overlap_threshold <= 1:
+            raise InputError(f"The 'overlap_threshold' argument must be in (0, 1]; got {overlap_threshold!r} instead.")
+        if len(variances) != 4 or not all(v > 0 for v in variances):
+            raise InputError(f"The 'variances' argument must be 4 positive numbers; got {variances!r} instead.")
+        self.overlap_threshold = float(overlap_threshold)
+        self.negative_mining_ratio = float(negative_mining_ratio)
+        self.negative_mining_thresh = float(negative_mining_thresh)
+        self.minimum_negative_samples = int(minimum_negative_samples)
+        self.variances = [float(v) for v in variances]
+
+    def hybrid_forward(self, F: Any, anchors: Any, labels: Any, class_preds: Any) -> tuple[Any, Any, Any]:
+        scores = F.BlockGrad(class_preds).transpose(axes=(0, 2, 1))  # (B, C+1, N)
+        box_targets, box_mask, class_targets = F.contrib.MultiBoxTarget(
+            anchors,
+            labels,
+            scores,
+            overlap_threshold=self.overlap_threshold,
+            ignore_label=-1,
+            negative_mining_ratio=self.negative_mining_ratio,
+            negative_mining_thresh=self.negative_mining_thresh,
+            minimum_negative_samples=self.minimum_negative_samples,
+            variances=self.variances,
+        )
+        return box_targets, box_mask, class_targets
