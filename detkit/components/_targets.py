@@ -17,6 +17,9 @@ class MultiBoxTargetAssigner(TargetAssigner):
     Each ground-truth box takes its best anchor; every other anchor whose IoU
     with a box reaches ``overlap_threshold`` takes that box. Offsets are encoded
     as ``((cx - acx) / aw / v0, (cy - acy) / ah / v1, log(w / aw) / v2, log(h / ah) / v3)``.
+    Without mining, every anchor of an image without objects is background
+    (``MultiBoxTarget`` alone would mark them ignored); with mining, such an
+    image is ignored.
 
     Parameters
     ----------
@@ -65,4 +68,9 @@ class MultiBoxTargetAssigner(TargetAssigner):
             minimum_negative_samples=self.minimum_negative_samples,
             variances=self.variances,
         )
+        if self.negative_mining_ratio <= 0:
+            # Without mining, MultiBoxTarget marks -1 only the anchors of images that have
+            # no object at all; such an image teaches "background everywhere" (as the seed's
+            # clipping `pick` made it), so those anchors become background, not ignored.
+            class_targets = F.maximum(class_targets, 0)
         return box_targets, box_mask, class_targets

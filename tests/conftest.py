@@ -1,0 +1,19 @@
+"""Shared fixtures: everything runs on the CPU with small inputs."""
+
+from __future__ import annotations
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    """Fixed random state for every test, so that failures reproduce."""
+    mx.random.seed(7)
+    np.random.seed(7)
+
+
+@pytest.fixture
+def cpu() -> mx.Context:
+    return mx.cpu()

@@ -1,0 +1,82 @@
+"""The package itself: public surface, version, the install hint, thread defaults, the registry API."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+from importlib import metadata
+
+import pytest
+
+import detkit
+from detkit.errors import ComponentNotFoundError, DetkitError, InputError
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    assert detkit.__version__ == metadata.version("detkit")
+
+
+def test_all_is_sorted_unique_and_every_name_exists() -> None:
+    assert detkit.__all__ == sorted(set(detkit.__all__))
+    for name in detkit.__all__:
+        assert hasattr(detkit, name), name
+
+
+def test_public_callables_and_classes_are_documented() -> None:
+    for name in detkit.__all__:
+        value = getattr(detkit, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert (value.__doc__ or "").strip(), f"detkit.{name} has no docstring"
+
+
+def _run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={**os.environ, **env}
+    )
+
+
+def test_import_without_mxnet_names_the_pip_command() -> None:
+    # sys.modules["mxnet"] = None makes `import mxnet` raise ImportError, as if it were not installed.
+    result = _run_python(
+        "import sys; sys.modules['mxnet'] = None\n"
+        "try:\n    import detkit\n"
+        "except ImportError as error:\n    print(type(error).__name__); print(error)\n"
+    )
+    assert "MissingDependencyError" in result.stdout
+    assert "pip install 'detkit[cpu]'" in result.stdout and "pip install 'detkit[cu112]'" in result.stdout
+
+
+def test_detkit_uses_every_core_unless_the_user_chose() -> None:
+    code = "import os, detkit; print(os.environ['OMP_NUM_THREADS'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert chosen.stdout.strip() == str(len(os.sched_getaffinity(0)))
+    assert _run_python(code, OMP_NUM_THREADS="1").stdout.strip() == "1"
+
+
+def test_every_error_is_a_detkit_error_and_keeps_its_builtin() -> None:
+    assert issubclass(InputError, ValueError) and issubclass(ComponentNotFoundError, KeyError)
+    for name in detkit.errors.__all__:
+        cls = getattr(detkit.errors, name)
+        assert issubclass(cls, (DetkitError, detkit.errors.DetkitWarning)), name
+
+
+def test_build_component_and_component_names() -> None:
+    backbone = detkit.build_component("backbone", "toy", filters=[8, 16])
+    assert isinstance(backbone, detkit.Backbone) and tuple(backbone.out_strides) == (4,)
+    assert detkit.component_names("loss") == ["focal_smooth_l1"] or "focal_smooth_l1" in detkit.component_names("loss")
+    infos = {(i.kind, i.name): i for i in detkit.list_components()}
+    assert infos[("backbone", "toy")].distribution == "detkit"
+    with pytest.raises(InputError, match="'kind' argument must be one of backbone"):
+        detkit.component_names("head")
+    with pytest.raises(InputError, match="does not take the argument"):
+        detkit.build_component("loss", "focal_smooth_l1", alfa=0.5)
+
+
+def test_the_command_prints_help_without_arguments(capsys) -> None:
+    from detkit.cli import main
+
+    assert main([]) == 0
+    assert "usage: detkit" in capsys.readouterr().out
