@@ -15,6 +15,11 @@ _require_mxnet()
 
 from . import components, data, hookspecs, interfaces  # noqa: E402
 from ._detector import ComponentSpec, SSDDetector, default_context  # noqa: E402
+from ._evaluate import evaluate  # noqa: E402
+from ._evaluation import DetectionMetric  # noqa: E402
+from ._history import History  # noqa: E402
+from ._predict import Detection, draw_detections, load_image  # noqa: E402
+from ._training import Callback, fit  # noqa: E402
 from ._plugins import PluginInfo, get_plugin_manager, list_plugins, register_plugin  # noqa: E402
 from ._registry import ComponentInfo  # noqa: E402
 from .hookspecs import hookimpl  # noqa: E402
@@ -78,9 +83,13 @@ def list_components() -> list[ComponentInfo]:
 __all__ = [
     "AnchorGenerator",
     "Backbone",
+    "Callback",
     "Component",
     "ComponentInfo",
     "ComponentSpec",
+    "Detection",
+    "DetectionMetric",
+    "History",
     "Loss",
     "PluginInfo",
     "PostProcessor",
@@ -92,12 +101,16 @@ __all__ = [
     "components",
     "data",
     "default_context",
+    "draw_detections",
     "errors",
+    "evaluate",
+    "fit",
     "get_plugin_manager",
     "hookimpl",
     "hookspecs",
     "interfaces",
     "list_components",
     "list_plugins",
+    "load_image",
     "register_plugin",
 ]

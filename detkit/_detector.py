@@ -115,6 +115,9 @@ class SSDDetector:
         component instance. Defaults: the seed's components.
     scale_filters : int, default 128
         Filters of the halving blocks the detector adds after the backbone.
+    data_shape : int or (int, int), default 256
+        The input size ``S`` (``S x S``) or ``(H, W)`` that images are resized to for
+        training and prediction (the seed: 256).
     ctx : mxnet.Context, optional
         Where the network lives; default: :func:`default_context` (GPU if any).
     hybridize : bool, default True
@@ -149,10 +152,12 @@ class SSDDetector:
         loss: ComponentSpec = _DEFAULTS["loss"],
         post_processor: ComponentSpec = _DEFAULTS["post_processor"],
         scale_filters: int = 128,
+        data_shape: int | tuple[int, int] = 256,
         ctx: mx.Context | None = None,
         hybridize: bool = True,
     ) -> None:
         self.classes = _check_classes(classes)
+        self.data_shape: tuple[int, int] = _pair("data_shape", data_shape)
         if not isinstance(scale_filters, int) or isinstance(scale_filters, bool) or scale_filters < 1:
             raise InputError(f"The 'scale_filters' argument must be a positive int; got {scale_filters!r} instead.")
         if ctx is not None and not isinstance(ctx, mx.Context):
@@ -182,6 +187,11 @@ class SSDDetector:
                 f"The backbone {self._specs['backbone'][0]!r} must declare one out_channels and one "
                 f"out_strides entry per feature map; got {list(self.backbone.out_channels)} and "
                 f"{list(self.backbone.out_strides)} instead."
+            )
+        if min(self.data_shape) < self.min_input_size:
+            raise InputError(
+                f"The 'data_shape' argument must be at least {self.min_input_size} on each side for this "
+                f"network; got {self.data_shape} instead."
             )
         if self.anchor_generator.num_scales < backbone_scales:
             raise InputError(
@@ -262,6 +272,31 @@ class SSDDetector:
         """
         return self._inference(self.check_images(images))
 
+    def predict(self, images: Any, threshold: float = 0.5, *, batch_size: int = 32) -> Any:
+        """Detect objects in images given as files or arrays; boxes in pixels of each original image.
+
+        Images go through the same preprocessing as validation data (resize to
+        :attr:`data_shape`, minus :data:`detkit.data.RGB_MEAN`).
+
+        Parameters
+        ----------
+        images : path, numpy.ndarray, mxnet.nd.NDArray, or a list of those
+            Each a path to an image file, or an ``(H, W, 3)`` RGB array (values 0-255).
+        threshold : float, default 0.5
+            Keep detections scoring at least this.
+        batch_size : int, default 32
+            Images per forward pass.
+
+        Returns
+        -------
+        list of Detection, or a list of such lists
+            For one image, its detections, highest score first; for a list of
+            images, one list per image.
+        """
+        from ._predict import predict
+
+        return predict(self, images, threshold, batch_size)
+
     # -- configuration and persistence --------------------------------------------
 
     def get_config(self) -> dict[str, Any]:
@@ -283,6 +318,7 @@ class SSDDetector:
             "format": _FORMAT,
             "classes": list(self.classes),
             "scale_filters": self.scale_filters,
+            "data_shape": list(self.data_shape),
             "components": components,
         }
 
@@ -356,7 +392,8 @@ class SSDDetector:
                 raise ComponentNotFoundError(f"{error}{hint}") from None
             specs[kind] = (entry["name"], entry.get("kwargs") or {})
         detector = cls(
-            config["classes"], scale_filters=config.get("scale_filters", 128), ctx=ctx, hybridize=hybridize, **specs
+            config["classes"], scale_filters=config.get("scale_filters", 128),
+            data_shape=tuple(config.get("data_shape", (256, 256))), ctx=ctx, hybridize=hybridize, **specs
         )
         try:
             detector.network.load_parameters(str(params_path), ctx=detector.ctx)
@@ -368,7 +405,7 @@ class SSDDetector:
             raise CheckpointError(f"The weights in {params_path} do not fit the configuration: {error}") from error
         return detector
 
-    def export(self, directory: PathLike, data_shape: int | tuple[int, int] = 256) -> tuple[Path, Path]:
+    def export(self, directory: PathLike, data_shape: int | tuple[int, int] | None = None) -> tuple[Path, Path]:
         """Write a deployable graph, images -> detections, that runs without detkit.
 
         Writes ``detector-symbol.json``, ``detector-0000.params`` and
@@ -382,7 +419,7 @@ class SSDDetector:
         (pathlib.Path, pathlib.Path)
             The symbol file and the parameters file.
         """
-        height, width = _pair("data_shape", data_shape)
+        height, width = self.data_shape if data_shape is None else _pair("data_shape", data_shape)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         block = _InferenceNetwork(self.network, self.post_processor)

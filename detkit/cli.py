@@ -20,9 +20,10 @@ __all__ = ["main"]
 def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
     # Imported here so that `detkit --help` stays fast and one group's import
     # error cannot hide the others' help.
+    from ._cli_train import add_commands as add_training_commands
     from .data._cli import add_commands as add_data_commands
 
-    return [add_data_commands]
+    return [add_training_commands, add_data_commands]
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,61 @@
+"""evaluate(): a detector's mAP on a dataset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._detector import SSDDetector
+from ._evaluation import DetectionMetric
+from .errors import InputError
+
+__all__ = ["evaluate"]
+
+
+def evaluate(detector: SSDDetector, data: Any, *, batch_size: int = 32, progress: bool = False) -> dict[str, Any]:
+    """Detect on every image of ``data`` and score the detections against its labels.
+
+    Images go through the validation pipeline (resize to ``detector.data_shape``,
+    mean subtraction, no augmentation) and the detector's post-processor.
+
+    Parameters
+    ----------
+    detector : SSDDetector
+    data : DetectionDataset
+        Anything with ``loader(batch_size, data_shape, *, train=False)`` and ``classes``.
+    batch_size : int, default 32
+    progress : bool, default False
+        Show a progress bar.
+
+    Returns
+    -------
+    dict
+        ``map_50`` (VOC area under the precision envelope at IoU 0.5),
+        ``map_50_voc07`` (VOC2007 11-point), ``map_50_95`` (COCO-style over IoU
+        0.50:0.05:0.95), ``per_class`` (per class name: ``ap_50``, ``ap_50_voc07``,
+        ``ap_50_95``, ``num_ground_truth``, ``num_difficult``, ``num_detections``),
+        ``map_per_iou`` (the COCO-style mAP at each IoU threshold) and ``num_images``.
+        See :class:`DetectionMetric` for the exact conventions.
+    """
+    if not isinstance(detector, SSDDetector):
+        raise InputError(f"The 'detector' argument must be an SSDDetector; got {type(detector).__name__} instead.")
+    if not hasattr(data, "loader"):
+        raise InputError(
+            f"The 'data' argument must be a detection dataset such as detkit.data.DetectionDataset; "
+            f"got {type(data).__name__} instead."
+        )
+    classes = list(getattr(data, "classes", detector.classes))
+    if classes != detector.classes:
+        raise InputError(
+            f"The dataset's classes {classes} differ from the detector's {detector.classes}; "
+            "evaluate a detector on data with the same classes."
+        )
+    from tqdm.auto import tqdm
+
+    metric = DetectionMetric(detector.num_classes, detector.classes)
+    loader = data.loader(batch_size, detector.data_shape, train=False, last_batch="pad")
+    for batch in tqdm(loader, desc="evaluate", unit="batch", leave=False, disable=not progress):
+        detections = detector.detect(batch.data).asnumpy()
+        labels = batch.label.asnumpy()
+        keep = detections.shape[0] - batch.pad  # padding images repeat earlier ones: score them once
+        metric.update(detections[:keep], labels[:keep])
+    return metric.compute()

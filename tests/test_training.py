@@ -1,0 +1,245 @@
+"""fit(), evaluate(), predict() on a tiny synthetic set: small images, few iterations."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import detkit
+from detkit import SSDDetector
+from detkit.errors import CheckpointError, InputError, NonFiniteLossError
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pikachu")
+    return detkit.data.synthetic_pikachu(root, num_train=32, num_val=8, image_size=SIZE, seed=3, progress=False)
+
+
+def _detector(**kwargs) -> SSDDetector:
+    mx.random.seed(11)  # the same initial weights every time
+    return SSDDetector(classes=["pikachu"], data_shape=SIZE, ctx=mx.cpu(), **kwargs)
+
+
+def _weights(detector: SSDDetector) -> dict[str, np.ndarray]:
+    # Keyed by position: parameter names carry a per-instance prefix (ssdnetwork0_, ssdnetwork1_, ...).
+    return {f"{i}:{p.shape}": p.data().asnumpy() for i, p in enumerate(detector.network.collect_params().values())}
+
+
+def test_fit_lowers_the_loss_and_records_the_documented_fields(tiny) -> None:
+    train, val = tiny
+    detector = _detector()
+    history = detkit.fit(detector, train, val, epochs=3, batch_size=8, seed=0, quiet=True,
+                         optimizer_params={"learning_rate": 0.05})
+    assert len(history) == 3
+    for field in ("epoch", "loss", "focal", "smooth_l1", "class_accuracy", "box_mae", "learning_rate",
+                  "seconds", "images_per_second", "map_50", "map_50_voc07", "map_50_95"):
+        assert field in history.last, field
+    assert history["epoch"] == [1, 2, 3]
+    assert history["loss"][-1] < history["loss"][0]
+    assert all(math.isfinite(v) for v in history["loss"])
+    assert 0 <= history.last["class_accuracy"] <= 1 and 0 <= history.last["map_50"] <= 1
+
+
+def test_progress_and_summary_lines_unless_quiet(tiny, capsys) -> None:
+    train, _ = tiny
+    detkit.fit(_detector(), train, epochs=1, batch_size=16, seed=0)
+    out = capsys.readouterr().out
+    assert "epoch   1/1  loss" in out and "class acc" in out and "img/s" in out
+    detkit.fit(_detector(), train, epochs=1, batch_size=16, seed=0, quiet=True)
+    captured = capsys.readouterr()
+    assert captured.out == "" and "epoch" not in captured.err
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(tiny, tmp_path) -> None:
+    train, _ = tiny
+    straight = _detector()
+    detkit.fit(straight, train, epochs=2, batch_size=8, seed=5, quiet=True, checkpoint_dir=tmp_path / "a",
+               optimizer_params={"learning_rate": 0.05, "momentum": 0.9})
+    first = _detector()
+    detkit.fit(first, train, epochs=1, batch_size=8, seed=5, quiet=True, checkpoint_dir=tmp_path / "b",
+               optimizer_params={"learning_rate": 0.05, "momentum": 0.9})
+    resumed = _detector()
+    history = detkit.fit(resumed, train, epochs=2, batch_size=8, quiet=True, checkpoint_dir=tmp_path / "b",
+                         resume=True, optimizer_params={"learning_rate": 0.05, "momentum": 0.9})
+    assert history["epoch"] == [1, 2]
+    expected, got = _weights(straight), _weights(resumed)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    # And the resumed run really trained: its weights moved from the one-epoch checkpoint.
+    assert any(not np.allclose(_weights(first)[n], got[n]) for n in got)
+
+
+def test_checkpoints_keep_last_and_best_and_load_as_detectors(tiny, tmp_path) -> None:
+    train, val = tiny
+    detkit.fit(_detector(), train, val, epochs=2, batch_size=16, seed=0, quiet=True, checkpoint_dir=tmp_path)
+    last = json.loads((tmp_path / "last.json").read_text())
+    assert last["checkpoint"] == "epoch-0002"
+    assert json.loads((tmp_path / "best.json").read_text())["checkpoint"] in {"epoch-0001", "epoch-0002"}
+    loaded = SSDDetector.load(tmp_path / last["checkpoint"], ctx=mx.cpu())
+    assert loaded.data_shape == (SIZE, SIZE)
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_an_interrupted_checkpoint_write_leaves_the_previous_one_loadable(tiny, tmp_path, monkeypatch) -> None:
+    train, _ = tiny
+    detector = _detector()
+    detkit.fit(detector, train, epochs=1, batch_size=16, seed=0, quiet=True, checkpoint_dir=tmp_path)
+    before = _weights(SSDDetector.load(tmp_path / "epoch-0001", ctx=mx.cpu()))
+
+    def crash(self, path):
+        (tmp_path / "crashed").write_text("")
+        raise KeyboardInterrupt  # the power goes out while the trainer states are written
+
+    monkeypatch.setattr(mx.gluon.Trainer, "save_states", crash)
+    with pytest.raises(KeyboardInterrupt):
+        detkit.fit(detector, train, epochs=2, batch_size=16, quiet=True, checkpoint_dir=tmp_path, resume=True)
+    assert (tmp_path / "crashed").exists()
+    assert json.loads((tmp_path / "last.json").read_text())["checkpoint"] == "epoch-0001"
+    after = _weights(SSDDetector.load(tmp_path / "epoch-0001", ctx=mx.cpu()))
+    for name in before:
+        np.testing.assert_array_equal(after[name], before[name])
+    assert not (tmp_path / "epoch-0002").exists()
+
+
+class _PoisonAfterFirstEpoch(detkit.Callback):
+    """Makes a class head's weights NaN after the first epoch, as a diverging run would."""
+
+    def on_epoch_end(self, epoch, record, detector):
+        if epoch == 0:
+            head = detector.network.class_heads[0].weight
+            head.set_data(head.data() * float("nan"))
+
+
+def test_a_non_finite_loss_stops_training_and_names_epoch_and_batch(tiny, tmp_path) -> None:
+    train, _ = tiny
+    with pytest.raises(NonFiniteLossError) as caught:
+        detkit.fit(_detector(), train, epochs=3, batch_size=8, seed=0, quiet=True, checkpoint_dir=tmp_path,
+                   callbacks=[_PoisonAfterFirstEpoch()])
+    error = caught.value
+    assert (error.epoch, error.batch) == (1, 0)
+    assert "epoch 2, batch 1" in str(error) and "nan" in str(error)
+    assert json.loads((tmp_path / "last.json").read_text())["checkpoint"] == "epoch-0001"
+    weights = _weights(SSDDetector.load(tmp_path / "epoch-0001", ctx=mx.cpu()))
+    assert all(np.isfinite(w).all() for w in weights.values())
+
+
+def test_a_diverging_run_stops_with_a_non_finite_loss(tiny) -> None:
+    train, _ = tiny
+    with pytest.raises(NonFiniteLossError, match=r"in epoch \d+, batch \d+"):
+        detkit.fit(_detector(), train, epochs=5, batch_size=8, seed=0, quiet=True,
+                   optimizer_params={"learning_rate": 1e12})
+
+
+def test_fit_rejects_bad_arguments(tiny) -> None:
+    train, _ = tiny
+    detector = _detector()
+    with pytest.raises(InputError, match="'epochs'"):
+        detkit.fit(detector, train, epochs=0)
+    with pytest.raises(InputError, match="'train_data'"):
+        detkit.fit(detector, [1, 2], epochs=1)
+    with pytest.raises(InputError, match="'resume'.*checkpoint_dir"):
+        detkit.fit(detector, train, epochs=1, resume=True)
+    with pytest.raises(InputError, match="'lr_schedule'"):
+        detkit.fit(detector, train, epochs=1, lr_schedule="exponential", quiet=True)
+    with pytest.raises(InputError, match="fewer than one batch"):
+        detkit.fit(detector, train, epochs=1, batch_size=64, quiet=True)
+    with pytest.raises(InputError, match="'devices'"):
+        detkit.fit(detector, train, epochs=1, devices="tpu")
+
+
+def test_resume_refuses_a_checkpoint_of_another_detector(tiny, tmp_path) -> None:
+    train, _ = tiny
+    detkit.fit(_detector(), train, epochs=1, batch_size=16, seed=0, quiet=True, checkpoint_dir=tmp_path)
+    other = _detector(loss=("focal_smooth_l1", {"gamma": 1.0}))
+    with pytest.raises(CheckpointError, match="another detector configuration"):
+        detkit.fit(other, train, epochs=2, batch_size=16, quiet=True, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_cosine_schedule_decays_the_learning_rate(tiny) -> None:
+    train, _ = tiny
+    history = detkit.fit(_detector(), train, epochs=2, batch_size=16, seed=0, quiet=True,
+                         lr_schedule="cosine", warmup_epochs=0.5)
+    assert history["learning_rate"][1] < history["learning_rate"][0] < 0.1
+
+
+def test_callbacks_are_called_and_can_stop_training(tiny) -> None:
+    train, _ = tiny
+    calls = []
+
+    class Stopper(detkit.Callback):
+        def on_train_begin(self, detector, history):
+            calls.append("begin")
+
+        def on_epoch_end(self, epoch, record, detector):
+            calls.append(("epoch", epoch, round(record["loss"], 6) > 0))
+            return epoch == 1
+
+        def on_train_end(self, history):
+            calls.append(("end", len(history)))
+
+    detkit.fit(_detector(), train, epochs=5, batch_size=16, seed=0, quiet=True, callbacks=[Stopper()])
+    assert calls == ["begin", ("epoch", 0, True), ("epoch", 1, True), ("end", 2)]
+
+
+def test_evaluate_reports_voc_and_coco_map(tiny) -> None:
+    _, val = tiny
+    scores = detkit.evaluate(_detector(), val, batch_size=3)  # 8 images: the last batch is padded
+    assert scores["num_images"] == len(val) == 8
+    assert set(scores["per_class"]) == {"pikachu"}
+    assert scores["per_class"]["pikachu"]["num_ground_truth"] == sum(len(val.objects(i)) for i in range(len(val)))
+    for key in ("map_50", "map_50_voc07", "map_50_95"):
+        assert 0 <= scores[key] <= 1
+
+
+def test_predict_returns_pixel_boxes_for_every_input_type(tiny, tmp_path) -> None:
+    from PIL import Image
+
+    _, val = tiny
+    detector = _detector()
+    image = np.concatenate([val.image(0), val.image(1)], axis=1)  # 64 x 128: not square
+    path = tmp_path / "two.png"
+    Image.fromarray(image).save(path)
+    expected = detector.predict(image, threshold=0.0)
+    assert expected, "an untrained detector still scores some boxes above 0"
+    for given in (str(path), path, image, mx.nd.array(image, dtype="uint8"), image.astype("float32")):
+        got = detector.predict(given, threshold=0.0)
+        assert [d.class_name for d in got] == [d.class_name for d in expected]
+        np.testing.assert_allclose([d.box for d in got], [d.box for d in expected], rtol=1e-4, atol=1e-3)
+    # Boxes are the normalised detections scaled by the original width and height.
+    rows = detector.detect(detkit.data.preprocess(image, detector.data_shape)).asnumpy()[0]
+    top = rows[rows[:, 0] >= 0][np.argmax(rows[rows[:, 0] >= 0][:, 1])]
+    np.testing.assert_allclose(expected[0].box, top[2:6] * [128, 64, 128, 64], rtol=1e-4)
+    assert expected[0].score == pytest.approx(top[1]) and expected[0].score >= expected[-1].score
+    several = detector.predict([image, str(path)], threshold=0.5)
+    assert len(several) == 2 and all(d.score >= 0.5 for ds in several for d in ds)
+
+
+def test_predict_rejects_bad_images(tiny) -> None:
+    detector = _detector()
+    with pytest.raises(InputError, match="does not exist"):
+        detector.predict("no/such/image.jpg")
+    with pytest.raises(InputError, match=r"\(H, W, 3\)"):
+        detector.predict(np.zeros((64, 64, 4), dtype="uint8"))
+    with pytest.raises(InputError, match="list"):
+        detector.predict(np.zeros((2, 3, 64, 64), dtype="float32"))
+    with pytest.raises(InputError, match="'threshold'"):
+        detector.predict(np.zeros((64, 64, 3), dtype="uint8"), threshold=2)
+
+
+def test_draw_detections_and_history_plot_write_pngs(tiny, tmp_path) -> None:
+    _, val = tiny
+    detector = _detector()
+    detections = detector.predict(val.image(0), threshold=0.0)[:3]
+    out = detkit.draw_detections(val.image(0), detections, tmp_path / "dets.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    history = detkit.History([{"epoch": 1, "loss": 1.0, "map_50": 0.2}, {"epoch": 2, "loss": 0.5, "map_50": 0.4}])
+    history.plot(tmp_path / "history.png")
+    assert (tmp_path / "history.png").read_bytes()[:4] == b"\x89PNG"
