@@ -1,0 +1,381 @@
+"""DetectionDataset: a detection RecordIO file on disk, and its batch loader."""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator, NamedTuple, Sequence
+
+import mxnet as mx
+import numpy as np
+from PIL import Image
+
+from ..errors import DataError, InputError
+from . import _recordio
+from ._transforms import data_shape_hw, decode_image, random_crop, resize_normalize
+
+# The seed pads every label to at least 3 rows ("the CUDA implementation
+# requires each image has at least 3 labels").
+MIN_LABEL_ROWS = 3
+_PREFETCH_BATCHES = 2
+_DECODE_THREADS = 2  # images of a batch are decoded by this many threads (Pillow releases the GIL)
+_LABEL_PREFIX_BYTES = 4096  # enough for the header and ~200 objects; longer labels are read whole
+
+
+class DetectionBatch(NamedTuple):
+    """One batch from :meth:`DetectionDataset.loader`.
+
+    Attributes
+    ----------
+    data : mxnet.nd.NDArray
+        ``(B, 3, H, W)`` float32 on the CPU: RGB images resized to ``data_shape``
+        minus :data:`RGB_MEAN`.
+    label : mxnet.nd.NDArray
+        ``(B, M, 5)`` float32 rows ``[class_id, xmin, ymin, xmax, ymax]``, boxes
+        normalised to [0, 1] of the (cropped) image; padding rows are all ``-1``.
+    pad : int
+        How many images at the end of this batch are padding (repeats of the
+        epoch's first images), only ever non-zero in the last batch.
+    """
+
+    data: mx.nd.NDArray
+    label: mx.nd.NDArray
+    pad: int
+
+
+def _check_classes(classes) -> list[str]:
+    if isinstance(classes, str) or not isinstance(classes, Sequence):
+        raise InputError(f"The 'classes' parameter must be a list of class names. Got {classes!r} instead.")
+    names = list(classes)
+    if not names or not all(isinstance(n, str) and n.strip() and n == n.strip() and "\n" not in n for n in names):
+        raise InputError(
+            "The 'classes' parameter must be a non-empty list of non-empty names without "
+            f"surrounding spaces. Got {classes!r} instead."
+        )
+    if len(set(names)) != len(names):
+        raise InputError(f"The 'classes' parameter must not repeat a name. Got {classes!r} instead.")
+    return names
+
+
+class DetectionDataset:
+    """A detection dataset stored as MXNet RecordIO (``.rec`` and ``.idx``), like the seed's pikachu.
+
+    Opening a dataset reads every record's label (not its image) and checks it:
+    a truncated or corrupt file, an ``.idx`` that does not match, or a malformed
+    label raises :class:`~detkit.errors.DataError` naming the file and the record
+    index. Images are decoded only when batches are read, and an undecodable one
+    raises the same way then.
+
+    Parameters
+    ----------
+    rec_path : str or os.PathLike
+        The ``.rec`` file.
+    idx_path : str or os.PathLike, optional
+        Its index. By default ``rec_path`` with the suffix ``.idx`` if that file
+        exists; otherwise the records are found by walking the ``.rec`` file once
+        (``detkit data index FILE.rec`` writes the index to disk).
+    classes : list of str
+        The class names; record class id ``i`` is ``classes[i]``.
+
+    Attributes
+    ----------
+    rec_path, idx_path : pathlib.Path
+        The files read (``idx_path`` is ``None`` when the index was rebuilt in memory).
+    classes : list of str
+    pack_summary : PackSummary or None
+        What :func:`pack_voc` / :func:`pack_coco` packed and skipped, for a dataset
+        they returned; ``None`` otherwise.
+    """
+
+    def __init__(self, rec_path, idx_path=None, *, classes) -> None:
+        self.classes: list[str] = _check_classes(classes)
+        self.rec_path = Path(rec_path)
+        if not self.rec_path.is_file():
+            raise DataError(f"{self.rec_path}: no such RecordIO file")
+        if idx_path is None:
+            default = self.rec_path.with_suffix(".idx")
+            self.idx_path: Path | None = default if default.is_file() else None
+        else:
+            self.idx_path = Path(idx_path)
+            if not self.idx_path.is_file():
+                raise DataError(
+                    f"{self.idx_path}: no such index file; leave out idx_path to rebuild the index "
+                    f"in memory, or write one with `detkit data index {self.rec_path}`"
+                )
+        self.pack_summary = None
+        if self.idx_path is not None:
+            self._keys, self._offsets = _recordio.read_index(self.idx_path)
+        else:
+            self._offsets = _recordio.scan_offsets(self.rec_path)
+            self._keys = list(range(len(self._offsets)))
+        if not self._offsets:
+            raise DataError(f"{self.rec_path}: the dataset has no records")
+        self._objects: list[np.ndarray] = []
+        self._image_starts: list[int] = []
+        self._read_labels()
+
+    def _read_labels(self) -> None:
+        size = os.path.getsize(self.rec_path)
+        with open(self.rec_path, "rb") as file:
+            for index, offset in enumerate(self._offsets):
+                if offset >= size:
+                    raise DataError(
+                        f"{self.rec_path}: record {index} (byte {offset}) lies beyond the end of the "
+                        f"file ({size} bytes): the file is truncated or {self.idx_path} belongs to "
+                        "another file"
+                    )
+                head = _recordio.read_record_prefix(file, offset, size, self.rec_path, index, _LABEL_PREFIX_BYTES)
+                if len(head) == _LABEL_PREFIX_BYTES and _needs_more(head):
+                    head = _recordio.read_record(file, offset, size, self.rec_path, index)
+                parsed = _recordio.parse_detection(head, self._where(index, offset), self._class_limit())
+                self._objects.append(parsed.objects)
+                self._image_starts.append(parsed.image_start)
+
+    def _class_limit(self) -> int | None:
+        return len(self.classes)
+
+    def _class_name(self, class_id: int) -> str:
+        return self.classes[class_id]
+
+    def _sample(
+        self, file, size: int, index: int, shape_hw: tuple[int, int], rng: np.random.Generator | None, out: np.ndarray
+    ) -> np.ndarray:
+        """Decode image ``index``, crop it when ``rng`` is given, resize and normalise it into ``out``
+        ``(3, H, W)``; return its objects ``(K, 5)`` in the coordinates of the (cropped) image."""
+        image = self._decode(file, size, index)
+        objects = self._objects[index]
+        box = None
+        if rng is not None:
+            crop = random_crop(rng, objects, image.height, image.width)
+            if crop is not None:
+                box, objects = crop
+        resize_normalize(image, shape_hw, out=out, crop=box)
+        return objects
+
+    def _where(self, index: int, offset: int | None = None) -> str:
+        offset = self._offsets[index] if offset is None else offset
+        key = self._keys[index]
+        return f"{self.rec_path}: record {index} ({'' if key == index else f'key {key}, '}byte {offset})"
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def __repr__(self) -> str:
+        return (
+            f"DetectionDataset({str(self.rec_path)!r}, {len(self)} images, "
+            f"max_objects={self.max_objects}, classes={self.classes!r})"
+        )
+
+    @property
+    def max_objects(self) -> int:
+        """The largest number of objects in one image of this file."""
+        return max(len(o) for o in self._objects)
+
+    def objects(self, index: int) -> np.ndarray:
+        """The objects of image ``index`` as stored: ``(K, 5)`` float32 ``[class_id, xmin, ymin, xmax, ymax]``."""
+        if not -len(self) <= index < len(self):
+            raise InputError(f"The 'index' parameter must be in [0, {len(self)}). Got {index} instead.")
+        return self._objects[index].copy()
+
+    def image(self, index: int) -> np.ndarray:
+        """Decode image ``index``: ``(H, W, 3)`` uint8 RGB, as stored (no resize, no mean subtraction)."""
+        if not -len(self) <= index < len(self):
+            raise InputError(f"The 'index' parameter must be in [0, {len(self)}). Got {index} instead.")
+        index %= len(self)
+        size = os.path.getsize(self.rec_path)
+        with open(self.rec_path, "rb") as file:
+            return np.asarray(self._decode(file, size, index))
+
+    def _decode(self, file, size: int, index: int) -> "Image.Image":
+        data = _recordio.read_record(file, self._offsets[index], size, self.rec_path, index)
+        return decode_image(data[self._image_starts[index]:], self._where(index))
+
+    def loader(
+        self,
+        batch_size: int,
+        data_shape=256,
+        *,
+        train: bool,
+        shuffle: bool | None = None,
+        seed: int | None = None,
+        num_objects: int | None = None,
+        last_batch: str = "pad",
+    ) -> "DetectionLoader":
+        """Batches of images and labels, with the seed's pipeline.
+
+        Parameters
+        ----------
+        batch_size : int
+            Images per batch, ``B``.
+        data_shape : int or tuple of int
+            Output image size: ``S`` for ``S x S`` or ``(H, W)``.
+        train : bool
+            ``True``: the seed's training augmentation, a random crop that keeps
+            more than 95 % of every object it touches (200 attempts, else the whole
+            image), and shuffling by default. ``False``: no augmentation, file order.
+        shuffle : bool, optional
+            Shuffle every epoch; defaults to ``train``.
+        seed : int, optional
+            Makes the shuffling and the crops reproducible (each epoch still differs).
+        num_objects : int, optional
+            Label rows per image, ``M``; defaults to ``max(max_objects, 3)``. Pass the
+            same value to the training and validation loaders to give their labels
+            one shape (the seed's ``sync_label_shape``).
+        last_batch : {"pad", "discard"}
+            ``"pad"`` fills the last batch with the epoch's first images and says how
+            many in :attr:`DetectionBatch.pad`; ``"discard"`` drops an incomplete one.
+
+        Returns
+        -------
+        DetectionLoader
+            Re-iterable: every ``iter()`` is one epoch of :class:`DetectionBatch`;
+            ``len()`` is the number of batches an epoch. Images are decoded in a
+            background thread, a few batches ahead.
+        """
+        return DetectionLoader(
+            self,
+            batch_size,
+            data_shape,
+            train=train,
+            shuffle=shuffle,
+            seed=seed,
+            num_objects=num_objects,
+            last_batch=last_batch,
+        )
+
+
+def _needs_more(head: bytes) -> bool:
+    flag = int.from_bytes(head[:4], "little")
+    return 24 + 4 * flag > len(head)
+
+
+def _check_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InputError(f"The '{name}' parameter must be an int >= {minimum}. Got {value!r} instead.")
+    return int(value)
+
+
+class DetectionLoader:
+    """The iterable that :meth:`DetectionDataset.loader` returns (see there)."""
+
+    def __init__(
+        self,
+        dataset: DetectionDataset,
+        batch_size: int,
+        data_shape=256,
+        *,
+        train: bool,
+        shuffle: bool | None = None,
+        seed: int | None = None,
+        num_objects: int | None = None,
+        last_batch: str = "pad",
+    ) -> None:
+        self.dataset = dataset
+        self.batch_size = _check_int(batch_size, "batch_size", 1)
+        self.data_shape = data_shape_hw(data_shape)
+        self.train = bool(train)
+        self.shuffle = self.train if shuffle is None else bool(shuffle)
+        if last_batch not in ("pad", "discard"):
+            raise InputError(f"The 'last_batch' parameter must be 'pad' or 'discard'. Got {last_batch!r} instead.")
+        self.last_batch = last_batch
+        if num_objects is None:
+            num_objects = max(dataset.max_objects, MIN_LABEL_ROWS)
+        num_objects = _check_int(num_objects, "num_objects", 1)
+        if num_objects < dataset.max_objects:
+            raise InputError(
+                f"The 'num_objects' parameter must be at least {dataset.max_objects}, the most objects "
+                f"in one image of {dataset.rec_path}. Got {num_objects} instead."
+            )
+        self.num_objects = num_objects
+        if seed is not None:
+            seed = _check_int(seed, "seed", 0)
+        self._entropy = np.random.SeedSequence(seed).entropy
+        self._epoch = 0
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return math.ceil(n / self.batch_size) if self.last_batch == "pad" else n // self.batch_size
+
+    def __iter__(self) -> Iterator[DetectionBatch]:
+        epoch = self._epoch
+        self._epoch += 1
+        return _prefetch(self._epoch_arrays(epoch))
+
+    def _epoch_arrays(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+        dataset = self.dataset
+        n = len(dataset)
+        order = np.arange(n)
+        if self.shuffle:
+            order = np.random.default_rng([self._entropy, epoch]).permutation(n)
+        height, width = self.data_shape
+        size = os.path.getsize(dataset.rec_path)
+        files = [open(dataset.rec_path, "rb") for _ in range(_DECODE_THREADS)]
+        pool = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="detkit-decode")
+
+        def fill(part: int, positions: range, data: np.ndarray, label: np.ndarray) -> None:
+            for j, position in enumerate(positions):
+                if j % _DECODE_THREADS != part:
+                    continue
+                index = int(order[position % n])
+                rng = np.random.default_rng([self._entropy, epoch, position]) if self.train else None
+                objects = dataset._sample(files[part], size, index, (height, width), rng, data[j])
+                label[j, : len(objects)] = objects
+
+        try:
+            for b in range(len(self)):
+                data = np.empty((self.batch_size, 3, height, width), np.float32)
+                label = np.full((self.batch_size, self.num_objects, 5), -1.0, np.float32)
+                start = b * self.batch_size
+                positions = range(start, start + self.batch_size)
+                futures = [pool.submit(fill, part, positions, data, label) for part in range(_DECODE_THREADS)]
+                for future in futures:
+                    future.result()
+                yield data, label, max(0, start + self.batch_size - n)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for file in files:
+                file.close()
+
+
+def _prefetch(source: Iterator[tuple[np.ndarray, np.ndarray, int]]) -> Iterator[DetectionBatch]:
+    """Run ``source`` in a background thread, a few items ahead; re-raise its errors here."""
+    items: queue.Queue = queue.Queue(_PREFETCH_BATCHES)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in source:
+                if not put(("item", item)):
+                    return
+            put(("end", None))
+        except BaseException as error:  # handed to the consumer, raised there
+            put(("error", error))
+        finally:
+            source.close()
+
+    thread = threading.Thread(target=work, name="detkit-loader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = items.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            data, label, pad = item
+            yield DetectionBatch(mx.nd.array(data, dtype="float32"), mx.nd.array(label, dtype="float32"), pad)
+    finally:
+        stop.set()

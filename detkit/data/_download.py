@@ -1,0 +1,163 @@
+"""The seed's pikachu dataset: verified, atomic downloads."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ..errors import DownloadError
+from . import _recordio
+from ._classes import write_classes
+from ._dataset import DetectionDataset
+from ._files import atomic_outputs, temp_path_for
+
+#: Where the seed downloads its pikachu dataset from.
+PIKACHU_URL = "https://apache-mxnet.s3-accelerate.amazonaws.com/gluon/dataset/pikachu/"
+#: The seed's SHA-1 sums of the files (the seed has no ``val.idx``: it is rebuilt locally).
+PIKACHU_SHA1 = {
+    "train.rec": "e6bcb6ffba1ac04ff8a9b1115e650af56ee969c8",
+    "train.idx": "dcf7318b2602c06428b9988470c731621716c393",
+    "val.rec": "d6c33f799b4d058e82f2cb5bd9a976f69d72d520",
+}
+PIKACHU_CLASSES = ["pikachu"]
+_TIMEOUT_S = 30
+_CHUNK = 1 << 16
+_OFFLINE_HINT = (
+    "Without network access, make the synthetic pikachu instead: "
+    "detkit.data.synthetic_pikachu(root), or `detkit data synth ROOT`"
+)
+
+
+def sha1_of(path: Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, path, sha1: str, *, progress: bool = True, timeout: float = _TIMEOUT_S) -> bool:
+    """Download ``url`` to ``path`` and check its SHA-1; return whether anything was downloaded.
+
+    A file already at ``path`` with the right SHA-1 is kept. The data goes to a
+    temporary file beside ``path`` that is renamed only once complete and
+    verified, so an interrupted or corrupt download never leaves a file that
+    looks valid. Every failure raises :class:`~detkit.errors.DownloadError`.
+    """
+    path = Path(path)
+    if path.is_file() and sha1_of(path) == sha1:
+        return False
+    temp = temp_path_for(path)
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": "detkit"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                total = response.headers.get("Content-Length")
+                total = int(total) if total and total.isdigit() else None
+                digest = hashlib.sha1()
+                received = 0
+                bar = None
+                if progress:
+                    from tqdm.auto import tqdm
+
+                    bar = tqdm(total=total, unit="B", unit_scale=True, desc=path.name, leave=False)
+                try:
+                    with open(temp, "wb") as file:
+                        while True:
+                            chunk = response.read(_CHUNK)
+                            if not chunk:
+                                break
+                            file.write(chunk)
+                            digest.update(chunk)
+                            received += len(chunk)
+                            if bar is not None:
+                                bar.update(len(chunk))
+                finally:
+                    if bar is not None:
+                        bar.close()
+        except urllib.error.HTTPError as error:
+            raise DownloadError(
+                f"{url}: the server answered HTTP {error.code} {error.reason}. {_OFFLINE_HINT}"
+            ) from None
+        except urllib.error.URLError as error:
+            raise DownloadError(f"cannot reach {url} ({error.reason}). {_OFFLINE_HINT}") from None
+        except (http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError) as error:
+            raise DownloadError(
+                f"{url}: the transfer was interrupted ({type(error).__name__}: {error}); "
+                f"nothing was saved. Try again. {_OFFLINE_HINT}"
+            ) from None
+        if total is not None and received != total:
+            raise DownloadError(
+                f"{url}: the transfer was interrupted after {received} of {total} bytes; "
+                f"nothing was saved. Try again."
+            )
+        if digest.hexdigest() != sha1:
+            raise DownloadError(
+                f"{url}: SHA-1 mismatch: expected {sha1}, got {digest.hexdigest()} "
+                f"({received} bytes); the file was not saved"
+            )
+        os.replace(temp, path)
+        return True
+    finally:
+        if temp.exists():
+            temp.unlink()
+
+
+def write_index(rec_path, idx_path=None) -> Path:
+    """Write the ``.idx`` of a ``.rec`` file (keys 0, 1, ...) by walking the file; atomic."""
+    rec_path = Path(rec_path)
+    idx_path = rec_path.with_suffix(".idx") if idx_path is None else Path(idx_path)
+    offsets = _recordio.scan_offsets(rec_path)
+    with atomic_outputs([idx_path]) as (temp,):
+        temp.write_text("".join(f"{i}\t{offset}\n" for i, offset in enumerate(offsets)), encoding="ascii")
+    return idx_path
+
+
+def pikachu(root, *, base_url: str = PIKACHU_URL, progress: bool = True) -> tuple[DetectionDataset, DetectionDataset]:
+    """Download the seed's pikachu dataset (``train.rec``, ``train.idx``, ``val.rec``) into ``root``.
+
+    Each file is checked against the seed's SHA-1 sum; files already there and
+    verified are not downloaded again; a failed or corrupt download leaves no
+    file behind. ``val.idx``, which the seed does not have, is built locally.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        Folder for the files (created if needed).
+    base_url : str
+        Where the three files are, the seed's server by default.
+    progress : bool
+        Show a progress bar per file.
+
+    Returns
+    -------
+    (DetectionDataset, DetectionDataset)
+        The training and validation sets, classes ``["pikachu"]``.
+
+    Raises
+    ------
+    detkit.errors.DownloadError
+        The server cannot be reached (the message suggests
+        :func:`synthetic_pikachu`), answers with an error, the transfer breaks
+        off, or a file does not match its SHA-1 sum.
+    """
+    root = Path(root)
+    if (root / "synthetic.json").exists():
+        raise DownloadError(f"{root}: holds the synthetic pikachu; download the real one into another folder")
+    root.mkdir(parents=True, exist_ok=True)
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    fetched = {name: download(base + name, root / name, sha1, progress=progress) for name, sha1 in PIKACHU_SHA1.items()}
+    if fetched["val.rec"] or not (root / "val.idx").is_file():
+        write_index(root / "val.rec", root / "val.idx")
+    if not (root / "classes.txt").is_file():
+        with atomic_outputs([root / "classes.txt"]) as (temp,):
+            write_classes(temp, PIKACHU_CLASSES)
+    return (
+        DetectionDataset(root / "train.rec", root / "train.idx", classes=PIKACHU_CLASSES),
+        DetectionDataset(root / "val.rec", root / "val.idx", classes=PIKACHU_CLASSES),
+    )

@@ -1,0 +1,467 @@
+"""Packing your own images into detection RecordIO: Pascal VOC XML or a COCO JSON file."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, NamedTuple
+
+import numpy as np
+from PIL import Image
+
+from ..errors import DataError, InputError
+from . import _recordio
+from ._classes import write_classes
+from ._dataset import DetectionDataset, _check_classes
+from ._files import atomic_outputs
+from ._progress import progress_bar
+
+_JPEG_QUALITY = 95  # as MXNet's im2rec.py
+_COCO_TOLERANCE_PX = 1.0  # COCO boxes may pass the image border by rounding; clipped within this
+
+
+@dataclass(frozen=True)
+class PackSummary:
+    """What :func:`pack_voc` or :func:`pack_coco` did.
+
+    Attributes
+    ----------
+    images : int
+        Images packed.
+    objects : int
+        Objects packed, over all images.
+    skipped : tuple of (str, str)
+        ``(file, reason)`` of each item left out because it was invalid
+        (only with ``skip_invalid=True``; otherwise the first one raises).
+    ignored_crowd : int
+        COCO ``iscrowd`` annotations left out (they mark groups, not objects).
+    """
+
+    images: int
+    objects: int
+    skipped: tuple = ()
+    ignored_crowd: int = 0
+
+    def __str__(self) -> str:
+        text = f"packed {self.images} images with {self.objects} objects"
+        if self.ignored_crowd:
+            text += f"; ignored {self.ignored_crowd} crowd annotations"
+        if self.skipped:
+            text += f"; skipped {len(self.skipped)} invalid items:"
+            text += "".join(f"\n  {reason}" for _, reason in self.skipped)
+        return text
+
+
+class _Item(NamedTuple):
+    """One image to pack: where it came from (for messages), its file, and its objects."""
+
+    source: str
+    image_path: Path
+    size: tuple[int, int] | None  # (width, height) the annotation states, if any
+    objects: list  # [(class_id, xmin, ymin, xmax, ymax)] in pixels, continuous: [0, width] x [0, height]
+    wheres: list  # for each object, how messages name it
+
+
+def _encoded_image(item: _Item) -> tuple[bytes, int, int]:
+    """The bytes to store for an item's image, and its width and height; checks that it decodes."""
+    where = f"{item.source}: image {item.image_path}"
+    try:
+        data = item.image_path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{where} does not exist") from None
+    except OSError as error:
+        raise DataError(f"{where} cannot be read ({error.strerror or error})") from None
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+            if image.format == "JPEG" and image.mode in ("RGB", "L") and orientation == 1:
+                encoded = data  # stored as it is
+            else:  # re-encode: one format every reader decodes, without EXIF rotation
+                buffer = io.BytesIO()
+                image.convert("RGB").save(buffer, format="JPEG", quality=_JPEG_QUALITY)
+                encoded = buffer.getvalue()
+    except Exception as error:  # Pillow raises many types for bad files
+        raise DataError(f"{where} cannot be decoded ({type(error).__name__}: {error})") from None
+    if item.size is not None and item.size != (width, height):
+        raise DataError(
+            f"{item.source}: the annotation gives the image size {item.size[0]}x{item.size[1]} but "
+            f"{item.image_path} is {width}x{height} (an EXIF rotation?)"
+        )
+    return encoded, width, height
+
+
+def _write(
+    items: Iterable[_Item | tuple[str, str]],
+    total: int,
+    out_prefix,
+    classes: list[str],
+    *,
+    skip_invalid: bool,
+    progress: bool,
+    ignored_crowd: int = 0,
+) -> DetectionDataset:
+    out_prefix = Path(out_prefix)
+    paths = [out_prefix.with_name(out_prefix.name + suffix) for suffix in (".rec", ".idx", ".classes.txt")]
+    skipped: list[tuple[str, str]] = []
+    images = objects = 0
+    with atomic_outputs(paths) as (rec_tmp, idx_tmp, classes_tmp):
+        with open(rec_tmp, "wb") as rec:
+            writer = _recordio.RecordWriter(rec)
+            for item in progress_bar(items, enabled=progress, desc=f"packing {out_prefix.name}", total=total):
+                try:
+                    if isinstance(item, tuple) and not isinstance(item, _Item):
+                        raise DataError(item[1])  # an annotation error found while reading
+                    encoded, width, height = _encoded_image(item)
+                    rows = np.array(item.objects, np.float64).reshape(-1, 5)
+                    for row, where in zip(rows, item.wheres):
+                        if row[3] > width or row[4] > height:  # only when the annotation gave no size
+                            raise DataError(f"{where}: box lies outside the {width}x{height} image")
+                    rows[:, 1:] /= [width, height, width, height]
+                except DataError as error:
+                    if not skip_invalid:
+                        raise
+                    source = item[0] if isinstance(item, tuple) else item.source
+                    skipped.append((source, str(error)))
+                    continue
+                writer.write(images, _recordio.pack_detection(images, encoded, rows, width, height))
+                images += 1
+                objects += len(rows)
+        if images == 0:
+            raise DataError(
+                f"nothing to pack into {paths[0]}: no valid images"
+                + (f" ({len(skipped)} skipped: first: {skipped[0][1]})" if skipped else "")
+            )
+        with open(idx_tmp, "w", encoding="ascii", newline="\n") as idx:
+            writer.write_index(idx)
+        write_classes(classes_tmp, classes)
+    dataset = DetectionDataset(paths[0], paths[1], classes=classes)
+    dataset.pack_summary = PackSummary(images, objects, tuple(skipped), ignored_crowd)
+    return dataset
+
+
+# ---------------------------------------------------------------- Pascal VOC
+
+
+def _text(element, tag: str, where: str) -> str:
+    child = element.find(tag)
+    if child is None or child.text is None or not child.text.strip():
+        raise DataError(f"{where}: missing <{tag}>")
+    return child.text.strip()
+
+
+def _number(element, tag: str, where: str) -> float:
+    text = _text(element, tag, where)
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"{where}: <{tag}> is not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise DataError(f"{where}: <{tag}> is not finite: {text!r}")
+    return value
+
+
+def _parse_voc(xml_path: Path) -> tuple[str | None, tuple[int, int] | None, list[tuple[str, tuple, str]]]:
+    """``(filename, (width, height) or None, [(class name, (xmin, ymin, xmax, ymax), where)])`` of one XML file."""
+    try:
+        root = ElementTree.parse(xml_path).getroot()
+    except ElementTree.ParseError as error:
+        raise DataError(f"{xml_path}: not valid XML ({error})") from None
+    except OSError as error:
+        raise DataError(f"{xml_path}: cannot be read ({error.strerror or error})") from None
+    filename = root.findtext("filename")
+    size = None
+    size_element = root.find("size")
+    if size_element is not None and size_element.find("width") is not None:
+        width = _number(size_element, "width", f"{xml_path}: <size>")
+        height = _number(size_element, "height", f"{xml_path}: <size>")
+        if width > 0 and height > 0:  # some tools write 0 when they do not know
+            size = (int(width), int(height))
+    objects = []
+    for i, element in enumerate(root.findall("object")):
+        where = f"{xml_path}: object {i}"
+        name = _text(element, "name", where)
+        where = f"{xml_path}: object {i} ({name!r})"
+        box_element = element.find("bndbox")
+        if box_element is None:
+            raise DataError(f"{where}: missing <bndbox>")
+        box = tuple(_number(box_element, tag, where) for tag in ("xmin", "ymin", "xmax", "ymax"))
+        objects.append((name, box, where))
+    return (filename.strip() if filename else None), size, objects
+
+
+def _voc_items(xml_paths: list[Path], image_dir: Path, parsed: dict, class_ids: dict[str, int]):
+    for xml_path in xml_paths:
+        result = parsed[xml_path]
+        if isinstance(result, DataError):
+            yield (str(xml_path), str(result))
+            continue
+        filename, size, objects = result
+        image_path = image_dir / filename if filename else None
+        if image_path is None or not image_path.is_file():
+            # <filename> is often missing or stale: try the annotation's own stem
+            for suffix in (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".bmp"):
+                candidate = image_dir / (xml_path.stem + suffix)
+                if candidate.is_file():
+                    image_path = candidate
+                    break
+        if image_path is None:
+            yield (str(xml_path), f"{xml_path}: no <filename> and no image named {xml_path.stem}.* in {image_dir}")
+            continue
+        try:
+            rows = [_voc_row(name, box, where, size, class_ids) for name, box, where in objects]
+        except DataError as error:
+            yield (str(xml_path), str(error))
+            continue
+        yield _Item(str(xml_path), image_path, size, rows, [where for _, _, where in objects])
+
+
+def _voc_row(name: str, box: tuple, where: str, size, class_ids: dict[str, int]):
+    if name not in class_ids:
+        raise DataError(f"{where}: unknown class {name!r}; the classes are {sorted(class_ids)}")
+    xmin, ymin, xmax, ymax = box
+    if not (xmin < xmax and ymin < ymax):
+        raise DataError(f"{where}: empty box (xmin, ymin, xmax, ymax) = {box} (need xmin < xmax and ymin < ymax)")
+    width, height = size if size is not None else (math.inf, math.inf)  # else checked against the image
+    if xmin < 0 or ymin < 0 or xmax > width or ymax > height:
+        raise DataError(f"{where}: box (xmin, ymin, xmax, ymax) = {box} lies outside the {width}x{height} image")
+    # VOC pixel indices are 1-based and inclusive: the box covers [xmin - 1, xmax] (0 is read as 1)
+    return (class_ids[name], max(xmin - 1, 0), max(ymin - 1, 0), xmax, ymax)
+
+
+def pack_voc(
+    image_dir,
+    annotation_dir,
+    out_prefix,
+    *,
+    classes=None,
+    skip_invalid: bool = False,
+    progress: bool = True,
+) -> DetectionDataset:
+    """Pack a folder of images with Pascal VOC XML annotations into detection RecordIO.
+
+    Every ``*.xml`` in ``annotation_dir`` (sorted by name) becomes one record: the
+    image named by its ``<filename>`` in ``image_dir`` (or, failing that, the
+    image with the XML file's stem), with every ``<object>`` (``difficult`` ones
+    included). VOC coordinates are 1-based inclusive pixel indices: a box covers
+    ``[xmin - 1, xmax]`` of the image's width. JPEG images are stored as they are,
+    others re-encoded as JPEG (quality 95, like ``im2rec.py``).
+
+    Writes ``out_prefix.rec``, ``out_prefix.idx`` and ``out_prefix.classes.txt``
+    (one class name a line; class id = line number - 1), all three only when
+    packing succeeded.
+
+    Parameters
+    ----------
+    image_dir, annotation_dir : str or os.PathLike
+        The folders (``JPEGImages`` and ``Annotations`` in VOC).
+    out_prefix : str or os.PathLike
+        Path of the outputs without suffix, e.g. ``data/mine/train``.
+    classes : list of str, optional
+        The class names in class-id order; an object of another class is an
+        error. By default the sorted names found in the annotations: pass them
+        explicitly when packing several splits, so that the ids agree.
+    skip_invalid : bool
+        Leave out an image whose annotation or file is invalid, and list it in
+        :attr:`PackSummary.skipped`, instead of raising.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    DetectionDataset
+        The packed dataset; its ``pack_summary`` is a :class:`PackSummary`.
+
+    Raises
+    ------
+    detkit.errors.DataError
+        Naming the file (and the object index) of a box outside the image, an
+        empty box, an unknown class, a missing or undecodable image, bad XML.
+    """
+    image_dir, annotation_dir = Path(image_dir), Path(annotation_dir)
+    for name, folder in (("image_dir", image_dir), ("annotation_dir", annotation_dir)):
+        if not folder.is_dir():
+            raise InputError(f"The '{name}' parameter must be an existing folder. Got {str(folder)!r} instead.")
+    xml_paths = sorted(annotation_dir.glob("*.xml"))
+    if not xml_paths:
+        raise DataError(f"{annotation_dir}: no *.xml annotation files")
+    parsed: dict[Path, object] = {}
+    for xml_path in xml_paths:
+        try:
+            parsed[xml_path] = _parse_voc(xml_path)
+        except DataError as error:
+            if not skip_invalid:
+                raise
+            parsed[xml_path] = error
+    if classes is None:
+        names = {name for result in parsed.values() if not isinstance(result, DataError) for name, _, _ in result[2]}
+        if not names:
+            raise DataError(f"{annotation_dir}: the annotations name no objects; pass the classes explicitly")
+        classes = sorted(names)
+    classes = _check_classes(classes)
+    class_ids = {name: i for i, name in enumerate(classes)}
+    items = _voc_items(xml_paths, image_dir, parsed, class_ids)
+    return _write(items, len(xml_paths), out_prefix, classes, skip_invalid=skip_invalid, progress=progress)
+
+
+# ---------------------------------------------------------------- COCO
+
+
+def _load_coco(json_path: Path) -> dict:
+    try:
+        data = json.loads(json_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(
+            f"The 'json_path' parameter must be an existing file. Got {str(json_path)!r} instead."
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{json_path}: cannot be read ({error})") from None
+    except ValueError as error:
+        raise DataError(f"{json_path}: not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{json_path}: expected a COCO object with 'images', 'annotations', 'categories'")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise DataError(f"{json_path}: missing the list {key!r} of a COCO detection file")
+    return data
+
+
+def _coco_row(ann, k: int, json_path: Path, image, cat_index: dict):
+    where = f"{json_path}: annotation {k}"
+    if isinstance(ann, dict) and "id" in ann:
+        where += f" (id {ann['id']})"
+    if image is not None:
+        where += f" of image {image.get('file_name')!r}"
+    category = ann.get("category_id")
+    if category not in cat_index:
+        raise DataError(f"{where}: unknown category_id {category!r}; the categories are {sorted(cat_index)}")
+    bbox = ann.get("bbox")
+    numbers = isinstance(bbox, list) and all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)
+    if not (numbers and len(bbox) == 4):
+        raise DataError(f"{where}: 'bbox' must be [x, y, width, height] numbers; got {bbox!r}")
+    x, y, w, h = (float(v) for v in bbox)
+    if w <= 0 or h <= 0:
+        raise DataError(f"{where}: empty box [x, y, width, height] = {bbox}")
+    width, height = image["width"], image["height"]
+    t = _COCO_TOLERANCE_PX
+    if x < -t or y < -t or x + w > width + t or y + h > height + t:
+        raise DataError(f"{where}: box [x, y, width, height] = {bbox} lies outside the {width}x{height} image")
+    # in pixels here; normalised once the image's real size is known
+    return (cat_index[category], max(x, 0.0), max(y, 0.0), min(x + w, width), min(y + h, height))
+
+
+def pack_coco(
+    json_path,
+    image_dir,
+    out_prefix,
+    *,
+    skip_invalid: bool = False,
+    progress: bool = True,
+) -> DetectionDataset:
+    """Pack the images of a COCO detection JSON file into detection RecordIO.
+
+    Every entry of ``images`` becomes one record (in file order), with its
+    annotations; an image without annotations has no objects. Class ids follow
+    the ``categories`` sorted by ``id``; ``iscrowd`` annotations are left out and
+    counted. Boxes may pass the image border by up to one pixel (rounding in
+    COCO files) and are clipped. Writes ``out_prefix.rec``, ``.idx`` and
+    ``.classes.txt`` as :func:`pack_voc` does, only when packing succeeded.
+
+    Parameters
+    ----------
+    json_path : str or os.PathLike
+        The COCO ``instances_*.json`` file.
+    image_dir : str or os.PathLike
+        The folder that the ``file_name`` of the images are relative to.
+    out_prefix : str or os.PathLike
+        Path of the outputs without suffix.
+    skip_invalid : bool
+        Leave out an image with an invalid annotation or file, listed in
+        :attr:`PackSummary.skipped`, instead of raising.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    DetectionDataset
+        The packed dataset; its ``pack_summary`` is a :class:`PackSummary`.
+
+    Raises
+    ------
+    detkit.errors.DataError
+        Naming the JSON file and the annotation index (or the image) of a box
+        outside the image, an empty box, an unknown category, a missing or
+        undecodable image.
+    """
+    json_path, image_dir = Path(json_path), Path(image_dir)
+    if not image_dir.is_dir():
+        raise InputError(f"The 'image_dir' parameter must be an existing folder. Got {str(image_dir)!r} instead.")
+    data = _load_coco(json_path)
+    categories = data["categories"]
+    try:
+        categories = sorted(categories, key=lambda c: c["id"])
+        cat_index = {c["id"]: i for i, c in enumerate(categories)}
+        classes = _check_classes([str(c["name"]) for c in categories])
+    except (KeyError, TypeError, InputError) as error:
+        raise DataError(f"{json_path}: invalid 'categories' (each needs a unique 'id' and 'name'): {error}") from None
+    images = {}
+    for k, image in enumerate(data["images"]):
+        if not (
+            isinstance(image, dict)
+            and "id" in image
+            and isinstance(image.get("file_name"), str)
+            and all(isinstance(image.get(key), int) and image[key] > 0 for key in ("width", "height"))
+        ):
+            raise DataError(
+                f"{json_path}: image {k} needs 'id', 'file_name', and positive integer 'width' and 'height'"
+            )
+        images[image["id"]] = image
+    rows: dict = {image_id: [] for image_id in images}
+    errors: dict = {}
+    ignored_crowd = 0
+    for k, ann in enumerate(data["annotations"]):
+        image = images.get(ann.get("image_id")) if isinstance(ann, dict) else None
+        try:
+            if image is None:
+                raise DataError(
+                    f"{json_path}: annotation {k}: no image with image_id "
+                    f"{ann.get('image_id') if isinstance(ann, dict) else None!r}"
+                )
+            if ann.get("iscrowd"):
+                ignored_crowd += 1
+                continue
+            rows[image["id"]].append(_coco_row(ann, k, json_path, image, cat_index))
+        except DataError as error:
+            if not skip_invalid:
+                raise
+            key = image["id"] if image is not None else ("annotation", k)
+            errors.setdefault(key, error)
+
+    def items():
+        for key, error in errors.items():
+            if not isinstance(key, tuple) or key[0] != "annotation":
+                continue
+            yield (str(json_path), str(error))
+        for image_id, image in images.items():
+            source = f"{json_path}: image {image['file_name']!r}"
+            if image_id in errors:
+                yield (source, str(errors[image_id]))
+                continue
+            wheres = [f"{source}: object {i}" for i in range(len(rows[image_id]))]
+            size = (image["width"], image["height"])
+            yield _Item(source, image_dir / image["file_name"], size, rows[image_id], wheres)
+
+    return _write(
+        items(),
+        len(images),
+        out_prefix,
+        classes,
+        skip_invalid=skip_invalid,
+        progress=progress,
+        ignored_crowd=ignored_crowd,
+    )

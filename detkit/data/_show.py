@@ -1,0 +1,133 @@
+"""A preview grid of a detection RecordIO file, boxes drawn: ``detkit data show``."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from ..errors import InputError
+from ._classes import find_classes, read_classes
+from ._dataset import DetectionDataset
+from ._files import atomic_outputs
+from ._transforms import RGB_MEAN
+
+_COLORS = [(255, 40, 40), (40, 200, 255), (60, 230, 60), (255, 160, 0), (230, 60, 230), (255, 255, 60)]
+_GAP = 4
+
+
+class _AnyClassDataset(DetectionDataset):
+    """A dataset opened without its class list: any class id is accepted and named ``class N``."""
+
+    def __init__(self, rec_path, idx_path=None) -> None:
+        super().__init__(rec_path, idx_path, classes=["class 0"])
+
+    def _class_limit(self):
+        return None
+
+    def _class_name(self, class_id: int) -> str:
+        return f"class {class_id}"
+
+
+def _tiles(dataset: DetectionDataset, indices: list[int], tile: int, augment: bool, seed: int):
+    """Yield ``(RGB uint8 image, objects (K, 5))`` for the tiles, fitted into ``tile x tile``."""
+    if augment:
+        # what training sees: the seed's random crop, resized to the tile (the seed's own figure)
+        size = os.path.getsize(dataset.rec_path)
+        with open(dataset.rec_path, "rb") as file:
+            for index in indices:
+                data = np.empty((3, tile, tile), np.float32)
+                objects = dataset._sample(file, size, index, (tile, tile), np.random.default_rng([seed, index]), data)
+                image = np.clip(data.transpose(1, 2, 0) + np.array(RGB_MEAN, np.float32), 0, 255)
+                yield image.astype(np.uint8), objects
+        return
+    for index in indices:
+        image = dataset.image(index)
+        height, width = image.shape[:2]
+        scale = tile / max(height, width)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        yield np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR)), dataset.objects(index)
+
+
+def show(
+    rec_path,
+    out_png,
+    *,
+    num: int = 9,
+    classes=None,
+    idx_path=None,
+    start: int = 0,
+    tile_size: int = 256,
+    augment: bool = False,
+    seed: int = 0,
+) -> Path:
+    """Draw the first images of a detection RecordIO file with their boxes into a grid PNG.
+
+    Parameters
+    ----------
+    rec_path : str or os.PathLike
+        The ``.rec`` file (its ``.idx`` is used when it exists).
+    out_png : str or os.PathLike
+        The picture to write (written atomically).
+    num : int
+        How many images (fewer if the file has fewer), in a near-square grid.
+    classes : list of str, optional
+        Names for the class ids; by default read from ``PREFIX.classes.txt`` or
+        ``classes.txt`` beside the file, else ``class N``.
+    start : int
+        Index of the first image shown.
+    tile_size : int
+        Side of each grid cell in pixels; images keep their aspect ratio.
+    augment : bool
+        Show what training sees instead: the seed's random crop, resized to
+        ``tile_size`` square (as the seed's own figure of a training batch).
+    seed : int
+        Seed of the crops when ``augment``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_png``.
+    """
+    for name, value, minimum in (("num", num, 1), ("tile_size", tile_size, 16), ("start", start, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise InputError(f"The '{name}' parameter must be an int >= {minimum}. Got {value!r} instead.")
+    if classes is None:
+        found = find_classes(Path(rec_path))
+        classes = read_classes(found) if found else None
+    if classes is None:
+        dataset = _AnyClassDataset(rec_path, idx_path)
+    else:
+        dataset = DetectionDataset(rec_path, idx_path, classes=classes)
+    if start >= len(dataset):
+        raise InputError(
+            f"The 'start' parameter must be below {len(dataset)}, the number of images. Got {start} instead."
+        )
+    indices = list(range(start, min(start + num, len(dataset))))
+    columns = math.ceil(math.sqrt(len(indices)))
+    rows = math.ceil(len(indices) / columns)
+    grid = Image.new("RGB", (columns * (tile_size + _GAP) + _GAP, rows * (tile_size + _GAP) + _GAP), (255, 255, 255))
+    font = ImageFont.load_default()
+    for n, (image, objects) in enumerate(_tiles(dataset, indices, tile_size, augment, seed)):
+        tile = Image.fromarray(image)
+        draw = ImageDraw.Draw(tile)
+        width, height = tile.size
+        for class_id, x0, y0, x1, y1 in objects.tolist():
+            color = _COLORS[int(class_id) % len(_COLORS)]
+            box = [x0 * width, y0 * height, x1 * width - 1, y1 * height - 1]
+            draw.rectangle(box, outline=color, width=2)
+            name = dataset._class_name(int(class_id))
+            left, top, right, bottom = draw.textbbox((0, 0), name, font=font)
+            # the name sits above the box, or inside it at the top of the image
+            origin = (box[0], box[1] - (bottom - top) - 3 if box[1] > (bottom - top) + 3 else box[1] + 2)
+            draw.rectangle(draw.textbbox(origin, name, font=font), fill=color)
+            draw.text(origin, name, fill=(0, 0, 0), font=font)
+        r, c = divmod(n, columns)
+        grid.paste(tile, (_GAP + c * (tile_size + _GAP), _GAP + r * (tile_size + _GAP)))
+    out_png = Path(out_png)
+    with atomic_outputs([out_png]) as (temp,):
+        grid.save(temp, format="PNG")
+    return out_png

@@ -1,0 +1,202 @@
+"""Decoding, resizing, mean subtraction and the seed's random crop.
+
+One function, :func:`resize_normalize`, turns a decoded image into network
+input for validation, training (after the crop) and prediction, so the three
+can never drift apart.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Union
+
+import mxnet as mx
+import numpy as np
+from PIL import Image
+
+from ..errors import DataError, InputError
+
+#: The seed's ``rgb_mean``: the per-channel value subtracted from every image (R, G, B).
+RGB_MEAN: tuple[float, float, float] = (123.0, 117.0, 104.0)
+_MEAN = np.array(RGB_MEAN, dtype=np.float32)
+
+# The seed's training augmentation (ImageDetIter with rand_crop=1): a random crop
+# whose area is 5 % to 100 % of the image, aspect ratio 3:4 to 4:3, that keeps
+# more than 95 % of every object it touches, 200 attempts, else the whole image.
+CROP_MIN_OBJECT_COVERED = 0.95
+CROP_MAX_ATTEMPTS = 200
+CROP_AREA_RANGE = (0.05, 1.0)
+CROP_ASPECT_RATIO_RANGE = (0.75, 1.33)
+CROP_MIN_EJECT_COVERAGE = 0.3  # objects keeping less than this after the crop are dropped
+
+
+def data_shape_hw(data_shape: Union[int, tuple, list], name: str = "data_shape") -> tuple[int, int]:
+    """``data_shape`` (an int or ``(H, W)``) as a validated ``(H, W)`` tuple."""
+    if isinstance(data_shape, (int, np.integer)) and not isinstance(data_shape, bool):
+        shape = (int(data_shape), int(data_shape))
+    elif (
+        isinstance(data_shape, (tuple, list))
+        and len(data_shape) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in data_shape)
+    ):
+        shape = (int(data_shape[0]), int(data_shape[1]))
+    else:
+        raise InputError(f"The '{name}' parameter must be an int or a pair (H, W) of ints. Got {data_shape!r} instead.")
+    if min(shape) < 1:
+        raise InputError(f"The '{name}' parameter must be positive. Got {data_shape!r} instead.")
+    return shape
+
+
+def decode_image(data: bytes, where: str) -> Image.Image:
+    """Decode encoded image bytes (JPEG, PNG, ...) into an RGB :class:`PIL.Image.Image`."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.draft("RGB", image.size)  # no-op except for JPEG, where it skips a colour conversion
+            image = image.convert("RGB")
+            image.load()
+            return image
+    except Exception as error:  # PIL raises many types (OSError, SyntaxError, ValueError...)
+        raise DataError(f"{where}: the image cannot be decoded ({type(error).__name__}: {error})") from None
+
+
+def resize_normalize(
+    image: Image.Image,
+    shape_hw: tuple[int, int],
+    out: np.ndarray | None = None,
+    crop: tuple[int, int, int, int] | None = None,
+) -> np.ndarray:
+    """Resize an RGB image to ``shape_hw`` and subtract :data:`RGB_MEAN`.
+
+    Resizing is Pillow's bilinear filter (antialiased when shrinking), the result
+    rounded to uint8 as a decoded image would be. ``crop`` ``(x, y, w, h)`` in
+    pixels resizes only that part. Returns (or fills ``out`` with) a
+    ``(3, H, W)`` float32 array, channel-first.
+    """
+    height, width = shape_hw
+    if crop is not None:
+        x, y, w, h = crop
+        image = image.resize((width, height), Image.BILINEAR, box=(x, y, x + w, y + h))
+    elif image.size != (width, height):
+        image = image.resize((width, height), Image.BILINEAR)
+    if out is None:
+        out = np.empty((3, height, width), np.float32)
+    # (H, W, 3) uint8 -> (3, H, W) float32, minus the mean of each channel
+    np.subtract(np.asarray(image).transpose(2, 0, 1), _MEAN[:, None, None], out=out, dtype=np.float32)
+    return out
+
+
+def preprocess(image, data_shape=256) -> mx.nd.NDArray:
+    """Turn one image into network input, exactly as the validation loader does.
+
+    Parameters
+    ----------
+    image : numpy.ndarray or mxnet.nd.NDArray
+        ``(H, W, 3)`` uint8 RGB (``(H, W)`` or ``(H, W, 1)`` grey is repeated to RGB).
+    data_shape : int or tuple of int
+        The network's input size, ``S`` for ``S x S`` or ``(H', W')``.
+
+    Returns
+    -------
+    mxnet.nd.NDArray
+        ``(1, 3, H', W')`` float32 on the CPU: the image resized (bilinear) and
+        minus :data:`RGB_MEAN`.
+    """
+    shape_hw = data_shape_hw(data_shape)
+    if isinstance(image, mx.nd.NDArray):
+        image = image.asnumpy()
+    if not isinstance(image, np.ndarray):
+        raise InputError(
+            f"The 'image' parameter must be a numpy array or an NDArray. Got {type(image).__name__} instead."
+        )
+    if image.dtype != np.uint8:
+        raise InputError(
+            f"The 'image' parameter must have dtype uint8 (pixel values 0-255). Got {image.dtype} instead."
+        )
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
+        raise InputError(f"The 'image' parameter must have shape (H, W, 3), RGB. Got shape {image.shape} instead.")
+    data = resize_normalize(Image.fromarray(np.ascontiguousarray(image), "RGB"), shape_hw)
+    return mx.nd.array(data[None], dtype="float32")  # (1, 3, H', W')
+
+
+def _areas(boxes: np.ndarray) -> np.ndarray:
+    return np.maximum(0, boxes[:, 2] - boxes[:, 0]) * np.maximum(0, boxes[:, 3] - boxes[:, 1])
+
+
+def random_crop(
+    rng: np.random.Generator, objects: np.ndarray, height: int, width: int
+) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """Propose the seed's random crop (MXNet's ``DetRandomCropAug`` with the seed's settings).
+
+    Parameters
+    ----------
+    objects : numpy.ndarray
+        ``(K, 5)`` rows ``[class_id, xmin, ymin, xmax, ymax]`` normalised to the image.
+
+    Returns
+    -------
+    ((x, y, w, h), objects) or None
+        The crop in pixels and the objects it keeps, ``(K', 5)`` normalised to the
+        crop; ``None`` when no crop met the constraints in
+        :data:`CROP_MAX_ATTEMPTS` attempts (the image is then used whole).
+    """
+    if len(objects) == 0 or height <= 0 or width <= 0:
+        return None
+    boxes = objects[:, 1:5].astype(np.float64)  # (K, 4)
+    areas = _areas(boxes)
+    valid = areas * width * height > 2  # objects larger than 2 pixels
+    if not valid.any():
+        return None
+    # All attempts are drawn at once and the first that meets the constraints wins,
+    # which is what trying them one after the other would give.
+    n = CROP_MAX_ATTEMPTS
+    min_area = CROP_AREA_RANGE[0] * height * width
+    max_area = CROP_AREA_RANGE[1] * height * width
+    ratio = rng.uniform(*CROP_ASPECT_RATIO_RANGE, size=n)
+    h = np.round(np.sqrt(min_area / ratio))
+    max_h = np.round(np.sqrt(max_area / ratio))
+    max_h = np.where(np.round(max_h * ratio) > width, np.floor((width + 0.4999999) / ratio), max_h)
+    max_h = np.minimum(max_h, height)
+    h = np.minimum(h, max_h)
+    h = np.where(h < max_h, rng.integers(h.astype(np.int64), max_h.astype(np.int64) + 1), h)
+    w = np.round(h * ratio)
+    grow = w * h < min_area  # fix rounding, as MXNet's DetRandomCropAug does
+    h = np.where(grow, h + 1, h)
+    w = np.where(grow, np.round(h * ratio), w)
+    shrink = w * h > max_area
+    h = np.where(shrink, h - 1, h)
+    w = np.where(shrink, np.round(h * ratio), w)
+    area = w * h
+    ok = (min_area <= area) & (area <= max_area) & (w <= width) & (h <= height) & (area >= 2)
+    h = np.clip(h, 0, height)
+    w = np.clip(w, 0, width)
+    y = rng.integers(0, (height - h).astype(np.int64) + 1)
+    x = rng.integers(0, (width - w).astype(np.int64) + 1)
+    crops = np.stack([x / width, y / height, (x + w) / width, (y + h) / height], axis=1)  # (n, 4)
+    # (n, K, 4) intersection of every crop with every object
+    inter = np.concatenate(
+        [np.maximum(boxes[None, :, :2], crops[:, None, :2]), np.minimum(boxes[None, :, 2:], crops[:, None, 2:])], axis=2
+    )
+    inter_area = np.maximum(0, inter[..., 2] - inter[..., 0]) * np.maximum(0, inter[..., 3] - inter[..., 1])
+    coverage = np.where(valid[None], inter_area / np.where(areas > 0, areas, 1)[None], 0.0)  # (n, K)
+    # every object the crop touches must keep more than 95 % of its area
+    touched = coverage > 0
+    ok &= touched.any(axis=1) & ~np.any(touched & (coverage <= CROP_MIN_OBJECT_COVERED), axis=1)
+    # objects keeping too little after the crop are dropped; a crop must keep one
+    keeps = (
+        (inter[..., 2] > inter[..., 0]) & (inter[..., 3] > inter[..., 1])
+        & (np.where(areas > 0, inter_area / np.where(areas > 0, areas, 1), 0) > CROP_MIN_EJECT_COVERAGE)
+    )
+    ok &= keeps.any(axis=1)
+    if not ok.any():
+        return None
+    i = int(np.argmax(ok))
+    x0, y0, cw, ch = int(x[i]), int(y[i]), int(w[i]), int(h[i])
+    scale = np.array([cw / width, ch / height] * 2)
+    moved = np.clip((boxes - np.tile(crops[i, :2], 2)) / scale, 0.0, 1.0)
+    keep = keeps[i]
+    out = np.concatenate([objects[keep, :1], moved[keep]], axis=1).astype(np.float32)
+    return (x0, y0, cw, ch), out
