@@ -7,13 +7,48 @@ its plugin known through the entry point group ``detkit``::
     [project.entry-points.detkit]
     resnet = "detkit_resnet"
 
-detkit loads plugins once, the first time a component is looked up, and calls
-each registration hook of each plugin exactly once, passing a ``register``
-callback. The plugin calls ``register(name, factory)`` for each component it
-provides: ``name`` is what configs and ``SSDDetector(backbone=...)`` use, and
-``factory`` is the component's class (or any callable taking the component's
-keyword arguments) returning an instance of the hook's interface. detkit's own
-components are registered through these same hooks (``detkit.components``).
+detkit loads plugins lazily, once, the first time a component is looked up (by
+``SSDDetector(...)``, :func:`detkit.build_component`, ``detkit plugins``, ...),
+and calls each registration hook of each plugin exactly once, passing a
+``register`` callback. The plugin calls ``register(name, factory)`` inside the
+hook, once for each component it provides:
+
+* ``name``, a non-empty ``str``, is what configs and ``SSDDetector(backbone=...)``
+  use; it must be unique per kind among all plugins (the first plugin to register
+  a name keeps it; a later one is skipped with a warning naming both);
+* ``factory`` is the component's class (preferred: detkit then checks at
+  registration that it implements the hook's interface, and finds the name of an
+  instance passed to ``SSDDetector``), or any callable that takes the component's
+  keyword arguments and returns an instance of the hook's interface (checked
+  when it is built).
+
+A hook returns nothing. detkit's own components are registered through these
+same hooks, by the built-in plugin ``detkit.components``.
+
+A plugin implements only the hooks it needs. A plugin whose hook raises, or
+that registers something breaking these rules, is skipped as a whole with a
+:class:`~detkit.errors.PluginWarning` (an exception in strict mode); a function
+marked as an implementation of a hook that detkit does not have (a typo such as
+``register_backbone``) is such an error, unless marked
+``@detkit.hookimpl(optionalhook=True)`` (for the hooks of a newer plugin API).
+A plugin module may declare the plugin API versions it supports,
+``DETKIT_PLUGIN_API = ">=1.0,<2"``; detkit's is :data:`detkit.PLUGIN_API_VERSION`.
+
+Example, a complete plugin module::
+
+    import detkit
+    from detkit.interfaces import Backbone
+
+    DETKIT_PLUGIN_API = ">=1.0,<2"
+
+
+    class MyBackbone(Backbone):
+        ...
+
+
+    @detkit.hookimpl
+    def register_backbones(register):
+        register("my_backbone", MyBackbone)
 """
 
 from __future__ import annotations
@@ -49,11 +84,31 @@ Register = Callable[[str, Callable[..., object]], None]
 
 @hookspec
 def register_backbones(register: Register) -> None:
-    """Register :class:`~detkit.interfaces.Backbone` implementations.
+    """Register :class:`~detkit.interfaces.Backbone` implementations (feature extractors).
 
-    Called once per plugin when detkit first needs a component. Call
-    ``register(name, factory)`` for each backbone; ``factory(**kwargs)`` must
-    return a :class:`~detkit.interfaces.Backbone`. Return nothing.
+    When it is called
+        Once per plugin, when detkit first loads its plugins (the first time a
+        component of any kind is looked up), in plugin load order.
+
+    What it receives
+        ``register``, a callable ``register(name, factory)``, valid only during this call.
+
+    What it must do
+        Call ``register(name, factory)`` once for each backbone it provides:
+        ``name`` a non-empty string unique among backbones, ``factory`` a
+        :class:`~detkit.interfaces.Backbone` subclass (or a callable returning
+        an instance of one) that ``factory(**kwargs)`` builds from a config's
+        keyword arguments. Return nothing.
+
+    The built-in plugin registers ``toy``, the seed's three halving blocks.
+
+    Examples
+    --------
+    ::
+
+        @detkit.hookimpl
+        def register_backbones(register):
+            register("my_backbone", MyBackbone)
     """
 
 
@@ -61,9 +116,29 @@ def register_backbones(register: Register) -> None:
 def register_anchor_generators(register: Register) -> None:
     """Register :class:`~detkit.interfaces.AnchorGenerator` implementations.
 
-    Called once per plugin when detkit first needs a component. Call
-    ``register(name, factory)`` for each anchor generator; ``factory(**kwargs)``
-    must return an :class:`~detkit.interfaces.AnchorGenerator`. Return nothing.
+    When it is called
+        Once per plugin, when detkit first loads its plugins (the first time a
+        component of any kind is looked up), in plugin load order.
+
+    What it receives
+        ``register``, a callable ``register(name, factory)``, valid only during this call.
+
+    What it must do
+        Call ``register(name, factory)`` once for each anchor generator it
+        provides: ``name`` a non-empty string unique among anchor generators,
+        ``factory`` an :class:`~detkit.interfaces.AnchorGenerator` subclass (or
+        a callable returning an instance of one) that ``factory(**kwargs)``
+        builds from a config's keyword arguments. Return nothing.
+
+    The built-in plugin registers ``multibox_prior``, the seed's sizes and ratios.
+
+    Examples
+    --------
+    ::
+
+        @detkit.hookimpl
+        def register_anchor_generators(register):
+            register("my_anchors", MyAnchorGenerator)
     """
 
 
@@ -71,9 +146,29 @@ def register_anchor_generators(register: Register) -> None:
 def register_target_assigners(register: Register) -> None:
     """Register :class:`~detkit.interfaces.TargetAssigner` implementations.
 
-    Called once per plugin when detkit first needs a component. Call
-    ``register(name, factory)`` for each target assigner; ``factory(**kwargs)``
-    must return a :class:`~detkit.interfaces.TargetAssigner`. Return nothing.
+    When it is called
+        Once per plugin, when detkit first loads its plugins (the first time a
+        component of any kind is looked up), in plugin load order.
+
+    What it receives
+        ``register``, a callable ``register(name, factory)``, valid only during this call.
+
+    What it must do
+        Call ``register(name, factory)`` once for each target assigner it
+        provides: ``name`` a non-empty string unique among target assigners,
+        ``factory`` a :class:`~detkit.interfaces.TargetAssigner` subclass (or a
+        callable returning an instance of one) that ``factory(**kwargs)`` builds
+        from a config's keyword arguments. Return nothing.
+
+    The built-in plugin registers ``multibox_target``, MXNet's ``MultiBoxTarget``.
+
+    Examples
+    --------
+    ::
+
+        @detkit.hookimpl
+        def register_target_assigners(register):
+            register("my_targets", MyTargetAssigner)
     """
 
 
@@ -81,9 +176,29 @@ def register_target_assigners(register: Register) -> None:
 def register_losses(register: Register) -> None:
     """Register :class:`~detkit.interfaces.Loss` implementations.
 
-    Called once per plugin when detkit first needs a component. Call
-    ``register(name, factory)`` for each loss; ``factory(**kwargs)`` must return
-    a :class:`~detkit.interfaces.Loss`. Return nothing.
+    When it is called
+        Once per plugin, when detkit first loads its plugins (the first time a
+        component of any kind is looked up), in plugin load order.
+
+    What it receives
+        ``register``, a callable ``register(name, factory)``, valid only during this call.
+
+    What it must do
+        Call ``register(name, factory)`` once for each loss it provides:
+        ``name`` a non-empty string unique among losses, ``factory`` a
+        :class:`~detkit.interfaces.Loss` subclass (or a callable returning an
+        instance of one) that ``factory(**kwargs)`` builds from a config's
+        keyword arguments. Return nothing.
+
+    The built-in plugin registers ``focal_smooth_l1``, the seed's focal loss plus smooth L1.
+
+    Examples
+    --------
+    ::
+
+        @detkit.hookimpl
+        def register_losses(register):
+            register("my_loss", MyLoss)
     """
 
 
@@ -91,7 +206,27 @@ def register_losses(register: Register) -> None:
 def register_post_processors(register: Register) -> None:
     """Register :class:`~detkit.interfaces.PostProcessor` implementations.
 
-    Called once per plugin when detkit first needs a component. Call
-    ``register(name, factory)`` for each post-processor; ``factory(**kwargs)``
-    must return a :class:`~detkit.interfaces.PostProcessor`. Return nothing.
+    When it is called
+        Once per plugin, when detkit first loads its plugins (the first time a
+        component of any kind is looked up), in plugin load order.
+
+    What it receives
+        ``register``, a callable ``register(name, factory)``, valid only during this call.
+
+    What it must do
+        Call ``register(name, factory)`` once for each post-processor it
+        provides: ``name`` a non-empty string unique among post-processors,
+        ``factory`` a :class:`~detkit.interfaces.PostProcessor` subclass (or a
+        callable returning an instance of one) that ``factory(**kwargs)`` builds
+        from a config's keyword arguments. Return nothing.
+
+    The built-in plugin registers ``multibox_detection``, softmax and MXNet's ``MultiBoxDetection``.
+
+    Examples
+    --------
+    ::
+
+        @detkit.hookimpl
+        def register_post_processors(register):
+            register("my_post_processor", MyPostProcessor)
     """
