@@ -20,7 +20,14 @@ from ._evaluation import DetectionMetric  # noqa: E402
 from ._history import History  # noqa: E402
 from ._predict import Detection, draw_detections, load_image  # noqa: E402
 from ._training import Callback, fit  # noqa: E402
-from ._plugins import PluginInfo, get_plugin_manager, list_plugins, register_plugin  # noqa: E402
+from ._plugins import (  # noqa: E402
+    PLUGIN_API_VERSION,
+    PluginInfo,
+    get_plugin_manager,
+    list_plugins,
+    register_plugin,
+    unregister_plugin,
+)
 from ._registry import ComponentInfo  # noqa: E402
 from .hookspecs import hookimpl  # noqa: E402
 from .interfaces import AnchorGenerator, Backbone, Component, Loss, PostProcessor, TargetAssigner  # noqa: E402
@@ -91,6 +98,7 @@ __all__ = [
     "DetectionMetric",
     "History",
     "Loss",
+    "PLUGIN_API_VERSION",
     "PluginInfo",
     "PostProcessor",
     "SSDDetector",
@@ -113,4 +121,5 @@ __all__ = [
     "list_plugins",
     "load_image",
     "register_plugin",
+    "unregister_plugin",
 ]

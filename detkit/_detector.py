@@ -248,6 +248,14 @@ class SSDDetector:
             )
         return images.as_in_context(self.ctx)
 
+    def _materialize(self) -> None:
+        """Give deferred parameters their shapes (Gluon infers them on the first forward)."""
+        try:
+            for parameter in self.network.collect_params().values():
+                parameter.data(self.ctx)
+        except gluon.parameter.DeferredInitializationError:
+            self.network(mx.nd.zeros((1, 3, *self.data_shape), ctx=self.ctx))
+
     # -- running ---------------------------------------------------------------------
 
     def __call__(self, images: Any) -> tuple[mx.nd.NDArray, mx.nd.NDArray, mx.nd.NDArray]:
@@ -334,6 +342,7 @@ class SSDDetector:
             The directory.
         """
         directory = Path(directory)
+        self._materialize()
         config = self.get_config()
         from . import __version__
 

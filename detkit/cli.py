@@ -21,9 +21,10 @@ def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
     # Imported here so that `detkit --help` stays fast and one group's import
     # error cannot hide the others' help.
     from ._cli_train import add_commands as add_training_commands
+    from ._plugins_cli import add_commands as add_plugin_commands
     from .data._cli import add_commands as add_data_commands
 
-    return [add_training_commands, add_data_commands]
+    return [add_training_commands, add_data_commands, add_plugin_commands]
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -57,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("detkit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `detkit ... | head`: the reader left; say nothing more
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

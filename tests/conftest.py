@@ -17,3 +17,14 @@ def _seeded() -> None:
 @pytest.fixture
 def cpu() -> mx.Context:
     return mx.cpu()
+
+
+@pytest.fixture
+def builtins_only(monkeypatch):
+    """Only detkit's own components, whatever plugins are installed."""
+    from detkit import _plugins
+
+    monkeypatch.setenv("DETKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
+    _plugins._host.reset()
+    yield
+    _plugins._host.reset()

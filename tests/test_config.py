@@ -80,7 +80,7 @@ def test_a_file_may_start_from_another_preset(tmp_path) -> None:
         ("preset: turbo\n", [], "preset", "seed, fast"),
     ],
 )
-def test_invalid_configurations_name_their_key(tmp_path, text, overrides, key, fragment) -> None:
+def test_invalid_configurations_name_their_key(builtins_only, tmp_path, text, overrides, key, fragment) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(_write(tmp_path, text), overrides)
     assert caught.value.key == key

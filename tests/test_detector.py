@@ -164,7 +164,7 @@ def test_bad_constructor_arguments_raise_and_explain(kwargs, fragments) -> None:
         assert fragment in message, message
 
 
-def test_unknown_component_name_lists_the_registered_names() -> None:
+def test_unknown_component_name_lists_the_registered_names(builtins_only) -> None:
     with pytest.raises(ComponentNotFoundError) as caught:
         SSDDetector(classes=["a"], ctx=mx.cpu(), backbone="toys")
     assert isinstance(caught.value, KeyError)
@@ -194,7 +194,15 @@ def test_numpy_images_are_accepted(detector: SSDDetector) -> None:
     np.testing.assert_allclose(detector.detect(x).asnumpy(), detector.detect(mx.nd.array(x)).asnumpy())
 
 
-def test_load_errors(tmp_path) -> None:
+def test_save_before_any_forward_pass(tmp_path) -> None:
+    detector = SSDDetector(classes=["a"], ctx=mx.cpu(), data_shape=64)
+    detector.save(tmp_path)  # parameters are still deferred: save infers their shapes first
+    x = mx.nd.random.uniform(shape=(1, 3, 64, 64))
+    np.testing.assert_array_equal(SSDDetector.load(tmp_path, ctx=mx.cpu()).detect(x).asnumpy(),
+                                  detector.detect(x).asnumpy())
+
+
+def test_load_errors(builtins_only, tmp_path) -> None:
     with pytest.raises(CheckpointError, match="no saved detector"):
         SSDDetector.load(tmp_path)
     detector = SSDDetector(classes=["a"], ctx=mx.cpu())
