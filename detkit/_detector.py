@@ -71,7 +71,7 @@ class _SSDNetwork(gluon.HybridBlock):
         features = list(self.backbone(x))
         for block in self.scale_blocks:
             features.append(block(features[-1]))
-        anchors = self.anchor_generator(*features)  # (1, N, 4)
+        anchors = F.BlockGrad(self.anchor_generator(*features))  # (1, N, 4); depend on shapes only: no gradient
         # Channel-last then flat, so that each anchor's predictions are contiguous: (B, H_i*W_i*A_i*k).
         class_preds = [F.flatten(F.transpose(head(f), axes=(0, 2, 3, 1))) for head, f in zip(self.class_heads, features)]
         box_preds = [F.flatten(F.transpose(head(f), axes=(0, 2, 3, 1))) for head, f in zip(self.box_heads, features)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from concurrent.futures import ProcessPoolExecutor
@@ -15,6 +14,7 @@ from ..errors import DataError, InputError
 from . import _recordio
 from ._classes import write_classes
 from ._dataset import DetectionDataset
+from ._download import sha1_of
 from ._files import atomic_outputs
 from ._progress import progress_bar
 from ._render import render_sample
@@ -41,14 +41,6 @@ def _sample_record_args(args: tuple[int, int, int, int]) -> bytes:
     return _sample_record(*args)
 
 
-def _sha1(path: Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_count(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise InputError(f"The '{name}' parameter must be an int >= {minimum}. Got {value!r} instead.")
@@ -65,7 +57,7 @@ def _reusable(root: Path, arguments: dict) -> bool:
         return False
     files = manifest.get("sha1", {})
     try:
-        return all(files.get(name) == _sha1(root / name) for name in _OUTPUTS)
+        return all(files.get(name) == sha1_of(root / name) for name in _OUTPUTS)
     except OSError:
         return False
 
@@ -163,7 +155,7 @@ def _generate(root: Path, arguments: dict, *, progress: bool, workers: int) -> N
                 "generator": "detkit.data.synthetic_pikachu",
                 "generator_version": GENERATOR_VERSION,
                 "arguments": arguments,
-                "sha1": {name: _sha1(paths[name]) for name in _OUTPUTS},
+                "sha1": {name: sha1_of(paths[name]) for name in _OUTPUTS},
             }
             paths[MANIFEST].write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     finally:
