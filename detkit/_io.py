@@ -8,7 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Union
 
-PathLike = Union[str, "os.PathLike[str]"]
+#: A file system path: a ``str`` or an ``os.PathLike`` such as ``pathlib.Path``.
+PathLike = Union[str, os.PathLike[str]]
 
 
 @contextlib.contextmanager

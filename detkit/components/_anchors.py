@@ -22,9 +22,12 @@ class MultiBoxPriorAnchors(AnchorGenerator):
     """``n + m - 1`` anchors on every position of every scale, by ``MultiBoxPrior``.
 
     On a scale with sizes ``s_1..s_n`` and ratios ``r_1..r_m`` the anchors of a
-    position are ``(s_i, r_1)`` for each ``i``, then ``(s_1, r_j)`` for ``j >= 2``:
-    an anchor of size ``s`` and ratio ``r`` is ``s * sqrt(r)`` wide and
-    ``s / sqrt(r)`` high, in fractions of the input, centred on the position.
+    position are ``(s_i, r_1)`` for each ``i``, then ``(s_1, r_j)`` for ``j >= 2``,
+    centred on the position. An anchor of size ``s`` and ratio ``r`` is
+    ``s * sqrt(r)`` input heights wide and ``s / sqrt(r)`` input heights high
+    (``MultiBoxPrior`` sizes both sides relative to the height, so that a ratio
+    of 1 is square in pixels on a non-square input too): in normalised
+    coordinates, ``s * sqrt(r) * H / W`` wide and ``s / sqrt(r)`` high.
 
     Parameters
     ----------
@@ -45,9 +48,10 @@ class MultiBoxPriorAnchors(AnchorGenerator):
     ) -> None:
         super().__init__()
         sizes = _per_scale("sizes", sizes)
-        if ratios and all(_is_number(r) for r in ratios):  # one list for every scale
-            ratios = [list(ratios)] * len(sizes)
-        ratios = _per_scale("ratios", ratios)
+        given: Any = ratios
+        if given and all(_is_number(r) for r in given):  # one list for every scale
+            given = [list(given)] * len(sizes)
+        ratios = _per_scale("ratios", given)
         if len(sizes) != len(ratios):
             raise InputError(
                 "The 'sizes' and 'ratios' arguments of MultiBoxPriorAnchors must have one entry per "

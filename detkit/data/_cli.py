@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 
-def add_commands(subparsers) -> None:
+def add_commands(subparsers: Any) -> None:
     """Add the ``data`` command group to the ``detkit`` parser's subparsers."""
     data = subparsers.add_parser(
         "data",

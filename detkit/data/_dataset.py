@@ -8,15 +8,20 @@ import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Generator, Iterator, NamedTuple, Sequence, cast
 
 import mxnet as mx
 import numpy as np
 from PIL import Image
 
+from .._io import PathLike
+from .._checks import check_classes
 from ..errors import DataError, InputError
 from . import _recordio
 from ._transforms import data_shape_hw, decode_image, random_crop, resize_normalize
+
+if TYPE_CHECKING:
+    from ._pack import PackSummary
 
 # The seed pads every label to at least 3 rows ("the CUDA implementation
 # requires each image has at least 3 labels").
@@ -45,20 +50,6 @@ class DetectionBatch(NamedTuple):
     data: mx.nd.NDArray
     label: mx.nd.NDArray
     pad: int
-
-
-def _check_classes(classes) -> list[str]:
-    if isinstance(classes, str) or not isinstance(classes, Sequence):
-        raise InputError(f"The 'classes' parameter must be a list of class names. Got {classes!r} instead.")
-    names = list(classes)
-    if not names or not all(isinstance(n, str) and n.strip() and n == n.strip() and "\n" not in n for n in names):
-        raise InputError(
-            "The 'classes' parameter must be a non-empty list of non-empty names without "
-            f"surrounding spaces. Got {classes!r} instead."
-        )
-    if len(set(names)) != len(names):
-        raise InputError(f"The 'classes' parameter must not repeat a name. Got {classes!r} instead.")
-    return names
 
 
 class DetectionDataset:
@@ -91,8 +82,8 @@ class DetectionDataset:
         they returned; ``None`` otherwise.
     """
 
-    def __init__(self, rec_path, idx_path=None, *, classes) -> None:
-        self.classes: list[str] = _check_classes(classes)
+    def __init__(self, rec_path: PathLike, idx_path: PathLike | None = None, *, classes: Sequence[str]) -> None:
+        self.classes: list[str] = check_classes(classes)
         self.rec_path = Path(rec_path)
         if not self.rec_path.is_file():
             raise DataError(f"{self.rec_path}: no such RecordIO file")
@@ -106,7 +97,7 @@ class DetectionDataset:
                     f"{self.idx_path}: no such index file; leave out idx_path to rebuild the index "
                     f"in memory, or write one with `detkit data index {self.rec_path}`"
                 )
-        self.pack_summary = None
+        self.pack_summary: PackSummary | None = None
         if self.idx_path is not None:
             self._keys, self._offsets = _recordio.read_index(self.idx_path)
         else:
@@ -142,7 +133,8 @@ class DetectionDataset:
         return self.classes[class_id]
 
     def _sample(
-        self, file, size: int, index: int, shape_hw: tuple[int, int], rng: np.random.Generator | None, out: np.ndarray
+        self, file: BinaryIO, size: int, index: int, shape_hw: tuple[int, int], rng: np.random.Generator | None,
+        out: np.ndarray,
     ) -> np.ndarray:
         """Decode image ``index``, crop it when ``rng`` is given, resize and normalise it into ``out``
         ``(3, H, W)``; return its objects ``(K, 5)`` in the coordinates of the (cropped) image."""
@@ -190,14 +182,14 @@ class DetectionDataset:
         with open(self.rec_path, "rb") as file:
             return np.asarray(self._decode(file, size, index))
 
-    def _decode(self, file, size: int, index: int) -> "Image.Image":
+    def _decode(self, file: BinaryIO, size: int, index: int) -> "Image.Image":
         data = _recordio.read_record(file, self._offsets[index], size, self.rec_path, index)
         return decode_image(data[self._image_starts[index]:], self._where(index))
 
     def loader(
         self,
         batch_size: int,
-        data_shape=256,
+        data_shape: int | Sequence[int] = 256,
         *,
         train: bool,
         shuffle: bool | None = None,
@@ -253,7 +245,7 @@ def _needs_more(head: bytes) -> bool:
     return 24 + 4 * flag > len(head)
 
 
-def _check_int(value, name: str, minimum: int) -> int:
+def _check_int(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise InputError(f"The '{name}' parameter must be an int >= {minimum}. Got {value!r} instead.")
     return int(value)
@@ -266,7 +258,7 @@ class DetectionLoader:
         self,
         dataset: DetectionDataset,
         batch_size: int,
-        data_shape=256,
+        data_shape: int | Sequence[int] = 256,
         *,
         train: bool,
         shuffle: bool | None = None,
@@ -293,7 +285,7 @@ class DetectionLoader:
         self.num_objects = num_objects
         if seed is not None:
             seed = _check_int(seed, "seed", 0)
-        self._entropy = np.random.SeedSequence(seed).entropy
+        self._entropy = cast(int, np.random.SeedSequence(seed).entropy)  # an int: seed is an int or None
         self._epoch = 0
 
     def __len__(self) -> int:
@@ -305,7 +297,7 @@ class DetectionLoader:
         self._epoch += 1
         return _prefetch(self._epoch_arrays(epoch))
 
-    def _epoch_arrays(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    def _epoch_arrays(self, epoch: int) -> Generator[tuple[np.ndarray, np.ndarray, int], None, None]:
         dataset = self.dataset
         n = len(dataset)
         order = np.arange(n)
@@ -341,12 +333,12 @@ class DetectionLoader:
                 file.close()
 
 
-def _prefetch(source: Iterator[tuple[np.ndarray, np.ndarray, int]]) -> Iterator[DetectionBatch]:
+def _prefetch(source: Generator[tuple[np.ndarray, np.ndarray, int], None, None]) -> Iterator[DetectionBatch]:
     """Run ``source`` in a background thread, a few items ahead; re-raise its errors here."""
     items: queue.Queue = queue.Queue(_PREFETCH_BATCHES)
     stop = threading.Event()
 
-    def put(item) -> bool:
+    def put(item: tuple[str, Any]) -> bool:
         while not stop.is_set():
             try:
                 items.put(item, timeout=0.1)

@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from .._io import PathLike
 from ..errors import DownloadError
 from . import _recordio
 from ._classes import write_classes
@@ -41,7 +42,7 @@ def sha1_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download(url: str, path, sha1: str, *, progress: bool = True, timeout: float = _TIMEOUT_S) -> bool:
+def download(url: str, path: PathLike, sha1: str, *, progress: bool = True, timeout: float = _TIMEOUT_S) -> bool:
     """Download ``url`` to ``path`` and check its SHA-1; return whether anything was downloaded.
 
     A file already at ``path`` with the right SHA-1 is kept. The data goes to a
@@ -108,7 +109,7 @@ def download(url: str, path, sha1: str, *, progress: bool = True, timeout: float
             temp.unlink()
 
 
-def write_index(rec_path, idx_path=None) -> Path:
+def write_index(rec_path: PathLike, idx_path: PathLike | None = None) -> Path:
     """Write the ``.idx`` of a ``.rec`` file (keys 0, 1, ...) by walking the file; atomic."""
     rec_path = Path(rec_path)
     idx_path = rec_path.with_suffix(".idx") if idx_path is None else Path(idx_path)
@@ -118,7 +119,9 @@ def write_index(rec_path, idx_path=None) -> Path:
     return idx_path
 
 
-def pikachu(root, *, base_url: str = PIKACHU_URL, progress: bool = True) -> tuple[DetectionDataset, DetectionDataset]:
+def pikachu(
+    root: PathLike, *, base_url: str = PIKACHU_URL, progress: bool = True
+) -> tuple[DetectionDataset, DetectionDataset]:
     """Download the seed's pikachu dataset (``train.rec``, ``train.idx``, ``val.rec``) into ``root``.
 
     Each file is checked against the seed's SHA-1 sum; files already there and

@@ -8,15 +8,17 @@ import math
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
 
+from .._io import PathLike
 from ..errors import DataError, InputError
 from . import _recordio
 from ._classes import write_classes
-from ._dataset import DetectionDataset, _check_classes
+from .._checks import check_classes
+from ._dataset import DetectionDataset
 from ._files import atomic_outputs
 from ._progress import progress_bar
 
@@ -99,7 +101,7 @@ def _encoded_image(item: _Item) -> tuple[bytes, int, int]:
 def _write(
     items: Iterable[_Item | tuple[str, str]],
     total: int,
-    out_prefix,
+    out_prefix: PathLike,
     classes: list[str],
     *,
     skip_invalid: bool,
@@ -148,14 +150,14 @@ def _write(
 # ---------------------------------------------------------------- Pascal VOC
 
 
-def _text(element, tag: str, where: str) -> str:
+def _text(element: ElementTree.Element, tag: str, where: str) -> str:
     child = element.find(tag)
     if child is None or child.text is None or not child.text.strip():
         raise DataError(f"{where}: missing <{tag}>")
     return child.text.strip()
 
 
-def _number(element, tag: str, where: str) -> float:
+def _number(element: ElementTree.Element, tag: str, where: str) -> float:
     text = _text(element, tag, where)
     try:
         value = float(text)
@@ -195,7 +197,8 @@ def _parse_voc(xml_path: Path) -> tuple[str | None, tuple[int, int] | None, list
     return (filename.strip() if filename else None), size, objects
 
 
-def _voc_items(xml_paths: list[Path], image_dir: Path, parsed: dict, class_ids: dict[str, int]):
+def _voc_items(xml_paths: list[Path], image_dir: Path, parsed: dict[Path, Any],
+               class_ids: dict[str, int]) -> Iterator[_Item | tuple[str, str]]:
     for xml_path in xml_paths:
         result = parsed[xml_path]
         if isinstance(result, DataError):
@@ -221,7 +224,8 @@ def _voc_items(xml_paths: list[Path], image_dir: Path, parsed: dict, class_ids: 
         yield _Item(str(xml_path), image_path, size, rows, [where for _, _, where in objects])
 
 
-def _voc_row(name: str, box: tuple, where: str, size, class_ids: dict[str, int]):
+def _voc_row(name: str, box: tuple[float, float, float, float], where: str, size: tuple[int, int],
+             class_ids: dict[str, int]) -> tuple[float, ...]:
     if name not in class_ids:
         raise DataError(f"{where}: unknown class {name!r}; the classes are {sorted(class_ids)}")
     xmin, ymin, xmax, ymax = box
@@ -235,11 +239,11 @@ def _voc_row(name: str, box: tuple, where: str, size, class_ids: dict[str, int])
 
 
 def pack_voc(
-    image_dir,
-    annotation_dir,
-    out_prefix,
+    image_dir: PathLike,
+    annotation_dir: PathLike,
+    out_prefix: PathLike,
     *,
-    classes=None,
+    classes: Sequence[str] | None = None,
     skip_invalid: bool = False,
     progress: bool = True,
 ) -> DetectionDataset:
@@ -290,7 +294,7 @@ def pack_voc(
     xml_paths = sorted(annotation_dir.glob("*.xml"))
     if not xml_paths:
         raise DataError(f"{annotation_dir}: no *.xml annotation files")
-    parsed: dict[Path, object] = {}
+    parsed: dict[Path, Any] = {}
     for xml_path in xml_paths:
         try:
             parsed[xml_path] = _parse_voc(xml_path)
@@ -303,7 +307,7 @@ def pack_voc(
         if not names:
             raise DataError(f"{annotation_dir}: the annotations name no objects; pass the classes explicitly")
         classes = sorted(names)
-    classes = _check_classes(classes)
+    classes = check_classes(classes)
     class_ids = {name: i for i, name in enumerate(classes)}
     items = _voc_items(xml_paths, image_dir, parsed, class_ids)
     return _write(items, len(xml_paths), out_prefix, classes, skip_invalid=skip_invalid, progress=progress)
@@ -331,7 +335,7 @@ def _load_coco(json_path: Path) -> dict:
     return data
 
 
-def _coco_row(ann, k: int, json_path: Path, image, cat_index: dict):
+def _coco_row(ann: Any, k: int, json_path: Path, image: Any, cat_index: dict[Any, int]) -> tuple[float, ...]:
     where = f"{json_path}: annotation {k}"
     if isinstance(ann, dict) and "id" in ann:
         where += f" (id {ann['id']})"
@@ -356,9 +360,9 @@ def _coco_row(ann, k: int, json_path: Path, image, cat_index: dict):
 
 
 def pack_coco(
-    json_path,
-    image_dir,
-    out_prefix,
+    json_path: PathLike,
+    image_dir: PathLike,
+    out_prefix: PathLike,
     *,
     skip_invalid: bool = False,
     progress: bool = True,
@@ -406,7 +410,7 @@ def pack_coco(
     try:
         categories = sorted(categories, key=lambda c: c["id"])
         cat_index = {c["id"]: i for i, c in enumerate(categories)}
-        classes = _check_classes([str(c["name"]) for c in categories])
+        classes = check_classes([str(c["name"]) for c in categories])
     except (KeyError, TypeError, InputError) as error:
         raise DataError(f"{json_path}: invalid 'categories' (each needs a unique 'id' and 'name'): {error}") from None
     images = {}
@@ -442,7 +446,7 @@ def pack_coco(
             key = image["id"] if image is not None else ("annotation", k)
             errors.setdefault(key, error)
 
-    def items():
+    def items() -> Iterator[_Item | tuple[str, str]]:
         for key, error in errors.items():
             if not isinstance(key, tuple) or key[0] != "annotation":
                 continue

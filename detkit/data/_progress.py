@@ -9,7 +9,8 @@ from tqdm.auto import tqdm
 T = TypeVar("T")
 
 
-def progress_bar(iterable: Iterable[T], *, enabled: bool, desc: str, total: int | None = None, unit: str = "img"):
+def progress_bar(iterable: Iterable[T], *, enabled: bool, desc: str, total: int | None = None,
+                 unit: str = "img") -> Iterable[T]:
     """Wrap ``iterable`` in a tqdm bar when ``enabled``; otherwise return it unchanged."""
     if not enabled:
         return iterable

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, Iterator, NamedTuple, TextIO
 
 import numpy as np
 
@@ -78,7 +78,7 @@ class RecordWriter:
         self.offsets.append(self._file.tell())
         self._file.write(encode_record(data))
 
-    def write_index(self, file) -> None:
+    def write_index(self, file: TextIO) -> None:
         """Write the ``.idx`` lines (``key<TAB>offset``) to a text file."""
         for key, offset in zip(self.keys, self.offsets):
             file.write(f"{key}\t{offset}\n")
@@ -88,7 +88,7 @@ def _where(path: Path, index: int, offset: int) -> str:
     return f"{path}: record {index} (byte {offset})"
 
 
-def _parts(file: BinaryIO, offset: int, file_size: int, path: Path, index: int):
+def _parts(file: BinaryIO, offset: int, file_size: int, path: Path, index: int) -> Iterator[tuple[int, int]]:
     """Yield ``(data position, length)`` of each part of the record at ``offset``, checking headers."""
     position = offset
     first = True

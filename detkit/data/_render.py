@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import colorsys
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -52,7 +52,8 @@ def _character_palette(rng: np.random.Generator) -> dict[str, tuple[int, int, in
     }
 
 
-def _ear(base_a, base_b, tip, bulge: float) -> list[tuple[float, float]]:
+def _ear(base_a: tuple[float, float], base_b: tuple[float, float], tip: tuple[float, float],
+         bulge: float) -> list[tuple[float, float]]:
     """An ear: a pointed leaf from two base points to the tip, sides bulging outwards."""
     sides = []
     for (sx, sy), (ox, oy) in ((base_a, base_b), (base_b, base_a)):
@@ -93,11 +94,11 @@ def draw_character(rng: np.random.Generator, height_px: float) -> Image.Image:
     def p(x: float, y: float) -> tuple[float, float]:
         return origin[0] + x * unit, origin[1] + y * unit
 
-    def ellipse(cx, cy, rx, ry, fill, outline=True):
+    def ellipse(cx: float, cy: float, rx: float, ry: float, fill: Any, outline: bool = True) -> None:
         (x0, y0), (x1, y1) = p(cx - rx, cy - ry), p(cx + rx, cy + ry)
         draw.ellipse([x0, y0, x1, y1], fill=fill, outline=colors["line"] if outline else None, width=line)
 
-    def polygon(points, fill, outline=True):
+    def polygon(points: Any, fill: Any, outline: bool = True) -> None:
         draw.polygon([p(x, y) for x, y in points], fill=fill, outline=colors["line"] if outline else None, width=line)
 
     body_w = rng.uniform(0.78, 0.95)
@@ -160,12 +161,13 @@ def render_sprite(rng: np.random.Generator, image_size: int) -> Image.Image:
     big = draw_character(rng, target)
     big = big.crop(big.getbbox())
     if flip:
-        big = big.transpose(Image.FLIP_LEFT_RIGHT)
+        big = big.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     # rotate with premultiplied alpha so transparent black does not bleed into the edges
-    big = big.convert("RGBa").rotate(angle, resample=Image.BICUBIC, expand=True).convert("RGBA")
+    big = big.convert("RGBa").rotate(angle, resample=Image.Resampling.BICUBIC, expand=True).convert("RGBA")
     big = big.crop(big.getbbox())
     scale = target / max(big.size)
-    small = big.resize((max(1, round(big.size[0] * scale)), max(1, round(big.size[1] * scale))), Image.LANCZOS)
+    fitted = (max(1, round(big.size[0] * scale)), max(1, round(big.size[1] * scale)))
+    small = big.resize(fitted, Image.Resampling.LANCZOS)
     rgba = np.array(small)
     rgba[rgba[:, :, 3] < _MIN_ALPHA] = 0
     sprite = Image.fromarray(rgba, "RGBA")
@@ -192,7 +194,7 @@ def _random_color(rng: np.random.Generator, lookalike: float = 0.35) -> tuple[in
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     """``(size, size)`` float noise in [0, 1] varying smoothly over about ``cells`` cells."""
     grid = (rng.random((cells + 1, cells + 1)) * 255).astype(np.uint8)
-    return np.asarray(Image.fromarray(grid).resize((size, size), Image.BICUBIC), np.float32) / 255.0
+    return np.asarray(Image.fromarray(grid).resize((size, size), Image.Resampling.BICUBIC), np.float32) / 255.0
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -309,7 +311,7 @@ def compose(background: Image.Image, sprites: list[Sprite], noise: float = 0.0,
     objects = []
     for sprite in sprites:
         canvas.alpha_composite(sprite.image, dest=(sprite.x, sprite.y))
-        x0, y0, x1, y1 = sprite.image.getbbox()  # alpha > 0 extent (the sprite is cropped to it)
+        x0, y0, x1, y1 = sprite.image.getbbox() or (0, 0, *sprite.image.size)  # alpha > 0 extent (cropped to it)
         objects.append([0.0, (sprite.x + x0) / width, (sprite.y + y0) / height,
                         (sprite.x + x1) / width, (sprite.y + y1) / height])
     image = np.asarray(canvas.convert("RGB"))

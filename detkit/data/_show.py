@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .._io import PathLike
 from ..errors import InputError
 from ._classes import find_classes, read_classes
 from ._dataset import DetectionDataset
@@ -22,17 +24,18 @@ _GAP = 4
 class _AnyClassDataset(DetectionDataset):
     """A dataset opened without its class list: any class id is accepted and named ``class N``."""
 
-    def __init__(self, rec_path, idx_path=None) -> None:
+    def __init__(self, rec_path: PathLike, idx_path: PathLike | None = None) -> None:
         super().__init__(rec_path, idx_path, classes=["class 0"])
 
-    def _class_limit(self):
+    def _class_limit(self) -> int | None:
         return None
 
     def _class_name(self, class_id: int) -> str:
         return f"class {class_id}"
 
 
-def _tiles(dataset: DetectionDataset, indices: list[int], tile: int, augment: bool, seed: int):
+def _tiles(dataset: DetectionDataset, indices: list[int], tile: int, augment: bool,
+           seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(RGB uint8 image, objects (K, 5))`` for the tiles, fitted into ``tile x tile``."""
     if augment:
         # what training sees: the seed's random crop, resized to the tile (the seed's own figure)
@@ -48,17 +51,17 @@ def _tiles(dataset: DetectionDataset, indices: list[int], tile: int, augment: bo
         image = dataset.image(index)
         height, width = image.shape[:2]
         scale = tile / max(height, width)
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        yield np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR)), dataset.objects(index)
+        fitted = (max(1, round(width * scale)), max(1, round(height * scale)))
+        yield np.asarray(Image.fromarray(image).resize(fitted, Image.Resampling.BILINEAR)), dataset.objects(index)
 
 
 def show(
-    rec_path,
-    out_png,
+    rec_path: PathLike,
+    out_png: PathLike,
     *,
     num: int = 9,
-    classes=None,
-    idx_path=None,
+    classes: Sequence[str] | None = None,
+    idx_path: PathLike | None = None,
     start: int = 0,
     tile_size: int = 256,
     augment: bool = False,
@@ -98,6 +101,7 @@ def show(
     if classes is None:
         found = find_classes(Path(rec_path))
         classes = read_classes(found) if found else None
+    dataset: DetectionDataset
     if classes is None:
         dataset = _AnyClassDataset(rec_path, idx_path)
     else:

@@ -6,10 +6,12 @@ import io
 import json
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from .._io import PathLike
 from ..errors import DataError, InputError
 from . import _recordio
 from ._classes import write_classes
@@ -41,7 +43,7 @@ def _sample_record_args(args: tuple[int, int, int, int]) -> bytes:
     return _sample_record(*args)
 
 
-def _check_count(name: str, value, minimum: int) -> int:
+def _check_count(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise InputError(f"The '{name}' parameter must be an int >= {minimum}. Got {value!r} instead.")
     return int(value)
@@ -63,7 +65,7 @@ def _reusable(root: Path, arguments: dict) -> bool:
 
 
 def synthetic_pikachu(
-    root,
+    root: PathLike,
     *,
     num_train: int = 1000,
     num_val: int = 100,

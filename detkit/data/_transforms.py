@@ -8,7 +8,7 @@ can never drift apart.
 from __future__ import annotations
 
 import io
-from typing import Union
+from typing import Any, Sequence, Union
 
 import mxnet as mx
 import numpy as np
@@ -30,7 +30,7 @@ CROP_ASPECT_RATIO_RANGE = (0.75, 1.33)
 CROP_MIN_EJECT_COVERAGE = 0.3  # objects keeping less than this after the crop are dropped
 
 
-def data_shape_hw(data_shape: Union[int, tuple, list], name: str = "data_shape") -> tuple[int, int]:
+def data_shape_hw(data_shape: Union[int, Sequence[int]], name: str = "data_shape") -> tuple[int, int]:
     """``data_shape`` (an int or ``(H, W)``) as a validated ``(H, W)`` tuple."""
     if isinstance(data_shape, (int, np.integer)) and not isinstance(data_shape, bool):
         shape = (int(data_shape), int(data_shape))
@@ -50,9 +50,9 @@ def data_shape_hw(data_shape: Union[int, tuple, list], name: str = "data_shape")
 def decode_image(data: bytes, where: str) -> Image.Image:
     """Decode encoded image bytes (JPEG, PNG, ...) into an RGB :class:`PIL.Image.Image`."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.draft("RGB", image.size)  # no-op except for JPEG, where it skips a colour conversion
-            image = image.convert("RGB")
+        with Image.open(io.BytesIO(data)) as opened:
+            opened.draft("RGB", opened.size)  # no-op except for JPEG, where it skips a colour conversion
+            image = opened.convert("RGB")
             image.load()
             return image
     except Exception as error:  # PIL raises many types (OSError, SyntaxError, ValueError...)
@@ -75,9 +75,9 @@ def resize_normalize(
     height, width = shape_hw
     if crop is not None:
         x, y, w, h = crop
-        image = image.resize((width, height), Image.BILINEAR, box=(x, y, x + w, y + h))
+        image = image.resize((width, height), Image.Resampling.BILINEAR, box=(x, y, x + w, y + h))
     elif image.size != (width, height):
-        image = image.resize((width, height), Image.BILINEAR)
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
     if out is None:
         out = np.empty((3, height, width), np.float32)
     # (H, W, 3) uint8 -> (3, H, W) float32, minus the mean of each channel
@@ -85,7 +85,7 @@ def resize_normalize(
     return out
 
 
-def preprocess(image, data_shape=256) -> mx.nd.NDArray:
+def preprocess(image: Any, data_shape: int | Sequence[int] = 256) -> mx.nd.NDArray:
     """Turn one image into network input, exactly as the validation loader does.
 
     Parameters

@@ -1,0 +1,191 @@
+"""The reference texts that the docs generate from the code: configuration keys, presets, commands.
+
+Plain functions returning reStructuredText lines, without Sphinx, so that the
+tests can check them without building the docs; ``detkit_docs`` turns them into
+directives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import textwrap
+import typing
+from typing import Any, Iterator
+
+# -- configuration reference ---------------------------------------------------------------
+
+
+def _type_text(hint: Any) -> str:
+    """A YAML user's name for a type hint: ``int``, ``list of str or null``, ``name or mapping``."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union:
+        if set(args) == {str, typing.Dict[str, Any]} or (str in args and any(typing.get_origin(a) is dict for a in args)):
+            return "component: a registered name, or a mapping with ``name`` and the arguments"
+        parts = [_type_text(a) for a in args if a is not type(None)]
+        text = " or ".join(parts)
+        return f"{text} or null" if type(None) in args else text
+    if origin is list:
+        return f"list of {_type_text(args[0])}" if args else "list"
+    if origin is dict:
+        return "mapping"
+    if hint is type(None):
+        return "null"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _yaml(value: Any) -> str:
+    import yaml
+
+    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1000).strip()
+    if text.endswith("\n..."):
+        text = text[: -len("\n...")].strip()
+    return text
+
+
+def config_fields(section: str) -> list[tuple[str, str, str, str, str]]:
+    """``(key, type, default, constraint, description)`` of every key of ``section``, in definition order."""
+    from detkit import config
+
+    sections = {f.name: f for f in dataclasses.fields(config.Config)}
+    if section not in sections:
+        raise ValueError(f"unknown configuration section {section!r}; the sections are {', '.join(sections)}")
+    cls = typing.get_type_hints(config.Config)[section]
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for field in dataclasses.fields(cls):
+        if field.default is not dataclasses.MISSING:
+            default: Any = field.default
+        elif field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = field.default_factory()  # type: ignore[misc]
+        else:  # pragma: no cover - every key has a default
+            default = None
+        constraints = []
+        if field.metadata.get("choices"):
+            constraints.append("one of " + ", ".join(f"``{c}``" for c in field.metadata["choices"]))
+        if field.metadata.get("minimum") is not None:
+            constraints.append(f"at least {field.metadata['minimum']}")
+        rows.append((
+            f"{section}.{field.name}",
+            _type_text(hints[field.name]),
+            _yaml(default),
+            "; ".join(constraints),
+            str(field.metadata.get("doc", "")).strip(),
+        ))
+    return rows
+
+
+def config_sections() -> list[str]:
+    from detkit import config
+
+    return [f.name for f in dataclasses.fields(config.Config)]
+
+
+def config_reference_rst(section: str) -> list[str]:
+    lines = []
+    for key, type_text, default, constraint, doc in config_fields(section):
+        lines += [f".. confval:: {key}", f"   :type: {type_text}", f"   :default: ``{default}``", ""]
+        lines += [f"   {doc}" if doc else "   (undocumented)"]
+        if constraint:
+            lines += ["", f"   Allowed: {constraint}."]
+        lines.append("")
+    return lines
+
+
+def presets_rst() -> list[str]:
+    from detkit import config
+
+    lines = []
+    for name, values in config.PRESETS.items():
+        lines += [f"``{name}``", ""]
+        if values:
+            import yaml
+
+            text = yaml.safe_dump(_plain(values), sort_keys=False)
+            lines += ["   .. code-block:: yaml", ""] + [f"      {line}" for line in text.splitlines()] + [""]
+        else:
+            lines += ["   Every key at its default (the seed's recipe).", ""]
+    return lines
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, typing.Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# -- command-line reference ----------------------------------------------------------------
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> Iterator[tuple[str, str, argparse.ArgumentParser]]:
+    for action in parser._actions:  # argparse has no public way to walk its subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help or "" for choice in action._choices_actions}
+            for name, subparser in action.choices.items():
+                yield name, helps.get(name, ""), subparser
+
+
+def cli_commands(parser: argparse.ArgumentParser | None = None, prefix: str = "detkit") -> Iterator[tuple[str, str, argparse.ArgumentParser]]:
+    """``(program, help, parser)`` for ``detkit`` and each of its commands and subcommands, depth first."""
+    if parser is None:
+        from detkit import cli
+
+        parser = cli._build_parser()
+        yield prefix, parser.description or "", parser
+    for name, help_text, subparser in _subcommands(parser):
+        program = f"{prefix} {name}"
+        yield program, help_text, subparser
+        yield from cli_commands(subparser, program)
+
+
+def _option_name(action: argparse.Action) -> str:
+    if not action.option_strings:
+        return action.metavar if isinstance(action.metavar, str) else action.dest.upper()
+    if action.nargs == 0:
+        return ", ".join(action.option_strings)
+    metavar = action.metavar if isinstance(action.metavar, str) else action.dest.upper()
+    return ", ".join(f"{option} {metavar}" for option in action.option_strings)
+
+
+def _text(text: str) -> str:
+    """Help text as reStructuredText: `code` becomes a literal; ``*``, ``@`` and ``\\`` stay as they are."""
+    text = text.replace("\\", "\\\\").replace("*", "\\*").replace("@", "\\@")  # "mAP@0.5" is no e-mail
+    return re.sub(r"`([^`]+)`", r"``\1``", text)
+
+
+def _help(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
+    formatter = parser._get_formatter()
+    text = _text(formatter._expand_help(action)) if action.help else ""
+    if action.choices and not isinstance(action, argparse._SubParsersAction):
+        text = (text + " " if text else "") + "Choices: " + ", ".join(f"``{c}``" for c in action.choices) + "."
+    if action.required and action.option_strings:
+        text = (text + " " if text else "") + "Required."
+    return text
+
+
+def cli_reference_rst() -> list[str]:
+    lines: list[str] = []
+    for program, help_text, parser in cli_commands():
+        if any(True for _ in _subcommands(parser)) and program != "detkit":
+            lines += [f".. rubric:: ``{program}``", ""]
+            lines += [_text(textwrap.fill(parser.description or help_text)), ""]
+            lines += ["Subcommands: " + ", ".join(f"``{program} {name}``" for name, _, _ in _subcommands(parser)) + ".", ""]
+            continue
+        lines += [f".. rubric:: ``{program}``", "", f".. program:: {program}", ""]
+        description = parser.description or help_text
+        if description:
+            lines += [_text(textwrap.fill(description)), ""]
+        usage = parser.format_usage().strip()
+        lines += [".. code-block:: text", ""] + [f"   {line}" for line in usage.splitlines()] + [""]
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            lines += [f".. option:: {_option_name(action)}", ""]
+            text = _help(parser, action)
+            if text:
+                lines += [f"   {text}", ""]
+    return lines
