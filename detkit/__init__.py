@@ -13,7 +13,7 @@ from ._mxnet_check import require_mxnet as _require_mxnet
 
 _require_mxnet()
 
-from . import components, data, hookspecs, interfaces  # noqa: E402
+from . import components, config, data, hookspecs, interfaces  # noqa: E402
 from ._detector import ComponentSpec, SSDDetector, default_context  # noqa: E402
 from ._evaluate import evaluate  # noqa: E402
 from ._evaluation import DetectionMetric  # noqa: E402
@@ -38,7 +38,7 @@ except _metadata.PackageNotFoundError:  # a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 
-def build_component(kind: str, name: str, **kwargs: object) -> Component:
+def build_component(kind: str, name: str, /, **kwargs: object) -> Component:
     """Build the registered component ``name`` of ``kind`` from keyword arguments.
 
     Parameters
@@ -107,6 +107,7 @@ __all__ = [
     "build_component",
     "component_names",
     "components",
+    "config",
     "data",
     "default_context",
     "draw_detections",

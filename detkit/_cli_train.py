@@ -15,7 +15,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     "(--preset) alone. Results go to train.output_dir.",
     )
     train.add_argument("config", nargs="?", help="a YAML configuration file")
-    train.add_argument("--preset", default="seed", help="the recipe the file applies to: seed or fast (default seed)")
+    train.add_argument("--preset", default=None,
+                       help="the recipe to start from: seed or fast (default: the file's `preset:`, else seed)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a key, e.g. --set train.epochs=5 (repeatable)")
     train.add_argument("--print-config", action="store_true", help="print the resolved configuration and stop")
@@ -24,7 +25,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser("evaluate", help="mAP of a saved detector on a RecordIO dataset",
                                      description="Print VOC mAP@0.5 (area and 11-point) and COCO mAP@[.5:.95].")
     evaluate.add_argument("model", help="a directory written by SSDDetector.save (e.g. runs/pikachu/model)")
-    evaluate.add_argument("data", help="a .rec file; its classes come from the class list beside it")
+    evaluate.add_argument("data", help="a .rec file; the class list beside it, if any, must match the detector's")
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.set_defaults(handler=_evaluate)
@@ -35,7 +36,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("model", help="a directory written by SSDDetector.save")
     predict.add_argument("images", nargs="+", help="image files")
     predict.add_argument("--threshold", type=float, default=0.5, help="minimum score (default 0.5)")
-    predict.add_argument("--out", default="detections", help="where the pictures go (default ./detections)")
+    predict.add_argument("--out", default="detections",
+                         help="where the pictures go, as IMAGE-detections.png (default ./detections)")
     predict.add_argument("--json", action="store_true", help="print the detections as JSON")
     predict.set_defaults(handler=_predict)
 
@@ -49,7 +51,7 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     detector, history = run_config(config)
     output = Path(config.train.output_dir)
-    print(f"trained {len(history)} epochs; the model is in {output / 'model'}")
+    print(f"trained {len(history)} epoch{'s' if len(history) != 1 else ''}; the model is in {output / 'model'}")
     metrics = output / "metrics.json"
     if metrics.is_file():
         scores = json.loads(metrics.read_text())
@@ -63,7 +65,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ._evaluate import evaluate
     from .data import DetectionDataset
 
+    from .data._classes import find_classes, read_classes
+    from .errors import InputError
+
     detector = SSDDetector.load(args.model)
+    listed = find_classes(Path(args.data))
+    if listed is not None and read_classes(listed) != detector.classes:
+        raise InputError(
+            f"The classes of {args.data} ({listed}: {read_classes(listed)}) differ from the detector's "
+            f"{detector.classes}."
+        )
     data = DetectionDataset(args.data, classes=detector.classes)
     scores = evaluate(detector, data, batch_size=args.batch_size, progress=not args.json)
     if args.json:
@@ -84,8 +95,12 @@ def _predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     results = detector.predict(list(args.images), threshold=args.threshold)
     report = []
+    inputs = {Path(image).resolve() for image in args.images}
+    taken: set[Path] = set()
     for image, detections in zip(args.images, results):
-        picture = draw_detections(image, detections, out / f"{Path(image).stem}.png")
+        picture = _picture_path(out, Path(image), inputs | taken)
+        taken.add(picture.resolve())
+        picture = draw_detections(image, detections, picture)
         report.append({"image": image, "picture": str(picture),
                        "detections": [d._asdict() for d in detections]})
         if not args.json:
@@ -97,3 +112,13 @@ def _predict(args: argparse.Namespace) -> int:
         json.dump(report, sys.stdout, indent=1)
         print()
     return 0
+
+
+def _picture_path(out: Path, image: Path, taken: set[Path]) -> Path:
+    """``out/STEM-detections.png``, numbered when two inputs share a stem; never an input file."""
+    candidate = out / f"{image.stem}-detections.png"
+    number = 2
+    while candidate.resolve() in taken:
+        candidate = out / f"{image.stem}-detections-{number}.png"
+        number += 1
+    return candidate

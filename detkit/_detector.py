@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import numbers
+import os
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Tuple, Union
+from typing import Any, Mapping, Sequence, Tuple, Union, cast
 
 import mxnet as mx
 import numpy as np
@@ -13,6 +17,7 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 from . import _plugins
+from ._checks import check_classes
 from ._io import PathLike, atomic_path, atomic_write_text
 from ._registry import KINDS, check_kind
 from .components import HalvingBlock
@@ -126,6 +131,9 @@ class SSDDetector:
     Attributes
     ----------
     classes : list of str
+    data_shape : (int, int)
+        The input size ``(H, W)`` that images are resized to.
+    scale_filters : int
     ctx : mxnet.Context
     network : mxnet.gluon.HybridBlock
         Images ``(B, 3, H, W)`` -> ``(anchors (1, N, 4), class_preds (B, N, C+1), box_preds (B, N*4))``.
@@ -152,11 +160,11 @@ class SSDDetector:
         loss: ComponentSpec = _DEFAULTS["loss"],
         post_processor: ComponentSpec = _DEFAULTS["post_processor"],
         scale_filters: int = 128,
-        data_shape: int | tuple[int, int] = 256,
+        data_shape: int | Sequence[int] = 256,
         ctx: mx.Context | None = None,
         hybridize: bool = True,
     ) -> None:
-        self.classes = _check_classes(classes)
+        self.classes = check_classes(classes)
         self.data_shape: tuple[int, int] = _pair("data_shape", data_shape)
         if not isinstance(scale_filters, int) or isinstance(scale_filters, bool) or scale_filters < 1:
             raise InputError(f"The 'scale_filters' argument must be a positive int; got {scale_filters!r} instead.")
@@ -175,12 +183,19 @@ class SSDDetector:
         }
         for kind in KINDS:
             self._components[kind], self._specs[kind] = _build(kind, given[kind])
-        self.backbone: Backbone = self._components["backbone"]  # type: ignore[assignment]
-        self.anchor_generator: AnchorGenerator = self._components["anchor_generator"]  # type: ignore[assignment]
-        self.target_assigner: TargetAssigner = self._components["target_assigner"]  # type: ignore[assignment]
-        self.loss: Loss = self._components["loss"]  # type: ignore[assignment]
-        self.post_processor: PostProcessor = self._components["post_processor"]  # type: ignore[assignment]
+        self.backbone = cast(Backbone, self._components["backbone"])
+        self.anchor_generator = cast(AnchorGenerator, self._components["anchor_generator"])
+        self.target_assigner = cast(TargetAssigner, self._components["target_assigner"])
+        self.loss = cast(Loss, self._components["loss"])
+        self.post_processor = cast(PostProcessor, self._components["post_processor"])
 
+        encoded = getattr(self.target_assigner, "variances", None)
+        decoded = getattr(self.post_processor, "variances", None)
+        if encoded is not None and decoded is not None and list(encoded) != list(decoded):
+            raise InputError(
+                f"The target assigner encodes box offsets with variances {list(encoded)} but the post-processor "
+                f"decodes them with {list(decoded)}; give both the same 'variances'."
+            )
         backbone_scales = len(self.backbone.out_channels)
         if backbone_scales != len(self.backbone.out_strides) or backbone_scales < 1:
             raise InputError(
@@ -246,6 +261,8 @@ class SSDDetector:
                 f"The 'images' argument must be at least {smallest}x{smallest} pixels for this network "
                 f"(its last scale divides the input by {smallest}); got {shape[2]}x{shape[3]} instead."
             )
+        if images.dtype != np.float32:
+            images = images.astype("float32")
         return images.as_in_context(self.ctx)
 
     def _materialize(self) -> None:
@@ -289,7 +306,9 @@ class SSDDetector:
         Parameters
         ----------
         images : path, numpy.ndarray, mxnet.nd.NDArray, or a list of those
-            Each a path to an image file, or an ``(H, W, 3)`` RGB array (values 0-255).
+            Each a path to an image file, or an ``(H, W, 3)`` RGB array (values
+            0-255; see :func:`detkit.load_image` for the other forms); a
+            channels-last batch ``(B, H, W, 3)`` counts as a list of ``B`` images.
         threshold : float, default 0.5
             Keep detections scoring at least this.
         batch_size : int, default 32
@@ -298,8 +317,8 @@ class SSDDetector:
         Returns
         -------
         list of Detection, or a list of such lists
-            For one image, its detections, highest score first; for a list of
-            images, one list per image.
+            For one image, its detections, highest score first; for a list or
+            a batch of images, one list per image.
         """
         from ._predict import predict
 
@@ -350,9 +369,12 @@ class SSDDetector:
         with atomic_path(directory / _PARAMS_FILE) as temporary:
             self.network.save_parameters(str(temporary))
         for kind in ("target_assigner", "loss", "post_processor"):
-            if self._components[kind].collect_params():
-                with atomic_path(directory / f"{kind}.params") as temporary:
+            extra = directory / f"{kind}.params"
+            if list(self._components[kind].collect_params().keys()):  # an empty ParameterDict is truthy
+                with atomic_path(extra) as temporary:
                     self._components[kind].save_parameters(str(temporary))
+            elif extra.exists():  # left by an earlier save of another configuration
+                extra.unlink()
         atomic_write_text(directory / _CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
         return directory
 
@@ -414,7 +436,7 @@ class SSDDetector:
             raise CheckpointError(f"The weights in {params_path} do not fit the configuration: {error}") from error
         return detector
 
-    def export(self, directory: PathLike, data_shape: int | tuple[int, int] | None = None) -> tuple[Path, Path]:
+    def export(self, directory: PathLike, data_shape: int | Sequence[int] | None = None) -> tuple[Path, Path]:
         """Write a deployable graph, images -> detections, that runs without detkit.
 
         Writes ``detector-symbol.json``, ``detector-0000.params`` and
@@ -435,7 +457,14 @@ class SSDDetector:
         block.hybridize(static_alloc=True)
         block(self.check_images(mx.nd.zeros((1, 3, height, width), ctx=self.ctx)))
         prefix = directory / _EXPORT_PREFIX
-        block.export(str(prefix))
+        # Written beside the targets under temporary names, then moved: all or nothing each.
+        staging = Path(tempfile.mkdtemp(prefix=".export-", dir=directory))
+        try:
+            block.export(str(staging / _EXPORT_PREFIX))
+            for suffix in ("-symbol.json", "-0000.params"):
+                os.replace(staging / f"{_EXPORT_PREFIX}{suffix}", f"{prefix}{suffix}")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         if self.hybridized:  # hybridize() above re-planned the shared children; restore our graphs
             self._inference.hybridize(static_alloc=True)
         else:
@@ -454,23 +483,6 @@ class SSDDetector:
     def __repr__(self) -> str:
         parts = ", ".join(f"{kind}={name!r}" for kind, (name, _) in self._specs.items())
         return f"SSDDetector(classes={self.classes!r}, {parts}, ctx={self.ctx})"
-
-
-def _check_classes(classes: Any) -> list[str]:
-    if isinstance(classes, str) or not isinstance(classes, Sequence):
-        raise InputError(
-            f"The 'classes' argument must be a list of class names such as ['pikachu']; got {classes!r} instead."
-        )
-    classes = list(classes)
-    if not classes:
-        raise InputError("The 'classes' argument must name at least one class; got an empty list instead.")
-    for index, name in enumerate(classes):
-        if not isinstance(name, str) or not name.strip():
-            raise InputError(f"Each class name must be a non-empty string; got {name!r} at classes[{index}] instead.")
-    duplicates = sorted({name for name in classes if classes.count(name) > 1})
-    if duplicates:
-        raise InputError(f"The 'classes' argument must not repeat a name; got {', '.join(map(repr, duplicates))} twice.")
-    return classes
 
 
 def _build(kind: str, spec: Any) -> tuple[Component, tuple[str, dict[str, Any]]]:
@@ -514,12 +526,12 @@ def _build(kind: str, spec: Any) -> tuple[Component, tuple[str, dict[str, Any]]]
 
 
 def _pair(argument: str, value: Any) -> tuple[int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = (value, value)
     if (
         not isinstance(value, (tuple, list))
         or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) > 0 for v in value)
     ):
         raise InputError(f"The '{argument}' argument must be a positive int or (height, width); got {value!r} instead.")
     return int(value[0]), int(value[1])

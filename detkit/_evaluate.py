@@ -53,9 +53,20 @@ def evaluate(detector: SSDDetector, data: Any, *, batch_size: int = 32, progress
 
     metric = DetectionMetric(detector.num_classes, detector.classes)
     loader = data.loader(batch_size, detector.data_shape, train=False, last_batch="pad")
+    previous = None
     for batch in tqdm(loader, desc="evaluate", unit="batch", leave=False, disable=not progress):
-        detections = detector.detect(batch.data).asnumpy()
-        labels = batch.label.asnumpy()
-        keep = detections.shape[0] - batch.pad  # padding images repeat earlier ones: score them once
-        metric.update(detections[:keep], labels[:keep])
+        # Queue this batch on the device before reading the previous one back, so that
+        # the device works while the host scores.
+        current = (detector.detect(batch.data), batch)
+        if previous is not None:
+            _score(metric, *previous)
+        previous = current
+    if previous is not None:
+        _score(metric, *previous)
     return metric.compute()
+
+
+def _score(metric: DetectionMetric, detections: Any, batch: Any) -> None:
+    rows = detections.asnumpy()
+    keep = rows.shape[0] - batch.pad  # padding images repeat earlier ones: score them once
+    metric.update(rows[:keep], batch.label.asnumpy()[:keep])

@@ -7,7 +7,7 @@ import math
 from typing import Any, Iterable, Iterator, Mapping
 
 from ._io import PathLike, atomic_path
-from .errors import InputError
+from .errors import InputError, NotFoundError
 
 __all__ = ["History"]
 
@@ -43,7 +43,7 @@ class History:
     def __getitem__(self, field: str) -> list[Any]:
         if not any(field in r for r in self.records):
             known = sorted({k for r in self.records for k in r})
-            raise InputError(f"The history has no field {field!r}; it has: {', '.join(known) or '(no epochs yet)'}.")
+            raise NotFoundError(f"The history has no field {field!r}; it has: {', '.join(known) or '(no epochs yet)'}.")
         return [r.get(field, math.nan) for r in self.records]
 
     def __len__(self) -> int:
@@ -83,6 +83,12 @@ class History:
                 axes[0][1].plot(epochs, self[field], marker="o", label=field)
             axes[0][1].set(xlabel="epoch", ylabel="validation mAP", ylim=(0, 1), title="Validation mAP")
             axes[0][1].legend()
+        from matplotlib.ticker import MaxNLocator
+
+        for axes_row in axes:
+            for panel in axes_row:
+                panel.xaxis.set_major_locator(MaxNLocator(integer=True))
+                panel.grid(alpha=0.3)
         figure.tight_layout()
         with atomic_path(path) as temporary:
             figure.savefig(temporary, format="png", dpi=100)

@@ -47,16 +47,19 @@ def load_image(image: Any) -> np.ndarray:
     Parameters
     ----------
     image : str, os.PathLike, numpy.ndarray or mxnet.nd.NDArray
-        A path to an image file (anything Pillow reads), or an ``(H, W, 3)`` RGB
-        or ``(H, W)`` grey array with values in [0, 255].
+        A path to an image file (anything Pillow reads; its EXIF orientation is
+        applied, an alpha channel dropped), or an array with values in [0, 255]:
+        ``(H, W, 3)`` RGB, ``(H, W, 4)`` RGBA, or ``(H, W)`` / ``(H, W, 1)`` grey.
+        Float arrays in [0, 1] are refused rather than guessed at: scale them to
+        [0, 255] first.
     """
     if isinstance(image, (str, os.PathLike)):
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, ImageOps, UnidentifiedImageError
 
         path = Path(image)
         try:
             with Image.open(path) as opened:
-                return np.asarray(opened.convert("RGB"))
+                return np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
         except FileNotFoundError:
             raise InputError(f"The image {path} does not exist.") from None
         except (UnidentifiedImageError, OSError) as error:
@@ -68,6 +71,10 @@ def load_image(image: Any) -> np.ndarray:
             "Each image must be a path, a numpy array or an NDArray of shape (H, W, 3); "
             f"got {type(image).__name__} instead."
         )
+    if image.ndim == 3 and image.shape[2] in (1, 4):
+        image = image[:, :, :1] if image.shape[2] == 1 else image[:, :, :3]  # grey, or RGB without alpha
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
     if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
@@ -75,6 +82,11 @@ def load_image(image: Any) -> np.ndarray:
     if image.dtype != np.uint8:
         if not np.isfinite(image).all() or image.min() < 0 or image.max() > 255:
             raise InputError("Each image array must hold values in [0, 255] (uint8 RGB, channels last).")
+        if np.issubdtype(image.dtype, np.floating) and image.size and image.max() <= 1.0:
+            raise InputError(
+                "The image array holds floats in [0, 1]; detkit reads values in [0, 255]: pass image * 255 "
+                "(or a uint8 array)."
+            )
         image = image.round().astype(np.uint8)
     return image
 
@@ -85,12 +97,16 @@ def predict(detector: SSDDetector, images: Any, threshold: float, batch_size: in
 
     if not 0 <= threshold <= 1:
         raise InputError(f"The 'threshold' argument must be in [0, 1]; got {threshold!r} instead.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"The 'batch_size' argument must be a positive int; got {batch_size!r} instead.")
+    if isinstance(images, (mx.nd.NDArray, np.ndarray)) and images.ndim == 4:
+        if images.shape[-1] not in (1, 3, 4):
+            raise InputError(
+                f"A batch of images must be channels last, (B, H, W, 3); got shape {images.shape}. "
+                "For preprocessed (B, 3, H, W) network input use detector.detect()."
+            )
+        images = list(images.asnumpy() if isinstance(images, mx.nd.NDArray) else images)
     single = not isinstance(images, (list, tuple))
-    if isinstance(images, mx.nd.NDArray) and images.ndim == 4 or isinstance(images, np.ndarray) and images.ndim == 4:
-        raise InputError(
-            f"The 'images' argument must be one (H, W, 3) image or a list of them; got a batch of shape "
-            f"{images.shape}: pass list(batch), or use detector.detect() for preprocessed (B, 3, H, W) batches."
-        )
     decoded = [load_image(image) for image in ([images] if single else images)]
     results: list[list[Detection]] = []
     for start in range(0, len(decoded), batch_size):
@@ -139,7 +155,7 @@ def draw_detections(image: Any, detections: Sequence[Detection], path: PathLike,
     pixels = load_image(image)
     height, width = pixels.shape[:2]
     figure = plt.figure(figsize=(6, 6 * height / width), dpi=100)
-    axes = figure.add_axes([0, 0, 1, 1])
+    axes = figure.add_axes((0.0, 0.0, 1.0, 1.0))
     axes.imshow(pixels)
     axes.set_axis_off()
     for detection in detections:

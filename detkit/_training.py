@@ -54,7 +54,7 @@ class Callback:
 class _TrainingGraph(gluon.HybridBlock):
     """One static graph for a training step: network, targets, loss and the seed's metric sums.
 
-    ``(images (B, 3, H, W), labels (B, M, 5))`` -> ``(loss (B,), stats (5 + k,))`` where
+    ``(images (B, 3, H, W), labels (B, M, 5))`` -> ``(loss (B,), stats (6 + k,))`` where
     ``stats`` = ``[B, sum of loss, sum of each of the k terms, correct anchors,
     counted anchors, sum of |box error|, box offsets]``.
     """
@@ -208,6 +208,7 @@ def fit(
     resume: bool = False,
     seed: int | None = None,
     quiet: bool = False,
+    kvstore: str | None = None,
 ) -> History:
     """Train ``detector`` on ``train_data``; return the per-epoch :class:`History`.
 
@@ -247,12 +248,20 @@ def fit(
     resume : bool, default False
         Continue from the last checkpoint in ``checkpoint_dir``: weights, optimizer
         state, epoch, history and random state, so that the result equals an
-        uninterrupted run.
+        uninterrupted run. The batch size, optimizer, schedule, warm-up, input
+        size and detector must be those of the checkpointed run; ``epochs`` may
+        grow only with the constant schedule (a schedule is sized by it). A
+        ``checkpoint_dir`` that already holds checkpoints needs ``resume=True``,
+        so that an earlier run is never overwritten by accident.
     seed : int, optional
         Makes training reproducible (data order, crops, MXNet's random state); a
         random one is drawn (and checkpointed) when not given.
     quiet : bool, default False
         No progress bar and no summary lines.
+    kvstore : str, optional
+        MXNet's kvstore for the gradients: default ``"device"`` for several
+        devices, none for one; ``"dist_sync"`` and friends train across machines
+        (launched with MXNet's ``tools/launch.py``).
 
     Returns
     -------
@@ -263,9 +272,15 @@ def fit(
 
     Raises
     ------
+    InputError
+        For bad arguments, or data whose classes differ from the detector's.
+    CheckpointError
+        When ``checkpoint_dir`` holds an earlier run and ``resume`` is off, or the
+        checkpoint does not fit the detector or the settings.
     NonFiniteLossError
-        When the loss becomes NaN or infinite; names the epoch and batch. The
-        checkpoints on disk stay as they were after the last good epoch.
+        When the loss (or, at the end of an epoch, a weight) becomes NaN or
+        infinite; names the epoch and batch. The checkpoints on disk stay as
+        they were after the last good epoch.
     """
     if not isinstance(detector, SSDDetector):
         raise InputError(f"The 'detector' argument must be an SSDDetector; got {type(detector).__name__} instead.")
@@ -286,21 +301,41 @@ def fit(
             f"The 'batch_size' argument must be a multiple of the number of devices ({len(contexts)}); "
             f"got {batch_size} instead."
         )
+    for name, data in (("train_data", train_data), ("val_data", val_data)):
+        classes = list(getattr(data, "classes", detector.classes)) if data is not None else detector.classes
+        if classes != detector.classes:
+            raise InputError(
+                f"The '{name}' classes {classes} differ from the detector's {detector.classes}; "
+                "train a detector built with the data's classes (SSDDetector(classes=data.classes))."
+            )
+    if kvstore is None:
+        kvstore = "device" if len(contexts) > 1 else None
     params = {"learning_rate": 0.1, "wd": 5e-4, **dict(optimizer_params or {})}
+    _check_optimizer(optimizer, params)
     checkpoints = _Checkpoints(checkpoint_dir) if checkpoint_dir is not None else None
     num_objects = max(getattr(train_data, "max_objects", 0), getattr(val_data, "max_objects", 0) if val_data else 0, 3)
+    # What must not change between a run and its resumption, as the checkpoint records it.
+    settings = {
+        "batch_size": batch_size, "optimizer": optimizer, "lr_schedule": _schedule_name(lr_schedule),
+        "warmup_epochs": warmup_epochs, "data_shape": list(detector.data_shape),
+        "epochs": epochs if _schedule_name(lr_schedule) != "constant" else None,
+    }
 
     history = History()
     start_epoch = 0
-    resume_from = checkpoints.path("last") if (resume and checkpoints) else None
+    resume_from = None
+    if checkpoints is not None:
+        resume_from = checkpoints.path("last")
+        if resume_from is not None and not resume:
+            raise CheckpointError(
+                f"{checkpoints.directory} holds the checkpoints of an earlier run (last: {resume_from.name}); "
+                "pass resume=True to continue it, or choose another checkpoint directory."
+            )
+        if resume and resume_from is None and not quiet:
+            _print(f"no checkpoint in {checkpoints.directory}: training starts at epoch 1")
     if resume_from is not None:
         state = _read_checkpoint(resume_from)
-        saved = SSDDetector.load(resume_from, ctx=detector.ctx)
-        if saved.get_config()["components"] != detector.get_config()["components"] or saved.classes != detector.classes:
-            raise CheckpointError(
-                f"The checkpoint {resume_from} was trained with another detector configuration; "
-                "build the detector as it was (SSDDetector.load(checkpoint) shows it) or start afresh"
-            )
+        _check_resumable(resume_from, state, detector, settings)
         detector.network.load_parameters(str(resume_from / "network.params"), ctx=detector.ctx)
         seed = state["seed"]
         start_epoch = state["epoch"] + 1
@@ -308,11 +343,9 @@ def fit(
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
 
-    network = detector.network
-    network.collect_params().reset_ctx(contexts)
     graph = _TrainingGraph(detector)
     if detector.hybridized:
-        graph.hybridize(static_alloc=True)
+        graph.hybridize(static_alloc=True, static_shape=True)
     loader = train_data.loader(batch_size, detector.data_shape, train=True, seed=_epoch_seed(seed, 0),
                                num_objects=num_objects, last_batch="discard")
     batches_per_epoch = len(loader)
@@ -325,8 +358,13 @@ def fit(
                                            warmup_epochs)
     if params["lr_scheduler"] is None:
         del params["lr_scheduler"]
-    trainer = gluon.Trainer(network.collect_params(), optimizer, params,
-                            kvstore="device" if len(contexts) > 1 else None)
+    # Every trainable weight of the step: the network's, and any a target assigner or loss has.
+    detector._materialize()
+    weights = graph.collect_params()
+    home = detector.ctx
+    weights.reset_ctx(contexts)
+    detector.ctx = contexts[0]  # evaluation and checkpoints run where the weights now are
+    trainer = gluon.Trainer(weights, optimizer, params, kvstore=kvstore)
     if resume_from is not None:
         trainer.load_states(str(resume_from / _TRAINER_FILE))
 
@@ -341,6 +379,7 @@ def fit(
                                        num_objects=num_objects, last_batch="discard")
             record = _train_epoch(graph, trainer, loader, contexts, epoch, epochs, term_names, quiet)
             record["learning_rate"] = float(trainer.learning_rate)
+            _check_weights_finite(weights, epoch)
             if val_data is not None:
                 from ._evaluate import evaluate
 
@@ -356,7 +395,7 @@ def fit(
             if checkpoints is not None:
                 checkpoints.write(epoch, detector, trainer, {
                     "format": _CHECKPOINT_FORMAT, "epoch": epoch, "seed": seed, "history": history.records,
-                    "optimizer": optimizer, "batch_size": batch_size,
+                    "settings": settings,
                 }, best=is_best)
             stop = False
             for callback in callbacks:
@@ -364,10 +403,79 @@ def fit(
             if stop:
                 break
     finally:
-        network.collect_params().reset_ctx(detector.ctx)
+        weights.reset_ctx(home)
+        detector.ctx = home
     for callback in callbacks:
         callback.on_train_end(history)
     return history
+
+
+def _schedule_name(schedule: Any) -> str:
+    if schedule is None:
+        return "constant"
+    return schedule if isinstance(schedule, str) else type(schedule).__name__
+
+
+def _check_optimizer(optimizer: str, params: Mapping[str, Any]) -> None:
+    """Name an unknown optimizer or setting here rather than deep inside MXNet."""
+    import inspect
+
+    registry = mx.optimizer.Optimizer.opt_registry
+    if not isinstance(optimizer, str) or optimizer.lower() not in registry:
+        raise InputError(
+            f"The 'optimizer' argument must be an MXNet optimizer name such as sgd, nag or adam; "
+            f"got {optimizer!r} instead. Known: {', '.join(sorted(registry))}."
+        )
+    accepted = set()
+    for cls in inspect.getmro(registry[optimizer.lower()]):
+        if cls is not object:
+            accepted |= {p for p in inspect.signature(cls).parameters if p != "kwargs"}
+    unknown = sorted(set(params) - accepted - {"lr_scheduler"})
+    if unknown:
+        raise InputError(
+            f"The optimizer {optimizer!r} does not take the setting(s) {', '.join(map(repr, unknown))}; "
+            f"it takes: {', '.join(sorted(accepted))}."
+        )
+
+
+def _check_resumable(path: Path, state: Mapping[str, Any], detector: SSDDetector,
+                     settings: Mapping[str, Any]) -> None:
+    import yaml
+
+    saved = yaml.safe_load((path / "detector.yaml").read_text(encoding="utf-8"))
+    current = detector.get_config()
+    for key in ("classes", "scale_filters", "data_shape", "components"):
+        if _without_provenance(saved.get(key)) != _without_provenance(current.get(key)):
+            raise CheckpointError(
+                f"The checkpoint {path} was trained with another detector ({key} differs); build the "
+                "detector as it was (SSDDetector.load of the checkpoint shows it) or start afresh."
+            )
+    for key, value in (state.get("settings") or {}).items():
+        if key == "epochs" and value is None:
+            continue
+        if settings.get(key) != value:
+            raise CheckpointError(
+                f"The checkpoint {path} was trained with {key}={value!r}, not {settings.get(key)!r}; "
+                f"resume with the same {key}, or start afresh in another checkpoint directory."
+            )
+
+
+def _without_provenance(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_provenance(v) for k, v in value.items() if k != "provided_by"}
+    return value
+
+
+def _check_weights_finite(weights: gluon.ParameterDict, epoch: int) -> None:
+    """The loss is checked before each update; this catches what the epoch's last updates did."""
+    total = sum(p.data().norm() for p in weights.values() if p.grad_req != "null")
+    value = float(total.asscalar()) if isinstance(total, mx.nd.NDArray) else float(total)
+    if not math.isfinite(value):
+        raise NonFiniteLossError(
+            f"The weights became non-finite in the last steps of epoch {epoch + 1}; training stopped. "
+            "The checkpoints on disk are intact. Lower the learning rate, add warm-up, or check the labels.",
+            epoch=epoch, batch=-1,
+        )
 
 
 def _score(record: Mapping[str, Any]) -> float:

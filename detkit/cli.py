@@ -18,8 +18,8 @@ __all__ = ["main"]
 
 
 def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
-    # Imported here so that `detkit --help` stays fast and one group's import
-    # error cannot hide the others' help.
+    # Each group lives beside the code it drives; importing them here, not at
+    # module level, keeps `import detkit.cli` free of cycles.
     from ._cli_train import add_commands as add_training_commands
     from ._plugins_cli import add_commands as add_plugin_commands
     from .data._cli import add_commands as add_data_commands

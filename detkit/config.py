@@ -48,8 +48,9 @@ __all__ = [
 Component = Union[str, Dict[str, Any]]
 
 
-def _field(default: Any, doc: str, choices: Sequence[Any] | None = None, minimum: float | None = None) -> Any:
-    metadata = {"doc": doc, "choices": tuple(choices) if choices else None, "minimum": minimum}
+def _field(default: Any, doc: str, choices: Sequence[Any] | None = None, minimum: float | None = None,
+           maximum: float | None = None) -> Any:
+    metadata = {"doc": doc, "choices": tuple(choices) if choices else None, "minimum": minimum, "maximum": maximum}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: json.loads(json.dumps(default)), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -60,7 +61,7 @@ class ModelConfig:
     """The ``model`` section: the arguments of :class:`~detkit.SSDDetector`."""
 
     classes: Optional[List[str]] = _field(None, "Object class names; default: the dataset's classes.")
-    data_shape: int = _field(256, "Input size S (images are resized to S x S).", minimum=1)
+    data_shape: Union[int, List[int]] = _field(256, "Input size: S for S x S, or [H, W].", minimum=1)
     scale_filters: int = _field(128, "Filters of the halving blocks added after the backbone.", minimum=1)
     backbone: Component = _field("toy", "Backbone: a registered name, or a mapping {name: ..., other arguments}.")
     anchor_generator: Component = _field("multibox_prior", "Anchor generator (name or mapping).")
@@ -103,7 +104,7 @@ class TrainConfig:
     resume: bool = _field(False, "Continue from the last checkpoint in output_dir.")
     quiet: bool = _field(False, "No progress bar and no per-epoch lines.")
     num_pictures: int = _field(4, "Validation images drawn with their detections after training.", minimum=0)
-    threshold: float = _field(0.5, "Score threshold of the detections drawn.", minimum=0)
+    threshold: float = _field(0.5, "Score threshold of the detections drawn.", minimum=0, maximum=1)
 
 
 @dataclasses.dataclass
@@ -153,7 +154,7 @@ def preset(name: str, overrides: Sequence[str] = ()) -> Config:
     return _from_mapping(json.loads(json.dumps(PRESETS[name])), overrides, source=f"preset {name!r}")
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *, base: str = "seed") -> Config:
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *, base: str | None = None) -> Config:
     """Read and validate a YAML configuration, with ``KEY=VALUE`` overrides.
 
     Parameters
@@ -165,8 +166,10 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
     overrides : sequence of str
         ``"train.epochs=5"``-style assignments; the value is read as YAML
         (``train.devices=[gpu(0)]``, ``model.loss={name: focal_smooth_l1}``).
-    base : str, default "seed"
-        The preset the file's values apply to, unless the file names one.
+    base : str, optional
+        The preset the file's values apply to; default: the one the file names
+        (``preset: NAME``), else ``"seed"``. Naming a different one than the
+        file is an error.
 
     Raises
     ------
@@ -174,7 +177,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
         For an unreadable file or any invalid key or value; ``error.key`` is the key path.
     """
     if path is None:
-        return preset(base, overrides)
+        return preset(base or "seed", overrides)
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"the configuration file {path} does not exist")
@@ -184,7 +187,10 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
         raise ConfigError(f"{path} is not valid YAML: {error}") from error
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping with the sections model, data and train")
-    base = raw.pop("preset", base)
+    named = raw.pop("preset", None)
+    if named is not None and base is not None and named != base:
+        raise ConfigError(f"{path} starts from the preset {named!r}, but {base!r} was asked for", "preset")
+    base = named or base or "seed"
     if base not in PRESETS:
         raise ConfigError(f"unknown preset {base!r}; the presets are: {', '.join(PRESETS)}", "preset")
     merged = _merge(json.loads(json.dumps(PRESETS[base])), raw)
@@ -235,7 +241,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     for name, value in raw.items():
         key = f"{prefix}.{name}" if prefix else name
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             values[name] = _build(hint, value, key)
         else:
             values[name] = _check_value(value, hint, fields[name].metadata, key)
@@ -277,9 +283,13 @@ def _check_value(value: Any, hint: Any, metadata: Mapping[str, Any], key: str) -
     choices = metadata.get("choices")
     if choices and value not in choices:
         raise ConfigError(f"must be one of {', '.join(map(str, choices))}; got {value!r}", key)
-    minimum = metadata.get("minimum")
-    if minimum is not None and isinstance(value, (int, float)) and value < minimum:
-        raise ConfigError(f"must be at least {minimum}; got {value!r}", key)
+    minimum, maximum = metadata.get("minimum"), metadata.get("maximum")
+    numbers = value if isinstance(value, list) else [value]
+    for number in numbers:
+        if minimum is not None and isinstance(number, (int, float)) and number < minimum:
+            raise ConfigError(f"must be at least {minimum}; got {value!r}", key)
+        if maximum is not None and isinstance(number, (int, float)) and number > maximum:
+            raise ConfigError(f"must be at most {maximum}; got {value!r}", key)
     return float(value) if hint is float else value
 
 
@@ -306,7 +316,19 @@ def _check_semantics(config: Config) -> None:
             path = getattr(data, name)
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"the file {path} does not exist", f"data.{name}")
-    _devices(config.train.devices)
+    if isinstance(config.model.data_shape, list) and len(config.model.data_shape) != 2:
+        raise ConfigError(f"must be S or [H, W]; got {config.model.data_shape!r}", "model.data_shape")
+    train = config.train
+    from ._training import _check_optimizer
+
+    try:
+        _check_optimizer(train.optimizer, {"learning_rate": 0.1, "wd": 5e-4, **train.optimizer_params})
+    except InputError as error:
+        key = "train.optimizer" if "'optimizer' argument" in str(error) else "train.optimizer_params"
+        raise ConfigError(str(error), key) from None
+    if train.warmup_epochs and train.lr_schedule == "constant":
+        raise ConfigError("a warm-up needs the 'cosine' or 'step' lr_schedule", "train.warmup_epochs")
+    _devices(train.devices)
 
 
 def _devices(devices: str | list[str]) -> Any:
@@ -323,6 +345,10 @@ def _devices(devices: str | list[str]) -> Any:
         if kind not in ("cpu", "gpu") or not number.isdigit():
             raise ConfigError(f"a device must be 'auto', 'cpu', 'cpu(0)', 'gpu(N)' or a list of them; got {name!r}",
                               "train.devices")
+        if kind == "gpu" and int(number) >= mx.context.num_gpus():
+            raise ConfigError(
+                f"{name!r} is not available: MXNet sees {mx.context.num_gpus()} GPU(s) "
+                "(the CPU build of MXNet sees none; install detkit[cu112] for GPUs)", "train.devices")
         contexts.append(mx.cpu(int(number)) if kind == "cpu" else mx.gpu(int(number)))
     return contexts
 
@@ -338,7 +364,7 @@ def _datasets(config: Config) -> tuple[Any, Any]:
                                              progress=not config.train.quiet)
     if data.source == "pikachu":
         return data_module.pikachu(data.root, progress=not config.train.quiet)
-    datasets = []
+    datasets: list[Any] = []
     for name in ("train", "val"):
         path = getattr(data, name)
         if path is None:

@@ -6,7 +6,8 @@ plain ``except`` clauses already catch, so ``except ValueError`` keeps working::
     DetkitError
     ├── InputError                  (ValueError)  a bad argument or tensor given to detkit
     │   └── ConfigError             (ValueError)  an invalid configuration; names the key path
-    ├── ComponentNotFoundError      (KeyError)    an unknown component name; lists the known ones
+    ├── NotFoundError               (KeyError)    an unknown name or key; lists the known ones
+    │   └── ComponentNotFoundError                an unknown component name
     ├── PluginError                               a plugin that cannot be used
     │   ├── DuplicateComponentError               two plugins register one kind and name
     │   └── IncompatiblePluginError               a plugin outside detkit's plugin API range
@@ -38,6 +39,7 @@ __all__ = [
     "InputError",
     "MissingDependencyError",
     "NonFiniteLossError",
+    "NotFoundError",
     "PluginError",
     "PluginWarning",
     "TrainingError",
@@ -60,11 +62,15 @@ class ConfigError(InputError):
         self.key = key
 
 
-class ComponentNotFoundError(DetkitError, KeyError):
-    """An unknown component name; the message lists the registered names of that kind."""
+class NotFoundError(DetkitError, KeyError):
+    """An unknown name or key; the message lists the known ones."""
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0]) if self.args else ""
+
+
+class ComponentNotFoundError(NotFoundError):
+    """An unknown component name; the message lists the registered names of that kind."""
 
 
 class PluginError(DetkitError):

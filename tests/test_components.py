@@ -33,6 +33,13 @@ def test_first_anchor_at_the_centre_of_a_40x40_map_is_the_seeds() -> None:
     assert ymax - ymin == pytest.approx(0.5 / math.sqrt(2), abs=1e-5)
 
 
+def test_anchors_on_a_non_square_input_are_square_in_pixels() -> None:
+    # MultiBoxPrior sizes both sides relative to the height: size .5 on a 16x32 map
+    # is .5 of the height high and .5 * 16 / 32 = .25 of the width wide.
+    (xmin, ymin, xmax, ymax) = MultiBoxPriorAnchors(sizes=[[0.5]], ratios=[1])(mx.nd.zeros((1, 1, 16, 32)))[0, 0].asnumpy()
+    assert xmax - xmin == pytest.approx(0.25) and ymax - ymin == pytest.approx(0.5)
+
+
 def test_anchors_equal_multibox_prior_per_scale_concatenated() -> None:
     generator = MultiBoxPriorAnchors()
     maps = [mx.nd.zeros((1, 8, s, s)) for s in (32, 16, 8, 4, 1)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 import yaml
 
@@ -53,8 +55,19 @@ def test_a_file_changes_only_what_it_names_and_overrides_win(tmp_path) -> None:
 
 
 def test_a_file_may_start_from_another_preset(tmp_path) -> None:
-    config = load_config(_write(tmp_path, "preset: fast\ntrain:\n  epochs: 3\n"))
+    path = _write(tmp_path, "preset: fast\ntrain:\n  epochs: 3\n")
+    config = load_config(path)
     assert config.train.epochs == 3 and config.train.lr_schedule == "cosine"
+    assert load_config(path, base="fast").to_dict() == config.to_dict()
+    with pytest.raises(ConfigError, match="starts from the preset 'fast', but 'seed' was asked for"):
+        load_config(path, base="seed")
+
+
+def test_a_non_square_input_size(tmp_path) -> None:
+    import mxnet as mx
+
+    config = load_config(_write(tmp_path, "model:\n  data_shape: [64, 96]\n"))
+    assert build_detector(config, ["a"], ctx=mx.cpu()).data_shape == (64, 96)
 
 
 @pytest.mark.parametrize(
@@ -78,6 +91,12 @@ def test_a_file_may_start_from_another_preset(tmp_path) -> None:
         ("", ["train.epochs=[1"], "train.epochs", "not valid YAML"),
         ("", ["train.epochs.x=1"], "train.epochs", "must be an integer"),
         ("preset: turbo\n", [], "preset", "seed, fast"),
+        ("train:\n  threshold: 2\n", [], "train.threshold", "at most 1"),
+        ("train:\n  optimizer: adamm\n", [], "train.optimizer", "Known: "),
+        ("train:\n  optimizer_params: {learning_rat: 0.1}\n", [], "train.optimizer_params", "'learning_rat'"),
+        ("train:\n  warmup_epochs: 1\n", [], "train.warmup_epochs", "cosine"),
+        ("train:\n  devices: gpu(7)\n", [], "train.devices", "GPU"),
+        ("model:\n  data_shape: [64, 96, 3]\n", [], "model.data_shape", "[H, W]"),
     ],
 )
 def test_invalid_configurations_name_their_key(builtins_only, tmp_path, text, overrides, key, fragment) -> None:
@@ -135,5 +154,13 @@ def test_train_evaluate_predict_from_the_command_line(tmp_path, capsys) -> None:
     assert main(["predict", str(out / "model"), str(image), "--out", str(tmp_path / "pics"), "--threshold", "0",
                  "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report[0]["image"] == str(image) and (tmp_path / "pics" / "image.png").is_file()
+    assert report[0]["image"] == str(image) and (tmp_path / "pics" / "image-detections.png").is_file()
+    # Pictures never overwrite the inputs, nor each other when two inputs share a name.
+    (tmp_path / "other").mkdir()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "other" / "image.png")
+    before = image.read_bytes()
+    assert main(["predict", str(out / "model"), str(image), str(tmp_path / "other" / "image.png"),
+                 "--out", str(tmp_path)]) == 0
+    assert image.read_bytes() == before
+    assert (tmp_path / "image-detections.png").is_file() and (tmp_path / "image-detections-2.png").is_file()
     assert all(set(d) == {"class_id", "class_name", "score", "box"} for d in report[0]["detections"])

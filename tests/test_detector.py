@@ -146,6 +146,9 @@ def test_gradients_reach_every_weight(detector: SSDDetector) -> None:
         ({"classes": "pikachu"}, ["'classes'", "list", "'pikachu'"]),
         ({"classes": ["a", "b", "a"]}, ["'classes'", "repeat", "'a'"]),
         ({"classes": ["a", ""]}, ["class name", "''", "classes[1]"]),
+        ({"classes": [" a"]}, ["class name", "surrounding spaces", "' a'"]),
+        ({"classes": ["a"], "post_processor": ("multibox_detection", {"variances": [0.1, 0.1, 0.1, 0.1]})},
+         ["variances", "[0.1, 0.1, 0.2, 0.2]", "[0.1, 0.1, 0.1, 0.1]"]),
         ({"classes": ["a"], "anchor_generator": ("multibox_prior", {"sizes": [[0.2], [0.3]], "ratios": [[1]] * 3})},
          ["'sizes'", "'ratios'", "2", "3"]),
         ({"classes": ["a"], "anchor_generator": ("multibox_prior", {"sizes": [[1.2]] * 5})}, ["(0, 1]", "1.2"]),
@@ -220,7 +223,9 @@ def test_load_errors(builtins_only, tmp_path) -> None:
         SSDDetector.load(tmp_path)
 
 
-def test_default_context_is_the_cpu_without_gpus() -> None:
-    expected = mx.gpu(0) if mx.context.num_gpus() else mx.cpu()
-    assert detkit.default_context() == expected
-    assert SSDDetector(classes=["a"]).ctx == expected
+def test_default_context_is_the_first_gpu_when_mxnet_sees_one(monkeypatch) -> None:
+    monkeypatch.setattr(mx.context, "num_gpus", lambda: 0)
+    assert detkit.default_context() == mx.cpu()
+    assert SSDDetector(classes=["a"]).ctx == mx.cpu()
+    monkeypatch.setattr(mx.context, "num_gpus", lambda: 2)
+    assert detkit.default_context() == mx.gpu(0)

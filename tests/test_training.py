@@ -79,10 +79,15 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tiny, tmp_path) -> Non
 
 def test_checkpoints_keep_last_and_best_and_load_as_detectors(tiny, tmp_path) -> None:
     train, val = tiny
-    detkit.fit(_detector(), train, val, epochs=2, batch_size=16, seed=0, quiet=True, checkpoint_dir=tmp_path)
+    history = detkit.fit(_detector(), train, val, epochs=3, batch_size=16, seed=0, quiet=True,
+                         checkpoint_dir=tmp_path)
     last = json.loads((tmp_path / "last.json").read_text())
-    assert last["checkpoint"] == "epoch-0002"
-    assert json.loads((tmp_path / "best.json").read_text())["checkpoint"] in {"epoch-0001", "epoch-0002"}
+    assert last["checkpoint"] == "epoch-0003"
+    scores = history["map_50"]
+    best_epoch = max(range(3), key=lambda e: (scores[e], -e))  # the first of the highest
+    best = json.loads((tmp_path / "best.json").read_text())["checkpoint"]
+    assert best == f"epoch-{best_epoch + 1:04d}"
+    assert sorted(p.name for p in tmp_path.glob("epoch-*")) == sorted({best, "epoch-0003"})
     loaded = SSDDetector.load(tmp_path / last["checkpoint"], ctx=mx.cpu())
     assert loaded.data_shape == (SIZE, SIZE)
     assert not list(tmp_path.glob(".*partial"))
@@ -138,6 +143,51 @@ def test_a_diverging_run_stops_with_a_non_finite_loss(tiny) -> None:
                    optimizer_params={"learning_rate": 1e12})
 
 
+def test_fit_refuses_to_overwrite_an_earlier_run_and_resumes_only_the_same_settings(tiny, tmp_path) -> None:
+    train, _ = tiny
+    detkit.fit(_detector(), train, epochs=1, batch_size=16, seed=0, quiet=True, checkpoint_dir=tmp_path,
+               lr_schedule="cosine")
+    with pytest.raises(CheckpointError, match="earlier run.*resume=True"):
+        detkit.fit(_detector(), train, epochs=1, batch_size=16, seed=0, quiet=True, checkpoint_dir=tmp_path)
+    for changed, key in (({"batch_size": 8}, "batch_size"), ({"epochs": 3}, "epochs"),
+                         ({"optimizer": "nag"}, "optimizer")):
+        arguments = {"epochs": 2, "batch_size": 16, "lr_schedule": "cosine", **changed}
+        with pytest.raises(CheckpointError, match=f"trained with {key}="):
+            detkit.fit(_detector(), train, quiet=True, checkpoint_dir=tmp_path, resume=True, **arguments)
+    assert (tmp_path / "epoch-0001").is_dir()
+
+
+def test_resume_without_a_checkpoint_starts_afresh_and_says_so(tiny, tmp_path, capsys) -> None:
+    train, _ = tiny
+    history = detkit.fit(_detector(), train, epochs=1, batch_size=16, seed=0, checkpoint_dir=tmp_path, resume=True)
+    assert len(history) == 1
+    assert "no checkpoint in" in capsys.readouterr().out
+
+
+def test_fit_checks_the_data_classes_before_training(tiny) -> None:
+    train, val = tiny
+    detector = SSDDetector(classes=["cat", "dog"], data_shape=SIZE, ctx=mx.cpu())
+    with pytest.raises(InputError, match=r"'train_data' classes \['pikachu'\] differ"):
+        detkit.fit(detector, train, epochs=1, quiet=True)
+
+
+def test_fit_on_two_devices_and_on_devices_without_the_detectors_context(tiny, tmp_path) -> None:
+    train, val = tiny
+    # Two CPU contexts stand for two GPUs: the batch is split, gradients summed.
+    detector = _detector()
+    history = detkit.fit(detector, train, val, epochs=1, batch_size=8, seed=0, quiet=True,
+                         devices=[mx.cpu(0), mx.cpu(1)], checkpoint_dir=tmp_path / "two")
+    assert math.isfinite(history.last["loss"]) and "map_50" in history.last
+    assert detector.ctx == mx.cpu(0)
+    detector.detect(mx.nd.zeros((1, 3, SIZE, SIZE)))  # the weights are back where the detector lives
+    # Training on a device the detector does not live on, with evaluation and checkpoints.
+    elsewhere = _detector()
+    detkit.fit(elsewhere, train, val, epochs=1, batch_size=8, seed=0, quiet=True, devices=[mx.cpu(1)],
+               checkpoint_dir=tmp_path / "one")
+    assert elsewhere.ctx == mx.cpu(0)
+    assert SSDDetector.load(tmp_path / "one" / "epoch-0001", ctx=mx.cpu()).classes == ["pikachu"]
+
+
 def test_fit_rejects_bad_arguments(tiny) -> None:
     train, _ = tiny
     detector = _detector()
@@ -153,13 +203,17 @@ def test_fit_rejects_bad_arguments(tiny) -> None:
         detkit.fit(detector, train, epochs=1, batch_size=64, quiet=True)
     with pytest.raises(InputError, match="'devices'"):
         detkit.fit(detector, train, epochs=1, devices="tpu")
+    with pytest.raises(InputError, match="'optimizer' argument.*'adamm'"):
+        detkit.fit(detector, train, epochs=1, optimizer="adamm")
+    with pytest.raises(InputError, match="does not take the setting.*'momentun'"):
+        detkit.fit(detector, train, epochs=1, optimizer_params={"momentun": 0.9})
 
 
 def test_resume_refuses_a_checkpoint_of_another_detector(tiny, tmp_path) -> None:
     train, _ = tiny
     detkit.fit(_detector(), train, epochs=1, batch_size=16, seed=0, quiet=True, checkpoint_dir=tmp_path)
     other = _detector(loss=("focal_smooth_l1", {"gamma": 1.0}))
-    with pytest.raises(CheckpointError, match="another detector configuration"):
+    with pytest.raises(CheckpointError, match=r"another detector \(components differs\)"):
         detkit.fit(other, train, epochs=2, batch_size=16, quiet=True, checkpoint_dir=tmp_path, resume=True)
 
 
@@ -187,6 +241,29 @@ def test_callbacks_are_called_and_can_stop_training(tiny) -> None:
 
     detkit.fit(_detector(), train, epochs=5, batch_size=16, seed=0, quiet=True, callbacks=[Stopper()])
     assert calls == ["begin", ("epoch", 0, True), ("epoch", 1, True), ("end", 2)]
+
+
+def test_evaluate_scores_perfect_detections_one_and_drops_the_padding(tiny, monkeypatch) -> None:
+    _, val = tiny
+    detector = _detector()
+    truth = {}  # preprocessed image bytes -> its ground truth, to answer detect() with
+    for batch in val.loader(1, SIZE, train=False):
+        truth[batch.data.asnumpy().tobytes()] = batch.label.asnumpy()[0]
+
+    def perfect(images):
+        rows = np.full((images.shape[0], 4, 6), -1.0, np.float32)
+        for i, image in enumerate(images.asnumpy()):
+            label = truth[image[None].tobytes()]
+            objects = label[label[:, 0] >= 0]
+            rows[i, : len(objects), 0] = objects[:, 0]
+            rows[i, : len(objects), 1] = 0.9
+            rows[i, : len(objects), 2:] = objects[:, 1:]
+        return mx.nd.array(rows)
+
+    monkeypatch.setattr(detector, "detect", perfect)
+    scores = detkit.evaluate(detector, val, batch_size=3)  # 8 images: the last batch has one padding image
+    assert scores["map_50"] == 1.0 and scores["map_50_voc07"] == 1.0 and scores["map_50_95"] == 1.0
+    assert scores["num_images"] == 8
 
 
 def test_evaluate_reports_voc_and_coco_map(tiny) -> None:
@@ -222,14 +299,44 @@ def test_predict_returns_pixel_boxes_for_every_input_type(tiny, tmp_path) -> Non
     assert len(several) == 2 and all(d.score >= 0.5 for ds in several for d in ds)
 
 
+def test_predict_takes_batches_grey_rgba_and_rotated_files(tiny, tmp_path) -> None:
+    from PIL import Image
+
+    _, val = tiny
+    detector = _detector()
+    rgb = val.image(0)
+    expected = detector.predict(rgb, threshold=0.0)
+    batch = np.stack([rgb, val.image(1)])  # (2, H, W, 3)
+    assert [d.box for d in detector.predict(batch, threshold=0.0)[0]] == [d.box for d in expected]
+    assert len(detector.predict(mx.nd.array(batch, dtype="uint8"), threshold=0.0)) == 2
+    rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    assert [d.box for d in detector.predict(rgba, threshold=0.0)] == [d.box for d in expected]
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    assert [d.box for d in detector.predict(tmp_path / "rgba.png", threshold=0.0)] == [d.box for d in expected]
+    grey = rgb.mean(axis=2).astype(np.uint8)
+    Image.fromarray(grey, "L").save(tmp_path / "grey.png")
+    from_file = detector.predict(tmp_path / "grey.png", threshold=0.0)
+    assert [d.box for d in from_file] == [d.box for d in detector.predict(grey[:, :, None], threshold=0.0)]
+    # A photo stored sideways with an EXIF orientation is read upright.
+    wide = np.concatenate([rgb, val.image(1)], axis=1)  # 64 x 128
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees clockwise: the stored pixels are the upright image turned left
+    Image.fromarray(np.rot90(wide)).save(tmp_path / "turned.jpg", exif=exif.tobytes(), quality=95)
+    assert detkit.load_image(tmp_path / "turned.jpg").shape == wide.shape
+
+
 def test_predict_rejects_bad_images(tiny) -> None:
     detector = _detector()
     with pytest.raises(InputError, match="does not exist"):
         detector.predict("no/such/image.jpg")
     with pytest.raises(InputError, match=r"\(H, W, 3\)"):
-        detector.predict(np.zeros((64, 64, 4), dtype="uint8"))
-    with pytest.raises(InputError, match="list"):
+        detector.predict(np.zeros((64, 64, 5), dtype="uint8"))
+    with pytest.raises(InputError, match="channels last"):
         detector.predict(np.zeros((2, 3, 64, 64), dtype="float32"))
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        detector.predict(np.full((64, 64, 3), 0.5, dtype="float32"))
+    with pytest.raises(InputError, match="'batch_size'"):
+        detector.predict(np.zeros((64, 64, 3), dtype="uint8"), batch_size=0)
     with pytest.raises(InputError, match="'threshold'"):
         detector.predict(np.zeros((64, 64, 3), dtype="uint8"), threshold=2)
 
