@@ -158,11 +158,13 @@ plot_html_show_formats = False
 plot_formats = [("png", 110)]
 plot_rcparams = {"figure.figsize": (5.5, 4.0), "savefig.bbox": "tight", "font.size": 10}
 plot_apply_rcparams = True
-plot_pre_code = """
+plot_pre_code = f"""
 import numpy as np
 import mxnet as mx
 import matplotlib.pyplot as plt
 import detkit
+from pathlib import Path
+REPOSITORY = Path({str(Path(__file__).resolve().parents[1])!r})  # measured figures live in benchmarks/results
 """
 
 # -- MyST (the changelog is Markdown) ------------------------------------------------------
