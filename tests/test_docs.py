@@ -74,19 +74,6 @@ def _documented() -> set[str]:
     return set().union(*(_targets(text) for text in _sources().values()))
 
 
-def _import(name: str) -> Any:
-    parts = name.split(".")
-    for split in range(len(parts), 0, -1):
-        try:
-            value: Any = importlib.import_module(".".join(parts[:split]))
-        except ImportError:
-            continue
-        for part in parts[split:]:
-            value = getattr(value, part)
-        return value
-    raise ImportError(name)
-
-
 def _public_modules() -> list[str]:
     import pkgutil
 
@@ -123,7 +110,7 @@ def test_every_public_name_is_documented(module_name: str) -> None:
     by_identity = set()
     for target in documented:
         try:
-            value = _import(target)
+            value = detkit_reference.import_object(target)
         except (ImportError, AttributeError):
             continue
         if callable(value) or inspect.ismodule(value):
@@ -150,7 +137,7 @@ def test_every_documented_name_exists_and_is_public() -> None:
         if any(part.startswith("_") and not part.startswith("__") for part in target.split(".")):
             private.append(target)
         try:
-            _import(target)
+            detkit_reference.import_object(target)
         except (ImportError, AttributeError):
             stale.append(target)
     assert not stale, f"the docs document names that do not exist: {stale}"

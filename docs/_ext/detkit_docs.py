@@ -34,7 +34,7 @@ from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import make_refnode, nested_parse_with_titles
 
-from detkit_reference import cli_reference_rst, config_reference_rst, presets_rst
+from detkit_reference import cli_reference_rst, config_reference_rst, import_object, presets_rst
 
 # -- directives ----------------------------------------------------------------------------
 
@@ -73,19 +73,6 @@ class CliReferenceDirective(_GeneratedDirective):
 # -- references to other public spellings of a documented object ---------------------------
 
 
-def _import_object(name: str) -> Any:
-    parts = name.split(".")
-    for split in range(len(parts), 0, -1):
-        try:
-            value: Any = importlib.import_module(".".join(parts[:split]))
-        except ImportError:
-            continue
-        for attribute in parts[split:]:
-            value = getattr(value, attribute)
-        return value
-    raise ImportError(name)
-
-
 def _documented(env: Any) -> tuple[dict[str, Any], dict[int, str]]:
     objects = env.get_domain("py").objects
     cached = getattr(env, "_detkit_documented", None)
@@ -96,7 +83,7 @@ def _documented(env: Any) -> tuple[dict[str, Any], dict[int, str]]:
         if not name.startswith("detkit") or entry.aliased or entry.objtype == "module":
             continue
         try:
-            value = _import_object(name)
+            value = import_object(name)
         except Exception:  # noqa: BLE001 - an attribute that exists only on instances
             continue
         if callable(value):  # classes, functions, markers: objects with one identity
@@ -111,7 +98,7 @@ def _resolve_name(name: str, objects: dict[str, Any], by_id: dict[int, str], dep
     if depth > 4 or not name.startswith("detkit"):
         return None
     try:
-        found = by_id.get(id(_import_object(name)))
+        found = by_id.get(id(import_object(name)))
     except Exception:  # noqa: BLE001 - not importable: try its owner
         found = None
     if found is not None:

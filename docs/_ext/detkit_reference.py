@@ -9,12 +9,27 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import re
 import textwrap
 import typing
 from typing import Any, Iterator
 
 # -- configuration reference ---------------------------------------------------------------
+
+
+def import_object(name: str) -> Any:
+    """The object a dotted name such as ``detkit.data.DetectionDataset`` names."""
+    parts = name.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            value: Any = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attribute in parts[split:]:
+            value = getattr(value, attribute)
+        return value
+    raise ImportError(name)
 
 
 def _type_text(hint: Any) -> str:
