@@ -116,6 +116,11 @@ def _lr_scheduler(schedule: Any, base_lr: float, epochs: int, batches_per_epoch:
         )
     total = max(epochs * batches_per_epoch, 1)
     warmup = int(round(warmup_epochs * batches_per_epoch))
+    if warmup >= total:
+        raise InputError(
+            f"The 'warmup_epochs' argument ({warmup_epochs}) must be shorter than the training ({epochs} "
+            f"epoch{'s' if epochs != 1 else ''}); lower it or train longer."
+        )
     if schedule == "cosine":
         return mx.lr_scheduler.CosineScheduler(max_update=total, base_lr=base_lr, final_lr=0.0, warmup_steps=warmup)
     # "step": divide by 10 at 2/3 and 5/6 of training.

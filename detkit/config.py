@@ -99,7 +99,8 @@ class TrainConfig:
     lr_schedule: str = _field("constant", "Learning-rate schedule.", choices=("constant", "cosine", "step"))
     warmup_epochs: float = _field(0.0, "Linear learning-rate warm-up, in epochs (cosine or step only).", minimum=0)
     devices: Union[str, List[str]] = _field("auto", "'auto' (every GPU, else the CPU) or a list such as [gpu(0), gpu(1)].")
-    seed: Optional[int] = _field(0, "Random seed of the training run (null: a random one).", minimum=0)
+    seed: Optional[int] = _field(0, "Random seed of the run: initial weights, data order, crops (null: a random one).",
+                                 minimum=0)
     output_dir: str = _field("runs/pikachu", "Where the checkpoints, the trained model, metrics and pictures go.")
     resume: bool = _field(False, "Continue from the last checkpoint in output_dir.")
     quiet: bool = _field(False, "No progress bar and no per-epoch lines.")
@@ -419,6 +420,10 @@ def run_config(config: Config) -> tuple[Any, Any]:
     if list(train_data.classes) != classes:
         raise ConfigError(f"the data's classes {train_data.classes} differ from model.classes {classes}",
                           "model.classes")
+    if config.train.seed is not None:
+        import mxnet as mx
+
+        mx.random.seed(config.train.seed)  # the initial weights too, so that a run repeats exactly
     detector = build_detector(config, classes)
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output / "config.yaml", config.to_yaml())

@@ -164,3 +164,17 @@ def test_train_evaluate_predict_from_the_command_line(tmp_path, capsys) -> None:
     assert image.read_bytes() == before
     assert (tmp_path / "image-detections.png").is_file() and (tmp_path / "image-detections-2.png").is_file()
     assert all(set(d) == {"class_id", "class_name", "score", "box"} for d in report[0]["detections"])
+
+
+def test_a_configuration_with_a_seed_repeats_exactly(tmp_path) -> None:
+    from detkit.config import run_config
+
+    histories = []
+    for run in ("a", "b"):
+        config = preset("fast", [
+            f"data.root={tmp_path / 'data'}", "data.num_train=16", "data.num_val=4", "data.image_size=64",
+            "model.data_shape=64", "train.epochs=1", "train.batch_size=8", f"train.output_dir={tmp_path / run}",
+            "train.quiet=true", "train.num_pictures=0", "train.seed=3", "train.warmup_epochs=0.5",
+        ])
+        histories.append(run_config(config)[1])
+    assert histories[0]["loss"] == histories[1]["loss"] and histories[0]["map_50"] == histories[1]["map_50"]

@@ -199,6 +199,8 @@ def test_fit_rejects_bad_arguments(tiny) -> None:
         detkit.fit(detector, train, epochs=1, resume=True)
     with pytest.raises(InputError, match="'lr_schedule'"):
         detkit.fit(detector, train, epochs=1, lr_schedule="exponential", quiet=True)
+    with pytest.raises(InputError, match="'warmup_epochs'.*shorter than the training"):
+        detkit.fit(detector, train, epochs=1, lr_schedule="cosine", warmup_epochs=1, quiet=True)
     with pytest.raises(InputError, match="fewer than one batch"):
         detkit.fit(detector, train, epochs=1, batch_size=64, quiet=True)
     with pytest.raises(InputError, match="'devices'"):
