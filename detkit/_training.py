@@ -44,7 +44,10 @@ class Callback:
         """Called once before the first epoch (also when resuming)."""
 
     def on_epoch_end(self, epoch: int, record: Mapping[str, Any], detector: SSDDetector) -> bool | None:
-        """Called after each epoch with its :class:`History` record; return ``True`` to stop."""
+        """Called after each epoch with its :class:`History` record; return ``True`` to stop.
+
+        ``epoch`` is the 0-based index of the epoch (``record["epoch"]`` is ``epoch + 1``).
+        """
         return None
 
     def on_train_end(self, history: History) -> None:

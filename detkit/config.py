@@ -403,7 +403,8 @@ def run_config(config: Config) -> tuple[Any, Any]:
     """Train, evaluate and report as ``config`` says; return ``(detector, history)``.
 
     Writes into ``train.output_dir``: ``checkpoints/`` (last and best),
-    ``model/`` (the trained detector, :meth:`SSDDetector.load` reads it),
+    ``model/`` (the detector after the last epoch, :meth:`SSDDetector.load` reads
+    it; ``checkpoints/best.json`` names the epoch of the best validation mAP),
     ``config.yaml`` (the resolved configuration), ``history.json`` and
     ``history.png`` (per-epoch figures), ``metrics.json`` (the final validation
     metrics) and ``detections/`` (validation images with their detections).
