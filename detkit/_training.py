@@ -502,6 +502,7 @@ def _train_epoch(graph: _TrainingGraph, trainer: gluon.Trainer, loader: Any, con
                disable=quiet, dynamic_ncols=True, file=sys.stderr)
     sums = mx.nd.zeros((len(term_names) + 5,), ctx=contexts[0])  # see _TrainingGraph's stats
     unchecked: list[tuple[int, mx.nd.NDArray]] = []  # (batch, stats) not yet read back
+    images_done = 0.0  # images whose results were read back
     started = time.perf_counter()
     for index, batch in enumerate(loader):
         data = gluon.utils.split_and_load(batch.data, contexts, even_split=True)
@@ -519,7 +520,10 @@ def _train_epoch(graph: _TrainingGraph, trainer: gluon.Trainer, loader: Any, con
             ready = unchecked[: _READ_EVERY * len(contexts)]
             unchecked = unchecked[len(ready):]
             seen = _check_finite(ready, epoch)
-            bar.set_postfix_str(f"loss {seen[1] / seen[0]:.4g}, {_rate(seen[0], started):.1f} img/s", refresh=False)
+            images_done += seen[0]
+            # The loss of the batches just read; the speed since the epoch started.
+            bar.set_postfix_str(f"loss {seen[1] / seen[0]:.4g}, {_rate(images_done, started):.1f} img/s",
+                                refresh=False)
         bar.update(1)
     _check_finite(unchecked, epoch)
     totals = sums.asnumpy()
