@@ -3,6 +3,10 @@
 from importlib import metadata
 
 import pytest
+
+# These tests run against the installed package: `pip install ./examples/plugin-template`.
+pytest.importorskip("detkit_myplugin", reason="the plugin is not installed: pip install ./examples/plugin-template")
+
 from detkit_myplugin import MyBackbone
 
 import detkit

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from importlib import metadata
 
+import pytest
+
+# These tests run against the installed package: `pip install ./plugins/detkit-resnet`.
+pytest.importorskip("detkit_resnet", reason="the plugin is not installed: pip install ./plugins/detkit-resnet")
+
 import detkit_resnet
 import mxnet as mx
 import numpy as np
-import pytest
 from detkit_resnet import ResNet18V1, ResNet18V2, ResNetBackbone
 from mxnet.gluon.model_zoo import vision
 
