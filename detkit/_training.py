@@ -370,17 +370,16 @@ def fit(
     detector._materialize()
     weights = graph.collect_params()
     home = detector.ctx
-    weights.reset_ctx(contexts)
-    detector.ctx = contexts[0]  # evaluation and checkpoints run where the weights now are
-    trainer = gluon.Trainer(weights, optimizer, params, kvstore=kvstore)
-    if resume_from is not None:
-        trainer.load_states(str(resume_from / _TRAINER_FILE))
-
-    for callback in callbacks:
-        callback.on_train_begin(detector, history)
     term_names = ["loss", *detector.loss.term_names]
     best_score = max((_score(r) for r in history.records), default=-math.inf)
     try:
+        weights.reset_ctx(contexts)
+        detector.ctx = contexts[0]  # evaluation and checkpoints run where the weights now are
+        trainer = gluon.Trainer(weights, optimizer, params, kvstore=kvstore)
+        if resume_from is not None:
+            trainer.load_states(str(resume_from / _TRAINER_FILE))
+        for callback in callbacks:
+            callback.on_train_begin(detector, history)
         for epoch in range(start_epoch, epochs):
             mx.random.seed(_epoch_seed(seed, epoch) % (2**31))
             loader = train_data.loader(batch_size, detector.data_shape, train=True, seed=_epoch_seed(seed, epoch),
