@@ -269,7 +269,8 @@ def fit(
     kvstore : str, optional
         MXNet's kvstore for the gradients: default ``"device"`` for several
         devices, none for one; ``"dist_sync"`` and friends train across machines
-        (launched with MXNet's ``tools/launch.py``).
+        (launched with MXNet's ``tools/launch.py``), each machine reading its own
+        share of every epoch (``loader(num_parts=..., part_index=...)``).
 
     Returns
     -------
@@ -318,6 +319,12 @@ def fit(
             )
     if kvstore is None:
         kvstore = "device" if len(contexts) > 1 else None
+    shard: dict[str, int] = {}
+    store: Any = kvstore
+    if isinstance(kvstore, str) and kvstore.startswith("dist"):
+        # Each machine of a distributed run reads its own share of every epoch.
+        store = mx.kv.create(kvstore)
+        shard = {"num_parts": store.num_workers, "part_index": store.rank}
     params = {"learning_rate": 0.1, "wd": 5e-4, **dict(optimizer_params or {})}
     _check_optimizer(optimizer, params)
     checkpoints = _Checkpoints(checkpoint_dir) if checkpoint_dir is not None else None
@@ -355,7 +362,7 @@ def fit(
     if detector.hybridized:
         graph.hybridize(static_alloc=True, static_shape=True)
     loader = train_data.loader(batch_size, detector.data_shape, train=True, seed=_epoch_seed(seed, 0),
-                               num_objects=num_objects, last_batch="discard")
+                               num_objects=num_objects, last_batch="discard", **shard)
     batches_per_epoch = len(loader)
     if batches_per_epoch == 0:
         raise InputError(
@@ -375,7 +382,7 @@ def fit(
     try:
         weights.reset_ctx(contexts)
         detector.ctx = contexts[0]  # evaluation and checkpoints run where the weights now are
-        trainer = gluon.Trainer(weights, optimizer, params, kvstore=kvstore)
+        trainer = gluon.Trainer(weights, optimizer, params, kvstore=store)
         if resume_from is not None:
             trainer.load_states(str(resume_from / _TRAINER_FILE))
         for callback in callbacks:
@@ -383,7 +390,7 @@ def fit(
         for epoch in range(start_epoch, epochs):
             mx.random.seed(_epoch_seed(seed, epoch) % (2**31))
             loader = train_data.loader(batch_size, detector.data_shape, train=True, seed=_epoch_seed(seed, epoch),
-                                       num_objects=num_objects, last_batch="discard")
+                                       num_objects=num_objects, last_batch="discard", **shard)
             record = _train_epoch(graph, trainer, loader, contexts, epoch, epochs, term_names, quiet)
             record["learning_rate"] = float(trainer.learning_rate)
             _check_weights_finite(weights, epoch)

@@ -219,3 +219,24 @@ def test_stopping_early_leaves_no_thread_behind(dataset):
         if thread.name.startswith("detkit-"):
             thread.join(timeout=5)
     assert threading.active_count() <= before
+
+
+def test_shares_for_several_machines_are_disjoint_and_cover_the_epoch(tmp_path) -> None:
+    import detkit
+
+    train, _ = detkit.data.synthetic_pikachu(tmp_path, num_train=10, num_val=2, image_size=64, seed=1, progress=False)
+
+    def images(loader):
+        # One fingerprint per image: its label rows identify it in this tiny set.
+        return [tuple(row.ravel()) for batch in loader for row in batch.label.asnumpy()[: len(batch.label) - batch.pad]]
+
+    whole = images(train.loader(2, 64, train=False, shuffle=True, seed=4))
+    shares = [images(train.loader(2, 64, train=False, shuffle=True, seed=4, num_parts=3, part_index=p))
+              for p in range(3)]
+    assert sorted(sum(shares, [])) == sorted(whole)
+    assert [len(s) for s in shares] == [4, 3, 3]
+    assert len(train.loader(2, 64, train=True, num_parts=3, part_index=0)) == 2
+    with pytest.raises(InputError, match="'part_index'"):
+        train.loader(2, 64, train=True, num_parts=2, part_index=2)
+    with pytest.raises(InputError, match="'num_parts'"):
+        train.loader(2, 64, train=True, num_parts=11)

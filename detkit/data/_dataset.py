@@ -196,6 +196,8 @@ class DetectionDataset:
         seed: int | None = None,
         num_objects: int | None = None,
         last_batch: str = "pad",
+        num_parts: int = 1,
+        part_index: int = 0,
     ) -> "DetectionLoader":
         """Batches of images and labels, with the seed's pipeline.
 
@@ -220,6 +222,10 @@ class DetectionDataset:
         last_batch : {"pad", "discard"}
             ``"pad"`` fills the last batch with the epoch's first images and says how
             many in :attr:`DetectionBatch.pad`; ``"discard"`` drops an incomplete one.
+        num_parts, part_index : int, default 1 and 0
+            For training on several machines: the epoch's images (shuffled alike on
+            every machine, given the same ``seed``) are dealt into ``num_parts``
+            disjoint shares, and this loader reads share ``part_index``.
 
         Returns
         -------
@@ -237,6 +243,8 @@ class DetectionDataset:
             seed=seed,
             num_objects=num_objects,
             last_batch=last_batch,
+            num_parts=num_parts,
+            part_index=part_index,
         )
 
 
@@ -265,8 +273,21 @@ class DetectionLoader:
         seed: int | None = None,
         num_objects: int | None = None,
         last_batch: str = "pad",
+        num_parts: int = 1,
+        part_index: int = 0,
     ) -> None:
         self.dataset = dataset
+        self.num_parts = _check_int(num_parts, "num_parts", 1)
+        self.part_index = _check_int(part_index, "part_index", 0)
+        if self.part_index >= self.num_parts:
+            raise InputError(
+                f"The 'part_index' parameter must be below num_parts ({self.num_parts}). Got {part_index} instead."
+            )
+        if self.num_parts > len(dataset):
+            raise InputError(
+                f"The 'num_parts' parameter must not exceed the {len(dataset)} images of {dataset.rec_path}. "
+                f"Got {num_parts} instead."
+            )
         self.batch_size = _check_int(batch_size, "batch_size", 1)
         self.data_shape = data_shape_hw(data_shape)
         self.train = bool(train)
@@ -288,8 +309,12 @@ class DetectionLoader:
         self._entropy = cast(int, np.random.SeedSequence(seed).entropy)  # an int: seed is an int or None
         self._epoch = 0
 
+    def _share(self) -> int:
+        """How many images this loader's share of an epoch holds."""
+        return len(range(self.part_index, len(self.dataset), self.num_parts))
+
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = self._share()
         return math.ceil(n / self.batch_size) if self.last_batch == "pad" else n // self.batch_size
 
     def __iter__(self) -> Iterator[DetectionBatch]:
@@ -299,10 +324,11 @@ class DetectionLoader:
 
     def _epoch_arrays(self, epoch: int) -> Generator[tuple[np.ndarray, np.ndarray, int], None, None]:
         dataset = self.dataset
-        n = len(dataset)
-        order = np.arange(n)
+        order = np.arange(len(dataset))
         if self.shuffle:
-            order = np.random.default_rng([self._entropy, epoch]).permutation(n)
+            order = np.random.default_rng([self._entropy, epoch]).permutation(len(dataset))
+        order = order[self.part_index::self.num_parts]  # this loader's share: one in num_parts
+        n = len(order)
         height, width = self.data_shape
         size = os.path.getsize(dataset.rec_path)
         files = [open(dataset.rec_path, "rb") for _ in range(_DECODE_THREADS)]
@@ -313,7 +339,9 @@ class DetectionLoader:
                 if j % _DECODE_THREADS != part:
                     continue
                 index = int(order[position % n])
-                rng = np.random.default_rng([self._entropy, epoch, position]) if self.train else None
+                # Keyed by the position in the whole epoch, so that every share crops differently.
+                overall = position * self.num_parts + self.part_index
+                rng = np.random.default_rng([self._entropy, epoch, overall]) if self.train else None
                 objects = dataset._sample(files[part], size, index, (height, width), rng, data[j])
                 label[j, : len(objects)] = objects
 
