@@ -1,0 +1,401 @@
+"""Speed of detkit beside the Gluon SSD tutorial's own loop, on the same data, in one run.
+
+    python benchmarks/bench.py                       # 256x256, batch 32, CPU
+    python benchmarks/bench.py --device "gpu(0)" --batches 20
+    python benchmarks/bench.py --quick --out /tmp/bench.json   # a few seconds, for CI
+
+Every phase runs in its own subprocess (so that each starts cold and its peak
+memory is its own). detkit's phases import detkit (which sets its OpenMP
+threads); the tutorial's (``benchmarks/_tutorial.py``) run in a default
+environment: no ``OMP_NUM_THREADS``, no detkit.
+
+Figures (JSON keys under ``detkit`` and ``tutorial``):
+
+- ``train_img_s``: steady-state training images/s -- ``detkit.fit`` (data, step,
+  metrics, progress) for 2 epochs over the first ``batches x batch_size``
+  training images; the second epoch is timed (the tutorial loop likewise).
+- ``infer_img_s``: ``detector.detect`` (hybridized) on one preprocessed batch,
+  median of several runs; tutorial: forward + ``SoftmaxActivation`` + ``MultiBoxDetection``.
+- ``predict_latency_ms``: one image file through ``detector.predict`` (tutorial:
+  ``process_image`` + ``predict``), median.
+- ``eval_total_s``, ``eval_forward_s``, ``eval_post_s``: evaluating the validation
+  set -- ``detkit.evaluate`` end to end (which overlaps forward and scoring, so it
+  can be less than the sum), then apart: reading + network forward, and
+  post-processing + mAP on the stored network outputs.
+- ``reader_img_s``: the training reader with random crop (``train.loader(B, S, train=True)``;
+  tutorial: ``ImageDetIter``).
+- ``fit_peak_rss_mb``: peak resident memory of the training subprocess.
+- ``conv_gflops``: the machine's 3x3 convolution speed (64->64 channels, 64x64,
+  batch 32, fp32, best of 5) in that environment.
+- ``model_gflop_forward`` / ``model_gflop_train``: the network's convolution cost
+  per image (forward; training step = 3x forward less the first layer's input gradient).
+- ``train_fraction_of_conv_peak`` / ``infer_fraction_of_conv_peak``: achieved
+  convolution GFLOP/s over ``conv_gflops``.
+
+``--quick`` exits non-zero only on a gross regression: a missing figure, or
+detkit's fit, inference or predict more than 2x slower than the tutorial's
+measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+# (key, label, unit, higher is better)
+FIGURES = [
+    ("train_img_s", "fit, steady state", "img/s", True),
+    ("infer_img_s", "inference at batch B", "img/s", True),
+    ("predict_latency_ms", "predict, 1 image", "ms", False),
+    ("eval_total_s", "evaluate val set", "s", False),
+    ("eval_forward_s", "  reading + forward", "s", False),
+    ("eval_post_s", "  post-processing + mAP", "s", False),
+    ("reader_img_s", "reader, random crop", "img/s", True),
+    ("fit_peak_rss_mb", "fit peak RSS", "MB", False),
+    ("conv_gflops", "3x3 conv GFLOP/s", "GFLOP/s", True),
+    ("model_gflop_forward", "model GFLOP/img fwd", "GFLOP", None),
+    ("model_gflop_train", "model GFLOP/img train", "GFLOP", None),
+    ("train_fraction_of_conv_peak", "fit / conv peak", "", True),
+    ("infer_fraction_of_conv_peak", "inference / conv peak", "", True),
+]
+KEYS = [key for key, *_ in FIGURES]
+
+
+# -- detkit's phases (run in subprocesses: `bench.py --phase NAME JSON`) ------------------
+
+def _context(text: str):
+    import mxnet as mx
+
+    text = text.strip()
+    if text == "cpu":
+        return mx.cpu()
+    if text.startswith("gpu"):
+        return mx.gpu(int(text[4:-1]) if "(" in text else 0)
+    raise SystemExit(f"--device must be cpu or gpu(N); got {text!r}")
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _detector(args):
+    import mxnet as mx
+    import detkit
+
+    mx.random.seed(0)
+    return detkit.SSDDetector(classes=["pikachu"], data_shape=args["image_size"], ctx=_context(args["device"]))
+
+
+def phase_prepare(args):
+    import detkit
+
+    train, val = detkit.data.synthetic_pikachu(args["data"], num_train=args["num_train"], num_val=args["num_val"],
+                                               image_size=args["data_size"], progress=False)
+    return {"train": len(train), "val": len(val)}
+
+
+def phase_detkit_train(args):
+    import detkit
+
+    train = detkit.data.DetectionDataset(args["train_rec"], args["train_idx"], classes=["pikachu"])
+    detector = _detector(args)
+    history = detkit.fit(detector, train, epochs=2, batch_size=args["batch_size"], devices=_context(args["device"]),
+                         seed=0, quiet=False)  # the progress bar and summary lines count too
+    record = history.records[-1]
+    return {"train_img_s": record["images_per_second"], "train_batches": len(train) // args["batch_size"],
+            "fit_peak_rss_mb": _peak_rss_mb()}
+
+
+def _conv_flops(detector, size):
+    """Per-image forward FLOPs summed over the network's Conv2D layers, and a training step's."""
+    import mxnet as mx
+    from mxnet.gluon import nn
+
+    total = [0.0]
+    convs = []
+
+    def walk(block):
+        if isinstance(block, nn.Conv2D):
+            convs.append(block)
+        for child in block._children.values():
+            walk(child)
+
+    def hook(block, inputs, output):
+        kh, kw = block._kwargs["kernel"]
+        groups = block._kwargs.get("num_group", 1)
+        _, cout, h, w = output.shape
+        cost = 2.0 * cout * h * w * (inputs[0].shape[1] // groups) * kh * kw
+        total[0] += cost
+        if inputs[0].shape[1] == 3 and not hasattr(hook, "first"):
+            hook.first = cost  # the image: no gradient needed with respect to it
+
+    walk(detector.network)
+    handles = [conv.register_forward_hook(hook) for conv in convs]
+    detector.network(mx.nd.zeros((1, 3, size, size), ctx=detector.ctx))
+    for handle in handles:
+        handle.detach()
+    return total[0], 3 * total[0] - getattr(hook, "first", 0.0)
+
+
+def phase_detkit_infer(args):
+    import mxnet as mx
+    import numpy as np
+    import detkit
+
+    sys.path.insert(0, str(HERE))
+    from _tutorial import conv_gflops
+
+    size, batch_size, repeats = args["image_size"], args["batch_size"], args["repeats"]
+    ctx = _context(args["device"])
+    result = {}
+    plain = detkit.SSDDetector(classes=["pikachu"], data_shape=size, ctx=ctx, hybridize=False)
+    fwd, train_flops = _conv_flops(plain, size)
+    result["model_gflop_forward"], result["model_gflop_train"] = fwd / 1e9, train_flops / 1e9
+    result["conv_gflops"] = conv_gflops(ctx)
+
+    val = detkit.data.DetectionDataset(args["val_rec"], args["val_idx"], classes=["pikachu"])
+    detector = _detector(args)
+    batch = next(iter(val.loader(batch_size, size, train=False)))
+    x = batch.data.as_in_context(ctx)
+    for _ in range(2):
+        detector.detect(x).wait_to_read()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        detector.detect(x).wait_to_read()
+        times.append(time.perf_counter() - start)
+    result["infer_img_s"] = batch_size / float(np.median(times))
+
+    for _ in range(2):
+        detector.predict(args["image_path"])
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        detector.predict(args["image_path"])
+        times.append(time.perf_counter() - start)
+    result["predict_latency_ms"] = 1000 * float(np.median(times))
+
+    # evaluate() end to end (it overlaps the device's forward with the host's scoring), then
+    # its two parts apart: reading + network forward, and post-processing + mAP on stored outputs.
+    detkit.evaluate(detector, val, batch_size=batch_size)  # warm-up
+    start = time.perf_counter()
+    scores = detkit.evaluate(detector, val, batch_size=batch_size)
+    total = time.perf_counter() - start
+    outputs = []
+    start = time.perf_counter()
+    for batch in val.loader(batch_size, size, train=False, last_batch="pad"):
+        out = detector(batch.data)
+        for array in out:
+            array.wait_to_read()
+        outputs.append((out, batch))
+    forward = time.perf_counter() - start
+    post = detector.post_processor
+    post.hybridize(static_alloc=True)
+    anchors, class_preds, box_preds = outputs[0][0]
+    post(class_preds, box_preds, anchors).wait_to_read()  # warm-up
+    metric = detkit.DetectionMetric(detector.num_classes, detector.classes)
+    start = time.perf_counter()
+    for (anchors, class_preds, box_preds), batch in outputs:
+        rows = post(class_preds, box_preds, anchors).asnumpy()
+        keep = rows.shape[0] - batch.pad
+        metric.update(rows[:keep], batch.label.asnumpy()[:keep])
+    metric.compute()
+    result.update(eval_total_s=total, eval_forward_s=forward, eval_post_s=time.perf_counter() - start,
+                  eval_images=scores["num_images"])
+
+    reader = detkit.data.DetectionDataset(args["train_rec"], args["reader_idx"], classes=["pikachu"])
+    iterator = iter(reader.loader(batch_size, size, train=True, seed=0))
+    next(iterator)
+    count, start = 0, time.perf_counter()
+    for batch in iterator:
+        batch.data.wait_to_read()
+        count += batch.data.shape[0] - batch.pad
+    result["reader_img_s"] = count / (time.perf_counter() - start)
+    return result
+
+
+PHASES = {"prepare": phase_prepare, "detkit_train": phase_detkit_train, "detkit_infer": phase_detkit_infer}
+
+
+# -- the driver ------------------------------------------------------------------------------
+
+def _run(command: list[str], env: dict[str, str], what: str, timeout: float) -> dict:
+    started = time.perf_counter()
+    process = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if process.returncode != 0:
+        sys.stderr.write(process.stderr[-4000:])
+        raise SystemExit(f"bench: the {what} phase failed (exit {process.returncode})")
+    lines = [line for line in process.stdout.splitlines() if line.startswith("{")]
+    result = json.loads(lines[-1])
+    print(f"  {what}: {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return result
+
+
+def _write_subset_idx(source: Path, target: Path, count: int) -> int:
+    lines = source.read_text().splitlines()[:count]
+    target.write_text("\n".join(lines) + "\n")
+    return len(lines)
+
+
+def _extract_image(rec: Path, idx: Path, target: Path) -> None:
+    """The first validation record's encoded image, as a file (for predict)."""
+    code = (
+        "import sys, mxnet as mx\n"
+        "r = mx.recordio.MXIndexedRecordIO(sys.argv[2], sys.argv[1], 'r')\n"
+        "_, img = mx.recordio.unpack(r.read_idx(r.keys[0]))\n"
+        "open(sys.argv[3], 'wb').write(img)\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(rec), str(idx), str(target)], check=True, cwd=ROOT)
+
+
+def _merge(side: dict, new: dict) -> None:
+    """Keep the better of two measurements of each figure."""
+    for key, value in new.items():
+        higher = next((h for k, _, _, h in FIGURES if k == key), None)
+        old = side.get(key)
+        if old is None or higher is None or not isinstance(value, (int, float)):
+            side[key] = value
+        else:
+            side[key] = max(old, value) if higher else min(old, value)
+
+
+def _regressions(result: dict, quick: bool) -> list[str]:
+    """Missing or non-finite figures; with ``quick``, gross slow-downs against the tutorial."""
+    problems = [f"{side}.{key} is missing or not a positive number" for side in ("detkit", "tutorial")
+                for key in KEYS if not (isinstance(result[side].get(key), (int, float))
+                                        and math.isfinite(result[side][key]) and result[side][key] > 0)]
+    if quick and not problems:
+        d, t = result["detkit"], result["tutorial"]
+        if d["train_img_s"] < 0.5 * t["train_img_s"]:
+            problems.append("detkit's fit is more than 2x slower than the tutorial's loop")
+        if d["infer_img_s"] < 0.5 * t["infer_img_s"]:
+            problems.append("detkit's inference is more than 2x slower than the tutorial's")
+        if d["predict_latency_ms"] > 2 * t["predict_latency_ms"]:
+            problems.append("detkit's predict is more than 2x slower than the tutorial's")
+    return problems
+
+
+def _table(result: dict) -> str:
+    rows = [f"{'figure':<26}{'detkit':>12}{'tutorial':>12}{'detkit better by':>18}  unit"]
+    for key, label, unit, higher in FIGURES:
+        d, t = result["detkit"].get(key), result["tutorial"].get(key)
+        if higher is None or not d or not t:
+            ratio = ""
+        else:
+            ratio = f"{(d / t if higher else t / d):.2f}x"
+        fmt = (lambda v: f"{v:.3f}") if unit in ("", "GFLOP") or (isinstance(d, float) and d < 10) else (
+            lambda v: f"{v:.1f}")
+        rows.append(f"{label:<26}{fmt(d) if d is not None else '-':>12}{fmt(t) if t is not None else '-':>12}"
+                    f"{ratio:>18}  {unit}")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--phase", nargs=2, metavar=("NAME", "JSON"), help=argparse.SUPPRESS)
+    parser.add_argument("--data", default="data/pikachu", help="synthetic pikachu folder (made if missing)")
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="cpu", help="cpu or gpu(N)")
+    parser.add_argument("--batches", type=int, default=10, help="steady-state batches timed for fit and the reader")
+    parser.add_argument("--repeats", type=int, default=5, help="runs of inference / predict (median)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds; fails on gross regressions")
+    parser.add_argument("--out", default="benchmarks/results/bench.json")
+    args = parser.parse_args(argv)
+
+    if args.phase:
+        name, payload = args.phase
+        print(json.dumps(PHASES[name](json.loads(payload))))
+        return 0
+
+    started = time.perf_counter()
+    scratch = Path(tempfile.mkdtemp(prefix="detkit-bench-"))
+    atexit.register(shutil.rmtree, scratch, True)
+    if args.quick:
+        args.image_size, args.batch_size, args.batches, args.repeats = 64, 8, 2, 3
+        data, num_train, num_val, data_size = scratch / "pikachu", 2 * 8 + 8, 16, 64
+    else:
+        data, num_train, num_val, data_size = Path(args.data), 1000, 100, 256
+    base_env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(
+        os.pathsep))
+    tutorial_env = {k: v for k, v in base_env.items() if k != "OMP_NUM_THREADS"}
+    me = [sys.executable, str(Path(__file__).resolve())]
+    tutorial = [sys.executable, str(HERE / "_tutorial.py")]
+    timeout = 3600
+
+    print("bench: preparing data", file=sys.stderr)
+    _run(me + ["--phase", "prepare", json.dumps({"data": str(data), "num_train": num_train, "num_val": num_val,
+                                                 "data_size": data_size})], base_env, "prepare", timeout)
+    train_count = args.batches * args.batch_size
+    subset = scratch / "train-subset.idx"
+    if _write_subset_idx(data / "train.idx", subset, train_count) < train_count:
+        raise SystemExit(f"bench: {data} has fewer than {train_count} training images")
+    reader_idx = scratch / "reader.idx"
+    _write_subset_idx(data / "train.idx", reader_idx, (args.batches + 1) * args.batch_size)
+    image_path = scratch / "val0.img"
+    _extract_image(data / "val.rec", data / "val.idx", image_path)
+    common = {
+        "device": args.device, "image_size": args.image_size, "batch_size": args.batch_size, "repeats": args.repeats,
+        "train_rec": str(data / "train.rec"), "train_idx": str(subset), "reader_idx": str(reader_idx),
+        "val_rec": str(data / "val.rec"), "val_idx": str(data / "val.idx"), "image_path": str(image_path),
+    }
+    payload = json.dumps(common)
+    result = {"detkit": {}, "tutorial": {}}
+    print("bench: measuring", file=sys.stderr)
+    # In --quick mode a suspected regression is measured again (at most twice more), keeping
+    # each side's best figures, so that a noisy moment on a busy CI machine does not fail it.
+    for attempt in range(3 if args.quick else 1):
+        _merge(result["detkit"], _run(me + ["--phase", "detkit_train", payload], base_env, "detkit fit", timeout))
+        _merge(result["tutorial"], _run(tutorial + ["train", payload], tutorial_env, "tutorial training loop",
+                                        timeout))
+        _merge(result["detkit"], _run(me + ["--phase", "detkit_infer", payload], base_env, "detkit inference",
+                                      timeout))
+        _merge(result["tutorial"], _run(tutorial + ["infer", payload], tutorial_env, "tutorial prediction", timeout))
+        for side in result.values():
+            peak = side["conv_gflops"]
+            side["train_fraction_of_conv_peak"] = side["train_img_s"] * side["model_gflop_train"] / peak
+            side["infer_fraction_of_conv_peak"] = side["infer_img_s"] * side["model_gflop_forward"] / peak
+        if not _regressions(result, args.quick):
+            break
+        print("bench: a figure looks like a regression; measuring again", file=sys.stderr)
+    result["attempts"] = attempt + 1
+    result["settings"] = {
+        "image_size": args.image_size, "batch_size": args.batch_size, "device": args.device,
+        "batches": args.batches, "repeats": args.repeats, "quick": args.quick, "data": str(data),
+        "cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
+        "detkit_omp_num_threads": os.environ.get("OMP_NUM_THREADS", "detkit's default (one per core)"),
+        "tutorial_omp_num_threads": "unset (MXNet's default)",
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    result["figures"] = {key: {"label": label.strip(), "unit": unit,
+                               "higher_is_better": higher} for key, label, unit, higher in FIGURES}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"image {args.image_size}x{args.image_size}, batch {args.batch_size}, device {args.device}, "
+          f"{args.batches} timed batches; {result['settings']['seconds']} s in all")
+    print(_table(result))
+    print(f"wrote {out}")
+
+    problems = _regressions(result, args.quick)
+    for problem in problems:
+        print(f"bench: REGRESSION: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
