@@ -122,33 +122,10 @@ def phase_detkit_train(args):
 
 def _conv_flops(detector, size):
     """Per-image forward FLOPs summed over the network's Conv2D layers, and a training step's."""
-    import mxnet as mx
-    from mxnet.gluon import nn
+    sys.path.insert(0, str(HERE))
+    from _tutorial import conv_flops  # the same count for both sides
 
-    total = [0.0]
-    convs = []
-
-    def walk(block):
-        if isinstance(block, nn.Conv2D):
-            convs.append(block)
-        for child in block._children.values():
-            walk(child)
-
-    def hook(block, inputs, output):
-        kh, kw = block._kwargs["kernel"]
-        groups = block._kwargs.get("num_group", 1)
-        _, cout, h, w = output.shape
-        cost = 2.0 * cout * h * w * (inputs[0].shape[1] // groups) * kh * kw
-        total[0] += cost
-        if inputs[0].shape[1] == 3 and not hasattr(hook, "first"):
-            hook.first = cost  # the image: no gradient needed with respect to it
-
-    walk(detector.network)
-    handles = [conv.register_forward_hook(hook) for conv in convs]
-    detector.network(mx.nd.zeros((1, 3, size, size), ctx=detector.ctx))
-    for handle in handles:
-        handle.detach()
-    return total[0], 3 * total[0] - getattr(hook, "first", 0.0)
+    return conv_flops(detector.network, size, detector.ctx)
 
 
 def phase_detkit_infer(args):
