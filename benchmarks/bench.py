@@ -100,6 +100,8 @@ def _detector(args):
     return detkit.SSDDetector(classes=["pikachu"], data_shape=args["image_size"], ctx=_context(args["device"]))
 
 
+# Each phase imports detkit before mxnet (see phase_detkit_infer).
+
 def phase_prepare(args):
     import detkit
 
@@ -129,9 +131,9 @@ def _conv_flops(detector, size):
 
 
 def phase_detkit_infer(args):
+    import detkit  # before mxnet: detkit chooses MXNet's thread count, which only works before MXNet loads
     import mxnet as mx
     import numpy as np
-    import detkit
 
     sys.path.insert(0, str(HERE))
     from _tutorial import conv_gflops

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
-from .errors import MissingDependencyError
+from .errors import MissingDependencyError, PerformanceWarning
 
 _INSTALL_HINT = (
     "detkit needs Apache MXNet 1.9.1. Install the build for your machine:\n"
@@ -15,20 +16,35 @@ _INSTALL_HINT = (
 )
 
 
+def _cores() -> int:
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _default_threads() -> None:
     """Use one OpenMP thread per available core unless the user chose.
 
     MXNet 1.9.1 otherwise starts half as many as there are processors (it
     assumes hyper-threading), which halves convolution speed on a machine with
-    real cores. This only works before MXNet is first imported.
+    real cores. This only works before MXNet is first imported: MXNet's engine
+    threads read the count once, and ``MXSetNumOMPThreads`` does not reach
+    them (measured), so a late import gets a warning instead.
     """
-    if "OMP_NUM_THREADS" in os.environ or "mxnet" in sys.modules:
+    if "OMP_NUM_THREADS" in os.environ:
         return
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    os.environ["OMP_NUM_THREADS"] = str(max(cores, 1))
+    cores = _cores()
+    if "mxnet" not in sys.modules:
+        os.environ["OMP_NUM_THREADS"] = str(cores)
+    elif cores > 1:
+        warnings.warn(
+            f"MXNet was imported before detkit, without OMP_NUM_THREADS: it computes on {max(cores // 2, 1)} of "
+            f"the {cores} cores, about half the speed. Import detkit before mxnet, or set "
+            f"OMP_NUM_THREADS={cores} before starting Python.",
+            PerformanceWarning,
+            stacklevel=3,
+        )
 
 
 def require_mxnet() -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "MissingDependencyError",
     "NonFiniteLossError",
     "NotFoundError",
+    "PerformanceWarning",
     "PluginError",
     "PluginWarning",
     "TrainingError",
@@ -116,6 +117,10 @@ class MissingDependencyError(DetkitError, ImportError):
 
 class DetkitWarning(UserWarning):
     """Base class of the warnings detkit issues."""
+
+
+class PerformanceWarning(DetkitWarning):
+    """Something makes detkit run slower than it could; the message says what to change."""
 
 
 class PluginWarning(DetkitWarning):

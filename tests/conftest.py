@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import detkit  # noqa: F401  (before mxnet, so that MXNet computes on every core)
 import mxnet as mx
 import numpy as np
 import pytest

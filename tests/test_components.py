@@ -104,13 +104,34 @@ def test_post_processor_equals_softmax_and_multibox_detection() -> None:
     n = anchors.shape[1]
     class_preds = mx.nd.random.normal(shape=(2, n, 3))
     box_preds = mx.nd.random.normal(scale=0.1, shape=(2, n * 4))
-    got = MultiBoxDetectionPostProcessor()(class_preds, box_preds, anchors)
+    got = MultiBoxDetectionPostProcessor(nms_topk=-1)(class_preds, box_preds, anchors)
     probabilities = mx.nd.SoftmaxActivation(class_preds.transpose((0, 2, 1)), mode="channel")  # the seed's way
     expected = mx.nd.contrib.MultiBoxDetection(probabilities, box_preds, anchors, force_suppress=True, clip=False)
     np.testing.assert_allclose(got.asnumpy(), expected.asnumpy(), atol=1e-6)
     assert got.shape == (2, n, 6)
     ids = got[:, :, 0].asnumpy()
     assert set(np.unique(ids)) <= {-1.0, 0.0, 1.0}  # 0-based object classes, no background
+
+
+def test_nms_topk_keeps_the_best_boxes_and_bounds_the_output() -> None:
+    anchors = MultiBoxPriorAnchors()(*[mx.nd.zeros((1, 1, s, s)) for s in (8, 4, 2, 1, 1)])
+    n = anchors.shape[1]  # 344
+    class_preds = mx.nd.random.normal(shape=(2, n, 2))
+    box_preds = mx.nd.random.normal(scale=0.1, shape=(2, n * 4))
+    keep_all = MultiBoxDetectionPostProcessor(nms_topk=-1)(class_preds, box_preds, anchors).asnumpy()
+    top = MultiBoxDetectionPostProcessor(nms_topk=20)(class_preds, box_preds, anchors).asnumpy()
+    assert MultiBoxDetectionPostProcessor().nms_topk == 400  # the default
+    for image in range(2):
+        kept = top[image][top[image, :, 0] >= 0]
+        assert 1 <= len(kept) <= 20 < (keep_all[image, :, 0] >= 0).sum()
+        # The highest-scoring box survives NMS either way.
+        np.testing.assert_allclose(kept[0], keep_all[image, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("nms_topk", [0, -2, 2.5, True])
+def test_nms_topk_must_be_positive_or_minus_one(nms_topk) -> None:
+    with pytest.raises(InputError, match="nms_topk"):
+        MultiBoxDetectionPostProcessor(nms_topk=nms_topk)
 
 
 @pytest.mark.parametrize("probability", [0.5, 0.9, 0.1])

@@ -56,6 +56,20 @@ def test_detkit_uses_every_core_unless_the_user_chose() -> None:
     assert _run_python(code, OMP_NUM_THREADS="1").stdout.strip() == "1"
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one core: MXNet's default is already right")
+def test_importing_mxnet_first_warns_that_half_the_cores_compute() -> None:
+    code = "import warnings; warnings.simplefilter('always'); import mxnet, detkit"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    late = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert "PerformanceWarning: MXNet was imported before detkit" in late.stderr
+    assert "OMP_NUM_THREADS=" in late.stderr
+    early = subprocess.run([sys.executable, "-c", code.replace("mxnet, detkit", "detkit, mxnet")],
+                           capture_output=True, text=True, timeout=120, env=env)
+    assert "PerformanceWarning" not in early.stderr
+    chosen = _run_python(code, OMP_NUM_THREADS="2")  # the user chose: nothing to say
+    assert "PerformanceWarning" not in chosen.stderr
+
+
 def test_every_error_is_a_detkit_error_and_keeps_its_builtin() -> None:
     assert issubclass(InputError, ValueError) and issubclass(ComponentNotFoundError, KeyError)
     for name in detkit.errors.__all__:
