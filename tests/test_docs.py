@@ -179,6 +179,26 @@ def test_every_command_is_in_the_command_line_reference() -> None:
         assert f"``{program}``" in text, program
 
 
+def test_the_performance_page_shows_the_committed_measurements() -> None:
+    import json
+
+    page = (DOCS / "guides" / "performance.rst").read_text(encoding="utf-8")
+    results = DOCS.parent / "benchmarks" / "results"
+    assert ".. detkit-measured:: profile benchmarks/results/profile-256.json" in page
+    assert ".. detkit-measured:: benchmark benchmarks/results/bench.json" in page
+    profile = json.loads((results / "profile-256.json").read_text(encoding="utf-8"))
+    text = "\n".join(detkit_reference.profile_table_rst(profile))
+    assert sum(group["share"] for group in profile["groups"]) == pytest.approx(1.0)
+    for group in profile["groups"]:
+        assert f"   * - {group['group']}\n     - {group['ms']:.0f}\n     - {group['share']:.1%}" in text
+    bench = json.loads((results / "bench.json").read_text(encoding="utf-8"))
+    text = "\n".join(detkit_reference.benchmark_table_rst(bench))
+    ratio = bench["detkit"]["train_img_s"] / bench["tutorial"]["train_img_s"]
+    assert "   * - fit, steady state\n" in text and f"     - {ratio:.2f}x" in text
+    for target in bench.get("targets", []):
+        assert f"   * - {target['target']}\n     - {target['goal']}\n     - {target['measured']:.2f}" in text
+
+
 def test_the_changelog_page_includes_the_changelog() -> None:
     page = (DOCS / "changelog.rst").read_text(encoding="utf-8")
     assert ".. include:: ../CHANGELOG.md" in page
@@ -231,7 +251,7 @@ def test_the_docs_build_strictly_with_the_tutorial_figures(html: tuple[Path, Pat
     pages = {path.relative_to(out).as_posix() for path in out.rglob("*.html")}
     for page in ("index.html", "getting-started.html", "tutorial.html", "guides/data.html",
                  "guides/training.html", "guides/evaluation.html", "guides/prediction.html",
-                 "guides/configuration.html", "guides/cli.html", "plugins/writing.html",
+                 "guides/configuration.html", "guides/cli.html", "guides/performance.html", "plugins/writing.html",
                  "plugins/conformance.html", "plugins/hooks.html", "api/detkit.html",
                  "compatibility.html", "changelog.html"):
         assert page in pages, page

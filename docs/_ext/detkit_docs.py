@@ -12,6 +12,10 @@ Directives
 ``.. detkit-cli-reference::``
     Every ``detkit`` command, subcommand and option, read from the argument
     parser that ``detkit`` itself uses.
+``.. detkit-measured:: profile|benchmark PATH``
+    Tables of the figures that ``benchmarks/profile_step.py`` or
+    ``benchmarks/bench.py`` wrote to ``PATH`` (relative to the repository), so
+    that the page shows what was measured, not a copy of it.
 
 References
 ----------
@@ -26,6 +30,8 @@ so that tests can check it without a build.
 from __future__ import annotations
 
 import importlib
+import json
+from pathlib import Path
 from typing import Any
 
 from docutils import nodes
@@ -34,7 +40,14 @@ from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import make_refnode, nested_parse_with_titles
 
-from detkit_reference import cli_reference_rst, config_reference_rst, import_object, presets_rst
+from detkit_reference import (
+    benchmark_table_rst,
+    cli_reference_rst,
+    config_reference_rst,
+    import_object,
+    presets_rst,
+    profile_table_rst,
+)
 
 # -- directives ----------------------------------------------------------------------------
 
@@ -68,6 +81,19 @@ class ConfigPresetsDirective(_GeneratedDirective):
 class CliReferenceDirective(_GeneratedDirective):
     def lines(self) -> list[str]:
         return cli_reference_rst()
+
+
+class MeasuredDirective(_GeneratedDirective):
+    required_arguments = 2
+
+    def lines(self) -> list[str]:
+        kind, relative = self.arguments
+        path = Path(__file__).resolve().parents[2] / relative
+        self.env.note_dependency(str(path))
+        tables = {"profile": profile_table_rst, "benchmark": benchmark_table_rst}
+        if kind not in tables:
+            raise self.error(f"detkit-measured: the kind must be one of {', '.join(tables)}; got {kind!r}")
+        return tables[kind](json.loads(path.read_text(encoding="utf-8")))
 
 
 # -- references to other public spellings of a documented object ---------------------------
@@ -143,5 +169,6 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("detkit-config-section", ConfigSectionDirective)
     app.add_directive("detkit-config-presets", ConfigPresetsDirective)
     app.add_directive("detkit-cli-reference", CliReferenceDirective)
+    app.add_directive("detkit-measured", MeasuredDirective)
     app.connect("missing-reference", _missing_reference)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -204,3 +204,52 @@ def cli_reference_rst() -> list[str]:
             if text:
                 lines += [f"   {text}", ""]
     return lines
+
+
+# -- measured figures (benchmarks/results) -------------------------------------------------
+
+
+def _list_table(header: list[str], rows: list[list[str]], widths: str) -> list[str]:
+    lines = [".. list-table::", "   :header-rows: 1", f"   :widths: {widths}", ""]
+    for row in [header, *rows]:
+        lines += [f"   * - {row[0]}"] + [f"     - {cell}" for cell in row[1:]]
+    return lines + [""]
+
+
+def profile_table_rst(result: dict[str, Any]) -> list[str]:
+    """The share of a training step per group of operators, from ``benchmarks/profile_step.py``'s JSON."""
+    settings = result["settings"]
+    rows = [[row["group"], f"{row['ms']:.0f}", f"{row['share']:.1%}"] for row in result["groups"]]
+    rows.append(["**all operators**", f"**{result['operator_ms_per_step']:.0f}**", "**100%**"])
+    return [
+        f"One training step at {settings['image_size']}x{settings['image_size']}, batch {settings['batch_size']}, "
+        f"on {settings['cpus']} CPU cores (MXNet {settings['mxnet']}, mean of {settings['steps']} profiled steps):",
+        "",
+        *_list_table(["operators", "ms per step", "share"], rows, "60 20 20"),
+    ]
+
+
+def benchmark_table_rst(result: dict[str, Any]) -> list[str]:
+    """detkit beside the tutorial, then the speed targets, from ``benchmarks/bench.py``'s JSON."""
+    settings = result["settings"]
+    rows = []
+    for key, figure in result["figures"].items():
+        mine, theirs = result["detkit"].get(key), result["tutorial"].get(key)
+        if figure["higher_is_better"] is None or mine is None or theirs is None:
+            continue
+        ratio = mine / theirs if figure["higher_is_better"] else theirs / mine
+        unit = f" {figure['unit']}" if figure["unit"] else ""
+        rows.append([figure["label"], f"{mine:.3g}{unit}", f"{theirs:.3g}{unit}", f"{ratio:.2f}x"])
+    lines = [
+        f"{settings['image_size']}x{settings['image_size']}, batch {settings['batch_size']}, device "
+        f"``{settings['device']}``, {settings['cpus']} cores, {settings['batches']} timed batches, best of "
+        f"{settings.get('rounds', 1)} round(s):",
+        "",
+        *_list_table(["figure", "detkit", "tutorial", "detkit better by"], rows, "40 20 20 20"),
+    ]
+    targets = [[t["target"], t["goal"], f"{t['measured']:.2f}", "yes" if t["met"] else "**no**"]
+               for t in result.get("targets", [])]
+    if targets:
+        lines += ["The performance targets, as measured in that run:", ""]
+        lines += _list_table(["target", "goal", "measured", "met"], targets, "46 24 15 15")
+    return lines
