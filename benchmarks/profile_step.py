@@ -11,9 +11,16 @@ per-operator times over ``--steps`` steps. Bulk execution is switched off
 that costs a few per cent of speed, so the step time printed here is a little
 above ``fit``'s.
 
+It then times each convolution layer of the network alone, forward and
+backward with the gradients a training step needs (none for the image), best
+of 3, to show which layers use the machine badly. Alone, each layer also pays
+for converting its input and output between MXNet's layout and MKL-DNN's, so
+their sum is above the convolutions' share of a profiled step.
+
 The JSON file (``benchmarks/results/profile-256.json``, read by the docs'
 performance page) holds, per operator and per group of operators, milliseconds
-per step and the share of the step.
+per step and the share of the step, and the per-layer convolution times
+(``convolution_layers``, ``convolutions_alone_s``).
 """
 
 from __future__ import annotations
@@ -102,6 +109,69 @@ def profile(image_size: int, batch_size: int, steps: int) -> dict:
     }
 
 
+def convolution_layers(image_size: int, batch_size: int, repeats: int = 3) -> dict:
+    """Each Conv2D layer of the default detector timed alone: forward, and forward + backward."""
+    import detkit
+    import mxnet as mx
+    from mxnet import autograd
+    from mxnet.gluon import nn
+
+    detector = detkit.SSDDetector(classes=["pikachu"], data_shape=image_size, ctx=mx.cpu(), hybridize=False)
+    convs: list = []
+
+    def walk(block) -> None:
+        if isinstance(block, nn.Conv2D):
+            convs.append(block)
+        for child in block._children.values():
+            walk(child)
+
+    walk(detector.network)
+    shapes = []
+    handles = [conv.register_forward_hook(lambda block, inputs, output: shapes.append(
+        (block, inputs[0].shape[1:], output.shape[1]))) for conv in convs]
+    detector.network(mx.nd.zeros((1, 3, image_size, image_size)))
+    for handle in handles:
+        handle.detach()
+
+    def best(run) -> float:
+        run()
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    rows = []
+    for block, (channels, height, width), filters in shapes:
+        kwargs = block._kwargs
+        x = mx.nd.random.uniform(shape=(batch_size, channels, height, width))
+        weight = mx.nd.random.uniform(shape=(filters, channels, *kwargs["kernel"]))
+        bias = mx.nd.zeros((filters,))
+        is_image = channels == 3 and not rows
+        for array in (weight, bias) if is_image else (x, weight, bias):
+            array.attach_grad()
+
+        def forward():
+            return mx.nd.Convolution(x, weight, bias, kernel=kwargs["kernel"], stride=kwargs["stride"],
+                                     pad=kwargs["pad"], num_filter=filters)
+
+        def forward_backward():
+            with autograd.record():
+                y = forward()
+            y.backward()
+            mx.nd.waitall()
+
+        flops = 2.0 * batch_size * filters * height * width * channels * kwargs["kernel"][0] * kwargs["kernel"][1]
+        train_flops = flops * (2 if is_image else 3)  # no gradient for the image
+        seconds = best(forward_backward)
+        rows.append({"layer": f"{channels}->{filters} @ {height}x{width}",
+                     "forward_ms": 1000 * best(lambda: forward().wait_to_read()), "train_ms": 1000 * seconds,
+                     "train_gflops": train_flops / seconds / 1e9})
+    alone = sum(row["train_ms"] for row in rows) / 1000
+    return {"convolution_layers": rows, "convolutions_alone_s": alone}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image-size", type=int, default=256)
@@ -113,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MXNET_EXEC_BULK_EXEC_TRAIN", "0")
     sys.path.insert(0, str(HERE.parent))
     result = profile(args.image_size, args.batch_size, args.steps)
+    result.update(convolution_layers(args.image_size, args.batch_size))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
@@ -121,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'group':<40}{'ms/step':>10}{'share':>8}")
     for row in result["groups"]:
         print(f"{row['group']:<40}{row['ms']:>10.1f}{row['share']:>8.1%}")
+    print(f"\n{'convolution layer':<24}{'fwd ms':>9}{'fwd+bwd ms':>12}{'GFLOP/s':>9}")
+    for row in result["convolution_layers"]:
+        print(f"{row['layer']:<24}{row['forward_ms']:>9.1f}{row['train_ms']:>12.1f}{row['train_gflops']:>9.1f}")
+    print(f"the convolutions of a step, each alone: {result['convolutions_alone_s']:.3f} s")
     print(f"wrote {out}")
     return 0
 

@@ -221,12 +221,23 @@ def profile_table_rst(result: dict[str, Any]) -> list[str]:
     settings = result["settings"]
     rows = [[row["group"], f"{row['ms']:.0f}", f"{row['share']:.1%}"] for row in result["groups"]]
     rows.append(["**all operators**", f"**{result['operator_ms_per_step']:.0f}**", "**100%**"])
-    return [
+    lines = [
         f"One training step at {settings['image_size']}x{settings['image_size']}, batch {settings['batch_size']}, "
         f"on {settings['cpus']} CPU cores (MXNet {settings['mxnet']}, mean of {settings['steps']} profiled steps):",
         "",
         *_list_table(["operators", "ms per step", "share"], rows, "60 20 20"),
     ]
+    layers = result.get("convolution_layers", [])
+    if layers:
+        lines += ["Each convolution layer timed alone, forward and backward, and the arithmetic rate it reaches:", ""]
+        lines += _list_table(["layer (in -> out channels @ size)", "forward, ms", "forward + backward, ms", "GFLOP/s"],
+                             [[row["layer"], f"{row['forward_ms']:.1f}", f"{row['train_ms']:.1f}",
+                               f"{row['train_gflops']:.0f}"] for row in layers], "40 20 20 20")
+    return lines
+
+
+def _figure(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def benchmark_table_rst(result: dict[str, Any]) -> list[str]:
@@ -239,7 +250,7 @@ def benchmark_table_rst(result: dict[str, Any]) -> list[str]:
             continue
         ratio = mine / theirs if figure["higher_is_better"] else theirs / mine
         unit = f" {figure['unit']}" if figure["unit"] else ""
-        rows.append([figure["label"], f"{mine:.3g}{unit}", f"{theirs:.3g}{unit}", f"{ratio:.2f}x"])
+        rows.append([figure["label"], f"{_figure(mine)}{unit}", f"{_figure(theirs)}{unit}", f"{ratio:.2f}x"])
     lines = [
         f"{settings['image_size']}x{settings['image_size']}, batch {settings['batch_size']}, device "
         f"``{settings['device']}``, {settings['cpus']} cores, {settings['batches']} timed batches, best of "
