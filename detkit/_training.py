@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -15,6 +16,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from ._detector import SSDDetector
+from .components._backbone import _fused_batch_norm_relu
 from ._history import History
 from ._io import PathLike, atomic_write_text
 from .errors import CheckpointError, InputError, NonFiniteLossError
@@ -62,15 +64,17 @@ class _TrainingGraph(gluon.HybridBlock):
     counted anchors, sum of |box error|, box offsets]``.
     """
 
-    def __init__(self, detector: SSDDetector) -> None:
+    def __init__(self, detector: SSDDetector, fuse_batch_norm_relu: bool = False) -> None:
         super().__init__()
+        self._fuse_batch_norm_relu = fuse_batch_norm_relu
         with self.name_scope():
             self.network = detector.network
             self.target_assigner = detector.target_assigner
             self.loss = detector.loss
 
     def hybrid_forward(self, F: Any, images: Any, labels: Any) -> tuple[Any, Any]:
-        anchors, class_preds, box_preds = self.network(images)
+        with _fused_batch_norm_relu(self.network, self._fuse_batch_norm_relu):
+            anchors, class_preds, box_preds = self.network(images)
         box_targets, box_mask, class_targets = self.target_assigner(anchors, labels, class_preds)
         losses = self.loss(class_preds, box_preds, class_targets, box_targets, box_mask)
         # The seed's metrics: class accuracy over the counted anchors, and the mean
@@ -86,6 +90,12 @@ class _TrainingGraph(gluon.HybridBlock):
             F.sum(F.ones_like(box_targets)),
         ]
         return losses[0], F.concat(*[F.reshape(value, (1,)) for value in stats], dim=0)
+
+
+def _can_fuse_batch_norm_relu(contexts: list[mx.Context]) -> bool:
+    """MXNet's fused batch norm + ReLU runs only through MKL-DNN, so only on CPUs with MKL-DNN on."""
+    return (all(c.device_type == "cpu" for c in contexts) and mx.runtime.Features().is_enabled("MKLDNN")
+            and os.environ.get("MXNET_MKLDNN_ENABLED", "1") != "0")
 
 
 def _contexts(devices: Devices) -> list[mx.Context]:
@@ -358,7 +368,7 @@ def fit(
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
 
-    graph = _TrainingGraph(detector)
+    graph = _TrainingGraph(detector, fuse_batch_norm_relu=_can_fuse_batch_norm_relu(contexts))
     if detector.hybridized:
         graph.hybridize(static_alloc=True, static_shape=True)
     loader = train_data.loader(batch_size, detector.data_shape, train=True, seed=_epoch_seed(seed, 0),

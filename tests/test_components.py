@@ -62,6 +62,49 @@ def test_halving_block_and_toy_backbone_shapes() -> None:
     assert tuple(backbone.out_channels) == (64,) and tuple(backbone.out_strides) == (8,)
 
 
+def test_halving_block_fused_or_not_computes_the_seeds_layers_exactly() -> None:
+    from mxnet import autograd
+    from mxnet.gluon import nn
+
+    from detkit.components._backbone import _fused_batch_norm_relu
+
+    seed = nn.HybridSequential()  # the seed's down_sample(8)
+    for _ in range(2):
+        seed.add(nn.Conv2D(8, 3, strides=1, padding=1), nn.BatchNorm(in_channels=8), nn.Activation("relu"))
+    seed.add(nn.MaxPool2D(2))
+    plain, fused = HalvingBlock(8), HalvingBlock(8)
+    x = mx.nd.random.normal(shape=(2, 3, 16, 16))
+    for net in (seed, plain, fused):
+        net.initialize(mx.init.Xavier())
+        net.hybridize(static_alloc=True)
+        net(x)  # shapes
+    names = sorted(seed._collect_params_with_prefix())
+    for net in (plain, fused):
+        assert sorted(net._collect_params_with_prefix()) == names  # weights load across them
+        for name, param in seed._collect_params_with_prefix().items():
+            net._collect_params_with_prefix()[name].set_data(param.data())
+    results = []
+    for net in (seed, plain, fused):
+        with _fused_batch_norm_relu(net, enabled=net is fused):
+            net._clear_cached_op()  # the graph is built in the next call, inside the block
+            with autograd.record():
+                y = net(x)
+                loss = (y * y).sum()
+        loss.backward()
+        params = net._collect_params_with_prefix()
+        results.append([y.asnumpy()] + [params[n].grad().asnumpy() for n in names if params[n].grad_req != "null"]
+                       + [params[n].data().asnumpy() for n in names if "running" in n])
+    graphs = [net._cached_graph[1].tojson() for net in (plain, fused)]
+    assert "BatchNormWithReLU" not in graphs[0] and graphs[0].count('"op": "Activation"') == 2
+    assert graphs[1].count("_contrib_BatchNormWithReLU") == 2 and '"op": "Activation"' not in graphs[1]
+    assert not fused._fuse_batch_norm_relu  # only within the block
+    assert len(results[0]) == 1 + 8 + 4  # output, the gradients of 8 weights, 4 running statistics
+    assert results[0][0].min() >= 0 and (results[0][0] == 0).any()  # the ReLU did something
+    for other in results[1:]:
+        for expected, got in zip(results[0], other):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
 def _labels() -> mx.nd.NDArray:
     # Two images: one object each, plus padding rows.
     return mx.nd.array([
