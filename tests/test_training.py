@@ -158,8 +158,8 @@ def test_a_non_finite_loss_stops_training_and_names_epoch_and_batch(tiny, tmp_pa
 
 def test_a_diverging_run_stops_with_a_non_finite_loss(tiny) -> None:
     train, _ = tiny
-    # Caught by the loss of a batch, or by the weights at the end of the epoch (a fused
-    # batch norm + ReLU can turn NaN activations into zeros, keeping the loss finite).
+    # Caught by the loss of a batch, or by the weights at the end of the epoch when the
+    # epoch's last updates are what overflow (which one depends on float rounding).
     with pytest.raises(NonFiniteLossError, match=r"epoch 1\b"):
         detkit.fit(_detector(), train, epochs=5, batch_size=8, seed=0, quiet=True,
                    optimizer_params={"learning_rate": 1e12})
