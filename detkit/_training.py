@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -16,7 +15,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from ._detector import SSDDetector
-from .components._backbone import _fused_batch_norm_relu
+from .components._backbone import _can_fuse_batch_norm_relu, _fused_batch_norm_relu
 from ._history import History
 from ._io import PathLike, atomic_write_text
 from .errors import CheckpointError, InputError, NonFiniteLossError
@@ -90,12 +89,6 @@ class _TrainingGraph(gluon.HybridBlock):
             F.sum(F.ones_like(box_targets)),
         ]
         return losses[0], F.concat(*[F.reshape(value, (1,)) for value in stats], dim=0)
-
-
-def _can_fuse_batch_norm_relu(contexts: list[mx.Context]) -> bool:
-    """MXNet's fused batch norm + ReLU runs only through MKL-DNN, so only on CPUs with MKL-DNN on."""
-    return (all(c.device_type == "cpu" for c in contexts) and mx.runtime.Features().is_enabled("MKLDNN")
-            and os.environ.get("MXNET_MKLDNN_ENABLED", "1") != "0")
 
 
 def _contexts(devices: Devices) -> list[mx.Context]:
