@@ -333,6 +333,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds; fails on gross regressions")
     parser.add_argument("--out", default="benchmarks/results/bench.json")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
 
     if args.phase:
         name, payload = args.phase
@@ -395,7 +397,7 @@ def main(argv=None) -> int:
             break
         print("bench: a figure looks like a regression; measuring again", file=sys.stderr)
     result["attempts"] = attempt + 1
-    result["targets"] = _targets(result)
+    result["targets"] = [] if _regressions(result, False) else _targets(result)  # only of complete figures
     result["settings"] = {
         "image_size": args.image_size, "batch_size": args.batch_size, "device": args.device,
         "batches": args.batches, "repeats": args.repeats, "rounds": args.rounds, "quick": args.quick,
@@ -413,8 +415,9 @@ def main(argv=None) -> int:
     print(f"image {args.image_size}x{args.image_size}, batch {args.batch_size}, device {args.device}, "
           f"{args.batches} timed batches; {result['settings']['seconds']} s in all")
     print(_table(result))
-    print()
-    print(_targets_table(result["targets"]))
+    if result["targets"]:
+        print()
+        print(_targets_table(result["targets"]))
     print(f"wrote {out}")
 
     problems = _regressions(result, args.quick)

@@ -117,7 +117,8 @@ class SSDDetector:
     backbone, anchor_generator, target_assigner, loss, post_processor : ComponentSpec
         Each a registered name (``"toy"``), a ``(name, kwargs)`` pair, a mapping
         ``{"name": name, "kwargs": {...}}`` (or ``{"name": name, **kwargs}``), or a
-        component instance. Defaults: the seed's components.
+        component instance. Defaults: the seed's components (the post-processor
+        keeps each image's 400 best boxes before NMS; the seed keeps all).
     scale_filters : int, default 128
         Filters of the halving blocks the detector adds after the backbone.
     data_shape : int or (int, int), default 256

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import sys
 import warnings
 
@@ -14,6 +15,10 @@ _INSTALL_HINT = (
     "    pip install 'detkit[cu112]'    # NVIDIA GPUs with CUDA 11.2 (mxnet-cu112==1.9.1)\n"
     "MXNet 1.9.1 needs numpy < 1.24 and Python <= 3.11."
 )
+
+
+# MXNet halves its OpenMP thread count (assuming hyper-threads) on x86 only.
+_HALVING_MACHINES = ("x86_64", "amd64", "i386", "i686")
 
 
 def _cores() -> int:
@@ -37,13 +42,13 @@ def _default_threads() -> None:
     cores = _cores()
     if "mxnet" not in sys.modules:
         os.environ["OMP_NUM_THREADS"] = str(cores)
-    elif cores > 1:
+    elif cores > 1 and "MXNET_OMP_MAX_THREADS" not in os.environ and platform.machine().lower() in _HALVING_MACHINES:
         warnings.warn(
             f"MXNet was imported before detkit, without OMP_NUM_THREADS: it computes on {max(cores // 2, 1)} of "
             f"the {cores} cores, about half the speed. Import detkit before mxnet, or set "
             f"OMP_NUM_THREADS={cores} before starting Python.",
             PerformanceWarning,
-            stacklevel=3,
+            stacklevel=4,  # the user's import line (the warnings module skips importlib's frames)
         )
 
 

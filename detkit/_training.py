@@ -15,9 +15,9 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from ._detector import SSDDetector
-from .components._backbone import _can_fuse_batch_norm_relu, _fused_batch_norm_relu
 from ._history import History
 from ._io import PathLike, atomic_write_text
+from .components._backbone import _can_fuse_batch_norm_relu, _fused_batch_norm_relu
 from .errors import CheckpointError, InputError, NonFiniteLossError
 
 __all__ = ["Callback", "fit"]
@@ -72,7 +72,9 @@ class _TrainingGraph(gluon.HybridBlock):
             self.loss = detector.loss
 
     def hybrid_forward(self, F: Any, images: Any, labels: Any) -> tuple[Any, Any]:
-        with _fused_batch_norm_relu(self.network, self._fuse_batch_norm_relu):
+        # Only into this graph's own symbols: run imperatively, the step would build (and keep)
+        # the network's separately hybridized graph with the CPU-only operator.
+        with _fused_batch_norm_relu(self.network, self._fuse_batch_norm_relu and F is mx.sym):
             anchors, class_preds, box_preds = self.network(images)
         box_targets, box_mask, class_targets = self.target_assigner(anchors, labels, class_preds)
         losses = self.loss(class_preds, box_preds, class_targets, box_targets, box_mask)

@@ -97,7 +97,19 @@ def test_halving_block_fused_or_not_computes_the_seeds_layers_exactly() -> None:
     graphs = [net._cached_graph[1].tojson() for net in (plain, fused)]
     assert "BatchNormWithReLU" not in graphs[0] and graphs[0].count('"op": "Activation"') == 2
     assert graphs[1].count("_contrib_BatchNormWithReLU") == 2 and '"op": "Activation"' not in graphs[1]
-    assert not fused._fuse_batch_norm_relu  # only within the block
+    assert not fused._fuse_batch_norm_relu  # only within the with statement, and nested ones restore
+    with _fused_batch_norm_relu(fused):
+        with _fused_batch_norm_relu(fused, enabled=False):
+            assert not fused._fuse_batch_norm_relu
+        assert fused._fuse_batch_norm_relu
+    assert not any(getattr(layer, "fuse_relu", False) for net in (plain, fused) for layer in net._children.values())
+    imperative = HalvingBlock(8)  # not hybridized: computes with the plain operators, whatever the flag
+    imperative.initialize()
+    imperative(x)
+    for name, param in seed._collect_params_with_prefix().items():
+        imperative._collect_params_with_prefix()[name].set_data(param.data())
+    with _fused_batch_norm_relu(imperative):
+        np.testing.assert_allclose(imperative(x).asnumpy(), seed(x).asnumpy(), rtol=1e-5, atol=1e-6)
     assert len(results[0]) == 1 + 8 + 4  # output, the gradients of 8 weights, 4 running statistics
     assert results[0][0].min() >= 0 and (results[0][0] == 0).any()  # the ReLU did something
     for other in results[1:]:
@@ -164,6 +176,7 @@ def test_nms_topk_keeps_the_best_boxes_and_bounds_the_output() -> None:
     keep_all = MultiBoxDetectionPostProcessor(nms_topk=-1)(class_preds, box_preds, anchors).asnumpy()
     top = MultiBoxDetectionPostProcessor(nms_topk=20)(class_preds, box_preds, anchors).asnumpy()
     assert MultiBoxDetectionPostProcessor().nms_topk == 400  # the default
+    assert MultiBoxDetectionPostProcessor(nms_topk=np.int64(50)).nms_topk == 50
     for image in range(2):
         kept = top[image][top[image, :, 0] >= 0]
         assert 1 <= len(kept) <= 20 < (keep_all[image, :, 0] >= 0).sum()

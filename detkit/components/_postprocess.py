@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Sequence
 
 from ..errors import InputError
@@ -48,7 +49,11 @@ class MultiBoxDetectionPostProcessor(PostProcessor):
                     f"The '{name}' argument of MultiBoxDetectionPostProcessor must be in [0, 1]; "
                     f"got {value!r} instead."
                 )
-        if isinstance(nms_topk, bool) or not isinstance(nms_topk, int) or not (nms_topk == -1 or nms_topk > 0):
+        try:
+            topk: int | None = None if isinstance(nms_topk, bool) else operator.index(nms_topk)  # numpy ints too
+        except TypeError:
+            topk = None
+        if topk is None or not (topk == -1 or topk > 0):
             raise InputError(
                 f"The 'nms_topk' argument of MultiBoxDetectionPostProcessor must be a positive int or -1 (keep "
                 f"all); got {nms_topk!r} instead."
@@ -59,7 +64,7 @@ class MultiBoxDetectionPostProcessor(PostProcessor):
         self.score_threshold = float(score_threshold)
         self.force_suppress = bool(force_suppress)
         self.clip = bool(clip)
-        self.nms_topk = int(nms_topk)
+        self.nms_topk = topk
         self.variances = [float(v) for v in variances]
 
     def hybrid_forward(self, F: Any, class_preds: Any, box_preds: Any, anchors: Any) -> Any:

@@ -93,6 +93,8 @@ class MeasuredDirective(_GeneratedDirective):
         tables = {"profile": profile_table_rst, "benchmark": benchmark_table_rst}
         if kind not in tables:
             raise self.error(f"detkit-measured: the kind must be one of {', '.join(tables)}; got {kind!r}")
+        if not path.is_file():
+            raise self.error(f"detkit-measured: {relative} does not exist; run the benchmark that writes it")
         return tables[kind](json.loads(path.read_text(encoding="utf-8")))
 
 
