@@ -158,33 +158,33 @@ def new_net(ctx):
     return net
 
 
-def conv_flops(net, size, ctx):
-    """FLOPs of one image's forward pass, summed over the network's Conv2D layers."""
-    total = [0.0]
+def conv_layers(net, size, ctx):
+    """The Conv2D layers one image's forward pass meets, in order: ``(block, input shape, output shape, FLOPs)``."""
+    layers = []
 
     def hook(block, inputs, output):
         kh, kw = block._kwargs["kernel"]
         groups = block._kwargs.get("num_group", 1)
         _, cout, h, w = output.shape
-        cost = 2.0 * cout * h * w * (inputs[0].shape[1] // groups) * kh * kw
-        total[0] += cost
-        if inputs[0].shape[1] == 3 and not hasattr(hook, "first"):
-            hook.first = cost  # the image: no gradient needed with respect to it
+        flops = 2.0 * cout * h * w * (inputs[0].shape[1] // groups) * kh * kw
+        layers.append((block, inputs[0].shape, output.shape, flops))
 
     convs = []
-
-    def walk(block):
-        if isinstance(block, nn.Conv2D):
-            convs.append(block)
-        for child in block._children.values():
-            walk(child)
-
-    walk(net)
+    net.apply(lambda block: convs.append(block) if isinstance(block, nn.Conv2D) else None)
     handles = [c.register_forward_hook(hook) for c in convs]
     net(nd.zeros((1, 3, size, size), ctx=ctx))
     for h in handles:
         h.detach()
-    return total[0], 3 * total[0] - getattr(hook, "first", 0.0)
+    return layers
+
+
+def conv_flops(net, size, ctx):
+    """FLOPs of one image's forward pass, summed over the network's Conv2D layers, and of a training step."""
+    layers = conv_layers(net, size, ctx)
+    total = sum(flops for *_, flops in layers)
+    # The layer that reads the image: no gradient needed with respect to its input.
+    image = next((flops for _, shape, _, flops in layers if shape[1] == 3), 0.0)
+    return total, 3 * total - image
 
 
 def conv_gflops(ctx, runs=5):

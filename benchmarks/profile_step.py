@@ -114,24 +114,11 @@ def convolution_layers(image_size: int, batch_size: int, repeats: int = 3) -> di
     import detkit
     import mxnet as mx
     from mxnet import autograd
-    from mxnet.gluon import nn
+
+    from _tutorial import conv_layers  # the benchmark's own layer walk and FLOP count
 
     detector = detkit.SSDDetector(classes=["pikachu"], data_shape=image_size, ctx=mx.cpu(), hybridize=False)
-    convs: list = []
-
-    def walk(block) -> None:
-        if isinstance(block, nn.Conv2D):
-            convs.append(block)
-        for child in block._children.values():
-            walk(child)
-
-    walk(detector.network)
-    shapes = []
-    handles = [conv.register_forward_hook(lambda block, inputs, output: shapes.append(
-        (block, inputs[0].shape[1:], output.shape[1]))) for conv in convs]
-    detector.network(mx.nd.zeros((1, 3, image_size, image_size)))
-    for handle in handles:
-        handle.detach()
+    layers = conv_layers(detector.network, image_size, mx.cpu())
 
     def best(run) -> float:
         run()
@@ -143,12 +130,12 @@ def convolution_layers(image_size: int, batch_size: int, repeats: int = 3) -> di
         return min(times)
 
     rows = []
-    for block, (channels, height, width), filters in shapes:
+    for position, (block, (_, channels, height, width), (_, filters, _, _), flops) in enumerate(layers):
         kwargs = block._kwargs
         x = mx.nd.random.uniform(shape=(batch_size, channels, height, width))
         weight = mx.nd.random.uniform(shape=(filters, channels, *kwargs["kernel"]))
         bias = mx.nd.zeros((filters,))
-        is_image = channels == 3 and not rows
+        is_image = position == 0 and channels == 3
         for array in (weight, bias) if is_image else (x, weight, bias):
             array.attach_grad()
 
@@ -162,8 +149,7 @@ def convolution_layers(image_size: int, batch_size: int, repeats: int = 3) -> di
             y.backward()
             mx.nd.waitall()
 
-        flops = 2.0 * batch_size * filters * height * width * channels * kwargs["kernel"][0] * kwargs["kernel"][1]
-        train_flops = flops * (2 if is_image else 3)  # no gradient for the image
+        train_flops = batch_size * flops * (2 if is_image else 3)  # no gradient for the image
         seconds = best(forward_backward)
         rows.append({"layer": f"{channels}->{filters} @ {height}x{width}",
                      "forward_ms": 1000 * best(lambda: forward().wait_to_read()), "train_ms": 1000 * seconds,
@@ -181,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # Before MXNet is imported: time each operator on its own instead of in bulk segments.
     os.environ.setdefault("MXNET_EXEC_BULK_EXEC_TRAIN", "0")
-    sys.path.insert(0, str(HERE.parent))
+    sys.path[:0] = [str(HERE.parent), str(HERE)]
     result = profile(args.image_size, args.batch_size, args.steps)
     result.update(convolution_layers(args.image_size, args.batch_size))
     out = Path(args.out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -74,7 +75,8 @@ class _TrainingGraph(gluon.HybridBlock):
     def hybrid_forward(self, F: Any, images: Any, labels: Any) -> tuple[Any, Any]:
         # Only into this graph's own symbols: run imperatively, the step would build (and keep)
         # the network's separately hybridized graph with the CPU-only operator.
-        with _fused_batch_norm_relu(self.network, self._fuse_batch_norm_relu and F is mx.sym):
+        fuse = self._fuse_batch_norm_relu and F is mx.sym
+        with _fused_batch_norm_relu(self.network) if fuse else contextlib.nullcontext():
             anchors, class_preds, box_preds = self.network(images)
         box_targets, box_mask, class_targets = self.target_assigner(anchors, labels, class_preds)
         losses = self.loss(class_preds, box_preds, class_targets, box_targets, box_mask)

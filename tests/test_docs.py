@@ -32,8 +32,10 @@ from detkit import config, hookspecs
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 sys.path.insert(0, str(DOCS / "_ext"))
+sys.path.insert(0, str(ROOT))
 
 import detkit_reference  # noqa: E402  (docs/_ext, no Sphinx needed)
+from tools.api_snapshot import public_modules as _public_modules  # noqa: E402  (the snapshot's own list)
 
 _DIRECTIVE = re.compile(
     r"^\s*\.\.\s+(auto(?:module|class|function|data|attribute|exception|method|decorator|property)"
@@ -72,16 +74,6 @@ def _targets(text: str) -> set[str]:
 def _documented() -> set[str]:
     """Every dotted name that the docs document."""
     return set().union(*(_targets(text) for text in _sources().values()))
-
-
-def _public_modules() -> list[str]:
-    import pkgutil
-
-    names = ["detkit"]
-    for info in pkgutil.walk_packages(detkit.__path__, "detkit."):
-        if not any(part.startswith("_") for part in info.name.split(".")):
-            names.append(info.name)
-    return sorted(names)
 
 
 def _section_class(section: str) -> type:

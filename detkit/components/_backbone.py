@@ -97,14 +97,7 @@ def _fused_batch_norm_relu(network: nn.Block, enabled: bool = True) -> Iterator[
     of one network from one thread at a time.
     """
     blocks: list[HalvingBlock] = []
-
-    def walk(block: nn.Block) -> None:
-        if isinstance(block, HalvingBlock):
-            blocks.append(block)
-        for child in block._children.values():
-            walk(child)
-
-    walk(network)
+    network.apply(lambda block: blocks.append(block) if isinstance(block, HalvingBlock) else None)
     previous = [block._fuse_batch_norm_relu for block in blocks]
     for block in blocks:
         block._fuse_batch_norm_relu = enabled
