@@ -53,7 +53,8 @@ def profile(image_size: int, batch_size: int, steps: int) -> dict:
     import mxnet as mx
     import numpy as np
     from mxnet import autograd, gluon
-    from detkit._training import _can_fuse_batch_norm_relu, _TrainingGraph
+    from detkit._blocks import can_fuse_batch_norm_relu as _can_fuse_batch_norm_relu
+    from detkit._engine._step import TrainingGraph as _TrainingGraph
 
     mx.random.seed(0)
     detector = detkit.SSDDetector(classes=["pikachu"], data_shape=image_size, ctx=mx.cpu())

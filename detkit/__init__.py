@@ -6,36 +6,29 @@
 
 from __future__ import annotations
 
-from importlib import metadata as _metadata
-
 from . import errors
-from ._mxnet_check import require_mxnet as _require_mxnet
+from ._base._mxnet_check import require_mxnet as _require_mxnet
 
 _require_mxnet()
 
 from . import components, config, data, hookspecs, interfaces  # noqa: E402
-from ._detector import ComponentSpec, SSDDetector, default_context  # noqa: E402
-from ._evaluate import evaluate  # noqa: E402
-from ._evaluation import DetectionMetric  # noqa: E402
-from ._history import History  # noqa: E402
-from ._predict import Detection, draw_detections, load_image  # noqa: E402
-from ._training import Callback, fit  # noqa: E402
+from ._base import distribution_version as _distribution_version, publish as _publish  # noqa: E402
+from ._engine import Callback, DetectionMetric, History, evaluate, fit  # noqa: E402
+from ._model import ComponentSpec, Detection, SSDDetector, default_context, draw_detections, load_image  # noqa: E402
 from ._plugins import (  # noqa: E402
     PLUGIN_API_VERSION,
+    ComponentInfo,
     PluginInfo,
     get_plugin_manager,
+    get_registry as _get_registry,
     list_plugins,
     register_plugin,
     unregister_plugin,
 )
-from ._registry import ComponentInfo  # noqa: E402
 from .hookspecs import hookimpl  # noqa: E402
 from .interfaces import AnchorGenerator, Backbone, Component, Loss, PostProcessor, TargetAssigner  # noqa: E402
 
-try:
-    __version__: str = _metadata.version("detkit")
-except _metadata.PackageNotFoundError:  # a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+__version__: str = _distribution_version()
 
 
 def build_component(kind: str, name: str, /, **kwargs: object) -> Component:
@@ -63,9 +56,7 @@ def build_component(kind: str, name: str, /, **kwargs: object) -> Component:
     >>> detkit.build_component("backbone", "toy", filters=[8, 16]).out_strides
     (4,)
     """
-    from ._plugins import get_registry
-
-    return get_registry().build(kind, name, kwargs)
+    return _get_registry().build(kind, name, kwargs)
 
 
 def component_names(kind: str) -> list[str]:
@@ -75,16 +66,12 @@ def component_names(kind: str) -> list[str]:
     >>> "toy" in detkit.component_names("backbone")
     True
     """
-    from ._plugins import get_registry
-
-    return get_registry().names(kind)
+    return _get_registry().names(kind)
 
 
 def list_components() -> list[ComponentInfo]:
     """Every registered component with the plugin and distribution that provide it."""
-    from ._plugins import get_registry
-
-    return get_registry().infos()
+    return _get_registry().infos()
 
 
 __all__ = [
@@ -124,3 +111,4 @@ __all__ = [
     "register_plugin",
     "unregister_plugin",
 ]
+_publish(globals(), __all__)

@@ -1,42 +1,32 @@
 """The ``detkit`` command: ``detkit data ...``, ``detkit train``, ``detkit plugins``, ...
 
-Each command group lives beside the code it drives and adds itself here through
-an ``add_commands(subparsers)`` function; a command's handler returns the exit
-status. Errors that detkit raises on purpose are printed as one line, without a
-traceback, and exit with status 2.
+The command groups live in the private command layer (``detkit._cli``) and add
+themselves here through an ``add_commands(subparsers)`` function; a command's
+handler returns the exit status. Errors that detkit raises on purpose are
+printed as one line, without a traceback, and exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
+from ._base import distribution_version
+from ._cli import COMMAND_GROUPS
 from .errors import DetkitError
 
 __all__ = ["main"]
 
 
-def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
-    # Each group lives beside the code it drives; importing them here, not at
-    # module level, keeps `import detkit.cli` free of cycles.
-    from ._cli_train import add_commands as add_training_commands
-    from ._plugins_cli import add_commands as add_plugin_commands
-    from .data._cli import add_commands as add_data_commands
-
-    return [add_training_commands, add_data_commands, add_plugin_commands]
-
-
 def _build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
     parser = argparse.ArgumentParser(
         prog="detkit",
         description="Object detection on MXNet Gluon with swappable, pluggable components.",
     )
-    parser.add_argument("--version", action="version", version=f"detkit {__version__}")
+    parser.add_argument("--version", action="version", version=f"detkit {distribution_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add_commands in _command_groups():
+    for add_commands in COMMAND_GROUPS:
         add_commands(subparsers)
     return parser
 

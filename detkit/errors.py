@@ -14,6 +14,7 @@ plain ``except`` clauses already catch, so ``except ValueError`` keeps working::
     ├── DataError                   (ValueError)  a malformed dataset; names the file and item
     ├── DownloadError               (OSError)     a download that failed or could not be verified
     ├── CheckpointError             (OSError)     a saved model or checkpoint that cannot be read
+    ├── StorageError                (OSError)     a file that cannot be written (full disk, read-only, ...)
     ├── TrainingError               (RuntimeError) training that cannot go on
     │   └── NonFiniteLossError                    a NaN or infinite loss; names epoch and batch
     └── MissingDependencyError      (ImportError) an optional dependency is not installed
@@ -43,6 +44,7 @@ __all__ = [
     "PerformanceWarning",
     "PluginError",
     "PluginWarning",
+    "StorageError",
     "TrainingError",
 ]
 
@@ -96,6 +98,13 @@ class DownloadError(DetkitError, OSError):
 
 class CheckpointError(DetkitError, OSError):
     """A saved detector or training checkpoint that is missing, incomplete or unreadable."""
+
+
+class StorageError(DetkitError, OSError):
+    """A file or folder cannot be written: a full disk, a read-only folder, missing permissions.
+
+    The message names the path and what to do; nothing half-written is left under the final name.
+    """
 
 
 class TrainingError(DetkitError, RuntimeError):

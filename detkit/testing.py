@@ -61,8 +61,9 @@ import numpy as np
 import yaml
 from mxnet import autograd, gluon
 
-from . import _plugins
-from ._registry import KINDS
+from ._model import SSDDetector
+from ._plugins import ACTIVE, KINDS, get_registry, register_plugin, unregister_plugin
+from .errors import PluginWarning
 from .hookspecs import hookimpl
 from .interfaces import (
     AnchorGenerator,
@@ -416,7 +417,6 @@ def _input_size(component: Component, kind: str) -> int:
 
 
 def _build_detector(component: Component, kind: str, ctx: mx.Context, size: int) -> Any:
-    from ._detector import SSDDetector
 
     kwargs = _detector_kwargs(component, kind)
     if "data_shape" in inspect.signature(SSDDetector).parameters:
@@ -468,7 +468,6 @@ def _train_step(detector: Any, images: mx.nd.NDArray, labels: mx.nd.NDArray, com
 
 
 def _check_detector_round_trip(component: Component, ctx: mx.Context) -> None:
-    from ._detector import SSDDetector
 
     kind = component.kind
     copy = _clone(component, ctx, initialize=False)
@@ -494,7 +493,7 @@ def _check_detector_round_trip(component: Component, ctx: mx.Context) -> None:
 @contextlib.contextmanager
 def _registered(component: Component, kind: str) -> Iterator[None]:
     """Make ``type(component)`` known to the registry (a temporary plugin) unless a plugin registers it."""
-    if _plugins.get_registry().find(kind, component) is not None:
+    if get_registry().find(kind, component) is not None:
         yield
         return
     cls = type(component)
@@ -506,15 +505,15 @@ def _registered(component: Component, kind: str) -> Iterator[None]:
 
     plugin = types.SimpleNamespace(**{KINDS[kind][1]: hookimpl(register_components)})
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", _plugins.PluginWarning)
-        info = _plugins.register_plugin(plugin, plugin_name)
+        warnings.simplefilter("ignore", PluginWarning)
+        info = register_plugin(plugin, plugin_name)
     try:
-        if info.status != _plugins.ACTIVE:
+        if info.status != ACTIVE:
             raise ConformanceError(f"registering {cls.__qualname__} as a {kind} fails: {info.reason}")
         yield
     finally:
-        if info.status == _plugins.ACTIVE:
-            _plugins.unregister_plugin(plugin_name)
+        if info.status == ACTIVE:
+            unregister_plugin(plugin_name)
 
 
 # -- backbone -------------------------------------------------------------------------------

@@ -26,6 +26,6 @@ def builtins_only(monkeypatch):
     from detkit import _plugins
 
     monkeypatch.setenv("DETKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
-    _plugins._host.reset()
+    _plugins.reset_plugins()
     yield
-    _plugins._host.reset()
+    _plugins.reset_plugins()

@@ -90,7 +90,7 @@ def test_the_snapshot_tool_reports_a_difference(tmp_path: Path) -> None:
 
 # -- the deprecation helper --------------------------------------------------------------
 
-from detkit import _deprecation  # noqa: E402
+from detkit._base import _deprecation  # noqa: E402
 
 
 def _caught(function, *args, **kwargs):

@@ -62,11 +62,11 @@ def test_halving_block_and_toy_backbone_shapes() -> None:
     assert tuple(backbone.out_channels) == (64,) and tuple(backbone.out_strides) == (8,)
 
 
-def test_halving_block_fused_or_not_computes_the_seeds_layers_exactly() -> None:
+def test_halving_block_fused_or_not_computes_the_seeds_layers_exactly(tmp_path) -> None:
     from mxnet import autograd
     from mxnet.gluon import nn
 
-    from detkit.components._backbone import _fused_batch_norm_relu
+    from detkit._blocks import fused_batch_norm_relu
 
     seed = nn.HybridSequential()  # the seed's down_sample(8)
     for _ in range(2):
@@ -74,41 +74,37 @@ def test_halving_block_fused_or_not_computes_the_seeds_layers_exactly() -> None:
     seed.add(nn.MaxPool2D(2))
     plain, fused = HalvingBlock(8), HalvingBlock(8)
     x = mx.nd.random.normal(shape=(2, 3, 16, 16))
-    for net in (seed, plain, fused):
-        net.initialize(mx.init.Xavier())
-        net.hybridize(static_alloc=True)
-        net(x)  # shapes
-    names = sorted(seed._collect_params_with_prefix())
+    seed.initialize(mx.init.Xavier())
+    seed(x)  # shapes
+    seed.save_parameters(str(tmp_path / "seed.params"))
     for net in (plain, fused):
-        assert sorted(net._collect_params_with_prefix()) == names  # weights load across them
-        for name, param in seed._collect_params_with_prefix().items():
-            net._collect_params_with_prefix()[name].set_data(param.data())
+        net.load_parameters(str(tmp_path / "seed.params"))  # the seed's weights load: the same layout
     results = []
     for net in (seed, plain, fused):
-        with _fused_batch_norm_relu(net, enabled=net is fused):
-            net._clear_cached_op()  # the graph is built in the next call, inside the block
+        net.hybridize(static_alloc=True)
+        with fused_batch_norm_relu(net, enabled=net is fused):  # the graph is built in this first call
             with autograd.record():
                 y = net(x)
                 loss = (y * y).sum()
         loss.backward()
-        params = net._collect_params_with_prefix()
-        results.append([y.asnumpy()] + [params[n].grad().asnumpy() for n in names if params[n].grad_req != "null"]
-                       + [params[n].data().asnumpy() for n in names if "running" in n])
-    graphs = [net._cached_graph[1].tojson() for net in (plain, fused)]
-    assert "BatchNormWithReLU" not in graphs[0] and graphs[0].count('"op": "Activation"') == 2
-    assert graphs[1].count("_contrib_BatchNormWithReLU") == 2 and '"op": "Activation"' not in graphs[1]
-    assert not fused._fuse_batch_norm_relu  # only within the with statement, and nested ones restore
-    with _fused_batch_norm_relu(fused):
-        with _fused_batch_norm_relu(fused, enabled=False):
-            assert not fused._fuse_batch_norm_relu
-        assert fused._fuse_batch_norm_relu
-    assert not any(getattr(layer, "fuse_relu", False) for net in (plain, fused) for layer in net._children.values())
+        params = net.collect_params()
+        results.append([y.asnumpy()] + [p.grad().asnumpy() for p in params.values() if p.grad_req != "null"]
+                       + [p.data().asnumpy() for name, p in params.items() if "running" in name])
+    with fused_batch_norm_relu(fused):
+        fused_graph = fused(mx.sym.var("data")).tojson()
+    plain_graph = plain(mx.sym.var("data")).tojson()
+    assert "BatchNormWithReLU" not in plain_graph and plain_graph.count('"op": "Activation"') == 2
+    assert fused_graph.count("_contrib_BatchNormWithReLU") == 2 and '"op": "Activation"' not in fused_graph
+    assert not fused.fuses_batch_norm_relu  # only within the with statement, and nested ones restore
+    with fused_batch_norm_relu(fused):
+        with fused_batch_norm_relu(fused, enabled=False):
+            assert not fused.fuses_batch_norm_relu
+        assert fused.fuses_batch_norm_relu
+    assert not fused.fuses_batch_norm_relu
     imperative = HalvingBlock(8)  # not hybridized: computes with the plain operators, whatever the flag
-    imperative.initialize()
-    imperative(x)
-    for name, param in seed._collect_params_with_prefix().items():
-        imperative._collect_params_with_prefix()[name].set_data(param.data())
-    with _fused_batch_norm_relu(imperative):
+    seed.save_parameters(str(tmp_path / "trained.params"))  # with the running statistics just updated
+    imperative.load_parameters(str(tmp_path / "trained.params"))
+    with fused_batch_norm_relu(imperative):
         np.testing.assert_allclose(imperative(x).asnumpy(), seed(x).asnumpy(), rtol=1e-5, atol=1e-6)
     assert len(results[0]) == 1 + 8 + 4  # output, the gradients of 8 weights, 4 running statistics
     assert results[0][0].min() >= 0 and (results[0][0] == 0).any()  # the ReLU did something

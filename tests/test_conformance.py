@@ -45,7 +45,7 @@ def test_builtin_components_pass_the_kit(component, check) -> None:
 
 
 def test_every_kind_has_checks_and_every_component_the_common_ones() -> None:
-    assert set(testing._CHECKS) == set(detkit._registry.KINDS)
+    assert set(testing._CHECKS) == set(detkit._plugins.KINDS)
     for component in BUILTINS:
         names = [check.__name__ for check in yield_checks(component)]
         assert names[0] == "check_config_round_trip"

@@ -116,7 +116,7 @@ def test_num_objects_and_last_batch(dataset):
     batches = list(dataset.loader(3, 16, train=False, num_objects=6, last_batch="discard"))
     assert len(batches) == 2 and all(b.pad == 0 for b in batches)
     assert batches[0].label.shape == (3, 6, 5)
-    with pytest.raises(InputError, match="'num_objects' parameter must be at least 2"):
+    with pytest.raises(InputError, match="'num_objects' argument must be at least 2"):
         dataset.loader(3, 16, train=False, num_objects=1)
 
 

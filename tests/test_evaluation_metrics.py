@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import doctest
 import math
-import time
 import warnings
 
 import numpy as np
 import pytest
 
 import detkit
-from detkit import _evaluation
-from detkit._evaluation import DetectionMetric
+from detkit._engine import _metric as _evaluation
+from detkit import DetectionMetric
 from detkit.errors import InputError
 
 COCO_T = np.linspace(0.5, 0.95, 10)
@@ -608,33 +607,14 @@ def test_matches_reference_implementations_on_random_data(seed):
         assert r["ap_50_95"] == pytest.approx(coco, abs=1e-12, nan_ok=True)
 
 
-# ------------------------------------------------------------------ speed, doctests
+# ------------------------------------------------------------------ doctests
+# (The metric's speed is measured by benchmarks/bench.py, not asserted here: a timed unit test fails on a busy machine.)
 
 
-def test_speed_100_images_of_100_detections():
-    # The metric is part of every validation pass: 100 images x 100 detections must be well under 0.1 s.
-    rng = np.random.default_rng(1)
-    dets, labels, difficult = random_dataset(rng, num_images=100, num_classes=5, max_objects=6, max_dets=100)
-    extra = rng.random((100, 100, 6))  # fill the padding with low-score random detections
-    extra[..., 0] = rng.integers(0, 5, (100, 100))
-    extra[..., 1] *= 0.05
-    extra[..., 4:6] = extra[..., 2:4] + 0.1
-    dets = np.where(dets[..., :1] == -1, extra, dets)
-    times = []
-    for _ in range(3):  # the best of three, against a busy machine
-        metric = DetectionMetric(5)
-        start = time.perf_counter()
-        for lo in range(0, 100, 16):
-            metric.update(dets[lo : lo + 16], labels[lo : lo + 16], difficult[lo : lo + 16])
-        metric.compute()
-        times.append(time.perf_counter() - start)
-    assert min(times) < 0.1, f"100 images took {min(times):.3f} s"
-
-
-def test_docstring_examples(monkeypatch):
-    # The examples import ``from detkit import DetectionMetric``; provide the name until the
-    # package root re-exports it (a no-op afterwards).
-    if not hasattr(detkit, "DetectionMetric"):
-        monkeypatch.setattr(detkit, "DetectionMetric", DetectionMetric, raising=False)
-    result = doctest.testmod(_evaluation, optionflags=doctest.NORMALIZE_WHITESPACE)
+def test_docstring_examples():
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    for test in doctest.DocTestFinder().find(_evaluation, "detkit._engine._metric") + doctest.DocTestFinder().find(
+            DetectionMetric, "DetectionMetric"):
+        runner.run(test)
+    result = runner.summarize(verbose=False)
     assert result.attempted > 0 and result.failed == 0

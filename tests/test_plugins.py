@@ -36,7 +36,7 @@ from detkit._plugins import (
     api_compatible,
     parse_api_requirement,
 )
-from detkit._registry import KINDS
+from detkit._plugins import KINDS
 from detkit.components import FocalSmoothL1Loss, ToyBackbone
 from detkit.errors import (
     ComponentNotFoundError,
@@ -61,17 +61,17 @@ def site(tmp_path, monkeypatch):
     directory.mkdir()
     monkeypatch.syspath_prepend(str(directory))
     forget_modules()
-    _plugins._host.reset()
+    _plugins.reset_plugins()
     yield directory
     forget_modules()
-    _plugins._host.reset()
+    _plugins.reset_plugins()
 
 
 def load(site: Path, *keys: str) -> dict[str, _plugins.PluginInfo]:
     """Install the fixture plugins ``keys``, load every plugin afresh; return the plugins by name."""
     for key in keys:
         install(site, key)
-    _plugins._host.reset()
+    _plugins.reset_plugins()
     return {plugin.name: plugin for plugin in detkit.list_plugins()}
 
 
@@ -171,7 +171,7 @@ def test_an_installed_distribution_is_discovered_through_its_entry_point(site) -
 
 def test_plugins_load_lazily_and_once(site) -> None:
     install(site, "good")
-    _plugins._host.reset()
+    _plugins.reset_plugins()
     assert "detkit_fixture_good" not in sys.modules  # nothing is imported before the first lookup
     detkit.component_names("backbone")
     module = sys.modules["detkit_fixture_good"]
@@ -337,13 +337,15 @@ def test_strict_mode_raises_incompatible_plugin_error(site, monkeypatch) -> None
         (1, "1.7", True),
         (1, "2.0", False),
         (2, "1.9", False),
+        ("~=1.0", "1.5", True),
+        ("~=1.1", "2.0", False),
     ],
 )
 def test_api_requirements(requirement, version, expected) -> None:
     assert api_compatible(requirement, version) is expected
 
 
-@pytest.mark.parametrize("requirement", ["1.0", ">=1.0;<2", "~=1.0", ">=one", "", None, 1.5, True, -1, [">=1"]])
+@pytest.mark.parametrize("requirement", ["1.0", ">=1.0;<2", ">=one", "", "  ", None, 1.5, True, -1, [">=1"]])
 def test_unparseable_api_requirements_say_what_is_expected(requirement) -> None:
     with pytest.raises(InputError, match=r"DETKIT_PLUGIN_API must be a string such as '>=1.0,<2'"):
         parse_api_requirement(requirement)
@@ -397,7 +399,7 @@ def test_a_plugin_cannot_take_a_builtin_name(site) -> None:
 def test_two_distributions_with_one_entry_point_name(site) -> None:
     install(site, "good")
     install(site, "second", entry_point="good")
-    _plugins._host.reset()
+    _plugins.reset_plugins()
     with pytest.warns(PluginWarning, match=r"another plugin named 'good' \(distribution detkit-fixture-good 1.2.0\) "
                                            "is already registered"):
         records = [p for p in detkit.list_plugins() if p.name == "good"]
@@ -517,7 +519,7 @@ def test_loading_a_detector_whose_plugin_is_gone_names_the_package_to_install(si
     # The plugin is uninstalled: its distribution leaves sys.path, and detkit loads afresh without it.
     sys.path.remove(str(site))
     forget_modules()
-    _plugins._host.reset()
+    _plugins.reset_plugins()
     assert "fixture_tiny" not in detkit.component_names("backbone")
     with pytest.raises(ComponentNotFoundError) as caught:
         detkit.SSDDetector.load(tmp_path / "model", ctx=mx.cpu())
@@ -534,7 +536,7 @@ _PIP_CHECK = textwrap.dedent("""
     import mxnet as mx
     from mxnet import autograd
     import detkit
-    from detkit._plugins_cli import add_commands
+    from detkit._cli._plugins import add_commands
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

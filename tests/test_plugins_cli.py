@@ -17,8 +17,8 @@ from detkit._plugins import (
     ENV_STRICT,
     PLUGIN_API_VERSION,
 )
-from detkit._plugins_cli import add_commands
-from detkit._registry import KINDS
+from detkit._cli._plugins import add_commands
+from detkit._plugins import KINDS
 from detkit.errors import PluginWarning
 
 
@@ -33,10 +33,10 @@ def site(tmp_path, monkeypatch):
     for key in ("good", "broken_import", "incompatible"):
         install(directory, key)
     forget_modules()
-    _plugins._host.reset()
+    _plugins.reset_plugins()
     yield directory
     forget_modules()
-    _plugins._host.reset()
+    _plugins.reset_plugins()
 
 
 def run(*argv: str) -> tuple[int, str]:

@@ -48,23 +48,24 @@ def test_fit_lowers_the_loss_and_records_the_documented_fields(tiny) -> None:
 
 
 def test_the_fused_training_step_trains_exactly_as_the_plain_one(tiny, monkeypatch) -> None:
-    from detkit import _training
+    from detkit._blocks import can_fuse_batch_norm_relu
+    from detkit._engine import _fit
 
-    assert not _training._can_fuse_batch_norm_relu([mx.cpu(), mx.gpu(0)])  # the fused operator is CPU-only
-    if not _training._can_fuse_batch_norm_relu([mx.cpu()]):
+    assert not can_fuse_batch_norm_relu([mx.cpu(), mx.gpu(0)])  # the fused operator is CPU-only
+    if not can_fuse_batch_norm_relu([mx.cpu()]):
         pytest.skip("this MXNet runs without MKL-DNN: fit never fuses batch norm and ReLU")
     graphs = []
 
-    class Recorded(_training._TrainingGraph):
+    class Recorded(_fit.TrainingGraph):
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             graphs.append(self)
 
-    monkeypatch.setattr(_training, "_TrainingGraph", Recorded)
+    monkeypatch.setattr(_fit, "TrainingGraph", Recorded)
     train, _ = tiny
     runs = []
     for fuse in (True, False):
-        monkeypatch.setattr(_training, "_can_fuse_batch_norm_relu", lambda contexts, fuse=fuse: fuse)
+        monkeypatch.setattr(_fit, "can_fuse_batch_norm_relu", lambda contexts, fuse=fuse: fuse)
         detector = _detector()
         history = detkit.fit(detector, train, epochs=2, batch_size=8, seed=0, quiet=True)
         runs.append((history["loss"], _weights(detector)))

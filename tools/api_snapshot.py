@@ -282,7 +282,7 @@ def misc_lines() -> Iterator[str]:
     for attribute in ("ENV_DISABLE_AUTOLOAD", "ENV_ONLY", "ENV_STRICT", "API_ATTRIBUTE"):
         if hasattr(_plugins, attribute):
             yield f"plugin {attribute} = {getattr(_plugins, attribute)!r}"
-    for module, attribute in (("detkit._detector", "_FORMAT"), ("detkit._training", "_CHECKPOINT_FORMAT")):
+    for module, attribute in (("detkit._model", "DETECTOR_FORMAT"), ("detkit._engine", "CHECKPOINT_FORMAT")):
         value = getattr(importlib.import_module(module), attribute, None)
         if value is not None:
             yield f"format {module}.{attribute} = {value!r}"
@@ -298,7 +298,7 @@ def snapshot() -> str:
 
     saved = os.environ.get("DETKIT_DISABLE_PLUGIN_AUTOLOAD")
     os.environ["DETKIT_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    _plugins._host.reset()
+    _plugins.reset_plugins()
     try:
         lines = [HEADER.rstrip("\n"), ""]
         lines += ["[public modules]"] + [f"module {name}" for name in public_modules()] + [""]
@@ -311,7 +311,7 @@ def snapshot() -> str:
             del os.environ["DETKIT_DISABLE_PLUGIN_AUTOLOAD"]
         else:
             os.environ["DETKIT_DISABLE_PLUGIN_AUTOLOAD"] = saved
-        _plugins._host.reset()
+        _plugins.reset_plugins()
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

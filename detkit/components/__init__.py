@@ -13,9 +13,11 @@ kind                      name                        class
 
 from __future__ import annotations
 
+from .._base import publish
+from .._blocks import HalvingBlock
 from ..hookspecs import Register, hookimpl
 from ._anchors import SEED_RATIOS, SEED_SIZES, MultiBoxPriorAnchors
-from ._backbone import HalvingBlock, ToyBackbone
+from ._backbone import ToyBackbone
 from ._losses import FocalSmoothL1Loss
 from ._postprocess import MultiBoxDetectionPostProcessor
 from ._targets import DEFAULT_VARIANCES, MultiBoxTargetAssigner
@@ -31,6 +33,7 @@ __all__ = [
     "SEED_SIZES",
     "ToyBackbone",
 ]
+publish(globals(), __all__)
 
 
 @hookimpl

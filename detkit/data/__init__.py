@@ -39,9 +39,11 @@ record instead of failing inside C++.
 
 from __future__ import annotations
 
+from .._base import publish
 from ._dataset import DetectionBatch, DetectionDataset, DetectionLoader
 from ._download import pikachu, write_index
-from ._pack import PackSummary, pack_coco, pack_voc
+from ._pack import pack_coco, pack_voc
+from ._summary import PackSummary
 from ._show import show
 from ._synthetic import synthetic_pikachu
 from ._transforms import RGB_MEAN, preprocess
@@ -60,3 +62,4 @@ __all__ = [
     "synthetic_pikachu",
     "write_index",
 ]
+publish(globals(), __all__)

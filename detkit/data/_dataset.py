@@ -8,20 +8,17 @@ import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Generator, Iterator, NamedTuple, Sequence, cast
+from typing import Any, BinaryIO, Generator, Iterator, NamedTuple, Sequence, cast
 
 import mxnet as mx
 import numpy as np
 from PIL import Image
 
-from .._io import PathLike
-from .._checks import check_classes
+from .._base import PathLike, check_classes, check_int, check_size
 from ..errors import DataError, InputError
 from . import _recordio
-from ._transforms import data_shape_hw, decode_image, random_crop, resize_normalize
-
-if TYPE_CHECKING:
-    from ._pack import PackSummary
+from ._summary import PackSummary
+from ._transforms import decode_image, random_crop, resize_normalize
 
 # The seed pads every label to at least 3 rows ("the CUDA implementation
 # requires each image has at least 3 labels").
@@ -170,13 +167,13 @@ class DetectionDataset:
     def objects(self, index: int) -> np.ndarray:
         """The objects of image ``index`` as stored: ``(K, 5)`` float32 ``[class_id, xmin, ymin, xmax, ymax]``."""
         if not -len(self) <= index < len(self):
-            raise InputError(f"The 'index' parameter must be in [0, {len(self)}). Got {index} instead.")
+            raise InputError(f"The 'index' argument must be in [0, {len(self)}); got {index} instead.")
         return self._objects[index].copy()
 
     def image(self, index: int) -> np.ndarray:
         """Decode image ``index``: ``(H, W, 3)`` uint8 RGB, as stored (no resize, no mean subtraction)."""
         if not -len(self) <= index < len(self):
-            raise InputError(f"The 'index' parameter must be in [0, {len(self)}). Got {index} instead.")
+            raise InputError(f"The 'index' argument must be in [0, {len(self)}); got {index} instead.")
         index %= len(self)
         size = os.path.getsize(self.rec_path)
         with open(self.rec_path, "rb") as file:
@@ -253,12 +250,6 @@ def _needs_more(head: bytes) -> bool:
     return 24 + 4 * flag > len(head)
 
 
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InputError(f"The '{name}' parameter must be an int >= {minimum}. Got {value!r} instead.")
-    return int(value)
-
-
 class DetectionLoader:
     """The iterable that :meth:`DetectionDataset.loader` returns (see there)."""
 
@@ -277,35 +268,35 @@ class DetectionLoader:
         part_index: int = 0,
     ) -> None:
         self.dataset = dataset
-        self.num_parts = _check_int(num_parts, "num_parts", 1)
-        self.part_index = _check_int(part_index, "part_index", 0)
+        self.num_parts = check_int("num_parts", num_parts, minimum=1)
+        self.part_index = check_int("part_index", part_index, minimum=0)
         if self.part_index >= self.num_parts:
             raise InputError(
-                f"The 'part_index' parameter must be below num_parts ({self.num_parts}). Got {part_index} instead."
+                f"The 'part_index' argument must be below num_parts ({self.num_parts}); got {part_index} instead."
             )
         if self.num_parts > len(dataset):
             raise InputError(
-                f"The 'num_parts' parameter must not exceed the {len(dataset)} images of {dataset.rec_path}. "
-                f"Got {num_parts} instead."
+                f"The 'num_parts' argument must not exceed the {len(dataset)} images of {dataset.rec_path}; "
+                f"got {num_parts} instead."
             )
-        self.batch_size = _check_int(batch_size, "batch_size", 1)
-        self.data_shape = data_shape_hw(data_shape)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.data_shape = check_size("data_shape", data_shape)
         self.train = bool(train)
         self.shuffle = self.train if shuffle is None else bool(shuffle)
         if last_batch not in ("pad", "discard"):
-            raise InputError(f"The 'last_batch' parameter must be 'pad' or 'discard'. Got {last_batch!r} instead.")
+            raise InputError(f"The 'last_batch' argument must be 'pad' or 'discard'; got {last_batch!r} instead.")
         self.last_batch = last_batch
         if num_objects is None:
             num_objects = max(dataset.max_objects, MIN_LABEL_ROWS)
-        num_objects = _check_int(num_objects, "num_objects", 1)
+        num_objects = check_int("num_objects", num_objects, minimum=1)
         if num_objects < dataset.max_objects:
             raise InputError(
-                f"The 'num_objects' parameter must be at least {dataset.max_objects}, the most objects "
-                f"in one image of {dataset.rec_path}. Got {num_objects} instead."
+                f"The 'num_objects' argument must be at least {dataset.max_objects}, the most objects "
+                f"in one image of {dataset.rec_path}; got {num_objects} instead."
             )
         self.num_objects = num_objects
         if seed is not None:
-            seed = _check_int(seed, "seed", 0)
+            seed = check_int("seed", seed, minimum=0)
         self._entropy = cast(int, np.random.SeedSequence(seed).entropy)  # an int: seed is an int or None
         self._epoch = 0
 

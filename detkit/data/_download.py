@@ -10,12 +10,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .._io import PathLike
+from tqdm.auto import tqdm
+
+from .._base import PathLike, atomic_outputs, atomic_path
 from ..errors import DownloadError
 from . import _recordio
 from ._classes import write_classes
 from ._dataset import DetectionDataset
-from ._files import atomic_outputs, temp_path_for
 
 #: Where the seed downloads its pikachu dataset from.
 PIKACHU_URL = "https://apache-mxnet.s3-accelerate.amazonaws.com/gluon/dataset/pikachu/"
@@ -53,8 +54,7 @@ def download(url: str, path: PathLike, sha1: str, *, progress: bool = True, time
     path = Path(path)
     if path.is_file() and sha1_of(path) == sha1:
         return False
-    temp = temp_path_for(path)
-    try:
+    with atomic_path(path) as temp:
         request = urllib.request.Request(url, headers={"User-Agent": "detkit"})
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -62,11 +62,7 @@ def download(url: str, path: PathLike, sha1: str, *, progress: bool = True, time
                 total = int(total) if total and total.isdigit() else None
                 digest = hashlib.sha1()
                 received = 0
-                bar = None
-                if progress:
-                    from tqdm.auto import tqdm
-
-                    bar = tqdm(total=total, unit="B", unit_scale=True, desc=path.name, leave=False)
+                bar = tqdm(total=total, unit="B", unit_scale=True, desc=path.name, leave=False, disable=not progress)
                 try:
                     with open(temp, "wb") as file:
                         while True:
@@ -76,11 +72,9 @@ def download(url: str, path: PathLike, sha1: str, *, progress: bool = True, time
                             file.write(chunk)
                             digest.update(chunk)
                             received += len(chunk)
-                            if bar is not None:
-                                bar.update(len(chunk))
+                            bar.update(len(chunk))
                 finally:
-                    if bar is not None:
-                        bar.close()
+                    bar.close()
         except urllib.error.HTTPError as error:
             raise DownloadError(
                 f"{url}: the server answered HTTP {error.code} {error.reason}. {_OFFLINE_HINT}"
@@ -102,11 +96,7 @@ def download(url: str, path: PathLike, sha1: str, *, progress: bool = True, time
                 f"{url}: SHA-1 mismatch: expected {sha1}, got {digest.hexdigest()} "
                 f"({received} bytes); the file was not saved"
             )
-        os.replace(temp, path)
-        return True
-    finally:
-        if temp.exists():
-            temp.unlink()
+    return True
 
 
 def write_index(rec_path: PathLike, idx_path: PathLike | None = None) -> Path:

@@ -6,56 +6,23 @@ import io
 import json
 import math
 import xml.etree.ElementTree as ElementTree
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
 
-from .._io import PathLike
+from tqdm.auto import tqdm
+
+from .._base import PathLike, atomic_outputs, check_classes
 from ..errors import DataError, InputError
 from . import _recordio
 from ._classes import write_classes
-from .._checks import check_classes
 from ._dataset import DetectionDataset
-from ._files import atomic_outputs
-from ._progress import progress_bar
+from ._summary import PackSummary
 
 _JPEG_QUALITY = 95  # as MXNet's im2rec.py
 _COCO_TOLERANCE_PX = 1.0  # COCO boxes may pass the image border by rounding; clipped within this
-
-
-@dataclass(frozen=True)
-class PackSummary:
-    """What :func:`pack_voc` or :func:`pack_coco` did.
-
-    Attributes
-    ----------
-    images : int
-        Images packed.
-    objects : int
-        Objects packed, over all images.
-    skipped : tuple of (str, str)
-        ``(file, reason)`` of each item left out because it was invalid
-        (only with ``skip_invalid=True``; otherwise the first one raises).
-    ignored_crowd : int
-        COCO ``iscrowd`` annotations left out (they mark groups, not objects).
-    """
-
-    images: int
-    objects: int
-    skipped: tuple = ()
-    ignored_crowd: int = 0
-
-    def __str__(self) -> str:
-        text = f"packed {self.images} images with {self.objects} objects"
-        if self.ignored_crowd:
-            text += f"; ignored {self.ignored_crowd} crowd annotations"
-        if self.skipped:
-            text += f"; skipped {len(self.skipped)} invalid items:"
-            text += "".join(f"\n  {reason}" for _, reason in self.skipped)
-        return text
 
 
 class _Item(NamedTuple):
@@ -115,7 +82,8 @@ def _write(
     with atomic_outputs(paths) as (rec_tmp, idx_tmp, classes_tmp):
         with open(rec_tmp, "wb") as rec:
             writer = _recordio.RecordWriter(rec)
-            for item in progress_bar(items, enabled=progress, desc=f"packing {out_prefix.name}", total=total):
+            for item in tqdm(items, desc=f"packing {out_prefix.name}", total=total, unit="img", leave=False,
+                             dynamic_ncols=True, disable=not progress):
                 try:
                     if isinstance(item, tuple) and not isinstance(item, _Item):
                         raise DataError(item[1])  # an annotation error found while reading
@@ -290,7 +258,7 @@ def pack_voc(
     image_dir, annotation_dir = Path(image_dir), Path(annotation_dir)
     for name, folder in (("image_dir", image_dir), ("annotation_dir", annotation_dir)):
         if not folder.is_dir():
-            raise InputError(f"The '{name}' parameter must be an existing folder. Got {str(folder)!r} instead.")
+            raise InputError(f"The '{name}' argument must be an existing folder; got {str(folder)!r} instead.")
     xml_paths = sorted(annotation_dir.glob("*.xml"))
     if not xml_paths:
         raise DataError(f"{annotation_dir}: no *.xml annotation files")
@@ -321,7 +289,7 @@ def _load_coco(json_path: Path) -> dict:
         data = json.loads(json_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(
-            f"The 'json_path' parameter must be an existing file. Got {str(json_path)!r} instead."
+            f"The 'json_path' argument must be an existing file; got {str(json_path)!r} instead."
         ) from None
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"{json_path}: cannot be read ({error})") from None
@@ -404,7 +372,7 @@ def pack_coco(
     """
     json_path, image_dir = Path(json_path), Path(image_dir)
     if not image_dir.is_dir():
-        raise InputError(f"The 'image_dir' parameter must be an existing folder. Got {str(image_dir)!r} instead.")
+        raise InputError(f"The 'image_dir' argument must be an existing folder; got {str(image_dir)!r} instead.")
     data = _load_coco(json_path)
     categories = data["categories"]
     try:

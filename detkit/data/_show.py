@@ -8,16 +8,14 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
-from .._io import PathLike
+from .._base import PathLike, atomic_outputs, check_int, draw_boxes
 from ..errors import InputError
 from ._classes import find_classes, read_classes
 from ._dataset import DetectionDataset
-from ._files import atomic_outputs
 from ._transforms import RGB_MEAN
 
-_COLORS = [(255, 40, 40), (40, 200, 255), (60, 230, 60), (255, 160, 0), (230, 60, 230), (255, 255, 60)]
 _GAP = 4
 
 
@@ -96,8 +94,7 @@ def show(
         ``out_png``.
     """
     for name, value, minimum in (("num", num, 1), ("tile_size", tile_size, 16), ("start", start, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise InputError(f"The '{name}' parameter must be an int >= {minimum}. Got {value!r} instead.")
+        check_int(name, value, minimum=minimum)
     if classes is None:
         found = find_classes(Path(rec_path))
         classes = read_classes(found) if found else None
@@ -108,27 +105,17 @@ def show(
         dataset = DetectionDataset(rec_path, idx_path, classes=classes)
     if start >= len(dataset):
         raise InputError(
-            f"The 'start' parameter must be below {len(dataset)}, the number of images. Got {start} instead."
+            f"The 'start' argument must be below {len(dataset)}, the number of images; got {start} instead."
         )
     indices = list(range(start, min(start + num, len(dataset))))
     columns = math.ceil(math.sqrt(len(indices)))
     rows = math.ceil(len(indices) / columns)
     grid = Image.new("RGB", (columns * (tile_size + _GAP) + _GAP, rows * (tile_size + _GAP) + _GAP), (255, 255, 255))
-    font = ImageFont.load_default()
     for n, (image, objects) in enumerate(_tiles(dataset, indices, tile_size, augment, seed)):
-        tile = Image.fromarray(image)
-        draw = ImageDraw.Draw(tile)
-        width, height = tile.size
-        for class_id, x0, y0, x1, y1 in objects.tolist():
-            color = _COLORS[int(class_id) % len(_COLORS)]
-            box = [x0 * width, y0 * height, x1 * width - 1, y1 * height - 1]
-            draw.rectangle(box, outline=color, width=2)
-            name = dataset._class_name(int(class_id))
-            left, top, right, bottom = draw.textbbox((0, 0), name, font=font)
-            # the name sits above the box, or inside it at the top of the image
-            origin = (box[0], box[1] - (bottom - top) - 3 if box[1] > (bottom - top) + 3 else box[1] + 2)
-            draw.rectangle(draw.textbbox(origin, name, font=font), fill=color)
-            draw.text(origin, name, fill=(0, 0, 0), font=font)
+        height, width = image.shape[:2]
+        boxes = [(int(class_id), dataset._class_name(int(class_id)), (x0 * width, y0 * height, x1 * width, y1 * height))
+                 for class_id, x0, y0, x1, y1 in objects.tolist()]
+        tile = draw_boxes(image, boxes)
         r, c = divmod(n, columns)
         grid.paste(tile, (_GAP + c * (tile_size + _GAP), _GAP + r * (tile_size + _GAP)))
     out_png = Path(out_png)

@@ -11,15 +11,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .._io import PathLike
+from tqdm.auto import tqdm
+
+from .._base import PathLike, atomic_outputs, check_int
 from ..errors import DataError, InputError
 from . import _recordio
 from ._classes import write_classes
 from ._dataset import DetectionDataset
 from ._download import sha1_of
-from ._files import atomic_outputs
-from ._progress import progress_bar
 from ._render import render_sample
+from ._show import show
 
 CLASSES = ["pikachu"]
 MANIFEST = "synthetic.json"
@@ -41,12 +42,6 @@ def _sample_record(seed: int, split: int, index: int, image_size: int) -> bytes:
 
 def _sample_record_args(args: tuple[int, int, int, int]) -> bytes:
     return _sample_record(*args)
-
-
-def _check_count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InputError(f"The '{name}' parameter must be an int >= {minimum}. Got {value!r} instead.")
-    return int(value)
 
 
 def _reusable(root: Path, arguments: dict) -> bool:
@@ -109,11 +104,11 @@ def synthetic_pikachu(
     (DetectionDataset, DetectionDataset)
         The training and validation sets, classes ``["pikachu"]``.
     """
-    num_train = _check_count("num_train", num_train, 1)
-    num_val = _check_count("num_val", num_val, 1)
-    image_size = _check_count("image_size", image_size, 32)
-    seed = _check_count("seed", seed, 0)
-    workers = _check_count("workers", workers, 1)
+    num_train = check_int("num_train", num_train, minimum=1)
+    num_val = check_int("num_val", num_val, minimum=1)
+    image_size = check_int("image_size", image_size, minimum=32)
+    seed = check_int("seed", seed, minimum=0)
+    workers = check_int("workers", workers, minimum=1)
     root = Path(root)
     arguments = {"num_train": num_train, "num_val": num_val, "image_size": image_size, "seed": seed}
     if not _reusable(root, arguments):
@@ -130,7 +125,6 @@ def synthetic_pikachu(
 
 
 def _generate(root: Path, arguments: dict, *, progress: bool, workers: int) -> None:
-    from ._show import show
 
     root.mkdir(parents=True, exist_ok=True)
     counts = {"train": arguments["num_train"], "val": arguments["num_val"]}
@@ -146,7 +140,8 @@ def _generate(root: Path, arguments: dict, *, progress: bool, workers: int) -> N
                     records = map(_sample_record_args, jobs)
                 with open(paths[f"{split}.rec"], "wb") as rec:
                     writer = _recordio.RecordWriter(rec)
-                    bar = progress_bar(records, enabled=progress, desc=f"synthetic pikachu ({split})", total=count)
+                    bar = tqdm(records, desc=f"synthetic pikachu ({split})", total=count, unit="img", leave=False, dynamic_ncols=True,
+                               disable=not progress)
                     for i, data in enumerate(bar):
                         writer.write(i, data)
                 with open(paths[f"{split}.idx"], "w", encoding="ascii", newline="\n") as idx:

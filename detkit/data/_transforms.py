@@ -14,6 +14,7 @@ import mxnet as mx
 import numpy as np
 from PIL import Image
 
+from .._base import check_size
 from ..errors import DataError, InputError
 
 #: The seed's ``rgb_mean``: the per-channel value subtracted from every image (R, G, B).
@@ -28,23 +29,6 @@ CROP_MAX_ATTEMPTS = 200
 CROP_AREA_RANGE = (0.05, 1.0)
 CROP_ASPECT_RATIO_RANGE = (0.75, 1.33)
 CROP_MIN_EJECT_COVERAGE = 0.3  # objects keeping less than this after the crop are dropped
-
-
-def data_shape_hw(data_shape: Union[int, Sequence[int]], name: str = "data_shape") -> tuple[int, int]:
-    """``data_shape`` (an int or ``(H, W)``) as a validated ``(H, W)`` tuple."""
-    if isinstance(data_shape, (int, np.integer)) and not isinstance(data_shape, bool):
-        shape = (int(data_shape), int(data_shape))
-    elif (
-        isinstance(data_shape, (tuple, list))
-        and len(data_shape) == 2
-        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in data_shape)
-    ):
-        shape = (int(data_shape[0]), int(data_shape[1]))
-    else:
-        raise InputError(f"The '{name}' parameter must be an int or a pair (H, W) of ints. Got {data_shape!r} instead.")
-    if min(shape) < 1:
-        raise InputError(f"The '{name}' parameter must be positive. Got {data_shape!r} instead.")
-    return shape
 
 
 def decode_image(data: bytes, where: str) -> Image.Image:
@@ -101,23 +85,23 @@ def preprocess(image: Any, data_shape: int | Sequence[int] = 256) -> mx.nd.NDArr
         ``(1, 3, H', W')`` float32 on the CPU: the image resized (bilinear) and
         minus :data:`RGB_MEAN`.
     """
-    shape_hw = data_shape_hw(data_shape)
+    shape_hw = check_size("data_shape", data_shape)
     if isinstance(image, mx.nd.NDArray):
         image = image.asnumpy()
     if not isinstance(image, np.ndarray):
         raise InputError(
-            f"The 'image' parameter must be a numpy array or an NDArray. Got {type(image).__name__} instead."
+            f"The 'image' argument must be a numpy array or an NDArray; got {type(image).__name__} instead."
         )
     if image.dtype != np.uint8:
         raise InputError(
-            f"The 'image' parameter must have dtype uint8 (pixel values 0-255). Got {image.dtype} instead."
+            f"The 'image' argument must have dtype uint8 (pixel values 0-255); got {image.dtype} instead."
         )
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
     if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
-        raise InputError(f"The 'image' parameter must have shape (H, W, 3), RGB. Got shape {image.shape} instead.")
+        raise InputError(f"The 'image' argument must have shape (H, W, 3), RGB; got shape {image.shape} instead.")
     data = resize_normalize(Image.fromarray(np.ascontiguousarray(image), "RGB"), shape_hw)
     return mx.nd.array(data[None], dtype="float32")  # (1, 3, H', W')
 

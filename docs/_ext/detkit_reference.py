@@ -67,8 +67,10 @@ def config_fields(section: str) -> list[tuple[str, str, str, str, str]]:
     sections = {f.name: f for f in dataclasses.fields(config.Config)}
     if section not in sections:
         raise ValueError(f"unknown configuration section {section!r}; the sections are {', '.join(sections)}")
-    cls = typing.get_type_hints(config.Config)[section]
-    hints = typing.get_type_hints(cls)
+    from detkit._config import field_types
+
+    cls = field_types(config.Config)[section]
+    hints = field_types(cls)
     rows = []
     for field in dataclasses.fields(cls):
         if field.default is not dataclasses.MISSING:

@@ -7,7 +7,7 @@ import platform
 import sys
 import warnings
 
-from .errors import MissingDependencyError, PerformanceWarning
+from ..errors import MissingDependencyError, PerformanceWarning
 
 _INSTALL_HINT = (
     "detkit needs Apache MXNet 1.9.1. Install the build for your machine:\n"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._detector import SSDDetector
-from ._evaluation import DetectionMetric
-from .errors import InputError
+from .._model import SSDDetector
+from ..errors import InputError
+from ._metric import DetectionMetric
 
 __all__ = ["evaluate"]
 

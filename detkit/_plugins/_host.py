@@ -60,10 +60,10 @@ supports in a module attribute::
 
     DETKIT_PLUGIN_API = ">=1.0,<2"   # comma-separated, all must hold
 
-with the operators ``>=``, ``>``, ``<=``, ``<``, ``==``, ``!=`` and versions
-``MAJOR`` or ``MAJOR.MINOR`` (missing parts are 0, so ``<2`` means below 2.0);
-an int ``N`` is short for ``">=N.0,<N+1"``. A plugin that declares nothing is
-assumed compatible.
+a PEP 440 version specifier read by ``packaging`` (``>=``, ``>``, ``<=``, ``<``,
+``==``, ``!=``, ``~=``; missing parts are 0, so ``<2`` means below 2.0); an int
+``N`` is short for ``">=N.0,<N+1"``. A plugin that declares nothing is assumed
+compatible.
 """
 
 from __future__ import annotations
@@ -80,19 +80,16 @@ from typing import Any, Callable, Iterable, Optional
 
 import pluggy
 
-from . import hookspecs
+from .. import hookspecs
+from ._api import API_ATTRIBUTE, PLUGIN_API_VERSION, api_compatible
 from ._registry import KINDS, ComponentInfo, Registry
-from .errors import (
+from ..errors import (
     DuplicateComponentError,
     IncompatiblePluginError,
     InputError,
     PluginError,
     PluginWarning,
 )
-
-#: The version of the plugin API (the hooks, the interfaces and their contracts)
-#: that this detkit implements, ``"MAJOR.MINOR"``.
-PLUGIN_API_VERSION = "1.0"
 
 #: Modules registered as plugins before any installed one: detkit's own components.
 DEFAULT_PLUGINS: tuple[str, ...] = ("detkit.components",)
@@ -103,9 +100,6 @@ ENV_DISABLE_AUTOLOAD = "DETKIT_DISABLE_PLUGIN_AUTOLOAD"
 ENV_ONLY = "DETKIT_PLUGINS"
 #: Set to make every plugin failure an exception instead of a warning.
 ENV_STRICT = "DETKIT_STRICT_PLUGINS"
-
-#: The module attribute in which a plugin declares the plugin API versions it supports.
-API_ATTRIBUTE = "DETKIT_PLUGIN_API"
 
 ACTIVE, DISABLED, INCOMPATIBLE, FAILED = "active", "disabled", "incompatible", "failed"
 #: Every status a plugin can have, in the order ``detkit plugins`` explains them.
@@ -159,65 +153,6 @@ class PluginInfo:
 
 def _flag(variable: str) -> bool:
     return os.environ.get(variable, "").strip().lower() not in ("", "0", "false", "no", "off")
-
-
-# -- the plugin API version gate ------------------------------------------------------
-
-_CLAUSE = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(\d+)(?:\.(\d+))?\s*$")
-_COMPARE: dict[str, Callable[[tuple[int, int], tuple[int, int]], bool]] = {
-    ">=": lambda a, b: a >= b,
-    ">": lambda a, b: a > b,
-    "<=": lambda a, b: a <= b,
-    "<": lambda a, b: a < b,
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-}
-
-
-def _version_tuple(version: str) -> tuple[int, int]:
-    major, _, minor = version.partition(".")
-    return int(major), int(minor or 0)
-
-
-def parse_api_requirement(requirement: Any) -> list[tuple[str, tuple[int, int]]]:
-    """Parse a plugin's ``DETKIT_PLUGIN_API`` declaration into ``[(operator, (major, minor)), ...]``.
-
-    Parameters
-    ----------
-    requirement : str or int
-        ``">=1.0,<2"``: comma-separated clauses, all of which must hold; or an
-        int ``N``, short for ``">=N.0,<N+1"``.
-
-    Raises
-    ------
-    InputError
-        If the declaration is neither; the message shows the expected form.
-    """
-    if isinstance(requirement, int) and not isinstance(requirement, bool) and requirement >= 0:
-        return [(">=", (requirement, 0)), ("<", (requirement + 1, 0))]
-    clauses: list[Any] = requirement.split(",") if isinstance(requirement, str) else [requirement]
-    parsed = []
-    for clause in clauses:
-        match = _CLAUSE.match(clause) if isinstance(clause, str) else None
-        if match is None:
-            raise InputError(
-                f"{API_ATTRIBUTE} must be a string such as '>=1.0,<2' (comma-separated clauses of "
-                ">=, >, <=, <, ==, != and a version MAJOR or MAJOR.MINOR) or a major version as an "
-                f"int; got {requirement!r} instead."
-            )
-        operator, major, minor = match.groups()
-        parsed.append((operator, (int(major), int(minor or 0))))
-    return parsed
-
-
-def api_compatible(requirement: Any, version: str = PLUGIN_API_VERSION) -> bool:
-    """Whether the plugin API ``version`` satisfies a plugin's declared ``requirement``.
-
-    >>> api_compatible(">=1.0,<2", "1.3"), api_compatible(">=1.1", "1.0"), api_compatible(1, "1.7")
-    (True, False, True)
-    """
-    current = _version_tuple(version)
-    return all(_COMPARE[operator](current, bound) for operator, bound in parse_api_requirement(requirement))
 
 
 # -- the host ---------------------------------------------------------------------------
@@ -437,16 +372,18 @@ def _check_api(declared: Any) -> None:
 def _stage(manager: pluggy.PluginManager, plugin: object, name: str, distribution: str | None,
            version: str | None) -> list[ComponentInfo]:
     """Call the plugin's registration hooks and check what they register; commit nothing."""
-    for caller in manager.get_hookcallers(plugin) or []:
-        if caller.name in _HOOK_NAMES:
-            continue
-        if all(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin):
-            continue
+    try:
+        # Every plugin registered before this one passed the same check, so what fails is this one's.
+        manager.check_pending()
+    except pluggy.PluginValidationError as error:
+        unknown = [caller.name for caller in manager.get_hookcallers(plugin) or []
+                   if caller.name not in _HOOK_NAMES
+                   and not all(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin)]
         raise _Skip(
-            f"it implements {caller.name}(), which is not a detkit hook (detkit's hooks: "
-            f"{', '.join(sorted(_HOOK_NAMES))}); fix the name, or mark a hook of a newer detkit "
-            "@hookimpl(optionalhook=True)"
-        )
+            f"it implements {', '.join(f'{hook}()' for hook in unknown) or error}, which is not a detkit hook "
+            f"(detkit's hooks: {', '.join(sorted(_HOOK_NAMES))}); fix the name, or mark a hook of a newer "
+            "detkit @hookimpl(optionalhook=True)"
+        ) from None
     staged: list[ComponentInfo] = []
     for kind, (_, hook_name) in KINDS.items():
         for implementation in getattr(manager.hook, hook_name).get_hookimpls():
@@ -575,17 +512,32 @@ def _entry_points(group: str) -> list[tuple[Any, str | None, str | None]]:
     return sorted(found, key=lambda item: (item[0].name, item[1] or ""))
 
 
-_host = _PluginHost()
+_HOST = _PluginHost()
+
+
+def reset_plugins() -> None:
+    """Forget every loaded plugin; the next lookup loads them again (tests use it)."""
+    _HOST.reset()
+
+
+def load_plugins(*, strict: bool | None = None) -> None:
+    """Load the plugins now if they are not loaded yet (``strict=None``: as :data:`ENV_STRICT` says)."""
+    _HOST.ensure_loaded(strict=strict)
+
+
+def strict_mode() -> bool:
+    """Whether :data:`ENV_STRICT` asks for plugin failures to be exceptions."""
+    return _flag(ENV_STRICT)
 
 
 def get_registry() -> Registry:
     """The registry of every loaded plugin's components (loads the plugins on first use)."""
-    return _host.registry
+    return _HOST.registry
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
     """detkit's :class:`pluggy.PluginManager` (loads the plugins on first use)."""
-    return _host.manager
+    return _HOST.manager
 
 
 def list_plugins() -> list[PluginInfo]:
@@ -597,7 +549,7 @@ def list_plugins() -> list[PluginInfo]:
         The built-in plugins first, then the installed ones by entry point name,
         then the in-process ones in the order they were registered.
     """
-    return _host.plugins
+    return _HOST.plugins
 
 
 def register_plugin(plugin: object, name: str | None = None) -> PluginInfo:
@@ -641,7 +593,7 @@ def register_plugin(plugin: object, name: str | None = None) -> PluginInfo:
     """
     if name is None:
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
-    return _host.register_plugin(plugin, name)
+    return _HOST.register_plugin(plugin, name)
 
 
 def unregister_plugin(name: str) -> PluginInfo:
@@ -665,4 +617,4 @@ def unregister_plugin(name: str) -> PluginInfo:
     InputError
         If no plugin of that name is loaded; the message lists the loaded ones.
     """
-    return _host.unregister_plugin(name)
+    return _HOST.unregister_plugin(name)

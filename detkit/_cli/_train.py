@@ -7,6 +7,14 @@ import json
 import sys
 from pathlib import Path
 
+from .._config import load_config
+from .._engine import evaluate
+from .._model import SSDDetector, draw_detections
+from .._run import run_config
+from ..data import DetectionDataset
+from ..data._classes import find_classes, read_classes
+from ..errors import InputError
+
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
@@ -43,8 +51,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .config import load_config, run_config
-
     config = load_config(args.config, args.overrides, base=args.preset)
     if args.print_config:
         print(config.to_yaml(), end="")
@@ -61,13 +67,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ._detector import SSDDetector
-    from ._evaluate import evaluate
-    from .data import DetectionDataset
-
-    from .data._classes import find_classes, read_classes
-    from .errors import InputError
-
     detector = SSDDetector.load(args.model)
     listed = find_classes(Path(args.data))
     if listed is not None and read_classes(listed) != detector.classes:
@@ -88,9 +87,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from ._detector import SSDDetector
-    from ._predict import draw_detections
-
     detector = SSDDetector.load(args.model)
     out = Path(args.out)
     results = detector.predict(list(args.images), threshold=args.threshold)

@@ -7,8 +7,8 @@ import difflib
 import inspect
 from typing import Any, Callable, Mapping
 
-from .errors import ComponentNotFoundError, DuplicateComponentError, InputError, PluginError
-from .interfaces import AnchorGenerator, Backbone, Component, Loss, PostProcessor, TargetAssigner
+from ..errors import ComponentNotFoundError, DuplicateComponentError, InputError, PluginError
+from ..interfaces import AnchorGenerator, Backbone, Component, Loss, PostProcessor, TargetAssigner
 
 #: kind -> (interface, registration hook name). The order is the data flow's.
 KINDS: Mapping[str, tuple[type[Component], str]] = {
@@ -124,12 +124,17 @@ class Registry:
                 return info
         return None
 
+    def check(self, kind: str, name: str, kwargs: Mapping[str, Any] | None = None) -> ComponentInfo:
+        """Check that ``name`` of ``kind`` exists and takes ``kwargs``, without building it (no network is made)."""
+        info = self.get(kind, name)
+        _check_arguments(info, dict(kwargs or {}))
+        return info
+
     def build(self, kind: str, name: str, kwargs: Mapping[str, Any] | None = None) -> Component:
         """Build the component ``name`` of ``kind`` from keyword arguments."""
         interface, _ = check_kind(kind)
-        info = self.get(kind, name)
+        info = self.check(kind, name, kwargs)
         kwargs = dict(kwargs or {})
-        _check_arguments(info, kwargs)
         component = info.factory(**kwargs)
         if not isinstance(component, interface):
             raise PluginError(
@@ -138,6 +143,32 @@ class Registry:
                 f"{interface.__module__}.{interface.__qualname__}"
             )
         return component
+
+
+def parse_component_spec(kind: str, spec: Any) -> tuple[str, dict[str, Any]]:
+    """``(name, kwargs)`` of a component given by name, ``(name, kwargs)`` pair or mapping (not an instance).
+
+    A mapping is ``{"name": ..., "kwargs": {...}}`` or ``{"name": ..., **kwargs}``;
+    a ``provided_by`` key (written by ``SSDDetector.save``) is ignored.
+    """
+    if isinstance(spec, str):
+        return spec, {}
+    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str) and isinstance(spec[1], Mapping):
+        return spec[0], dict(spec[1])
+    if isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
+        rest = {key: value for key, value in spec.items() if key not in ("name", "provided_by")}
+        if "kwargs" in rest:
+            if set(rest) != {"kwargs"} or not isinstance(rest["kwargs"], Mapping):
+                raise InputError(
+                    f"The '{kind}' mapping must be {{'name': ..., 'kwargs': {{...}}}} or {{'name': ..., **kwargs}}; "
+                    f"got {dict(spec)!r} instead."
+                )
+            rest = dict(rest["kwargs"])
+        return spec["name"], rest
+    raise InputError(
+        f"The '{kind}' argument must be a registered name, a (name, kwargs) pair, a mapping with a "
+        f"'name' key, or a component instance; got {spec!r} instead."
+    )
 
 
 def _from(info: ComponentInfo) -> str:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import numbers
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Tuple, Union, cast
 
@@ -16,13 +13,24 @@ import yaml
 from mxnet import gluon
 from mxnet.gluon import nn
 
-from . import _plugins
-from ._checks import check_classes
-from ._io import PathLike, atomic_path, atomic_write_text
-from ._registry import KINDS, check_kind
-from .components import HalvingBlock
-from .errors import CheckpointError, ComponentNotFoundError, InputError
-from .interfaces import AnchorGenerator, Backbone, Component, Loss, PostProcessor, TargetAssigner
+from .._base import (
+    PathLike,
+    atomic_outputs,
+    atomic_path,
+    atomic_write_text,
+    check_classes,
+    check_positive_int,
+    check_size,
+    distribution_version,
+    make_dirs,
+    scratch_folder,
+)
+from .._blocks import HalvingBlock
+from .._plugins import KINDS, check_kind, get_registry, parse_component_spec
+from ..data import RGB_MEAN
+from ..errors import CheckpointError, ComponentNotFoundError, InputError
+from ..interfaces import AnchorGenerator, Backbone, Component, Loss, PostProcessor, TargetAssigner
+from ._predict import predict
 
 __all__ = ["ComponentSpec", "SSDDetector", "default_context"]
 
@@ -30,18 +38,24 @@ __all__ = ["ComponentSpec", "SSDDetector", "default_context"]
 #: ``{"name": ..., "kwargs": {...}}`` (or ``{"name": ..., **kwargs}``), or an instance.
 ComponentSpec = Union[str, Tuple[str, Mapping[str, Any]], Mapping[str, Any], Component]
 
-_FORMAT = "detkit-detector/1"
+#: The ``format`` of a saved ``detector.yaml``.
+DETECTOR_FORMAT = "detkit-detector/1"
 _CONFIG_FILE = "detector.yaml"
 _PARAMS_FILE = "network.params"
 _EXPORT_PREFIX = "detector"
 
-_DEFAULTS: Mapping[str, str] = {
+#: The seed's components by kind: the defaults of SSDDetector and of a configuration's ``model`` section.
+DEFAULT_COMPONENTS: Mapping[str, str] = {
     "backbone": "toy",
     "anchor_generator": "multibox_prior",
     "target_assigner": "multibox_target",
     "loss": "focal_smooth_l1",
     "post_processor": "multibox_detection",
 }
+
+#: The seed's halving blocks after the backbone have 128 filters; its images are 256 x 256.
+DEFAULT_SCALE_FILTERS = 128
+DEFAULT_DATA_SHAPE = 256
 
 
 def default_context() -> mx.Context:
@@ -155,20 +169,19 @@ class SSDDetector:
         self,
         classes: Sequence[str],
         *,
-        backbone: ComponentSpec = _DEFAULTS["backbone"],
-        anchor_generator: ComponentSpec = _DEFAULTS["anchor_generator"],
-        target_assigner: ComponentSpec = _DEFAULTS["target_assigner"],
-        loss: ComponentSpec = _DEFAULTS["loss"],
-        post_processor: ComponentSpec = _DEFAULTS["post_processor"],
-        scale_filters: int = 128,
-        data_shape: int | Sequence[int] = 256,
+        backbone: ComponentSpec = DEFAULT_COMPONENTS["backbone"],
+        anchor_generator: ComponentSpec = DEFAULT_COMPONENTS["anchor_generator"],
+        target_assigner: ComponentSpec = DEFAULT_COMPONENTS["target_assigner"],
+        loss: ComponentSpec = DEFAULT_COMPONENTS["loss"],
+        post_processor: ComponentSpec = DEFAULT_COMPONENTS["post_processor"],
+        scale_filters: int = DEFAULT_SCALE_FILTERS,
+        data_shape: int | Sequence[int] = DEFAULT_DATA_SHAPE,
         ctx: mx.Context | None = None,
         hybridize: bool = True,
     ) -> None:
         self.classes = check_classes(classes)
-        self.data_shape: tuple[int, int] = _pair("data_shape", data_shape)
-        if not isinstance(scale_filters, int) or isinstance(scale_filters, bool) or scale_filters < 1:
-            raise InputError(f"The 'scale_filters' argument must be a positive int; got {scale_filters!r} instead.")
+        self.data_shape: tuple[int, int] = check_size("data_shape", data_shape)
+        check_positive_int("scale_filters", scale_filters)
         if ctx is not None and not isinstance(ctx, mx.Context):
             raise InputError(f"The 'ctx' argument must be an mxnet.Context such as mx.cpu(); got {ctx!r} instead.")
         self.scale_filters = scale_filters
@@ -183,7 +196,7 @@ class SSDDetector:
             "post_processor": post_processor,
         }
         for kind in KINDS:
-            self._components[kind], self._specs[kind] = _build(kind, given[kind])
+            self._components[kind], self._specs[kind] = build_component_spec(kind, given[kind])
         self.backbone = cast(Backbone, self._components["backbone"])
         self.anchor_generator = cast(AnchorGenerator, self._components["anchor_generator"])
         self.target_assigner = cast(TargetAssigner, self._components["target_assigner"])
@@ -321,15 +334,13 @@ class SSDDetector:
             For one image, its detections, highest score first; for a list or
             a batch of images, one list per image.
         """
-        from ._predict import predict
-
-        return predict(self, images, threshold, batch_size)
+        return predict(self.detect, self.classes, self.data_shape, images, threshold, batch_size)
 
     # -- configuration and persistence --------------------------------------------
 
     def get_config(self) -> dict[str, Any]:
         """The detector's full configuration: classes, components with their arguments and providers."""
-        registry = _plugins.get_registry()
+        registry = get_registry()
         components = {}
         for kind, (name, kwargs) in self._specs.items():
             info = registry.get(kind, name)
@@ -343,7 +354,7 @@ class SSDDetector:
                 },
             }
         return {
-            "format": _FORMAT,
+            "format": DETECTOR_FORMAT,
             "classes": list(self.classes),
             "scale_filters": self.scale_filters,
             "data_shape": list(self.data_shape),
@@ -364,9 +375,7 @@ class SSDDetector:
         directory = Path(directory)
         self._materialize()
         config = self.get_config()
-        from . import __version__
-
-        config["detkit_version"] = __version__
+        config["detkit_version"] = distribution_version()
         with atomic_path(directory / _PARAMS_FILE) as temporary:
             self.network.save_parameters(str(temporary))
         for kind in ("target_assigner", "loss", "post_processor"):
@@ -402,12 +411,12 @@ class SSDDetector:
             config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
         except yaml.YAMLError as error:
             raise CheckpointError(f"{config_path} is not valid YAML: {error}") from error
-        if not isinstance(config, dict) or config.get("format") != _FORMAT:
+        if not isinstance(config, dict) or config.get("format") != DETECTOR_FORMAT:
             raise CheckpointError(
-                f"{config_path} is not a detkit detector configuration (expected format {_FORMAT!r}; "
+                f"{config_path} is not a detkit detector configuration (expected format {DETECTOR_FORMAT!r}; "
                 f"got {config.get('format') if isinstance(config, dict) else config!r})."
             )
-        registry = _plugins.get_registry()
+        registry = get_registry()
         specs: dict[str, Any] = {}
         for kind in KINDS:
             entry = config["components"][kind]
@@ -424,7 +433,7 @@ class SSDDetector:
                 raise ComponentNotFoundError(f"{error}{hint}") from None
             specs[kind] = (entry["name"], entry.get("kwargs") or {})
         detector = cls(
-            config["classes"], scale_filters=config.get("scale_filters", 128),
+            config["classes"], scale_filters=config.get("scale_filters", DEFAULT_SCALE_FILTERS),
             data_shape=tuple(config.get("data_shape", (256, 256))), ctx=ctx, hybridize=hybridize, **specs
         )
         try:
@@ -451,27 +460,24 @@ class SSDDetector:
         (pathlib.Path, pathlib.Path)
             The symbol file and the parameters file.
         """
-        height, width = self.data_shape if data_shape is None else _pair("data_shape", data_shape)
+        height, width = self.data_shape if data_shape is None else check_size("data_shape", data_shape)
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        make_dirs(directory)
         block = _InferenceNetwork(self.network, self.post_processor)
         block.hybridize(static_alloc=True)
         block(self.check_images(mx.nd.zeros((1, 3, height, width), ctx=self.ctx)))
         prefix = directory / _EXPORT_PREFIX
-        # Written beside the targets under temporary names, then moved: all or nothing each.
-        staging = Path(tempfile.mkdtemp(prefix=".export-", dir=directory))
-        try:
-            block.export(str(staging / _EXPORT_PREFIX))
-            for suffix in ("-symbol.json", "-0000.params"):
-                os.replace(staging / f"{_EXPORT_PREFIX}{suffix}", f"{prefix}{suffix}")
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        # MXNet writes both files itself, under its own names: into a scratch folder, then each moved atomically.
+        with scratch_folder(directory) as scratch, atomic_outputs(
+            [f"{prefix}-symbol.json", f"{prefix}-0000.params"]
+        ) as (symbol_file, params_file):
+            block.export(str(scratch / _EXPORT_PREFIX))
+            os.replace(scratch / f"{_EXPORT_PREFIX}-symbol.json", symbol_file)
+            os.replace(scratch / f"{_EXPORT_PREFIX}-0000.params", params_file)
         if self.hybridized:  # hybridize() above re-planned the shared children; restore our graphs
             self._inference.hybridize(static_alloc=True)
         else:
             self._inference.hybridize(active=False)
-        from .data import RGB_MEAN
-
         atomic_write_text(directory / f"{_EXPORT_PREFIX}.json", json.dumps({
             "classes": list(self.classes),
             "input_name": "data",
@@ -486,10 +492,10 @@ class SSDDetector:
         return f"SSDDetector(classes={self.classes!r}, {parts}, ctx={self.ctx})"
 
 
-def _build(kind: str, spec: Any) -> tuple[Component, tuple[str, dict[str, Any]]]:
+def build_component_spec(kind: str, spec: Any) -> tuple[Component, tuple[str, dict[str, Any]]]:
     """Build a component from its spec; return it and its ``(name, kwargs)``."""
     interface, _ = check_kind(kind)
-    registry = _plugins.get_registry()
+    registry = get_registry()
     if isinstance(spec, Component):
         if not isinstance(spec, interface):
             raise InputError(
@@ -503,36 +509,8 @@ def _build(kind: str, spec: Any) -> tuple[Component, tuple[str, dict[str, Any]]]
                 "(see detkit.register_plugin) or pass a registered name."
             )
         return spec, (info.name, spec.get_config())
-    if isinstance(spec, str):
-        name, kwargs = spec, {}
-    elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str) and isinstance(spec[1], Mapping):
-        name, kwargs = spec[0], dict(spec[1])
-    elif isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
-        rest = {key: value for key, value in spec.items() if key not in ("name", "provided_by")}
-        if "kwargs" in rest:
-            if set(rest) != {"kwargs"} or not isinstance(rest["kwargs"], Mapping):
-                raise InputError(
-                    f"The '{kind}' mapping must be {{'name': ..., 'kwargs': {{...}}}} or {{'name': ..., **kwargs}}; "
-                    f"got {dict(spec)!r} instead."
-                )
-            rest = dict(rest["kwargs"])
-        name, kwargs = spec["name"], rest
-    else:
-        raise InputError(
-            f"The '{kind}' argument must be a registered name, a (name, kwargs) pair, a mapping with a "
-            f"'name' key, or a component instance; got {spec!r} instead."
-        )
+    name, kwargs = parse_component_spec(kind, spec)
     component = registry.build(kind, name, kwargs)
     return component, (name, component.get_config())
 
 
-def _pair(argument: str, value: Any) -> tuple[int, int]:
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = (value, value)
-    if (
-        not isinstance(value, (tuple, list))
-        or len(value) != 2
-        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) > 0 for v in value)
-    ):
-        raise InputError(f"The '{argument}' argument must be a positive int or (height, width); got {value!r} instead.")
-    return int(value[0]), int(value[1])

@@ -24,7 +24,7 @@ Examples
 --------
 A renamed function keeps its old name as a deprecated alias::
 
-    from ._deprecation import deprecated
+    from detkit._base._deprecation import deprecated
 
     def component_names(kind): ...
 
@@ -35,7 +35,7 @@ A renamed function keeps its old name as a deprecated alias::
 
 A module attribute that moved, in the module that had it::
 
-    from ._deprecation import deprecated_attributes
+    from detkit._base._deprecation import deprecated_attributes
 
     __getattr__ = deprecated_attributes(__name__, {
         "PRESET_NAMES": ("detkit.config.PRESETS", lambda: tuple(PRESETS), "0.2"),

@@ -6,8 +6,8 @@ import json
 import math
 from typing import Any, Iterable, Iterator, Mapping
 
-from ._io import PathLike, atomic_path
-from .errors import InputError, NotFoundError
+from .._base import PathLike, atomic_path
+from ..errors import InputError, NotFoundError
 
 __all__ = ["History"]
 

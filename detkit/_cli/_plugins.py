@@ -33,9 +33,9 @@ import sys
 import warnings
 from typing import Any, TextIO
 
-from . import _plugins
-from ._registry import KINDS
-from .errors import PluginWarning
+from .. import _plugins
+from .._plugins import KINDS
+from ..errors import PluginWarning
 
 __all__ = ["add_commands"]
 
@@ -65,7 +65,7 @@ def _run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out if out is not None else sys.stdout
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PluginWarning)  # the listing itself reports every failure
-        _plugins._host.ensure_loaded(strict=False)
+        _plugins.load_plugins(strict=False)
         plugins = _plugins.list_plugins()
     if args.json:
         json.dump(
@@ -80,7 +80,7 @@ def _run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     else:
         out.write(_table(plugins))
     broken = [p for p in plugins if p.status in (_plugins.FAILED, _plugins.INCOMPATIBLE)]
-    return 1 if broken and (args.check or _plugins._flag(_plugins.ENV_STRICT)) else 0
+    return 1 if broken and (args.check or _plugins.strict_mode()) else 0
 
 
 def _table(plugins: list[_plugins.PluginInfo]) -> str:

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import mxnet as mx
 import numpy as np
 
-from ._io import PathLike, atomic_path
-from .errors import DataError, InputError
-
-if TYPE_CHECKING:
-    from ._detector import SSDDetector
+from .._base import PathLike, atomic_path, check_positive_int, draw_boxes
+from ..data import preprocess
+from ..errors import DataError, InputError
 
 __all__ = ["Detection", "draw_detections", "load_image"]
-
-_COLORS = ("blue", "green", "red", "black", "magenta")  # the seed's display colours
-
 
 class Detection(NamedTuple):
     """One detected object.
@@ -91,14 +86,12 @@ def load_image(image: Any) -> np.ndarray:
     return image
 
 
-def predict(detector: SSDDetector, images: Any, threshold: float, batch_size: int) -> Any:
-    """See :meth:`SSDDetector.predict`."""
-    from .data import preprocess
-
+def predict(detect: Callable[[mx.nd.NDArray], mx.nd.NDArray], classes: Sequence[str], data_shape: tuple[int, int],
+            images: Any, threshold: float, batch_size: int) -> Any:
+    """See :meth:`SSDDetector.predict`; ``detect`` maps a preprocessed batch to detections ``(B, K, 6)``."""
     if not 0 <= threshold <= 1:
         raise InputError(f"The 'threshold' argument must be in [0, 1]; got {threshold!r} instead.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"The 'batch_size' argument must be a positive int; got {batch_size!r} instead.")
+    check_positive_int("batch_size", batch_size)
     if isinstance(images, (mx.nd.NDArray, np.ndarray)) and images.ndim == 4:
         if images.shape[-1] not in (1, 3, 4):
             raise InputError(
@@ -111,15 +104,15 @@ def predict(detector: SSDDetector, images: Any, threshold: float, batch_size: in
     results: list[list[Detection]] = []
     for start in range(0, len(decoded), batch_size):
         chunk = decoded[start:start + batch_size]
-        batch = mx.nd.concat(*[preprocess(image, detector.data_shape) for image in chunk], dim=0)
-        rows = detector.detect(batch).asnumpy()  # (B, K, 6), boxes in [0, 1]
+        batch = mx.nd.concat(*[preprocess(image, data_shape) for image in chunk], dim=0)
+        rows = detect(batch).asnumpy()  # (B, K, 6), boxes in [0, 1]
         for image, image_rows in zip(chunk, rows):
             height, width = image.shape[:2]
             keep = image_rows[(image_rows[:, 0] >= 0) & (image_rows[:, 1] >= threshold)]
             keep = keep[np.argsort(-keep[:, 1], kind="stable")]
             scale = np.array([width, height, width, height], dtype=np.float64)
             results.append([
-                Detection(int(row[0]), detector.classes[int(row[0])], float(row[1]),
+                Detection(int(row[0]), classes[int(row[0])], float(row[1]),
                           tuple(float(v) for v in row[2:6] * scale))  # type: ignore[arg-type]
                 for row in keep
             ])
@@ -128,7 +121,7 @@ def predict(detector: SSDDetector, images: Any, threshold: float, batch_size: in
 
 def draw_detections(image: Any, detections: Sequence[Detection], path: PathLike, *, threshold: float = 0.0,
                     title: str | None = None) -> Path:
-    """Draw ``detections`` on ``image`` as the seed's ``display`` does, and save a PNG at ``path``.
+    """Draw ``detections`` on ``image`` (a box and "class score" label each) and save a PNG at ``path``.
 
     Parameters
     ----------
@@ -147,29 +140,10 @@ def draw_detections(image: Any, detections: Sequence[Detection], path: PathLike,
     -------
     pathlib.Path
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     pixels = load_image(image)
-    height, width = pixels.shape[:2]
-    figure = plt.figure(figsize=(6, 6 * height / width), dpi=100)
-    axes = figure.add_axes((0.0, 0.0, 1.0, 1.0))
-    axes.imshow(pixels)
-    axes.set_axis_off()
-    for detection in detections:
-        if detection.score < threshold:
-            continue
-        color = _COLORS[detection.class_id % len(_COLORS)]
-        xmin, ymin, xmax, ymax = detection.box
-        axes.add_patch(plt.Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, fill=False, edgecolor=color, linewidth=2))
-        axes.text(xmin, ymin, f"{detection.class_name} {detection.score:.2f}",
-                  bbox={"facecolor": color, "alpha": 0.5}, fontsize=10, color="white")
-    if title:
-        axes.set_title(title)
+    shown = [(d.class_id, f"{d.class_name} {d.score:.2f}", d.box) for d in detections if d.score >= threshold]
+    picture = draw_boxes(pixels, shown, title=title)
     target = Path(path)
     with atomic_path(target) as temporary:
-        figure.savefig(temporary, format="png")
-    plt.close(figure)
+        picture.save(temporary, format="PNG")
     return target

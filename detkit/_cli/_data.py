@@ -6,6 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..data._download import PIKACHU_URL, pikachu, write_index
+from ..data._pack import pack_coco, pack_voc
+from ..data._show import show
+from ..data._synthetic import synthetic_pikachu
+
 
 def add_commands(subparsers: Any) -> None:
     """Add the ``data`` command group to the ``detkit`` parser's subparsers."""
@@ -93,8 +98,6 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from ._synthetic import synthetic_pikachu
-
     train, val = synthetic_pikachu(
         args.root,
         num_train=args.num_train,
@@ -110,16 +113,12 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _download_pikachu(args: argparse.Namespace) -> int:
-    from ._download import PIKACHU_URL, pikachu
-
     train, val = pikachu(args.root, base_url=args.base_url or PIKACHU_URL, progress=not args.quiet)
     print(f"{train.rec_path}: {len(train)} images; {val.rec_path}: {len(val)} images")
     return 0
 
 
 def _pack(args: argparse.Namespace) -> int:
-    from ._pack import pack_coco, pack_voc
-
     if args.format == "voc":
         classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
         dataset = pack_voc(
@@ -142,8 +141,6 @@ def _pack(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from ._show import show
-
     rec = Path(args.rec)
     out = Path(args.out) if args.out else rec.with_name(rec.stem + ".preview.png")
     show(rec, out, num=args.num, start=args.start, augment=args.augment, seed=args.seed)
@@ -152,7 +149,5 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _index(args: argparse.Namespace) -> int:
-    from ._download import write_index
-
     print(write_index(args.rec, args.out))
     return 0

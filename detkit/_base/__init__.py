@@ -1,0 +1,43 @@
+"""The bottom layer: utilities written once (atomic IO, argument checks, deprecation, the MXNet check).
+
+It imports nothing of detkit but :mod:`detkit.errors`; every other layer may use it.
+"""
+
+from __future__ import annotations
+
+from ._checks import check_classes, check_int, check_number, check_positive_int, check_size
+from ._draw import PALETTE, LabelledBox, draw_boxes
+from ._io import (
+    PathLike,
+    atomic_directory,
+    atomic_outputs,
+    atomic_path,
+    atomic_write_text,
+    fsync_dir,
+    make_dirs,
+    scratch_folder,
+    storage_error,
+)
+from ._public import distribution_version, publish
+
+__all__ = [
+    "LabelledBox",
+    "PALETTE",
+    "PathLike",
+    "atomic_directory",
+    "atomic_outputs",
+    "atomic_path",
+    "atomic_write_text",
+    "check_classes",
+    "check_int",
+    "check_number",
+    "check_positive_int",
+    "check_size",
+    "draw_boxes",
+    "distribution_version",
+    "fsync_dir",
+    "make_dirs",
+    "publish",
+    "scratch_folder",
+    "storage_error",
+]

@@ -1,0 +1,341 @@
+"""The config layer: the schema of a configuration, the presets, loading and validation (see :mod:`detkit.config`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+import mxnet as mx
+import yaml
+
+from ._engine import DEFAULT_BATCH_SIZE, SEED_OPTIMIZER_PARAMS, check_optimizer
+from ._model import DEFAULT_COMPONENTS, DEFAULT_DATA_SHAPE, DEFAULT_SCALE_FILTERS
+from ._plugins import KINDS, get_registry, parse_component_spec
+from .errors import ComponentNotFoundError, ConfigError, InputError
+
+__all__ = [
+    "Config",
+    "DataConfig",
+    "ModelConfig",
+    "PRESETS",
+    "TrainConfig",
+    "load_config",
+    "parse_devices",
+    "preset",
+]
+
+Component = Union[str, Dict[str, Any]]
+
+
+def _field(default: Any, doc: str, choices: Sequence[Any] | None = None, minimum: float | None = None,
+           maximum: float | None = None) -> Any:
+    metadata = {"doc": doc, "choices": tuple(choices) if choices else None, "minimum": minimum, "maximum": maximum}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: json.loads(json.dumps(default)), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The ``model`` section: the arguments of :class:`~detkit.SSDDetector`."""
+
+    classes: Optional[List[str]] = _field(None, "Object class names; default: the dataset's classes.")
+    data_shape: Union[int, List[int]] = _field(DEFAULT_DATA_SHAPE, "Input size: S for S x S, or [H, W].", minimum=1)
+    scale_filters: int = _field(DEFAULT_SCALE_FILTERS, "Filters of the halving blocks added after the backbone.",
+                                minimum=1)
+    backbone: Component = _field(DEFAULT_COMPONENTS["backbone"],
+                                 "Backbone: a registered name, or a mapping {name: ..., other arguments}.")
+    anchor_generator: Component = _field(DEFAULT_COMPONENTS["anchor_generator"], "Anchor generator (name or mapping).")
+    target_assigner: Component = _field(DEFAULT_COMPONENTS["target_assigner"], "Target assigner (name or mapping).")
+    loss: Component = _field(DEFAULT_COMPONENTS["loss"], "Loss (name or mapping).")
+    post_processor: Component = _field(DEFAULT_COMPONENTS["post_processor"], "Post-processor (name or mapping).")
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """The ``data`` section: where the images come from."""
+
+    source: str = _field("synthetic", "Where the data comes from: 'synthetic' (generated offline into root), "
+                         "'pikachu' (the seed's download into root) or 'recordio' (your own files: train, val).",
+                         choices=("synthetic", "pikachu", "recordio"))
+    root: str = _field("data/pikachu", "Directory of the synthetic or downloaded dataset.")
+    num_train: int = _field(1000, "Synthetic: training images.", minimum=1)
+    num_val: int = _field(100, "Synthetic: validation images.", minimum=1)
+    image_size: int = _field(256, "Synthetic: image side in pixels.", minimum=32)
+    seed: int = _field(0, "Synthetic: generator seed (same seed, same files).", minimum=0)
+    train: Optional[str] = _field(None, "RecordIO: the training .rec file.")
+    val: Optional[str] = _field(None, "RecordIO: the validation .rec file (optional).")
+    classes: Optional[List[str]] = _field(None, "RecordIO: class names; default: the class list beside the .rec.")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """The ``train`` section: the arguments of :func:`~detkit.fit` and where results go."""
+
+    epochs: int = _field(30, "Epochs to train (the seed: 30).", minimum=1)
+    batch_size: int = _field(DEFAULT_BATCH_SIZE, "Images per step (the seed: 32).", minimum=1)
+    optimizer: str = _field("sgd", "An MXNet optimizer name: sgd, nag, adam, ...")
+    optimizer_params: Dict[str, Any] = _field(dict(SEED_OPTIMIZER_PARAMS),
+                                              "The optimizer's settings (the seed: learning_rate 0.1, wd 5e-4).")
+    lr_schedule: str = _field("constant", "Learning-rate schedule.", choices=("constant", "cosine", "step"))
+    warmup_epochs: float = _field(0.0, "Linear learning-rate warm-up, in epochs (cosine or step only).", minimum=0)
+    devices: Union[str, List[str]] = _field("auto", "'auto' (every GPU, else the CPU) or a list such as [gpu(0), gpu(1)].")
+    seed: Optional[int] = _field(0, "Random seed of the run: initial weights, data order, crops (null: a random one).",
+                                 minimum=0)
+    output_dir: str = _field("runs/pikachu", "Where the checkpoints, the trained model, metrics and pictures go.")
+    resume: bool = _field(False, "Continue from the last checkpoint in output_dir.")
+    quiet: bool = _field(False, "No progress bar and no per-epoch lines.")
+    num_pictures: int = _field(4, "Validation images drawn with their detections after training.", minimum=0)
+    threshold: float = _field(0.5, "Score threshold of the detections drawn.", minimum=0, maximum=1)
+
+
+@dataclasses.dataclass
+class Config:
+    """A whole configuration: ``model``, ``data`` and ``train`` sections."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as plain data (what a YAML file holds)."""
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        """The configuration as YAML text that :func:`load_config` reads back."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+#: Named recipes: ``"seed"`` is the tutorial's training recipe exactly (detection
+#: keeps each image's 400 best boxes before NMS, where the tutorial keeps all: see
+#: ``MultiBoxDetectionPostProcessor``); ``"fast"`` reaches a higher mAP in fewer
+#: epochs with the same components (see the training guide).
+PRESETS: Mapping[str, Mapping[str, Any]] = {
+    "seed": {},
+    "fast": {
+        "model": {"loss": {"name": "focal_smooth_l1", "normalization": "positives"}},
+        "train": {
+            "epochs": 10,
+            "optimizer_params": {"learning_rate": 0.01, "momentum": 0.9, "wd": 0.0005},
+            "lr_schedule": "cosine",
+            "warmup_epochs": 1.0,
+        },
+    },
+}
+
+
+def preset(name: str, overrides: Sequence[str] = ()) -> Config:
+    """The named recipe ``name`` (see :data:`PRESETS`) as a validated :class:`Config`.
+
+    Examples
+    --------
+    >>> from detkit.config import preset
+    >>> preset("fast").train.epochs
+    10
+    """
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; the presets are: {', '.join(PRESETS)}", "preset")
+    return _from_mapping(json.loads(json.dumps(PRESETS[name])), overrides, source=f"preset {name!r}")
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *, base: str | None = None) -> Config:
+    """Read and validate a YAML configuration, with ``KEY=VALUE`` overrides.
+
+    Parameters
+    ----------
+    path : path, optional
+        A YAML file with any of the sections ``model``, ``data``, ``train``, and
+        optionally ``preset: NAME`` to start from a preset. Without a path, the
+        preset ``base`` alone.
+    overrides : sequence of str
+        ``"train.epochs=5"``-style assignments; the value is read as YAML
+        (``train.devices=[gpu(0)]``, ``model.loss={name: focal_smooth_l1}``).
+    base : str, optional
+        The preset the file's values apply to; default: the one the file names
+        (``preset: NAME``), else ``"seed"``. Naming a different one than the
+        file is an error.
+
+    Raises
+    ------
+    ConfigError
+        For an unreadable file or any invalid key or value; ``error.key`` is the key path.
+    """
+    if path is None:
+        return preset(base or "seed", overrides)
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"the configuration file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping with the sections model, data and train")
+    named = raw.pop("preset", None)
+    if named is not None and base is not None and named != base:
+        raise ConfigError(f"{path} starts from the preset {named!r}, but {base!r} was asked for", "preset")
+    base = named or base or "seed"
+    if base not in PRESETS:
+        raise ConfigError(f"unknown preset {base!r}; the presets are: {', '.join(PRESETS)}", "preset")
+    merged = _merge(json.loads(json.dumps(PRESETS[base])), raw)
+    return _from_mapping(merged, overrides, source=str(path))
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Section-wise merge: a file's key replaces the preset's value of that key."""
+    for section, values in update.items():
+        if isinstance(values, Mapping) and isinstance(base.get(section), dict):
+            base[section].update(values)
+        else:
+            base[section] = values
+    return base
+
+
+def _from_mapping(raw: dict[str, Any], overrides: Sequence[str], source: str) -> Config:
+    for assignment in overrides:
+        key, separator, text = assignment.partition("=")
+        if not separator or not key.strip():
+            raise ConfigError(f"an override must look like section.key=value; got {assignment!r}", "--set")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"the value {text!r} is not valid YAML: {error}", key.strip()) from error
+        parts = key.strip().split(".")
+        target = raw
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"{part!r} is not a section", key.strip())
+        target[parts[-1]] = value
+    config = _build(Config, raw, "")
+    _check_semantics(config)
+    return config
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """The evaluated type hints of a section's fields (resolved here: the classes report :mod:`detkit.config`)."""
+    return typing.get_type_hints(cls, globalns=globals())
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"must be a mapping of keys to values; got {raw!r}", prefix or None)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(f"unknown key; the allowed keys here are: {', '.join(fields)}", key)
+    hints = field_types(cls)
+    values = {}
+    for name, value in raw.items():
+        key = f"{prefix}.{name}" if prefix else name
+        hint = hints[name]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, key)
+        else:
+            values[name] = _check_value(value, hint, fields[name].metadata, key)
+    return cls(**values)
+
+
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Union:
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if origin in (list, List):
+        return f"a list of {_type_name(typing.get_args(hint)[0])}"
+    if origin in (dict, Dict):
+        return "a mapping"
+    return {type(None): "null", int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        hint, str(hint))
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is Union:
+        return any(_matches(value, a) for a in typing.get_args(hint))
+    if origin in (list, List):
+        return isinstance(value, list) and all(_matches(v, typing.get_args(hint)[0]) for v in value)
+    if origin in (dict, Dict):
+        return isinstance(value, dict)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _check_value(value: Any, hint: Any, metadata: Mapping[str, Any], key: str) -> Any:
+    if not _matches(value, hint):
+        raise ConfigError(f"must be {_type_name(hint)}; got {value!r}", key)
+    choices = metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"must be one of {', '.join(map(str, choices))}; got {value!r}", key)
+    minimum, maximum = metadata.get("minimum"), metadata.get("maximum")
+    numbers = value if isinstance(value, list) else [value]
+    for number in numbers:
+        if minimum is not None and isinstance(number, (int, float)) and number < minimum:
+            raise ConfigError(f"must be at least {minimum}; got {value!r}", key)
+        if maximum is not None and isinstance(number, (int, float)) and number > maximum:
+            raise ConfigError(f"must be at most {maximum}; got {value!r}", key)
+    return float(value) if hint is float else value
+
+
+def _check_semantics(config: Config) -> None:
+    """What types alone cannot say: component names and arguments, files, devices."""
+    registry = get_registry()
+    for kind in KINDS:
+        spec = getattr(config.model, kind)
+        key = f"model.{kind}"
+        if isinstance(spec, dict) and not isinstance(spec.get("name"), str):
+            raise ConfigError("a component mapping needs a 'name' key naming a registered component", key)
+        try:
+            # Built through the registry, which checks the name, the arguments and their values;
+            # a component alone allocates no weights, and no detector network is made.
+            registry.build(kind, *parse_component_spec(kind, spec))
+        except (ComponentNotFoundError, InputError) as error:
+            raise ConfigError(str(error), key) from None
+    data = config.data
+    if data.source == "recordio":
+        if data.train is None:
+            raise ConfigError("the 'recordio' source needs the training file", "data.train")
+        for name in ("train", "val"):
+            path = getattr(data, name)
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"the file {path} does not exist", f"data.{name}")
+    if isinstance(config.model.data_shape, list) and len(config.model.data_shape) != 2:
+        raise ConfigError(f"must be S or [H, W]; got {config.model.data_shape!r}", "model.data_shape")
+    train = config.train
+    try:
+        check_optimizer(train.optimizer, {**SEED_OPTIMIZER_PARAMS, **train.optimizer_params})
+    except InputError as error:
+        key = "train.optimizer" if "'optimizer' argument" in str(error) else "train.optimizer_params"
+        raise ConfigError(str(error), key) from None
+    if train.warmup_epochs and train.lr_schedule == "constant":
+        raise ConfigError("a warm-up needs the 'cosine' or 'step' lr_schedule", "train.warmup_epochs")
+    parse_devices(train.devices)
+
+
+def parse_devices(devices: str | list[str]) -> Any:
+    """``train.devices`` as :func:`~detkit.fit` takes it: ``"auto"`` or a list of ``mxnet.Context``."""
+    if devices == "auto":
+        return "auto"
+    names = devices if isinstance(devices, list) else [devices]
+    contexts = []
+    for name in names:
+        text = str(name).replace(" ", "")
+        kind, _, rest = text.partition("(")
+        number = rest.rstrip(")") or "0"
+        if kind not in ("cpu", "gpu") or not number.isdigit():
+            raise ConfigError(f"a device must be 'auto', 'cpu', 'cpu(0)', 'gpu(N)' or a list of them; got {name!r}",
+                              "train.devices")
+        if kind == "gpu" and int(number) >= mx.context.num_gpus():
+            raise ConfigError(
+                f"{name!r} is not available: MXNet sees {mx.context.num_gpus()} GPU(s) "
+                "(the CPU build of MXNet sees none; install detkit[cu112] for GPUs)", "train.devices")
+        contexts.append(mx.cpu(int(number)) if kind == "cpu" else mx.gpu(int(number)))
+    return contexts

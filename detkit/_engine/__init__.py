@@ -1,0 +1,18 @@
+"""The engine layer: fit (a short loop) and its built-in callbacks, checkpoints, history, evaluation, metrics."""
+
+from __future__ import annotations
+
+from ._evaluate import evaluate
+from ._fit import CHECKPOINT_FORMAT, DEFAULT_BATCH_SIZE, SEED_OPTIMIZER_PARAMS, Callback, check_optimizer, fit
+from ._history import History
+from ._metric import DetectionMetric
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "DEFAULT_BATCH_SIZE",
+    "SEED_OPTIMIZER_PARAMS",
+    "Callback", "DetectionMetric", "History",
+    "check_optimizer",
+    "evaluate",
+    "fit",
+]

@@ -1,0 +1,167 @@
+"""Callbacks: the public :class:`Callback` base, and the built-in ones that :func:`fit` runs before the user's.
+
+:func:`fit` calls, after every epoch and in this order: validation (adds the
+mAP figures to the epoch's record), the history (stores the record), progress
+(prints the epoch's line) and checkpointing (writes the epoch's checkpoint,
+knows the best one, and resumes); then the user's callbacks. A built-in
+callback receives the epoch's record itself and may add to it; the user's
+receive a copy.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, Dict, Mapping, cast
+
+import mxnet as mx
+from mxnet import gluon
+from tqdm.auto import tqdm
+
+from .._base import PathLike
+from .._model import SSDDetector
+from ..errors import CheckpointError
+from ._checkpoints import CHECKPOINT_FORMAT, TRAINER_FILE, Checkpoints, check_resumable, read_checkpoint
+from ._evaluate import evaluate
+from ._history import History
+
+__all__ = ["Callback", "Checkpointing", "Progress", "Recorder", "Validation", "print_line"]
+
+_SEED_METRICS = ("epoch", "loss", "class_accuracy", "box_mae", "seconds", "images_per_second",
+                 "learning_rate", "map_50", "map_50_voc07", "map_50_95")
+
+
+class Callback:
+    """Hooks into :func:`fit`; subclass and override what you need.
+
+    Every method does nothing by default. ``on_epoch_end`` may return ``True``
+    to stop training after that epoch (early stopping).
+    """
+
+    def on_train_begin(self, detector: SSDDetector, history: History) -> None:
+        """Called once before the first epoch (also when resuming)."""
+
+    def on_epoch_end(self, epoch: int, record: Mapping[str, Any], detector: SSDDetector) -> bool | None:
+        """Called after each epoch with its :class:`History` record; return ``True`` to stop.
+
+        ``epoch`` is the 0-based index of the epoch (``record["epoch"]`` is ``epoch + 1``).
+        """
+        return None
+
+    def on_train_end(self, history: History) -> None:
+        """Called once after the last epoch."""
+
+
+def print_line(line: str) -> None:
+    """Print ``line`` to stdout without breaking a progress bar on stderr."""
+    tqdm.write(line, file=sys.stdout)
+
+
+class Validation(Callback):
+    """Evaluates ``data`` after every epoch and adds VOC mAP@0.5 (area and 11-point) and COCO mAP to the record."""
+
+    def __init__(self, data: Any, batch_size: int) -> None:
+        self.data = data
+        self.batch_size = batch_size
+
+    def on_epoch_end(self, epoch: int, record: Mapping[str, Any], detector: SSDDetector) -> None:
+        # On the first device; the weights are equal on all of them.
+        scores = evaluate(detector, self.data, batch_size=self.batch_size)
+        # fit hands built-in callbacks the epoch's record itself (a dict), to add to.
+        cast(Dict[str, Any], record).update({key: scores[key] for key in ("map_50", "map_50_voc07", "map_50_95")})
+
+
+class Recorder(Callback):
+    """Appends every epoch's record to ``history``."""
+
+    def __init__(self, history: History) -> None:
+        self.history = history
+
+    def on_epoch_end(self, epoch: int, record: Mapping[str, Any], detector: SSDDetector) -> None:
+        self.history.append(record)
+
+
+class Progress(Callback):
+    """Prints one line per epoch: the loss and its terms, the seed's metrics, validation mAP, time and speed."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch: int, record: Mapping[str, Any], detector: SSDDetector) -> None:
+        terms = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in _SEED_METRICS)
+        line = (f"epoch {record['epoch']:>3}/{self.epochs}  loss {record['loss']:.4g} ({terms})  "
+                f"class acc {record['class_accuracy']:.4f}  box MAE {record['box_mae']:.3g}")
+        if "map_50" in record:
+            line += f"  val mAP@0.5 {record['map_50']:.4f}"
+        print_line(line + f"  {record['seconds']:.1f} s, {record['images_per_second']:.1f} img/s")
+
+
+class Checkpointing(Callback):
+    """Writes a checkpoint after every epoch (the last and the best kept), and resumes from the last one.
+
+    :meth:`restore` (before the trainer exists) loads the weights and returns
+    the seed, the next epoch and the history of the run to resume;
+    :meth:`attach` (once it exists) gives the trainer and loads its states.
+    """
+
+    def __init__(self, directory: PathLike, settings: Mapping[str, Any], *, resume: bool, quiet: bool) -> None:
+        self.checkpoints = Checkpoints(directory)
+        self.settings = dict(settings)
+        self.resume = resume
+        self.quiet = quiet
+        self._resume_from: Any = None
+        self._trainer: gluon.Trainer | None = None
+        self._seed = 0
+        self._history: History | None = None
+        self._best = -math.inf
+
+    def restore(self, detector: SSDDetector) -> tuple[int, int, History] | None:
+        """Load the last checkpoint's weights into ``detector``; return ``(seed, next epoch, history)``."""
+        last = self.checkpoints.path("last")
+        if last is not None and not self.resume:
+            raise CheckpointError(
+                f"{self.checkpoints.directory} holds the checkpoints of an earlier run (last: {last.name}); "
+                "pass resume=True to continue it, or choose another checkpoint directory."
+            )
+        if last is None:
+            if self.resume and not self.quiet:
+                print_line(f"no checkpoint in {self.checkpoints.directory}: training starts at epoch 1")
+            return None
+        state = read_checkpoint(last)
+        check_resumable(last, state, detector, self.settings)
+        try:
+            detector.network.load_parameters(str(last / "network.params"), ctx=detector.ctx)
+        except (mx.base.MXNetError, AssertionError, ValueError) as error:
+            raise CheckpointError(f"The weights in {last / 'network.params'} cannot be read: {error}") from error
+        self._resume_from = last
+        history = History(state["history"])
+        self._best = max((_score(r) for r in history.records), default=-math.inf)
+        return int(state["seed"]), int(state["epoch"]) + 1, history
+
+    def attach(self, trainer: gluon.Trainer, seed: int, history: History) -> None:
+        """Use ``trainer`` for the checkpoints of this run (seeded ``seed``); load its states when resuming."""
+        self._trainer, self._seed, self._history = trainer, seed, history
+        if self._resume_from is not None:
+            path = self._resume_from / TRAINER_FILE
+            if not path.is_file():
+                raise CheckpointError(f"{path} is missing: the checkpoint is incomplete; start afresh.")
+            trainer.load_states(str(path))
+
+    def on_epoch_end(self, epoch: int, record: Mapping[str, Any], detector: SSDDetector) -> None:
+        if self._trainer is None or self._history is None:
+            raise RuntimeError("Checkpointing.attach() must be called before the first epoch ends")
+        score = _score(record)
+        is_best = score > self._best
+        self._best = max(self._best, score)
+        self.checkpoints.write(epoch, detector, self._trainer, {
+            "format": CHECKPOINT_FORMAT, "epoch": epoch, "seed": self._seed, "history": self._history.records,
+            "settings": self.settings,
+        }, best=is_best)
+
+
+def _score(record: Mapping[str, Any]) -> float:
+    """Higher is better: validation mAP@0.5 when there is one, else minus the loss."""
+    value = record.get("map_50")
+    if value is not None and not math.isnan(value):
+        return float(value)
+    return -float(record["loss"])

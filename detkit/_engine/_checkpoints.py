@@ -1,0 +1,124 @@
+"""Training checkpoints: ``epoch-NNNN/`` folders with ``last``/``best`` pointers, written atomically."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+from mxnet import gluon
+
+from .._base import PathLike, atomic_directory, atomic_write_text
+from .._model import SSDDetector
+from ..errors import CheckpointError
+
+__all__ = ["CHECKPOINT_FORMAT", "Checkpoints", "check_resumable", "read_checkpoint"]
+
+#: The ``format`` of a checkpoint's ``state.json``.
+CHECKPOINT_FORMAT = "detkit-checkpoint/1"
+STATE_FILE = "state.json"
+TRAINER_FILE = "trainer.states"
+_NAME_PREFIX = "epoch-"
+
+
+class Checkpoints:
+    """``epoch-NNNN/`` folders (detector, trainer states, state) with ``last`` and ``best`` pointers.
+
+    A folder is complete before it gets its final name (written under a
+    temporary name, then renamed), and a pointer is replaced atomically after
+    it, so an interrupted write leaves the previous checkpoint as it was. A
+    pointer names a folder of this directory and nothing else.
+    """
+
+    def __init__(self, directory: PathLike) -> None:
+        self.directory = Path(directory)
+
+    def _pointer(self, which: str) -> Path:
+        return self.directory / f"{which}.json"
+
+    def path(self, which: str) -> Path | None:
+        """The checkpoint that ``last.json`` or ``best.json`` names, or ``None`` without a pointer."""
+        pointer = self._pointer(which)
+        if not pointer.is_file():
+            return None
+        try:
+            name = json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+            raise CheckpointError(f"{pointer} is not a checkpoint pointer: {error}") from error
+        # Only the plain name of a checkpoint folder here: no separators, no "..", nothing absolute.
+        if (not isinstance(name, str) or not name.startswith(_NAME_PREFIX) or Path(name).name != name
+                or name in (".", "..")):
+            raise CheckpointError(
+                f"{pointer} points to {name!r}, which is not a checkpoint folder of {self.directory}; "
+                "delete the pointer or restore it from a good copy."
+            )
+        path = self.directory / name
+        if not (path / STATE_FILE).is_file():
+            raise CheckpointError(f"{pointer} points to {path}, which holds no complete checkpoint")
+        return path
+
+    def write(self, epoch: int, detector: SSDDetector, trainer: gluon.Trainer, state: Mapping[str, Any],
+              best: bool) -> Path:
+        """Write the checkpoint of ``epoch`` (0-based), move ``last`` (and ``best``) to it, drop older ones."""
+        name = f"{_NAME_PREFIX}{epoch + 1:04d}"
+        final = self.directory / name
+        with atomic_directory(final) as staged:
+            detector.save(staged)
+            trainer.save_states(str(staged / TRAINER_FILE))
+            (staged / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
+        keep = {name}
+        atomic_write_text(self._pointer("last"), json.dumps({"checkpoint": name, "epoch": epoch}))
+        if best:
+            atomic_write_text(self._pointer("best"), json.dumps({"checkpoint": name, "epoch": epoch}))
+        best_path = self.path("best")
+        if best_path is not None:
+            keep.add(best_path.name)
+        for old in self.directory.glob(f"{_NAME_PREFIX}*"):
+            if old.name not in keep:
+                shutil.rmtree(old, ignore_errors=True)
+        return final
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The ``state.json`` of the checkpoint folder ``path``, checked to be a detkit checkpoint."""
+    try:
+        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{path / STATE_FILE} cannot be read: {error}") from error
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a detkit training checkpoint")
+    return state
+
+
+def check_resumable(path: Path, state: Mapping[str, Any], detector: SSDDetector,
+                    settings: Mapping[str, Any]) -> None:
+    """Refuse to resume with another detector or other settings than the checkpoint was trained with."""
+    try:
+        saved = yaml.safe_load((path / "detector.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        raise CheckpointError(f"{path / 'detector.yaml'} cannot be read: {error}") from error
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path / 'detector.yaml'} is not a saved detector configuration")
+    current = detector.get_config()
+    for key in ("classes", "scale_filters", "data_shape", "components"):
+        if _without_provenance(saved.get(key)) != _without_provenance(current.get(key)):
+            raise CheckpointError(
+                f"The checkpoint {path} was trained with another detector ({key} differs); build the "
+                "detector as it was (SSDDetector.load of the checkpoint shows it) or start afresh."
+            )
+    for key, value in (state.get("settings") or {}).items():
+        if key == "epochs" and value is None:
+            continue
+        if settings.get(key) != value:
+            raise CheckpointError(
+                f"The checkpoint {path} was trained with {key}={value!r}, not {settings.get(key)!r}; "
+                f"resume with the same {key}, or start afresh in another checkpoint directory."
+            )
+
+
+def _without_provenance(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_provenance(v) for k, v in value.items() if k != "provided_by"}
+    return value

@@ -1,0 +1,322 @@
+"""fit(): a short training loop; validation, history, progress and checkpoints are callbacks."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence, Union
+
+import mxnet as mx
+import numpy as np
+from mxnet import gluon
+
+from .._base import PathLike, check_positive_int
+from .._blocks import can_fuse_batch_norm_relu
+from .._model import SSDDetector
+from ..errors import InputError
+from ._callbacks import Callback, Checkpointing, Progress, Recorder, Validation
+from ._checkpoints import CHECKPOINT_FORMAT
+from ._history import History
+from ._step import TrainingGraph, check_weights_finite, train_epoch
+
+__all__ = ["CHECKPOINT_FORMAT", "DEFAULT_BATCH_SIZE", "SEED_OPTIMIZER_PARAMS", "Callback", "check_optimizer", "fit"]
+
+Devices = Union[str, mx.Context, Sequence[mx.Context]]
+
+#: The seed's optimizer settings: SGD at learning rate 0.1 with weight decay 5e-4, batch 32.
+SEED_OPTIMIZER_PARAMS: Mapping[str, float] = {"learning_rate": 0.1, "wd": 5e-4}
+DEFAULT_BATCH_SIZE = 32
+_SCHEDULES = ("constant", "cosine", "step")
+
+
+def fit(
+    detector: SSDDetector,
+    train_data: Any,
+    val_data: Any = None,
+    *,
+    epochs: int,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    optimizer: str = "sgd",
+    optimizer_params: Mapping[str, Any] | None = None,
+    lr_schedule: Any = None,
+    warmup_epochs: float = 0.0,
+    devices: Devices = "auto",
+    callbacks: Sequence[Callback] = (),
+    checkpoint_dir: PathLike | None = None,
+    resume: bool = False,
+    seed: int | None = None,
+    quiet: bool = False,
+    kvstore: str | None = None,
+) -> History:
+    """Train ``detector`` on ``train_data``; return the per-epoch :class:`History`.
+
+    The seed's recipe is the default: SGD, learning rate 0.1, weight decay 5e-4,
+    batch 32, the seed's random-crop augmentation. Each step is one static
+    graph (network, target assignment, loss and metrics) on every device; the
+    loop reads results back from the device only every few batches.
+
+    Parameters
+    ----------
+    detector : SSDDetector
+        Trained in place.
+    train_data : DetectionDataset
+        Anything with ``loader(batch_size, data_shape, *, train, seed, num_objects, last_batch)``
+        and ``max_objects``, such as :class:`detkit.data.DetectionDataset`.
+    val_data : DetectionDataset, optional
+        Evaluated after every epoch (VOC mAP@0.5 and friends, see :func:`evaluate`).
+    epochs : int
+        The total number of epochs (when resuming, including those already done).
+    batch_size : int, default 32
+        Images per step, split evenly over the devices.
+    optimizer : str, default "sgd"
+        An MXNet optimizer name (``"sgd"``, ``"nag"``, ``"adam"``, ...).
+    optimizer_params : mapping, optional
+        Its settings; default ``{"learning_rate": 0.1, "wd": 5e-4}`` (the seed).
+    lr_schedule : {"constant", "cosine", "step"} or mxnet.lr_scheduler.LRScheduler, optional
+        ``"cosine"`` decays to 0 over training; ``"step"`` divides by 10 at 2/3 and 5/6.
+    warmup_epochs : float, default 0
+        Linear warm-up from 0, in epochs (with ``"cosine"`` or ``"step"``).
+    devices : "auto", Context or list of Context, default "auto"
+        ``"auto"``: every GPU MXNet sees, else the CPU. Several devices train data-parallel.
+    callbacks : sequence of Callback
+        Called at the start, after each epoch and at the end.
+    checkpoint_dir : path, optional
+        Where checkpoints go after each epoch: the last and the best (highest
+        validation mAP@0.5, else lowest loss), written atomically.
+    resume : bool, default False
+        Continue from the last checkpoint in ``checkpoint_dir``: weights, optimizer
+        state, epoch, history and random state, so that the result equals an
+        uninterrupted run. The batch size, optimizer, schedule, warm-up, input
+        size and detector must be those of the checkpointed run; ``epochs`` may
+        grow only with the constant schedule (a schedule is sized by it). A
+        ``checkpoint_dir`` that already holds checkpoints needs ``resume=True``,
+        so that an earlier run is never overwritten by accident.
+    seed : int, optional
+        Makes training reproducible (data order, crops, MXNet's random state); a
+        random one is drawn (and checkpointed) when not given.
+    quiet : bool, default False
+        No progress bar and no summary lines.
+    kvstore : str, optional
+        MXNet's kvstore for the gradients: default ``"device"`` for several
+        devices, none for one; ``"dist_sync"`` and friends train across machines
+        (launched with MXNet's ``tools/launch.py``), each machine reading its own
+        share of every epoch (``loader(num_parts=..., part_index=...)``).
+
+    Returns
+    -------
+    History
+        One record per epoch: ``epoch``, ``loss`` and each loss term, ``class_accuracy``,
+        ``box_mae``, ``learning_rate``, ``seconds``, ``images_per_second``, and with
+        ``val_data`` the validation ``map_50``, ``map_50_voc07`` and ``map_50_95``.
+
+    Raises
+    ------
+    InputError
+        For bad arguments, or data whose classes differ from the detector's.
+    CheckpointError
+        When ``checkpoint_dir`` holds an earlier run and ``resume`` is off, or the
+        checkpoint does not fit the detector or the settings.
+    NonFiniteLossError
+        When the loss (or, at the end of an epoch, a weight) becomes NaN or
+        infinite; names the epoch and batch. The checkpoints on disk stay as
+        they were after the last good epoch.
+    """
+    plan = _plan(detector, train_data, val_data, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                 optimizer_params=optimizer_params, lr_schedule=lr_schedule, warmup_epochs=warmup_epochs,
+                 devices=devices, checkpoint_dir=checkpoint_dir, resume=resume, kvstore=kvstore)
+    history = History()
+    checkpointing = (Checkpointing(checkpoint_dir, plan.settings, resume=resume, quiet=quiet)
+                     if checkpoint_dir is not None else None)
+    start_epoch = 0
+    restored = checkpointing.restore(detector) if checkpointing is not None else None
+    if restored is not None:
+        seed, start_epoch, history = restored
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    built_in: list[Callback] = [Validation(val_data, batch_size)] if val_data is not None else []
+    built_in += [Recorder(history)] + ([] if quiet else [Progress(epochs)])
+    built_in += [checkpointing] if checkpointing is not None else []
+
+    graph = TrainingGraph(detector, fuse_batch_norm_relu=can_fuse_batch_norm_relu(plan.contexts))
+    if detector.hybridized:
+        graph.hybridize(static_alloc=True, static_shape=True)
+
+    def loader(epoch: int) -> Any:
+        return train_data.loader(batch_size, detector.data_shape, train=True, seed=_epoch_seed(seed, epoch),
+                                 num_objects=plan.num_objects, last_batch="discard", **plan.shard)
+
+    batches_per_epoch = len(loader(0))
+    if batches_per_epoch == 0:
+        raise InputError(
+            f"The training set has {len(train_data)} images, fewer than one batch of {batch_size}; "
+            "lower batch_size or add images."
+        )
+    params = dict(plan.optimizer_params)
+    scheduler = _lr_scheduler(lr_schedule, params["learning_rate"], epochs, batches_per_epoch, warmup_epochs)
+    if scheduler is not None:
+        params["lr_scheduler"] = scheduler
+    detector._materialize()
+    # Every trainable weight of the step: the network's, and any a target assigner or loss has.
+    weights = graph.collect_params()
+    home = detector.ctx
+    term_names = ["loss", *detector.loss.term_names]
+    try:
+        weights.reset_ctx(plan.contexts)
+        detector.ctx = plan.contexts[0]  # evaluation and checkpoints run where the weights now are
+        trainer = gluon.Trainer(weights, optimizer, params, kvstore=plan.store)
+        if checkpointing is not None:
+            checkpointing.attach(trainer, seed, history)
+        for callback in (*built_in, *callbacks):
+            callback.on_train_begin(detector, history)
+        for epoch in range(start_epoch, epochs):
+            mx.random.seed(_epoch_seed(seed, epoch) % (2**31))
+            record = train_epoch(graph, trainer, loader(epoch), plan.contexts, epoch, epochs, term_names, quiet)
+            record["learning_rate"] = float(trainer.learning_rate)
+            check_weights_finite(weights, epoch)
+            for callback in built_in:
+                callback.on_epoch_end(epoch, record, detector)
+            # Every user callback sees the epoch, even when an earlier one asks to stop.
+            stops = [bool(callback.on_epoch_end(epoch, dict(record), detector)) for callback in callbacks]
+            if any(stops):
+                break
+    finally:
+        weights.reset_ctx(home)
+        detector.ctx = home
+    for callback in (*built_in, *callbacks):
+        callback.on_train_end(history)
+    return history
+
+
+@dataclass
+class _Plan:
+    """What :func:`fit` derives from its arguments once they are checked."""
+
+    contexts: list[mx.Context]
+    store: Any  # the kvstore name or object the trainer gets
+    shard: dict[str, int]  # this machine's share of every epoch, in a distributed run
+    optimizer_params: dict[str, Any]
+    num_objects: int
+    settings: dict[str, Any]  # what must not change between a run and its resumption
+
+
+def _plan(detector: SSDDetector, train_data: Any, val_data: Any, *, epochs: int, batch_size: int, optimizer: str,
+          optimizer_params: Mapping[str, Any] | None, lr_schedule: Any, warmup_epochs: float, devices: Devices,
+          checkpoint_dir: PathLike | None, resume: bool, kvstore: Any) -> _Plan:
+    """Check every argument of :func:`fit` before anything runs; return what the loop needs."""
+    if not isinstance(detector, SSDDetector):
+        raise InputError(f"The 'detector' argument must be an SSDDetector; got {type(detector).__name__} instead.")
+    check_positive_int("epochs", epochs)
+    check_positive_int("batch_size", batch_size)
+    for name, data in (("train_data", train_data), ("val_data", val_data)):
+        if data is not None and not hasattr(data, "loader"):
+            raise InputError(
+                f"The '{name}' argument must be a detection dataset such as detkit.data.DetectionDataset; "
+                f"got {type(data).__name__} instead."
+            )
+        classes = list(getattr(data, "classes", detector.classes)) if data is not None else detector.classes
+        if classes != detector.classes:
+            raise InputError(
+                f"The '{name}' classes {classes} differ from the detector's {detector.classes}; "
+                "train a detector built with the data's classes (SSDDetector(classes=data.classes))."
+            )
+    if resume and checkpoint_dir is None:
+        raise InputError("The 'resume' argument needs a 'checkpoint_dir' to resume from.")
+    contexts = _contexts(devices)
+    if batch_size % len(contexts):
+        raise InputError(
+            f"The 'batch_size' argument must be a multiple of the number of devices ({len(contexts)}); "
+            f"got {batch_size} instead."
+        )
+    store: Any = kvstore if kvstore is not None else ("device" if len(contexts) > 1 else None)
+    shard: dict[str, int] = {}
+    if isinstance(store, str) and store.startswith("dist"):
+        # Each machine of a distributed run reads its own share of every epoch.
+        store = mx.kv.create(store)
+        shard = {"num_parts": store.num_workers, "part_index": store.rank}
+    params = {**SEED_OPTIMIZER_PARAMS, **dict(optimizer_params or {})}
+    check_optimizer(optimizer, params)
+    num_objects = max(getattr(train_data, "max_objects", 0),
+                      getattr(val_data, "max_objects", 0) if val_data is not None else 0, 3)
+    schedule = _schedule_name(lr_schedule)
+    settings = {
+        "batch_size": batch_size, "optimizer": optimizer, "lr_schedule": schedule,
+        "warmup_epochs": warmup_epochs, "data_shape": list(detector.data_shape),
+        "epochs": epochs if schedule != "constant" else None,
+    }
+    return _Plan(contexts, store, shard, params, num_objects, settings)
+
+
+def _contexts(devices: Devices) -> list[mx.Context]:
+    if isinstance(devices, str):
+        if devices != "auto":
+            raise InputError(f"The 'devices' argument must be 'auto', a Context or a list of them; got {devices!r} instead.")
+        gpus = mx.context.num_gpus()
+        return [mx.gpu(i) for i in range(gpus)] if gpus else [mx.cpu()]
+    if isinstance(devices, mx.Context):
+        return [devices]
+    contexts = list(devices)
+    if not contexts or not all(isinstance(c, mx.Context) for c in contexts):
+        raise InputError(
+            f"The 'devices' argument must be 'auto', a Context or a non-empty list of them; got {devices!r} instead."
+        )
+    return contexts
+
+
+def _lr_scheduler(schedule: Any, base_lr: float, epochs: int, batches_per_epoch: int,
+                  warmup_epochs: float) -> mx.lr_scheduler.LRScheduler | None:
+    if isinstance(schedule, mx.lr_scheduler.LRScheduler):
+        return schedule
+    if schedule is None or schedule == "constant":
+        if warmup_epochs:
+            raise InputError("The 'warmup_epochs' argument needs lr_schedule 'cosine' or 'step'.")
+        return None
+    if schedule not in _SCHEDULES:
+        raise InputError(
+            f"The 'lr_schedule' argument must be one of {', '.join(_SCHEDULES)}, an "
+            f"mxnet.lr_scheduler.LRScheduler or None; got {schedule!r} instead."
+        )
+    total = max(epochs * batches_per_epoch, 1)
+    warmup = int(round(warmup_epochs * batches_per_epoch))
+    if warmup >= total:
+        raise InputError(
+            f"The 'warmup_epochs' argument ({warmup_epochs}) must be shorter than the training ({epochs} "
+            f"epoch{'s' if epochs != 1 else ''}); lower it or train longer."
+        )
+    if schedule == "cosine":
+        return mx.lr_scheduler.CosineScheduler(max_update=total, base_lr=base_lr, final_lr=0.0, warmup_steps=warmup)
+    # "step": divide by 10 at 2/3 and 5/6 of training.
+    steps = sorted({max(int(total * 2 / 3), warmup + 1), max(int(total * 5 / 6), warmup + 2)})
+    return mx.lr_scheduler.MultiFactorScheduler(step=steps, factor=0.1, base_lr=base_lr, warmup_steps=warmup)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    # Every epoch's randomness derives from (seed, epoch) alone, so that a resumed
+    # run draws exactly what the uninterrupted run would have drawn.
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def _schedule_name(schedule: Any) -> str:
+    if schedule is None:
+        return "constant"
+    return schedule if isinstance(schedule, str) else type(schedule).__name__
+
+
+def check_optimizer(optimizer: str, params: Mapping[str, Any]) -> None:
+    """Name an unknown optimizer or setting here rather than deep inside MXNet."""
+    registry = mx.optimizer.Optimizer.opt_registry
+    if not isinstance(optimizer, str) or optimizer.lower() not in registry:
+        raise InputError(
+            f"The 'optimizer' argument must be an MXNet optimizer name such as sgd, nag or adam; "
+            f"got {optimizer!r} instead. Known: {', '.join(sorted(registry))}."
+        )
+    accepted = set()
+    for cls in inspect.getmro(registry[optimizer.lower()]):
+        if cls is not object:
+            accepted |= {p for p in inspect.signature(cls).parameters if p != "kwargs"}
+    unknown = sorted(set(params) - accepted - {"lr_scheduler"})
+    if unknown:
+        raise InputError(
+            f"The optimizer {optimizer!r} does not take the setting(s) {', '.join(map(repr, unknown))}; "
+            f"it takes: {', '.join(sorted(accepted))}."
+        )
+

@@ -1,0 +1,139 @@
+"""One training step as one static graph, and an epoch of steps with its progress bar and metric sums."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from typing import Any
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+from tqdm.auto import tqdm
+
+from .._blocks import fused_batch_norm_relu
+from .._model import SSDDetector
+from ..errors import NonFiniteLossError
+
+__all__ = ["TrainingGraph", "check_weights_finite", "train_epoch"]
+
+# Progress and the non-finite check read the per-batch sums back this many
+# batches at a time, once as many later batches are queued: the device never
+# waits for the host, and the host never runs more than a few batches ahead.
+_READ_EVERY = 4
+
+
+class TrainingGraph(gluon.HybridBlock):
+    """One static graph for a training step: network, targets, loss and the seed's metric sums.
+
+    ``(images (B, 3, H, W), labels (B, M, 5))`` -> ``(loss (B,), stats (6 + k,))`` where
+    ``stats`` = ``[B, sum of loss, sum of each of the k terms, correct anchors,
+    counted anchors, sum of |box error|, box offsets]``.
+    """
+
+    def __init__(self, detector: SSDDetector, fuse_batch_norm_relu: bool = False) -> None:
+        super().__init__()
+        self._fuse_batch_norm_relu = fuse_batch_norm_relu
+        with self.name_scope():
+            self.network = detector.network
+            self.target_assigner = detector.target_assigner
+            self.loss = detector.loss
+
+    def hybrid_forward(self, F: Any, images: Any, labels: Any) -> tuple[Any, Any]:
+        # Only into this graph's own symbols: run imperatively, the step would build (and keep)
+        # the network's separately hybridized graph with the CPU-only operator.
+        fuse = self._fuse_batch_norm_relu and F is mx.sym
+        with fused_batch_norm_relu(self.network) if fuse else contextlib.nullcontext():
+            anchors, class_preds, box_preds = self.network(images)
+        box_targets, box_mask, class_targets = self.target_assigner(anchors, labels, class_preds)
+        losses = self.loss(class_preds, box_preds, class_targets, box_targets, box_mask)
+        # The seed's metrics: class accuracy over the counted anchors, and the mean
+        # absolute error of the masked box predictions over every offset.
+        predicted = F.argmax(F.BlockGrad(class_preds), axis=-1)  # (B, N)
+        counted = class_targets >= 0
+        stats = [F.sum(F.ones_like(losses[0]))]  # B
+        stats += [F.sum(F.BlockGrad(term)) for term in losses]
+        stats += [
+            F.sum((predicted == class_targets) * counted),
+            F.sum(counted),
+            F.sum(F.abs(F.BlockGrad(box_preds) * box_mask - box_targets)),
+            F.sum(F.ones_like(box_targets)),
+        ]
+        return losses[0], F.concat(*[F.reshape(value, (1,)) for value in stats], dim=0)
+
+
+def train_epoch(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, contexts: list[mx.Context],
+                epoch: int, epochs: int, term_names: list[str], quiet: bool) -> dict[str, Any]:
+    """Run one epoch of steps; return its record (the loss terms, the seed's metrics, time and speed)."""
+    bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
+               disable=quiet, dynamic_ncols=True, file=sys.stderr)
+    sums = mx.nd.zeros((len(term_names) + 5,), ctx=contexts[0])  # see TrainingGraph's stats
+    unchecked: list[tuple[int, mx.nd.NDArray]] = []  # (batch, stats) not yet read back
+    images_done = 0.0  # images whose results were read back
+    started = time.perf_counter()
+    for index, batch in enumerate(loader):
+        data = gluon.utils.split_and_load(batch.data, contexts, even_split=True)
+        labels = gluon.utils.split_and_load(batch.label, contexts, even_split=True)
+        with autograd.record():
+            outputs = [graph(x, y) for x, y in zip(data, labels)]
+        autograd.backward([loss for loss, _ in outputs])
+        trainer.step(batch.data.shape[0])
+        for _, stats in outputs:
+            stats = stats.as_in_context(contexts[0])
+            sums += stats
+            unchecked.append((index, stats))
+        # Read back what the device finished a few batches ago, never the batch in flight.
+        if len(unchecked) >= 2 * _READ_EVERY * len(contexts):
+            ready = unchecked[: _READ_EVERY * len(contexts)]
+            unchecked = unchecked[len(ready):]
+            seen = _check_finite(ready, epoch)
+            images_done += seen[0]
+            # The loss of the batches just read; the speed since the epoch started.
+            elapsed = time.perf_counter() - started
+            bar.set_postfix_str(f"loss {seen[1] / seen[0]:.4g}, {images_done / max(elapsed, 1e-9):.1f} img/s",
+                                refresh=False)
+        bar.update(1)
+    _check_finite(unchecked, epoch)
+    totals = sums.asnumpy()
+    bar.close()
+    seconds = time.perf_counter() - started
+    images = totals[0]
+    record: dict[str, Any] = {"epoch": epoch + 1}
+    for position, name in enumerate(term_names):
+        record[name] = float(totals[1 + position] / images)
+    correct, counted, box_error, offsets = totals[-4:]
+    record["class_accuracy"] = float(correct / max(counted, 1))
+    record["box_mae"] = float(box_error / max(offsets, 1))
+    record["seconds"] = seconds
+    record["images_per_second"] = float(images / seconds) if seconds > 0 else float("nan")
+    return record
+
+
+def _check_finite(stats: list[tuple[int, mx.nd.NDArray]], epoch: int) -> np.ndarray:
+    """Read ``stats`` back; raise on a non-finite loss; return their column sums."""
+    if not stats:
+        return np.zeros(2)
+    values = mx.nd.stack(*[value for _, value in stats]).asnumpy()
+    bad = np.flatnonzero(~np.isfinite(values[:, 1]))
+    if bad.size:
+        batch = stats[int(bad[0])][0]
+        raise NonFiniteLossError(
+            f"The loss became {values[bad[0], 1]} in epoch {epoch + 1}, batch {batch + 1}; training stopped. "
+            "The checkpoints on disk are intact. Lower the learning rate, add warm-up, or check the labels.",
+            epoch=epoch, batch=batch,
+        )
+    return values.sum(axis=0)
+
+
+def check_weights_finite(weights: gluon.ParameterDict, epoch: int) -> None:
+    """The loss is checked before each update; this catches what the epoch's last updates did."""
+    total = sum(p.data().norm() for p in weights.values() if p.grad_req != "null")
+    value = float(total.asscalar()) if isinstance(total, mx.nd.NDArray) else float(np.asarray(total))
+    if not math.isfinite(value):
+        raise NonFiniteLossError(
+            f"The weights became non-finite in the last steps of epoch {epoch + 1}; training stopped. "
+            "The checkpoints on disk are intact. Lower the learning rate, add warm-up, or check the labels.",
+            epoch=epoch, batch=-1,
+        )

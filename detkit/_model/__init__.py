@@ -1,0 +1,29 @@
+"""The model layer: SSDDetector (components composed into one network), its persistence, predict and drawing."""
+
+from __future__ import annotations
+
+from ._detector import (
+    DEFAULT_COMPONENTS,
+    DEFAULT_DATA_SHAPE,
+    DEFAULT_SCALE_FILTERS,
+    DETECTOR_FORMAT,
+    ComponentSpec,
+    SSDDetector,
+    build_component_spec,
+    default_context,
+)
+from ._predict import Detection, draw_detections, load_image
+
+__all__ = [
+    "DEFAULT_COMPONENTS",
+    "DEFAULT_DATA_SHAPE",
+    "DEFAULT_SCALE_FILTERS",
+    "DETECTOR_FORMAT",
+    "ComponentSpec",
+    "Detection",
+    "SSDDetector",
+    "build_component_spec",
+    "default_context",
+    "draw_detections",
+    "load_image",
+]

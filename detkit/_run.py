@@ -1,0 +1,104 @@
+"""The run layer: a configuration turned into datasets, a detector, a fit call and its reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import mxnet as mx
+
+from . import data as data_module
+from ._base import atomic_write_text, make_dirs
+from ._config import Config, parse_devices
+from ._engine import evaluate, fit
+from ._model import SSDDetector, draw_detections
+from .data._classes import find_classes, read_classes
+from .errors import ConfigError
+
+__all__ = ["build_detector", "run_config"]
+
+
+def _datasets(config: Config) -> tuple[Any, Any]:
+    data = config.data
+    if data.source == "synthetic":
+        return data_module.synthetic_pikachu(data.root, num_train=data.num_train, num_val=data.num_val,
+                                             image_size=data.image_size, seed=data.seed,
+                                             progress=not config.train.quiet)
+    if data.source == "pikachu":
+        return data_module.pikachu(data.root, progress=not config.train.quiet)
+    datasets: list[Any] = []
+    for name in ("train", "val"):
+        path = getattr(data, name)
+        if path is None:
+            datasets.append(None)
+            continue
+        classes = data.classes
+        if classes is None:
+            found = find_classes(Path(path))
+            if found is None:
+                raise ConfigError(f"no class list found beside {path}; give data.classes", "data.classes")
+            classes = read_classes(found)
+        datasets.append(data_module.DetectionDataset(path, classes=classes))
+    return datasets[0], datasets[1]
+
+
+def build_detector(config: Config, classes: Sequence[str] | None = None, ctx: Any = None) -> Any:
+    """The :class:`~detkit.SSDDetector` that ``config.model`` describes.
+
+    ``classes`` default to ``config.model.classes``; ``ctx`` to the GPU if any, else the CPU.
+    """
+    model = config.model
+    classes = list(classes) if classes is not None else model.classes
+    if not classes:
+        raise ConfigError("name the object classes (or let the dataset name them)", "model.classes")
+    return SSDDetector(
+        classes, backbone=model.backbone, anchor_generator=model.anchor_generator,
+        target_assigner=model.target_assigner, loss=model.loss, post_processor=model.post_processor,
+        scale_filters=model.scale_filters, data_shape=model.data_shape, ctx=ctx,
+    )
+
+
+def run_config(config: Config) -> tuple[Any, Any]:
+    """Train, evaluate and report as ``config`` says; return ``(detector, history)``.
+
+    Writes into ``train.output_dir``: ``checkpoints/`` (last and best),
+    ``model/`` (the detector after the last epoch, :meth:`SSDDetector.load` reads
+    it; ``checkpoints/best.json`` names the epoch of the best validation mAP),
+    ``config.yaml`` (the resolved configuration), ``history.json`` and
+    ``history.png`` (per-epoch figures), ``metrics.json`` (the final validation
+    metrics) and ``detections/`` (validation images with their detections).
+    """
+
+    output = Path(config.train.output_dir)
+    train_data, val_data = _datasets(config)
+    model = config.model
+    classes = model.classes or list(train_data.classes)
+    if list(train_data.classes) != classes:
+        raise ConfigError(f"the data's classes {train_data.classes} differ from model.classes {classes}",
+                          "model.classes")
+    if config.train.seed is not None:
+        mx.random.seed(config.train.seed)  # the initial weights too, so that a run repeats exactly
+    detector = build_detector(config, classes)
+    make_dirs(output)
+    atomic_write_text(output / "config.yaml", config.to_yaml())
+    train = config.train
+    history = fit(
+        detector, train_data, val_data, epochs=train.epochs, batch_size=train.batch_size,
+        optimizer=train.optimizer, optimizer_params=train.optimizer_params, lr_schedule=train.lr_schedule,
+        warmup_epochs=train.warmup_epochs, devices=parse_devices(train.devices), seed=train.seed,
+        checkpoint_dir=output / "checkpoints", resume=train.resume, quiet=train.quiet,
+    )
+    detector.save(output / "model")
+    atomic_write_text(output / "history.json", history.to_json())
+    if len(history):
+        history.plot(output / "history.png")
+    if val_data is not None:
+        metrics = evaluate(detector, val_data, batch_size=train.batch_size)
+        atomic_write_text(output / "metrics.json", json.dumps(metrics, indent=1))
+        pictures = output / "detections"
+        for index in range(min(train.num_pictures, len(val_data))):
+            image = val_data.image(index)
+            draw_detections(image, detector.predict(image, threshold=train.threshold),
+                            pictures / f"val-{index:03d}.png", title=f"validation image {index}")
+    return detector, history
