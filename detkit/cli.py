@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from ._base import distribution_version
+from ._base import distribution_version as _distribution_version
 from ._cli import COMMAND_GROUPS
 from .errors import DetkitError
 
@@ -24,7 +24,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="detkit",
         description="Object detection on MXNet Gluon with swappable, pluggable components.",
     )
-    parser.add_argument("--version", action="version", version=f"detkit {distribution_version()}")
+    parser.add_argument("--version", action="version", version=f"detkit {_distribution_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add_commands in COMMAND_GROUPS:
         add_commands(subparsers)

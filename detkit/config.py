@@ -25,7 +25,7 @@ results of a configuration.
 
 from __future__ import annotations
 
-from ._base import publish
+from ._base import publish as _publish
 from ._config import PRESETS, Config, DataConfig, ModelConfig, TrainConfig, load_config, preset
 from ._run import build_detector, run_config
 
@@ -40,4 +40,4 @@ __all__ = [
     "preset",
     "run_config",
 ]
-publish(globals(), __all__)
+_publish(globals(), __all__)

@@ -62,7 +62,8 @@ import yaml
 from mxnet import autograd, gluon
 
 from ._model import SSDDetector
-from ._plugins import ACTIVE, KINDS, get_registry, register_plugin, unregister_plugin
+from ._plugins import ACTIVE, KINDS, register_plugin, unregister_plugin
+from ._plugins import get_registry as _get_registry
 from .errors import PluginWarning
 from .hookspecs import hookimpl
 from .interfaces import (
@@ -493,7 +494,7 @@ def _check_detector_round_trip(component: Component, ctx: mx.Context) -> None:
 @contextlib.contextmanager
 def _registered(component: Component, kind: str) -> Iterator[None]:
     """Make ``type(component)`` known to the registry (a temporary plugin) unless a plugin registers it."""
-    if get_registry().find(kind, component) is not None:
+    if _get_registry().find(kind, component) is not None:
         yield
         return
     cls = type(component)

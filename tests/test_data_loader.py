@@ -102,8 +102,9 @@ def test_preprocess_resizes_and_subtracts_the_seed_mean():
 @pytest.mark.parametrize(
     "image, match",
     [
-        (np.zeros((8, 8, 3), np.float32), "dtype uint8"),
-        (np.zeros((8, 8, 4), np.uint8), r"shape \(H, W, 3\)"),
+        (np.zeros((8, 8, 3), np.float32), r"floats in \[0, 1\]"),
+        (np.full((8, 8, 3), 300.0), r"values in \[0, 255\]"),
+        (np.zeros((8, 8, 2), np.uint8), r"shape \(H, W, 3\)"),
         ([[1, 2]], "numpy array or an NDArray"),
     ],
 )

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._base import PathLike, atomic_path, check_positive_int, draw_boxes
 from ..data import preprocess
+from ..data._transforms import as_rgb_array
 from ..errors import DataError, InputError
 
 __all__ = ["Detection", "draw_detections", "load_image"]
@@ -59,31 +60,7 @@ def load_image(image: Any) -> np.ndarray:
             raise InputError(f"The image {path} does not exist.") from None
         except (UnidentifiedImageError, OSError) as error:
             raise DataError(f"{path}: cannot decode the image: {error}") from error
-    if isinstance(image, mx.nd.NDArray):
-        image = image.asnumpy()
-    if not isinstance(image, np.ndarray):
-        raise InputError(
-            "Each image must be a path, a numpy array or an NDArray of shape (H, W, 3); "
-            f"got {type(image).__name__} instead."
-        )
-    if image.ndim == 3 and image.shape[2] in (1, 4):
-        image = image[:, :, :1] if image.shape[2] == 1 else image[:, :, :3]  # grey, or RGB without alpha
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
-        raise InputError(f"Each image array must have shape (H, W, 3) (RGB, channels last); got {image.shape} instead.")
-    if image.dtype != np.uint8:
-        if not np.isfinite(image).all() or image.min() < 0 or image.max() > 255:
-            raise InputError("Each image array must hold values in [0, 255] (uint8 RGB, channels last).")
-        if np.issubdtype(image.dtype, np.floating) and image.size and image.max() <= 1.0:
-            raise InputError(
-                "The image array holds floats in [0, 1]; detkit reads values in [0, 255]: pass image * 255 "
-                "(or a uint8 array)."
-            )
-        image = image.round().astype(np.uint8)
-    return image
+    return as_rgb_array(image)
 
 
 def predict(detect: Callable[[mx.nd.NDArray], mx.nd.NDArray], classes: Sequence[str], data_shape: tuple[int, int],

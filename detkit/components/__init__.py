@@ -13,7 +13,7 @@ kind                      name                        class
 
 from __future__ import annotations
 
-from .._base import publish
+from .._base import publish as _publish
 from .._blocks import HalvingBlock
 from ..hookspecs import Register, hookimpl
 from ._anchors import SEED_RATIOS, SEED_SIZES, MultiBoxPriorAnchors
@@ -33,7 +33,7 @@ __all__ = [
     "SEED_SIZES",
     "ToyBackbone",
 ]
-publish(globals(), __all__)
+_publish(globals(), __all__)
 
 
 @hookimpl

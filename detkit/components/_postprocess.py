@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 from ..errors import InputError
 from ..interfaces import PostProcessor
-from ._targets import DEFAULT_VARIANCES
+from ._targets import DEFAULT_VARIANCES, check_variances
 
 
 class MultiBoxDetectionPostProcessor(PostProcessor):
@@ -58,14 +58,12 @@ class MultiBoxDetectionPostProcessor(PostProcessor):
                 f"The 'nms_topk' argument of MultiBoxDetectionPostProcessor must be a positive int or -1 (keep "
                 f"all); got {nms_topk!r} instead."
             )
-        if len(variances) != 4 or not all(v > 0 for v in variances):
-            raise InputError(f"The 'variances' argument must be 4 positive numbers; got {variances!r} instead.")
+        self.variances = check_variances(variances)
         self.nms_threshold = float(nms_threshold)
         self.score_threshold = float(score_threshold)
         self.force_suppress = bool(force_suppress)
         self.clip = bool(clip)
         self.nms_topk = topk
-        self.variances = [float(v) for v in variances]
 
     def hybrid_forward(self, F: Any, class_preds: Any, box_preds: Any, anchors: Any) -> Any:
         probabilities = F.softmax(class_preds, axis=-1).transpose(axes=(0, 2, 1))  # (B, C+1, N)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 from ..errors import InputError
@@ -10,6 +11,15 @@ from ..interfaces import TargetAssigner
 #: Box-offset variances of ``MultiBoxTarget`` and ``MultiBoxDetection`` (MXNet's defaults).
 DEFAULT_VARIANCES = (0.1, 0.1, 0.2, 0.2)
 
+
+
+def check_variances(variances: Any) -> list[float]:
+    """The box-offset variances as 4 positive floats; the encoder and the decoder must agree on them."""
+    values = list(variances) if isinstance(variances, (list, tuple)) else None
+    if values is None or len(values) != 4 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values):
+        raise InputError(f"The 'variances' argument must be 4 positive numbers; got {variances!r} instead.")
+    return [float(v) for v in values]
 
 class MultiBoxTargetAssigner(TargetAssigner):
     """Match anchors to boxes by IoU and encode offsets, by ``MultiBoxTarget``.
@@ -47,13 +57,11 @@ class MultiBoxTargetAssigner(TargetAssigner):
         super().__init__()
         if not 0 < overlap_threshold <= 1:
             raise InputError(f"The 'overlap_threshold' argument must be in (0, 1]; got {overlap_threshold!r} instead.")
-        if len(variances) != 4 or not all(v > 0 for v in variances):
-            raise InputError(f"The 'variances' argument must be 4 positive numbers; got {variances!r} instead.")
+        self.variances = check_variances(variances)
         self.overlap_threshold = float(overlap_threshold)
         self.negative_mining_ratio = float(negative_mining_ratio)
         self.negative_mining_thresh = float(negative_mining_thresh)
         self.minimum_negative_samples = int(minimum_negative_samples)
-        self.variances = [float(v) for v in variances]
 
     def hybrid_forward(self, F: Any, anchors: Any, labels: Any, class_preds: Any) -> tuple[Any, Any, Any]:
         scores = F.BlockGrad(class_preds).transpose(axes=(0, 2, 1))  # (B, C+1, N)

@@ -39,7 +39,7 @@ record instead of failing inside C++.
 
 from __future__ import annotations
 
-from .._base import publish
+from .._base import publish as _publish
 from ._dataset import DetectionBatch, DetectionDataset, DetectionLoader
 from ._download import pikachu, write_index
 from ._pack import pack_coco, pack_voc
@@ -62,4 +62,4 @@ __all__ = [
     "synthetic_pikachu",
     "write_index",
 ]
-publish(globals(), __all__)
+_publish(globals(), __all__)

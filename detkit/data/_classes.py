@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import DataError
+from .._base import check_classes
+from ..errors import DataError, InputError
 
 
 def write_classes(path: Path, classes: list[str]) -> None:
@@ -17,12 +18,10 @@ def read_classes(path: Path) -> list[str]:
         names = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
     except OSError as error:
         raise DataError(f"{path}: cannot read the class list ({error.strerror or error})") from None
-    names = [n for n in names if n]
-    if not names:
-        raise DataError(f"{path}: the class list is empty")
-    if len(set(names)) != len(names):
-        raise DataError(f"{path}: the class list repeats a name")
-    return names
+    try:
+        return check_classes([n for n in names if n])
+    except InputError as error:  # the same rules as for a class list given in Python, named by the file
+        raise DataError(f"{path}: {error}") from None
 
 
 def find_classes(rec_path: Path) -> Path | None:

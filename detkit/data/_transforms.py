@@ -69,13 +69,48 @@ def resize_normalize(
     return out
 
 
+def as_rgb_array(image: Any) -> np.ndarray:
+    """An image array as ``(H, W, 3)`` uint8 RGB, the one normaliser of predict and :func:`preprocess`.
+
+    Takes a numpy array or an NDArray with values in [0, 255]: ``(H, W, 3)`` RGB,
+    ``(H, W, 4)`` RGBA (alpha dropped), ``(H, W)`` or ``(H, W, 1)`` grey. Float arrays
+    in [0, 1] are refused rather than guessed at.
+    """
+    if isinstance(image, mx.nd.NDArray):
+        image = image.asnumpy()
+    if not isinstance(image, np.ndarray):
+        raise InputError(
+            "Each image must be a path, a numpy array or an NDArray of shape (H, W, 3); "
+            f"got {type(image).__name__} instead."
+        )
+    if image.ndim == 3 and image.shape[2] in (1, 4):
+        image = image[:, :, :1] if image.shape[2] == 1 else image[:, :, :3]  # grey, or RGB without alpha
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
+        raise InputError(f"Each image array must have shape (H, W, 3) (RGB, channels last); got {image.shape} instead.")
+    if image.dtype != np.uint8:
+        if not np.isfinite(image).all() or image.min() < 0 or image.max() > 255:
+            raise InputError("Each image array must hold values in [0, 255] (uint8 RGB, channels last).")
+        if np.issubdtype(image.dtype, np.floating) and image.size and image.max() <= 1.0:
+            raise InputError(
+                "The image array holds floats in [0, 1]; detkit reads values in [0, 255]: pass image * 255 "
+                "(or a uint8 array)."
+            )
+        image = image.round().astype(np.uint8)
+    return image
+
+
 def preprocess(image: Any, data_shape: int | Sequence[int] = 256) -> mx.nd.NDArray:
     """Turn one image into network input, exactly as the validation loader does.
 
     Parameters
     ----------
     image : numpy.ndarray or mxnet.nd.NDArray
-        ``(H, W, 3)`` uint8 RGB (``(H, W)`` or ``(H, W, 1)`` grey is repeated to RGB).
+        Values in [0, 255]: ``(H, W, 3)`` RGB, ``(H, W, 4)`` RGBA (alpha dropped),
+        ``(H, W)`` or ``(H, W, 1)`` grey (repeated to RGB), as :func:`detkit.load_image` takes them.
     data_shape : int or tuple of int
         The network's input size, ``S`` for ``S x S`` or ``(H', W')``.
 
@@ -86,22 +121,7 @@ def preprocess(image: Any, data_shape: int | Sequence[int] = 256) -> mx.nd.NDArr
         minus :data:`RGB_MEAN`.
     """
     shape_hw = check_size("data_shape", data_shape)
-    if isinstance(image, mx.nd.NDArray):
-        image = image.asnumpy()
-    if not isinstance(image, np.ndarray):
-        raise InputError(
-            f"The 'image' argument must be a numpy array or an NDArray; got {type(image).__name__} instead."
-        )
-    if image.dtype != np.uint8:
-        raise InputError(
-            f"The 'image' argument must have dtype uint8 (pixel values 0-255); got {image.dtype} instead."
-        )
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
-        raise InputError(f"The 'image' argument must have shape (H, W, 3), RGB; got shape {image.shape} instead.")
+    image = as_rgb_array(image)
     data = resize_normalize(Image.fromarray(np.ascontiguousarray(image), "RGB"), shape_hw)
     return mx.nd.array(data[None], dtype="float32")  # (1, 3, H', W')
 
