@@ -11,7 +11,7 @@ import mxnet as mx
 from . import data as data_module
 from ._base import atomic_write_text, make_dirs
 from ._config import Config, parse_devices
-from ._engine import evaluate, fit
+from ._engine import evaluate, fit, is_lead_worker, lead_first
 from ._model import SSDDetector, draw_detections
 from .data._classes import find_classes, read_classes
 from .errors import ConfigError
@@ -68,10 +68,14 @@ def run_config(config: Config) -> tuple[Any, Any]:
     ``config.yaml`` (the resolved configuration), ``history.json`` and
     ``history.png`` (per-epoch figures), ``metrics.json`` (the final validation
     metrics) and ``detections/`` (validation images with their detections).
+
+    In a distributed job (``train.kvstore`` dist_sync under ``detkit launch``)
+    rank 0 prepares the data first and alone writes into ``train.output_dir``
+    (a folder every worker reads, for resuming); every worker trains.
     """
 
     output = Path(config.train.output_dir)
-    train_data, val_data = _datasets(config)
+    train_data, val_data = lead_first(config.train.kvstore, lambda: _datasets(config))
     model = config.model
     classes = model.classes or list(train_data.classes)
     if list(train_data.classes) != classes:
@@ -80,15 +84,19 @@ def run_config(config: Config) -> tuple[Any, Any]:
     if config.train.seed is not None:
         mx.random.seed(config.train.seed)  # the initial weights too, so that a run repeats exactly
     detector = build_detector(config, classes)
-    make_dirs(output)
-    atomic_write_text(output / "config.yaml", config.to_yaml())
+    lead = is_lead_worker()
+    if lead:
+        make_dirs(output)
+        atomic_write_text(output / "config.yaml", config.to_yaml())
     train = config.train
     history = fit(
         detector, train_data, val_data, epochs=train.epochs, batch_size=train.batch_size,
         optimizer=train.optimizer, optimizer_params=train.optimizer_params, lr_schedule=train.lr_schedule,
         warmup_epochs=train.warmup_epochs, devices=parse_devices(train.devices), seed=train.seed,
-        checkpoint_dir=output / "checkpoints", resume=train.resume, quiet=train.quiet,
+        checkpoint_dir=output / "checkpoints", resume=train.resume, quiet=train.quiet, kvstore=train.kvstore,
     )
+    if not lead:
+        return detector, history
     detector.save(output / "model")
     atomic_write_text(output / "history.json", history.to_json())
     if len(history):

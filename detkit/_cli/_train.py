@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .._config import load_config
-from .._engine import evaluate
+from .._engine import evaluate, is_lead_worker
 from .._model import SSDDetector, draw_detections
 from .._run import run_config
 from ..data import DetectionDataset
@@ -56,6 +56,8 @@ def _train(args: argparse.Namespace) -> int:
         print(config.to_yaml(), end="")
         return 0
     detector, history = run_config(config)
+    if not is_lead_worker():  # in a distributed job, rank 0 reports
+        return 0
     output = Path(config.train.output_dir)
     print(f"trained {len(history)} epoch{'s' if len(history) != 1 else ''}; the model is in {output / 'model'}")
     metrics = output / "metrics.json"

@@ -222,7 +222,10 @@ class DetectionDataset:
         num_parts, part_index : int, default 1 and 0
             For training on several machines: the epoch's images (shuffled alike on
             every machine, given the same ``seed``) are dealt into ``num_parts``
-            disjoint shares, and this loader reads share ``part_index``.
+            disjoint shares of equal size, and this loader reads share ``part_index``.
+            The last ``len(dataset) % num_parts`` images of each (shuffled) epoch are
+            left out, so that every machine runs the same number of batches (an
+            unequal count would leave one machine waiting for the others forever).
 
         Returns
         -------
@@ -301,8 +304,8 @@ class DetectionLoader:
         self._epoch = 0
 
     def _share(self) -> int:
-        """How many images this loader's share of an epoch holds."""
-        return len(range(self.part_index, len(self.dataset), self.num_parts))
+        """How many images this loader's share of an epoch holds: the same for every part."""
+        return len(self.dataset) // self.num_parts
 
     def __len__(self) -> int:
         n = self._share()
@@ -318,7 +321,8 @@ class DetectionLoader:
         order = np.arange(len(dataset))
         if self.shuffle:
             order = np.random.default_rng([self._entropy, epoch]).permutation(len(dataset))
-        order = order[self.part_index::self.num_parts]  # this loader's share: one in num_parts
+        # This loader's share: one in num_parts, of the first num_parts * share images.
+        order = order[: self._share() * self.num_parts][self.part_index::self.num_parts]
         n = len(order)
         height, width = self.data_shape
         size = os.path.getsize(dataset.rec_path)
