@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .._base._mxnet_check import user_chose_threads
 from .._engine import DEFAULT_TIMEOUT, TIMEOUT_VARIABLE
 from ..errors import InputError
 
@@ -69,6 +68,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     launch.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help=f"seconds a worker waits for a stalled job before it stops (default {DEFAULT_TIMEOUT:g}; "
                              f"sets {TIMEOUT_VARIABLE})")
+    launch.add_argument("--threads", type=int, default=None,
+                        help="local mode: OpenMP threads of each worker (default: the cores divided by the workers)")
     launch.add_argument("--python", default=sys.executable,
                         help="the Python that runs the scheduler and the servers (default: this one; the same "
                              "path on every host)")
@@ -92,8 +93,11 @@ class Process:
 
 
 def plan_job(command: Sequence[str], *, workers: int, servers: int, scheduler: str, port: int, timeout: float,
-             python: str, hosts: Sequence[str] | None = None) -> list[Process]:
-    """The scheduler, the servers and the workers of a job, with their environments and commands."""
+             python: str, hosts: Sequence[str] | None = None, local: bool = True) -> list[Process]:
+    """The scheduler, the servers and the workers of a job, with their environments and commands.
+
+    ``hosts``: over ssh on these; else on this machine when ``local``, else where a cluster manager puts them.
+    """
     if not command:
         raise InputError("The 'command' of detkit launch is missing: give the workers' command after --, "
                          "e.g. detkit launch -n 2 -- detkit train config.yaml.")
@@ -108,32 +112,43 @@ def plan_job(command: Sequence[str], *, workers: int, servers: int, scheduler: s
         "DMLC_PS_ROOT_URI": scheduler, "DMLC_PS_ROOT_PORT": str(port),
         "DMLC_NUM_SERVER": str(servers), "DMLC_NUM_WORKER": str(workers), TIMEOUT_VARIABLE: f"{timeout:g}",
     }
-    if hosts is None:
-        common["DMLC_NODE_HOST"] = scheduler  # every process listens on the scheduler's (loopback) address
     serve = [python, "-c", _SERVE]
 
-    def host(i: int) -> str | None:
-        return hosts[i % len(hosts)] if hosts else None
+    def process(role: str, index: int, command: list[str]) -> Process:
+        env = {"DMLC_ROLE": role, **common}
+        if hosts is None:
+            if local:
+                env["DMLC_NODE_HOST"] = scheduler  # every process listens on the scheduler's (loopback) address
+            return Process(role, index, None, env, command)
+        host = hosts[index % len(hosts)]
+        if role != "scheduler":
+            env["DMLC_NODE_HOST"] = host.rsplit("@", 1)[-1]  # the others reach it as the hosts file names it
+        return Process(role, index, host, env, command)
 
-    job = [Process("scheduler", 0, host(0), {"DMLC_ROLE": "scheduler", **common}, serve)]
-    job += [Process("server", i, host(i), {"DMLC_ROLE": "server", **common}, serve) for i in range(servers)]
-    job += [Process("worker", i, host(i), {"DMLC_ROLE": "worker", **common}, list(command)) for i in range(workers)]
+    job = [process("scheduler", 0, serve)]
+    job += [process("server", i, serve) for i in range(servers)]
+    job += [process("worker", i, list(command)) for i in range(workers)]
     return job
 
 
-def child_environment(process: Process, workers: int, base: dict[str, str] | None = None) -> dict[str, str]:
+def child_environment(process: Process, threads: int, base: dict[str, str] | None = None) -> dict[str, str]:
     """This environment without any inherited ``DMLC_*`` or ``PORT`` (ps-lite would bind to it), plus the role's.
 
-    On this machine, and unless ``OMP_NUM_THREADS`` is set, each of the ``workers``
-    computes on its share of the cores, and the scheduler and servers on one:
-    processes that each take every core slow each other down several times.
+    On this machine a worker computes on ``threads`` cores (``OMP_NUM_THREADS``)
+    and the scheduler and servers on one: processes that each take every core
+    slow each other down several times.
     """
     base = dict(os.environ if base is None else base)
     clean = {k: v for k, v in base.items() if not k.startswith("DMLC_") and k != "PORT"}
-    if process.host is None and not (user_chose_threads() and "OMP_NUM_THREADS" in clean):
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        clean["OMP_NUM_THREADS"] = str(max(1, cores // workers) if process.role == "worker" else 1)
+    if process.host is None:
+        clean["OMP_NUM_THREADS"] = str(threads if process.role == "worker" else 1)
     return {**clean, **process.env}
+
+
+def local_threads(workers: int) -> int:
+    """Each local worker's share of this machine's cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // workers)
 
 
 def ssh_command(process: Process, directory: str, timeout: float) -> list[str]:
@@ -199,14 +214,14 @@ def _launch(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else (free_port(scheduler) if not (hosts or args.print_env)
                                                     else DEFAULT_PORT)
     job = plan_job(command, workers=args.workers, servers=args.servers, scheduler=scheduler, port=port,
-                   timeout=args.timeout, python=args.python, hosts=hosts)
+                   timeout=args.timeout, python=args.python, hosts=hosts, local=not args.print_env)
     if args.print_env:
         print(format_environment(job))
         return 0
-    return run_job(job, timeout=args.timeout)
+    return run_job(job, timeout=args.timeout, threads=args.threads or local_threads(args.workers))
 
 
-def run_job(job: Sequence[Process], *, timeout: float) -> int:
+def run_job(job: Sequence[Process], *, timeout: float, threads: int) -> int:
     """Start ``job``, watch it, stop all of it when one process fails or a signal comes; return its status."""
     received: list[int] = []
 
@@ -219,7 +234,7 @@ def run_job(job: Sequence[Process], *, timeout: float) -> int:
     try:
         for process in job:
             argv = process.command if process.host is None else ssh_command(process, os.getcwd(), timeout)
-            env = child_environment(process, sum(p.role == "worker" for p in job))
+            env = child_environment(process, threads)
             try:
                 # Its own process group: a terminal's Ctrl-C reaches the launcher alone, which stops them all.
                 child = subprocess.Popen(argv, env=env, start_new_session=True,
