@@ -319,3 +319,36 @@ def test_train_kvstore_in_the_configuration() -> None:
     assert load_config(None, []).train.kvstore is None
     with pytest.raises(ConfigError, match="train.kvstore"):
         load_config(None, ["train.kvstore=dist_async"])
+
+
+def _guide_blocks() -> tuple[str, list[str]]:
+    """The guide's configuration file and its local-mode commands, as written."""
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "guides" / "distributed.rst").read_text(encoding="utf-8")
+    config = re.search(r":caption: distributed\.yaml\n\n((?:   .*\n|\n)+)", guide)
+    assert config, "the guide's distributed.yaml block is missing"
+    yaml_text = "\n".join(line[3:] for line in config.group(1).splitlines())
+    console = re.search(r"\.\. code-block:: console\n\n((?:   .*\n)+)", guide)
+    assert console, "the guide's first console block is missing"
+    commands = [line.strip()[2:] for line in console.group(1).splitlines() if line.strip().startswith("$ ")]
+    return yaml_text, commands
+
+
+@distributed
+def test_the_guide_commands_run_as_written(tmp_path) -> None:
+    import shlex
+
+    yaml_text, commands = _guide_blocks()
+    assert [c.split(" -- ")[0] for c in commands] == ["detkit launch -n 2 -s 1"] * 2
+    (tmp_path / "distributed.yaml").write_text(yaml_text)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for command in commands:
+        run = subprocess.run(shlex.split(command), cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=JOB_SECONDS)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert run.stdout.count("trained ") == 1  # rank 0 reports
+    output = tmp_path / "runs" / "distributed"
+    history = json.loads((output / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert SSDDetector.load(output / "model").classes == ["pikachu"]
+    assert json.loads((output / "checkpoints" / "last.json").read_text())["checkpoint"] == "epoch-0003"
+    assert (output / "metrics.json").is_file() and len(list((output / "detections").iterdir())) == 1

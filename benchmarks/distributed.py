@@ -1,0 +1,139 @@
+"""Throughput of one process and of a two-worker job on MXNet's parameter server, and the bytes exchanged.
+
+    python benchmarks/distributed.py                  # 96 images of 128 px, batch 8 a worker, 3 epochs
+    python benchmarks/distributed.py --quick --out /tmp/distributed.json   # a few seconds
+
+Three runs on the same synthetic data and the same initial detector, each in
+its own subprocess, one after the other:
+
+- ``one_process_batch_b``: one process, batch ``b``, on every core;
+- ``one_process_batch_2b``: one process, batch ``2b`` (the job's global batch), on every core;
+- ``two_workers``: ``detkit launch -n 2 -s 1``, batch ``b`` a worker (``kvstore="dist_sync"``),
+  each worker on its share of the cores (what the launcher gives it).
+
+Speed is the whole run's training images/s over the epochs after the first
+(``History["images_per_second"]``, the job's figure for the workers). The bytes
+a step exchanges follow from the parameters: each worker pushes its gradient
+of every trainable parameter (float32) and pulls the sum back, ``2 x 4 x P``
+bytes a step (P trainable values); a server holding ``1/S`` of the keys
+receives and sends ``W x 4 x P / S`` bytes each a step. The BatchNorm averaging
+and the epoch's figures add ``2 x 4`` bytes per running statistic once an
+epoch. The script prints what that means for ``N`` machines on a 1 and a
+10 Gbit/s network (the bound a step cannot beat: the worker's bytes over the
+link's speed; the servers' links must carry ``W / S`` times as much).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _worker(args: argparse.Namespace) -> None:
+    import detkit
+    from detkit import SSDDetector
+    from detkit._engine import _distributed
+    from detkit.data import DetectionDataset
+
+    data = Path(args.data)
+    train = DetectionDataset(data / "train.rec", classes=["pikachu"])
+    detector = SSDDetector.load(args.initial)
+    history = detkit.fit(detector, train, epochs=args.epochs, batch_size=args.batch_size, seed=1, quiet=True,
+                         kvstore="dist_sync" if args.distributed else None)
+    if args.distributed and _distributed._store.rank != 0:
+        return
+    Path(args.result).write_text(json.dumps(history.records))
+
+
+def _run(command: list[str], env: dict[str, str] | None = None) -> None:
+    process = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
+    if process.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{process.stdout[-2000:]}\n{process.stderr[-3000:]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=96)
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=8, help="b: images a step of each worker")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="32 images of 64 px, 2 epochs")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "distributed.json"))
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--distributed", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--initial", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        _worker(args)
+        return
+    if args.quick:
+        args.images, args.image_size, args.epochs = 32, 64, 2
+
+    import detkit
+    import mxnet as mx
+    from detkit import SSDDetector
+
+    with tempfile.TemporaryDirectory(prefix="detkit-distributed-") as folder:
+        work = Path(folder)
+        detkit.data.synthetic_pikachu(work / "data", num_train=args.images, num_val=2, image_size=args.image_size,
+                                      progress=False)
+        mx.random.seed(1)
+        detector = SSDDetector(["pikachu"], data_shape=args.image_size)
+        detector._materialize()
+        detector.save(work / "initial")
+        weights = detector.network.collect_params()
+        trainable = sum(int(p.data().size) for p in weights.values() if p.grad_req != "null")
+        statistics = sum(int(p.data().size) for p in weights.values() if p.grad_req == "null")
+        me = [sys.executable, str(Path(__file__).resolve()), "--worker", "--data", str(work / "data"), "--initial",
+              str(work / "initial"), "--epochs", str(args.epochs)]
+        runs = {
+            "one_process_batch_b": (me + ["--batch-size", str(args.batch_size)], False),
+            "one_process_batch_2b": (me + ["--batch-size", str(2 * args.batch_size)], False),
+            "two_workers": ([sys.executable, "-m", "detkit.cli", "launch", "-n", "2", "-s", "1", "--",
+                             *me, "--batch-size", str(args.batch_size), "--distributed"], True),
+        }
+        speeds = {}
+        for name, (command, _) in runs.items():
+            result = work / f"{name}.json"
+            _run(command + ["--result", str(result)], env={k: v for k, v in os.environ.items()
+                                                          if k != "OMP_NUM_THREADS"})
+            records = json.loads(result.read_text())[1:]  # the first epoch builds and warms up
+            images = sum(r["images_per_second"] * r["seconds"] for r in records)
+            speeds[name] = images / sum(r["seconds"] for r in records)
+    step_bytes = 2 * 4 * trainable
+    report = {
+        "settings": {"images": args.images, "image_size": args.image_size, "batch_size_per_worker": args.batch_size,
+                     "epochs": args.epochs, "quick": args.quick, "cores": len(os.sched_getaffinity(0))},
+        "images_per_second": speeds,
+        "two_workers_over_one_process_batch_2b": speeds["two_workers"] / speeds["one_process_batch_2b"],
+        "trainable_parameters": trainable,
+        "running_statistics": statistics,
+        "bytes_per_step_per_worker": step_bytes,
+        "bytes_per_epoch_end_per_worker": 2 * 4 * statistics,
+    }
+    print(f"{args.images} images of {args.image_size} px, batch {args.batch_size} a worker, "
+          f"{report['settings']['cores']} cores:")
+    for name, speed in speeds.items():
+        print(f"  {name:<22} {speed:8.1f} img/s")
+    print(f"  two workers / one process at the global batch: {report['two_workers_over_one_process_batch_2b']:.2f}x")
+    print(f"exchanged: {trainable} trainable values -> {step_bytes / 1e6:.2f} MB a step a worker "
+          f"(push + pull, float32); {2 * 4 * statistics / 1e3:.1f} kB a worker at each epoch's end")
+    for gbit in (1, 10):
+        seconds = step_bytes / (gbit * 1e9 / 8)
+        print(f"  at {gbit:>2} Gbit/s: >= {seconds * 1e3:.2f} ms a step for the exchange; N workers and S servers: "
+              f"each server carries N/S x {step_bytes / 1e6:.2f} MB a step")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
