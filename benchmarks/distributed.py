@@ -8,11 +8,16 @@ its own subprocess, one after the other:
 
 - ``one_process_batch_b``: one process, batch ``b``, on every core;
 - ``one_process_batch_2b``: one process, batch ``2b`` (the job's global batch), on every core;
+- ``one_process_batch_2b_one_share``: the same on a worker's share of the cores (``OMP_NUM_THREADS``
+  = cores / 2), to tell the cost of the job from that of fewer threads;
 - ``two_workers``: ``detkit launch -n 2 -s 1``, batch ``b`` a worker (``kvstore="dist_sync"``),
   each worker on its share of the cores (what the launcher gives it).
 
 Speed is the whole run's training images/s over the epochs after the first
-(``History["images_per_second"]``, the job's figure for the workers). The bytes
+(``History["images_per_second"]``, the job's figure for the workers); the wall
+time of each run, start-up included, and the machine's load average before and
+after are recorded too (on a shared machine, threads that wait for each other
+suffer most from other processes). The bytes
 a step exchanges follow from the parameters: each worker pushes its gradient
 of every trainable parameter (float32) and pulls the sum back, ``2 x 4 x P``
 bytes a step (P trainable values); a server holding ``1/S`` of the keys
@@ -31,6 +36,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,10 +58,12 @@ def _worker(args: argparse.Namespace) -> None:
     Path(args.result).write_text(json.dumps(history.records))
 
 
-def _run(command: list[str], env: dict[str, str] | None = None) -> None:
+def _run(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
     process = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
     if process.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{process.stdout[-2000:]}\n{process.stderr[-3000:]}")
+    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -95,35 +103,42 @@ def main() -> None:
         statistics = sum(int(p.data().size) for p in weights.values() if p.grad_req == "null")
         me = [sys.executable, str(Path(__file__).resolve()), "--worker", "--data", str(work / "data"), "--initial",
               str(work / "initial"), "--epochs", str(args.epochs)]
+        cores = len(os.sched_getaffinity(0))
+        everything = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
         runs = {
-            "one_process_batch_b": (me + ["--batch-size", str(args.batch_size)], False),
-            "one_process_batch_2b": (me + ["--batch-size", str(2 * args.batch_size)], False),
+            "one_process_batch_b": (me + ["--batch-size", str(args.batch_size)], everything),
+            "one_process_batch_2b": (me + ["--batch-size", str(2 * args.batch_size)], everything),
+            "one_process_batch_2b_one_share": (me + ["--batch-size", str(2 * args.batch_size)],
+                                               {**everything, "OMP_NUM_THREADS": str(max(1, cores // 2))}),
             "two_workers": ([sys.executable, "-m", "detkit.cli", "launch", "-n", "2", "-s", "1", "--",
-                             *me, "--batch-size", str(args.batch_size), "--distributed"], True),
+                             *me, "--batch-size", str(args.batch_size), "--distributed"], everything),
         }
-        speeds = {}
-        for name, (command, _) in runs.items():
+        speeds, walls = {}, {}
+        load_before = os.getloadavg()[0]
+        for name, (command, env) in runs.items():
             result = work / f"{name}.json"
-            _run(command + ["--result", str(result)], env={k: v for k, v in os.environ.items()
-                                                          if k != "OMP_NUM_THREADS"})
+            walls[name] = _run(command + ["--result", str(result)], env)
             records = json.loads(result.read_text())[1:]  # the first epoch builds and warms up
             images = sum(r["images_per_second"] * r["seconds"] for r in records)
             speeds[name] = images / sum(r["seconds"] for r in records)
+        load_after = os.getloadavg()[0]
     step_bytes = 2 * 4 * trainable
     report = {
         "settings": {"images": args.images, "image_size": args.image_size, "batch_size_per_worker": args.batch_size,
-                     "epochs": args.epochs, "quick": args.quick, "cores": len(os.sched_getaffinity(0))},
+                     "epochs": args.epochs, "quick": args.quick, "cores": cores,
+                     "load_average_before": load_before, "load_average_after": load_after},
         "images_per_second": speeds,
+        "wall_seconds": walls,
         "two_workers_over_one_process_batch_2b": speeds["two_workers"] / speeds["one_process_batch_2b"],
         "trainable_parameters": trainable,
         "running_statistics": statistics,
         "bytes_per_step_per_worker": step_bytes,
         "bytes_per_epoch_end_per_worker": 2 * 4 * statistics,
     }
-    print(f"{args.images} images of {args.image_size} px, batch {args.batch_size} a worker, "
-          f"{report['settings']['cores']} cores:")
+    print(f"{args.images} images of {args.image_size} px, batch {args.batch_size} a worker, {cores} cores, "
+          f"load average {load_before:.1f} before and {load_after:.1f} after:")
     for name, speed in speeds.items():
-        print(f"  {name:<22} {speed:8.1f} img/s")
+        print(f"  {name:<32} {speed:8.1f} img/s   ({walls[name]:.1f} s wall, start-up included)")
     print(f"  two workers / one process at the global batch: {report['two_workers_over_one_process_batch_2b']:.2f}x")
     print(f"exchanged: {trainable} trainable values -> {step_bytes / 1e6:.2f} MB a step a worker "
           f"(push + pull, float32); {2 * 4 * statistics / 1e3:.1f} kB a worker at each epoch's end")

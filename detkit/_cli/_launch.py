@@ -70,7 +70,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                              f"sets {TIMEOUT_VARIABLE})")
     launch.add_argument("--threads", type=int, default=None,
                         help="local mode: OpenMP threads of each worker (default: the cores divided by the workers)")
-    launch.add_argument("--python", default=sys.executable,
+    launch.add_argument("--python", default=None,
                         help="the Python that runs the scheduler and the servers (default: this one; the same "
                              "path on every host)")
     launch.add_argument("command", nargs=argparse.REMAINDER, help="the workers' command, after --")
@@ -214,7 +214,7 @@ def _launch(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else (free_port(scheduler) if not (hosts or args.print_env)
                                                     else DEFAULT_PORT)
     job = plan_job(command, workers=args.workers, servers=args.servers, scheduler=scheduler, port=port,
-                   timeout=args.timeout, python=args.python, hosts=hosts, local=not args.print_env)
+                   timeout=args.timeout, python=args.python or sys.executable, hosts=hosts, local=not args.print_env)
     if args.print_env:
         print(format_environment(job))
         return 0
