@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -69,13 +70,16 @@ def run_config(config: Config) -> tuple[Any, Any]:
     ``history.png`` (per-epoch figures), ``metrics.json`` (the final validation
     metrics) and ``detections/`` (validation images with their detections).
 
-    In a distributed job (``train.kvstore`` dist_sync under ``detkit launch``)
+    In a distributed job (``train.kvstore`` dist_sync, the default under ``detkit launch``)
     rank 0 prepares the data first and alone writes into ``train.output_dir``
     (a folder every worker reads, for resuming); every worker trains.
     """
 
     output = Path(config.train.output_dir)
-    train_data, val_data = lead_first(config.train.kvstore, lambda: _datasets(config))
+    kvstore = config.train.kvstore
+    if kvstore is None and os.environ.get("DMLC_ROLE") == "worker":
+        kvstore = "dist_sync"  # a worker of `detkit launch`
+    train_data, val_data = lead_first(kvstore, lambda: _datasets(config))
     model = config.model
     classes = model.classes or list(train_data.classes)
     if list(train_data.classes) != classes:
@@ -93,7 +97,7 @@ def run_config(config: Config) -> tuple[Any, Any]:
         detector, train_data, val_data, epochs=train.epochs, batch_size=train.batch_size,
         optimizer=train.optimizer, optimizer_params=train.optimizer_params, lr_schedule=train.lr_schedule,
         warmup_epochs=train.warmup_epochs, devices=parse_devices(train.devices), seed=train.seed,
-        checkpoint_dir=output / "checkpoints", resume=train.resume, quiet=train.quiet, kvstore=train.kvstore,
+        checkpoint_dir=output / "checkpoints", resume=train.resume, quiet=train.quiet, kvstore=kvstore,
     )
     if not lead:
         return detector, history
