@@ -28,14 +28,6 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-_threads_set_here = False  # whether OMP_NUM_THREADS is detkit's choice, not the user's
-
-
-def user_chose_threads() -> bool:
-    """Whether the user set ``OMP_NUM_THREADS`` (detkit sets it on import when nobody did)."""
-    return "OMP_NUM_THREADS" in os.environ and not _threads_set_here
-
-
 def _default_threads() -> None:
     """Use one OpenMP thread per available core unless the user chose.
 
@@ -45,13 +37,11 @@ def _default_threads() -> None:
     threads read the count once, and ``MXSetNumOMPThreads`` does not reach
     them (measured), so a late import gets a warning instead.
     """
-    global _threads_set_here
     if "OMP_NUM_THREADS" in os.environ:
         return
     cores = _cores()
     if "mxnet" not in sys.modules:
         os.environ["OMP_NUM_THREADS"] = str(cores)
-        _threads_set_here = True
     elif cores > 1 and "MXNET_OMP_MAX_THREADS" not in os.environ and platform.machine().lower() in _HALVING_MACHINES:
         warnings.warn(
             f"MXNet was imported before detkit, without OMP_NUM_THREADS: it computes on {max(cores // 2, 1)} of "
