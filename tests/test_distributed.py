@@ -157,7 +157,7 @@ def test_the_watchdog_stops_a_worker_whose_peer_died_without_a_launcher(job, tmp
               "--die", "1", "1"]
     from detkit._cli._launch import free_port
 
-    processes = plan_job(worker, workers=2, servers=1, scheduler="127.0.0.1", port=free_port(), timeout=4,
+    processes = plan_job(worker, workers=2, servers=1, scheduler="127.0.0.1", port=free_port(), timeout=10,
                          python=sys.executable)
     children = [subprocess.Popen(p.command, env=child_environment(p, 1), stderr=subprocess.PIPE, text=True,
                                  start_new_session=True) for p in processes]
@@ -171,10 +171,10 @@ def test_the_watchdog_stops_a_worker_whose_peer_died_without_a_launcher(job, tmp
             time.sleep(0.1)
         assert sorted(code for code, _ in statuses.values()) == [WATCHDOG_EXIT_STATUS, 9]
         died = min(t for _, t in statuses.values())
-        assert max(t for _, t in statuses.values()) - died < 4 + 10
+        assert max(t for _, t in statuses.values()) - died < 10 + 15
         survivor = next(children[i] for i, (code, _) in statuses.items() if code == WATCHDOG_EXIT_STATUS)
         message = survivor.stderr.read()
-        assert "made no progress for 4 s" in message and "checkpoints on disk are intact" in message
+        assert "made no progress for 10 s" in message and "checkpoints on disk are intact" in message
     finally:
         for child in children:
             if child.poll() is None:
