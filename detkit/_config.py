@@ -84,8 +84,8 @@ class TrainConfig:
     warmup_epochs: float = _field(0.0, "Linear learning-rate warm-up, in epochs (cosine or step only).", minimum=0)
     devices: Union[str, List[str]] = _field("auto", "'auto' (every GPU, else the CPU) or a list such as [gpu(0), gpu(1)].")
     kvstore: Optional[str] = _field(None, "MXNet's kvstore: null (the default for the devices; dist_sync for a "
-                                    "worker of `detkit launch`), local, device, or dist_sync / dist_device_sync "
-                                    "to train under `detkit launch` (batch_size is then per worker).",
+                                    "worker of detkit launch), local, device, or dist_sync / dist_device_sync "
+                                    "to train under detkit launch (batch_size is then per worker).",
                                     choices=(None, "local", "device", "nccl", "dist_sync", "dist_device_sync"))
     seed: Optional[int] = _field(0, "Random seed of the run: initial weights, data order, crops (null: a random one).",
                                  minimum=0)

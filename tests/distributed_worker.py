@@ -18,6 +18,7 @@ import numpy as np
 from detkit import Callback, SSDDetector
 from detkit._engine import _distributed
 from detkit.data import DetectionDataset
+from detkit.errors import InputError
 
 
 class _Die(Callback):
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--die", nargs=2, type=int, metavar=("RANK", "EPOCH"))
     parser.add_argument("--single", action="store_true")
+    parser.add_argument("--object", action="store_true", help="pass the kvstore as a KVStore object")
     args = parser.parse_args()
     data = Path(args.data)
     train = DetectionDataset(data / "train.rec", classes=["pikachu"])
@@ -52,10 +54,16 @@ def main() -> None:
                              devices=[mx.cpu(0), mx.cpu(1)], seed=5, quiet=True)
         rank = "single"
     else:
+        kvstore = mx.kv.create("dist_sync") if args.object else "dist_sync"
         history = detkit.fit(detector, train, val, epochs=args.epochs, batch_size=args.batch_size,
-                             kvstore="dist_sync", seed=5, quiet=True, checkpoint_dir=args.checkpoints,
+                             kvstore=kvstore, seed=5, quiet=True, checkpoint_dir=args.checkpoints,
                              resume=args.resume, callbacks=[_Die(*args.die)] if args.die else [])
         rank = _distributed._store.rank
+        try:  # a second distributed fit in this process: a clear error, not a hang
+            detkit.fit(detector, train, epochs=1, batch_size=args.batch_size, kvstore=kvstore, quiet=True)
+        except InputError as error:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            (Path(args.out) / f"rank-{rank}.second-fit").write_text(str(error))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     # Named by their place in the network (collect_params' names carry a per-process counter).
