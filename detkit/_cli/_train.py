@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import mxnet as mx
+
 from .._config import load_config
 from .._engine import evaluate
 from .._model import SSDDetector, draw_detections
@@ -49,6 +51,19 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--json", action="store_true", help="print the detections as JSON")
     predict.set_defaults(handler=_predict)
 
+    quantize = subparsers.add_parser(
+        "quantize", help="turn a saved detector into an INT8 one for fast CPU inference",
+        description="Quantize the detector in MODEL to INT8 (MXNet's MKL-DNN backend), calibrated on the first "
+                    "batches of DATA, and save it to --out; it predicts and evaluates like any detector.")
+    quantize.add_argument("model", help="a directory written by SSDDetector.save (e.g. runs/pikachu/model)")
+    quantize.add_argument("data", help="a .rec file of images like those to detect on (the validation set does)")
+    quantize.add_argument("--out", required=True, help="the directory to save the INT8 detector to")
+    quantize.add_argument("--batches", type=int, default=4, help="calibration batches (default 4)")
+    quantize.add_argument("--batch-size", type=int, default=32, help="images per calibration batch (default 32)")
+    quantize.add_argument("--calibration", choices=("naive", "entropy"), default="naive",
+                          help="how each layer's range is chosen (default naive: the min/max seen)")
+    quantize.set_defaults(handler=_quantize)
+
 
 def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides, base=args.preset)
@@ -66,15 +81,20 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    detector = SSDDetector.load(args.model)
-    listed = find_classes(Path(args.data))
+def _dataset_for(detector: SSDDetector, path: str) -> DetectionDataset:
+    """The .rec file at ``path`` read with the detector's classes, after comparing the class list beside it."""
+    listed = find_classes(Path(path))
     if listed is not None and read_classes(listed) != detector.classes:
         raise InputError(
-            f"The classes of {args.data} ({listed}: {read_classes(listed)}) differ from the detector's "
+            f"The classes of {path} ({listed}: {read_classes(listed)}) differ from the detector's "
             f"{detector.classes}."
         )
-    data = DetectionDataset(args.data, classes=detector.classes)
+    return DetectionDataset(path, classes=detector.classes)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    detector = SSDDetector.load(args.model)
+    data = _dataset_for(detector, args.data)
     scores = evaluate(detector, data, batch_size=args.batch_size, progress=not args.json)
     if args.json:
         print(json.dumps(scores, indent=1))
@@ -107,6 +127,17 @@ def _predict(args: argparse.Namespace) -> int:
     if args.json:
         json.dump(report, sys.stdout, indent=1)
         print()
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    detector = SSDDetector.load(args.model, ctx=mx.cpu())
+    data = _dataset_for(detector, args.data)
+    int8 = detector.quantize(data, num_batches=args.batches, batch_size=args.batch_size,
+                             calibration=args.calibration)
+    out = int8.save(args.out)
+    print(f"INT8 detector ({args.batches} calibration batch{'es' if args.batches != 1 else ''} of {args.data}) "
+          f"saved to {out}")
     return 0
 
 

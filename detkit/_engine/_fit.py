@@ -205,6 +205,11 @@ def _plan(detector: SSDDetector, train_data: Any, val_data: Any, *, epochs: int,
     """Check every argument of :func:`fit` before anything runs; return what the loop needs."""
     if not isinstance(detector, SSDDetector):
         raise InputError(f"The 'detector' argument must be an SSDDetector; got {type(detector).__name__} instead.")
+    if detector.precision != "float32":
+        raise InputError(
+            f"The 'detector' argument is an {detector.precision.upper()} detector, made for inference; train its "
+            "float32 original and quantize it again afterwards."
+        )
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
     for name, data in (("train_data", train_data), ("val_data", val_data)):
