@@ -16,20 +16,33 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 LabelledBox = Tuple[int, str, Tuple[float, float, float, float]]
 
 
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)  # Pillow >= 10.1 with FreeType: a scalable font
+    except (TypeError, ImportError, OSError):
+        return ImageFont.load_default()
+
+
 def draw_boxes(image: np.ndarray, boxes: Iterable[LabelledBox], *, title: str | None = None,
-               line_width: int = 2) -> Image.Image:
+               line_width: int = 2, min_side: int = 0) -> Image.Image:
     """``image`` (``(H, W, 3)`` uint8 RGB) with each box outlined in its class colour and labelled.
 
     The label sits above its box, or inside it where the box touches the top
-    edge; ``title`` goes into a white band above the picture.
+    edge; ``title`` goes into a white band above the picture. A picture whose
+    longer side is below ``min_side`` is enlarged (by a whole factor) first, so
+    that small images stay readable.
     """
     picture = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).convert("RGB")
+    scale = max(1, -(-min_side // max(picture.size))) if min_side else 1
+    if scale > 1:
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.BILINEAR)
     draw = ImageDraw.Draw(picture)
-    font = ImageFont.load_default()
-    for class_id, label, (x0, y0, x1, y1) in boxes:
+    font = _font(max(10, min(24, max(picture.size) // 40)))
+    for class_id, label, given in boxes:
+        x0, y0, x1, y1 = (v * scale for v in given)
         color = PALETTE[int(class_id) % len(PALETTE)]
         box = [x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)]
-        draw.rectangle(box, outline=color, width=line_width)
+        draw.rectangle(box, outline=color, width=line_width * scale)
         if not label:
             continue
         left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
@@ -39,7 +52,7 @@ def draw_boxes(image: np.ndarray, boxes: Iterable[LabelledBox], *, title: str | 
         draw.text(origin, label, fill=(0, 0, 0), font=font)
     if not title:
         return picture
-    left, top, right, bottom = draw.textbbox((0, 0), title, font=font)
+    left, top, right, bottom = draw.textbbox((0, 0), title, font=font)  # the same font as the labels
     band = int(bottom - top) + 8
     framed = Image.new("RGB", (picture.width, picture.height + band), (255, 255, 255))
     framed.paste(picture, (0, band))
