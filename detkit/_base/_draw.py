@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Tuple
+from typing import Container, Iterable, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -17,19 +17,23 @@ LabelledBox = Tuple[int, str, Tuple[float, float, float, float]]
 
 
 def draw_boxes(image: np.ndarray, boxes: Iterable[LabelledBox], *, title: str | None = None,
-               line_width: int = 2) -> Image.Image:
+               line_width: int = 2, dashed: Container[int] = ()) -> Image.Image:
     """``image`` (``(H, W, 3)`` uint8 RGB) with each box outlined in its class colour and labelled.
 
     The label sits above its box, or inside it where the box touches the top
-    edge; ``title`` goes into a white band above the picture.
+    edge; ``title`` goes into a white band above the picture. The boxes whose
+    positions (0-based, in ``boxes`` order) are in ``dashed`` are outlined dashed.
     """
     picture = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).convert("RGB")
     draw = ImageDraw.Draw(picture)
     font = ImageFont.load_default()
-    for class_id, label, (x0, y0, x1, y1) in boxes:
+    for position, (class_id, label, (x0, y0, x1, y1)) in enumerate(boxes):
         color = PALETTE[int(class_id) % len(PALETTE)]
         box = [x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)]
-        draw.rectangle(box, outline=color, width=line_width)
+        if position in dashed:
+            _dashed_rectangle(draw, box, color, line_width)
+        else:
+            draw.rectangle(box, outline=color, width=line_width)
         if not label:
             continue
         left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
@@ -45,3 +49,18 @@ def draw_boxes(image: np.ndarray, boxes: Iterable[LabelledBox], *, title: str | 
     framed.paste(picture, (0, band))
     ImageDraw.Draw(framed).text((4, 4), title, fill=(0, 0, 0), font=font)
     return framed
+
+
+def _dashed_rectangle(draw: ImageDraw.ImageDraw, box: list, color: tuple[int, int, int], width: int,
+                      dash: float = 6.0) -> None:
+    """Outline ``box`` ``[x0, y0, x1, y1]`` with dashes of ``dash`` pixels and gaps as long."""
+    x0, y0, x1, y1 = box
+    for (ax, ay), (bx, by) in (((x0, y0), (x1, y0)), ((x1, y0), (x1, y1)), ((x1, y1), (x0, y1)), ((x0, y1), (x0, y0))):
+        length = max(abs(bx - ax), abs(by - ay))
+        steps = max(1, int(length // (2 * dash)) + 1)
+        for k in range(steps):
+            start, end = 2 * k * dash / max(length, 1e-9), min(1.0, (2 * k + 1) * dash / max(length, 1e-9))
+            if start >= 1:
+                break
+            draw.line([(ax + (bx - ax) * start, ay + (by - ay) * start), (ax + (bx - ax) * end, ay + (by - ay) * end)],
+                      fill=color, width=width)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .._base import PathLike, atomic_path
 from ..errors import InputError
 
 __all__ = ["DetectionMetric"]
@@ -808,7 +809,7 @@ class DetectionMetric:
             }
         return curves
 
-    def plot_precision_recall(self, path: Any) -> None:
+    def plot_precision_recall(self, path: PathLike) -> None:
         """Draw :meth:`precision_recall` into a PNG at ``path``: one panel per class, written atomically.
 
         Each panel shows the precision at each rank (thin) and its envelope (thick), with
@@ -818,8 +819,6 @@ class DetectionMetric:
 
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
-
-        from .._base import atomic_path
 
         curves = self.precision_recall()
         scores = self.compute()["per_class"]
