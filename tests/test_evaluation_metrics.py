@@ -48,10 +48,10 @@ def batch(dets_per_image, labels_per_image, pad_k=0, pad_m=0):
     return dets, labels
 
 
-def run(dets, labels, difficult=None, **kwargs):
+def run(dets, labels, difficult=None, crowd=None, **kwargs):
     num_classes = kwargs.pop("num_classes", 1)
     metric = DetectionMetric(num_classes, **kwargs)
-    metric.update(dets, labels, difficult)
+    metric.update(dets, labels, difficult, crowd=crowd)
     return metric.compute()
 
 
@@ -368,6 +368,41 @@ def test_accepts_mxnet_ndarrays_and_does_not_modify_inputs():
 
 
 # ------------------------------------------------------------------ bad inputs
+
+
+def test_bad_object_flags_sizes_and_areas():
+    dets, labels = batch([[[0, 0.9, *G0]]], [[[0, *G0], [0, *G1]]])
+    metric = DetectionMetric(1)
+    with pytest.raises(InputError, match=r"'crowd' argument .*\(B, M\) = \(1, 2\).*got shape \(2,\)"):
+        metric.update(dets, labels, crowd=[True, False])
+    with pytest.raises(InputError, match=r"'image_size' argument .*\(B, 2\) = \(1, 2\) of positive"):
+        metric.update(dets, labels, image_size=[(0, 10)])
+    with pytest.raises(InputError, match=r"'image_size' argument"):
+        metric.update(dets, labels, image_size=[10, 10])
+    with pytest.raises(InputError, match=r"'areas' argument .*areas >= 0 or nan"):
+        metric.update(dets, labels, image_size=[(10, 10)], areas=[[-1.0, 4.0]])
+    assert metric.num_images == 0  # nothing was recorded
+    # a negative area in a padding row, as the loader writes, is fine; nan means the box's
+    dets, labels = batch([[[0, 0.9, *G0]]], [[[0, *G0], [0, *G1]]], pad_m=1)
+    metric.update(dets, labels, image_size=[(100, 100)], areas=[[np.nan, 2000.0, -1.0]])
+    result = metric.compute()  # G0: 20 x 20 = 400 pixels, small; G1 said 2000: medium, not found
+    assert result["map_small"] == 1.0 and result["map_medium"] == 0.0 and math.isnan(result["map_large"])
+
+
+def test_crowd_regions_voc_and_coco_rules():
+    # Crowd region C = [0, 0, .5, .5] and an object G1 far away. Detections: D1 = [0, 0, .25, .25]
+    # inside C (intersection over D1's area 1, IoU with C only 1/4), D2 = [.25, .25, .75, .75]
+    # a quarter inside C (IoA 1/4), D3 = G1 (0.7).
+    # COCO: D1 ignored at every threshold (IoA 1 >= t), D2 a false positive, D3 a hit -> ranked F T:
+    # precision 1/2 at recall 1 -> AP 0.5. VOC: D1 would be a false positive (no object of IoU
+    # >= .5); it lies in the crowd -> ignored; D2 stays a false positive -> the same 0.5.
+    labels = [[[0, 0.0, 0.0, 0.5, 0.5], [0, *G1]]]
+    dets = [[[0, 0.9, 0.0, 0.0, 0.25, 0.25], [0, 0.8, 0.25, 0.25, 0.75, 0.75], [0, 0.7, *G1]]]
+    r = ap(run(*batch(dets, labels), crowd=np.array([[True, False]])))
+    assert r["ap_50"] == 0.5 and r["ap_50_95"] == 0.5
+    assert r["num_ground_truth"] == 1 and r["num_crowd"] == 1 and r["num_difficult"] == 0
+    # Treated as an ordinary object, C is missed (D1's IoU 1/4) -> F F T, N = 2 -> area 1/3 x 1/2.
+    assert ap(run(*batch(dets, labels)))["ap_50"] == pytest.approx(1 / 6, abs=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,10 @@
 :class:`DetectionMetric` is the metric core of ``detkit.evaluate``: it takes
 detections and ground truth batch by batch, matches them per image, and computes
 Pascal VOC mAP@0.5 (the 11-point VOC2007 and the area VOC2010+ variants), and
-COCO-style mAP@[.5:.95] with COCO's whole 12-number summary (AP at IoU .5 and .75,
-AP and AR per object size, AR at 1, 10 and 100 detections). The conventions are those of the Pascal VOC devkit and
-of pycocotools; every place where detkit has to choose is stated in the class
-docstring.
+COCO-style mAP@[.5:.95] with COCO's whole 12-number summary (AP at IoU .5 and
+.75, AP and AR per object size, AR at 1, 10 and 100 detections). The conventions
+are those of the Pascal VOC devkit and of pycocotools; every place where detkit
+has to choose is stated in the class docstring.
 
 The references followed:
 
@@ -53,7 +53,9 @@ class DetectionMetric:
 
     Feed it batches with :meth:`update`, read the metrics with :meth:`compute`,
     start again with :meth:`reset`. Everything is plain numpy, vectorised over
-    the images of a batch: 100 images of 100 detections take about 20 ms.
+    the images of a batch: 100 images of 100 detections take about 20 ms with
+    their image sizes (COCO's four size ranges are matched separately), a
+    third of that without.
 
     Parameters
     ----------
