@@ -189,3 +189,150 @@ def test_fit_takes_the_flags_of_data_with_crowd_regions(packed, monkeypatch):
     detector = SSDDetector(classes=["red", "blue"], data_shape=SIZE, ctx=mx.cpu())
     history = detkit.fit(detector, dataset, epochs=1, batch_size=3, seed=0, quiet=True)
     assert graphs[-1].ignore_flagged and math.isfinite(history.last["loss"])
+
+
+def test_packed_coco_evaluates_as_pycocotools_on_the_original_json(tmp_path, monkeypatch):
+    # The criterion: pack a COCO file (crowd regions, mask areas, images of several sizes),
+    # evaluate detections through detkit.evaluate, and compare with pycocotools run on the original
+    # JSON and the same detections in pixels. Boxes pass through float32 normalisation, hence 1e-6.
+    pytest.importorskip("pycocotools")
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    rng = np.random.default_rng(5)
+    (tmp_path / "images").mkdir()
+    images, annotations = [], []
+    for i in range(14):
+        width, height = int(rng.integers(100, 400)), int(rng.integers(100, 300))
+        Image.new("RGB", (width, height), (20 * i, 90, 90)).save(tmp_path / "images" / f"{i}.jpg")  # each its own
+        images.append({"id": i + 1, "file_name": f"{i}.jpg", "width": width, "height": height})
+        for _ in range(0 if i == 3 else int(rng.integers(1, 7))):
+            w, h = float(rng.uniform(4, width * 0.6)), float(rng.uniform(4, height * 0.6))
+            x, y = float(rng.uniform(0, width - w)), float(rng.uniform(0, height - h))
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": int(rng.integers(1, 4)),
+                                "bbox": [x, y, w, h], "area": round(w * h * float(rng.uniform(0.4, 0.9)), 2),
+                                "iscrowd": int(rng.random() < 0.12)})
+    categories = [{"id": c, "name": name} for c, name in ((1, "a"), (2, "b"), (3, "c"))]
+    json_path = tmp_path / "instances.json"
+    json_path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    dataset = detkit.data.pack_coco(json_path, tmp_path / "images", tmp_path / "packed", progress=False)
+
+    # Detections: jittered copies of the annotations (on crowd regions too), and false positives.
+    results, per_image = [], {}
+    for i, image in enumerate(images):
+        width, height = image["width"], image["height"]
+        rows = []
+        for ann in annotations:
+            if ann["image_id"] != image["id"]:
+                continue
+            x, y, w, h = ann["bbox"]
+            for _ in range(int(rng.integers(0, 3))):
+                dx, dy = rng.normal(0, 0.08 * w), rng.normal(0, 0.08 * h)
+                x0, y0 = np.clip([x + dx, y + dy], 0, [width - 2, height - 2])
+                x1 = float(np.clip(x0 + w * rng.uniform(0.7, 1.2), x0 + 1, width))
+                y1 = float(np.clip(y0 + h * rng.uniform(0.7, 1.2), y0 + 1, height))
+                rows.append([ann["category_id"] - 1, float(rng.random()), x0 / width, y0 / height, x1 / width, y1 / height])
+        for _ in range(int(rng.integers(0, 4))):
+            x0, y0 = rng.uniform(0, 0.7, 2)
+            rows.append([int(rng.integers(0, 3)), float(rng.random()), x0, y0, x0 + 0.2, y0 + 0.25])
+        rows = np.array(rows, np.float32).reshape(-1, 6)  # what a post-processor returns
+        per_image[i] = rows
+        for cls, score, x0, y0, x1, y1 in rows.astype(np.float64):
+            results.append({"image_id": i + 1, "category_id": int(cls) + 1, "score": score,
+                            "bbox": [x0 * width, y0 * height, (x1 - x0) * width, (y1 - y0) * height]})
+
+    truth = {}
+    for index, batch in enumerate(dataset.loader(1, SIZE, train=False)):
+        truth[batch.data.asnumpy().tobytes()] = index
+
+    def detect(batch_images):
+        out = np.full((batch_images.shape[0], 40, 6), -1.0, np.float32)
+        for j, image in enumerate(batch_images.asnumpy()):
+            rows = per_image[truth[image[None].tobytes()]]
+            out[j, : len(rows)] = rows
+        return mx.nd.array(out)
+
+    detector = SSDDetector(classes=["a", "b", "c"], data_shape=SIZE, ctx=mx.cpu())
+    monkeypatch.setattr(detector, "detect", detect)
+    scores = detkit.evaluate(detector, dataset, batch_size=4)
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        ground_truth = COCO(str(json_path))
+        evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    keys = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large",
+            "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large"]
+    expected = [math.nan if value == -1 else value for value in evaluation.stats]
+    assert sum(a["iscrowd"] for a in annotations) >= 2 and not any(math.isnan(v) for v in expected)
+    np.testing.assert_allclose([scores["coco"][key] for key in keys], expected, rtol=0, atol=1e-6)
+
+
+def test_packed_voc_with_difficult_objects_evaluates_as_the_devkit(tmp_path, monkeypatch):
+    # Pack VOC annotations with difficult objects; evaluate detections through detkit.evaluate and
+    # compare with the port of the devkit's VOCevaldet.m (tests/test_evaluation_metrics.py) run on
+    # the original pixel boxes: [xmin - 1, ymin - 1, xmax, ymax] of the 1-based inclusive indices.
+    from test_evaluation_metrics import reference_voc
+
+    rng = np.random.default_rng(7)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "ann").mkdir()
+    names = ["cat", "dog"]
+    num_images, most = 10, 6
+    labels = np.full((num_images, most, 5), -1.0)
+    difficult = np.zeros((num_images, most), bool)
+    sizes = []
+    for i in range(num_images):
+        width, height = int(rng.integers(120, 300)), int(rng.integers(100, 260))
+        sizes.append((width, height))
+        Image.new("RGB", (width, height), (20 * i, 60, 60)).save(tmp_path / "images" / f"{i}.jpg")
+        objects = ""
+        for j in range(int(rng.integers(1, most + 1))):
+            w, h = int(rng.integers(8, width // 2)), int(rng.integers(8, height // 2))
+            x, y = int(rng.integers(1, width - w)), int(rng.integers(1, height - h))
+            cls = int(rng.integers(0, 2))
+            difficult[i, j] = rng.random() < 0.2
+            labels[i, j] = [cls, x - 1, y - 1, x + w - 1, y + h - 1]
+            objects += (f"<object><name>{names[cls]}</name><difficult>{int(difficult[i, j])}</difficult><bndbox>"
+                        f"<xmin>{x}</xmin><ymin>{y}</ymin><xmax>{x + w - 1}</xmax><ymax>{y + h - 1}</ymax>"
+                        "</bndbox></object>")
+        (tmp_path / "ann" / f"{i}.xml").write_text(
+            f"<annotation><filename>{i}.jpg</filename><size><width>{width}</width><height>{height}</height>"
+            f"</size>{objects}</annotation>")
+    dataset = detkit.data.pack_voc(tmp_path / "images", tmp_path / "ann", tmp_path / "voc", classes=names,
+                                   progress=False)
+    assert dataset.pack_summary.difficult == difficult.sum() > 0
+
+    dets = np.full((num_images, 24, 6), -1.0)
+    for i, (width, height) in enumerate(sizes):
+        rows = []
+        for cls, x0, y0, x1, y1 in labels[i][labels[i, :, 0] >= 0]:
+            for _ in range(int(rng.integers(0, 3))):  # hits, duplicates, misses, on difficult objects too
+                extent = np.array([x1 - x0, y1 - y0, x1 - x0, y1 - y0])
+                box = np.clip([x0, y0, x1, y1] + rng.normal(0, 0.1, 4) * extent, 0, [width, height, width, height])
+                if box[2] > box[0] + 1 and box[3] > box[1] + 1:
+                    rows.append([cls, np.round(rng.random(), 2), *(box / [width, height, width, height])])
+        rows = np.array(rows, np.float32).reshape(-1, 6)
+        dets[i, : len(rows)] = rows
+    truth = {}
+    for index, batch in enumerate(dataset.loader(1, SIZE, train=False)):
+        truth[batch.data.asnumpy().tobytes()] = index
+
+    def detect(batch_images):
+        return mx.nd.array(np.stack([dets[truth[image[None].tobytes()]] for image in batch_images.asnumpy()]))
+
+    detector = SSDDetector(classes=names, data_shape=SIZE, ctx=mx.cpu())
+    monkeypatch.setattr(detector, "detect", detect)
+    scores = detkit.evaluate(detector, dataset, batch_size=3)
+    pixel_dets = dets.copy()
+    scale = np.array([[w, h, w, h] for w, h in sizes], np.float64)[:, None, :]
+    pixel_dets[..., 2:] = dets[..., 2:].astype(np.float32).astype(np.float64) * scale
+    for c, name in enumerate(names):
+        area, voc07 = reference_voc(pixel_dets, labels, difficult, c)
+        assert scores["per_class"][name]["ap_50"] == pytest.approx(area, abs=1e-6)
+        assert scores["per_class"][name]["ap_50_voc07"] == pytest.approx(voc07, abs=1e-6)
+        assert scores["per_class"][name]["num_difficult"] == int((difficult & (labels[..., 0] == c)).sum())
