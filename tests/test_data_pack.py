@@ -132,7 +132,7 @@ def test_coco_round_trip(tmp_path):
     assert dataset.classes == ["dog", "cat", "bird"]  # categories by id: 3, 7, 11
     assert dataset.pack_summary.images == 5 and dataset.pack_summary.objects == 10
     assert dataset.pack_summary.crowd == 1 and dataset.pack_summary.ignored_crowd == 0
-    assert "(1 crowd regions)" in str(dataset.pack_summary)
+    assert "(1 crowd region)" in str(dataset.pack_summary)
     check_round_trip(dataset, items, dataset.classes)
     # The crowd region is packed after the ordinary objects of its image, marked 2, with its box's area
     # (the annotation has no "area"); the others keep theirs: w * h of the box, in pixels.

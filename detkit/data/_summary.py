@@ -36,8 +36,9 @@ class PackSummary:
 
     def __str__(self) -> str:
         text = f"packed {self.images} images with {self.objects} objects"
-        marked = [f"{count} {name}" for count, name in ((self.difficult, "difficult"), (self.crowd, "crowd regions"))
-                  if count]
+        marked = [f"{count} {name}" for count, name in (
+            (self.difficult, "difficult"), (self.crowd, "crowd region" if self.crowd == 1 else "crowd regions"),
+        ) if count]
         if marked:
             text += f" ({', '.join(marked)})"
         if self.ignored_crowd:
