@@ -137,7 +137,8 @@ def fit(
     built_in += [Recorder(history)] + ([] if quiet else [Progress(epochs)])
     built_in += [checkpointing] if checkpointing is not None else []
 
-    graph = TrainingGraph(detector, fuse_batch_norm_relu=can_fuse_batch_norm_relu(plan.contexts))
+    graph = TrainingGraph(detector, fuse_batch_norm_relu=can_fuse_batch_norm_relu(plan.contexts),
+                          ignore_flagged=_has_flagged_objects(train_data))
     if detector.hybridized:
         graph.hybridize(static_alloc=True, static_shape=True)
 
@@ -292,6 +293,15 @@ def _lr_scheduler(schedule: Any, base_lr: float, epochs: int, batches_per_epoch:
     # "step": divide by 10 at 2/3 and 5/6 of training.
     steps = sorted({max(int(total * 2 / 3), warmup + 1), max(int(total * 5 / 6), warmup + 2)})
     return mx.lr_scheduler.MultiFactorScheduler(step=steps, factor=0.1, base_lr=base_lr, warmup_steps=warmup)
+
+
+def _has_flagged_objects(data: Any) -> bool:
+    """Whether ``data`` (with ``flags(i)``, as :class:`~detkit.data.DetectionDataset`) marks any object
+    difficult or crowd: only then does the training graph take the flags (and pay for the overlaps)."""
+    flags = getattr(data, "flags", None)
+    if not callable(flags):
+        return False
+    return any(bool(np.any(flags(i) != 0)) for i in range(len(data)))
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
