@@ -336,6 +336,6 @@ def parse_devices(devices: str | list[str]) -> Any:
         if kind == "gpu" and int(number) >= mx.context.num_gpus():
             raise ConfigError(
                 f"{name!r} is not available: MXNet sees {mx.context.num_gpus()} GPU(s) "
-                "(the CPU build of MXNet sees none; install detkit[cu112] for GPUs)", "train.devices")
+                "(the CPU build of MXNet sees none; install gluon-detkit[cu112] for GPUs)", "train.devices")
         contexts.append(mx.cpu(int(number)) if kind == "cpu" else mx.gpu(int(number)))
     return contexts

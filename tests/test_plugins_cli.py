@@ -60,7 +60,7 @@ def test_the_table_shows_each_plugin_with_distribution_components_and_status(sit
     assert "1 incompatible" in lines[0] and "1 failed" in lines[0]
     assert lines[2].split() == ["PLUGIN", "DISTRIBUTION", "STATUS"]
     rows = {line.split()[0]: line.split() for line in lines[3:] if not line.startswith(" ")}
-    assert rows["detkit.components"][1] == "detkit" and rows["detkit.components"][-1] == "active"
+    assert rows["detkit.components"][1] == "gluon-detkit" and rows["detkit.components"][-1] == "active"
     assert rows["good"] == ["good", "detkit-fixture-good", "1.2.0", "active"]
     assert rows["broken_import"] == ["broken_import", "detkit-fixture-broken-import", "0.1.0", "failed"]
     assert rows["incompatible"][-1] == "incompatible"

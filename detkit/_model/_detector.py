@@ -26,7 +26,7 @@ from .._base import (
     scratch_folder,
 )
 from .._blocks import HalvingBlock
-from .._plugins import KINDS, check_kind, get_registry, parse_component_spec
+from .._plugins import KINDS, check_kind, get_registry, missing_component_hint, parse_component_spec
 from ..data import RGB_MEAN
 from ..errors import CheckpointError, ComponentNotFoundError, InputError
 from ..interfaces import AnchorGenerator, Backbone, Component, Loss, PostProcessor, TargetAssigner
@@ -397,7 +397,9 @@ class SSDDetector:
         CheckpointError
             If the directory holds no complete saved detector.
         ComponentNotFoundError
-            If a component's plugin is not installed; the message names its distribution.
+            If a component is not registered; the message names its plugin's distribution and
+            says whether it is not installed (the pip command) or installed but failed,
+            incompatible or disabled (and why).
         """
         directory = Path(directory)
         config_path = directory / _CONFIG_FILE
@@ -423,14 +425,7 @@ class SSDDetector:
             try:
                 registry.get(kind, entry["name"])
             except ComponentNotFoundError as error:
-                provider = entry.get("provided_by") or {}
-                distribution = provider.get("distribution")
-                hint = (
-                    f" It was provided by the plugin {provider.get('plugin')!r} of the package "
-                    f"{distribution} {provider.get('version') or ''}: install it with "
-                    f"`pip install {distribution}`." if distribution else ""
-                )
-                raise ComponentNotFoundError(f"{error}{hint}") from None
+                raise ComponentNotFoundError(f"{error}{missing_component_hint(entry.get('provided_by'))}") from None
             specs[kind] = (entry["name"], entry.get("kwargs") or {})
         detector = cls(
             config["classes"], scale_filters=config.get("scale_filters", DEFAULT_SCALE_FILTERS),

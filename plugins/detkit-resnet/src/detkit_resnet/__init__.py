@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 try:
-    __version__: str = _metadata.version("detkit-resnet")
+    __version__: str = _metadata.version("gluon-detkit-resnet")
 except _metadata.PackageNotFoundError:  # a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
