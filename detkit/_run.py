@@ -12,7 +12,7 @@ import mxnet as mx
 
 from . import data as data_module
 from ._base import atomic_write_text, make_dirs
-from ._config import Config, TrainConfig, parse_devices, validate_config
+from ._config import Config, ModelConfig, TrainConfig, parse_devices, validate_config
 from ._engine import Callback, evaluate, fit
 from ._model import SSDDetector, draw_detections
 from .data._classes import find_classes, read_classes
@@ -82,7 +82,12 @@ def run_config(config: Config) -> tuple[Any, Any]:
                           "model.classes")
     if config.train.seed is not None:
         mx.random.seed(config.train.seed)  # the initial weights too, so that a run repeats exactly
-    detector = build_detector(config, classes)
+    try:
+        detector = build_detector(config, classes)
+    except ConfigError:
+        raise
+    except InputError as error:
+        raise _in_config_terms(error, "model", ModelConfig) from None
     train = config.train
     # config.yaml is written once fit has checked every argument, just before the first epoch.
     started = _WriteConfig(output, config)
@@ -96,7 +101,7 @@ def run_config(config: Config) -> tuple[Any, Any]:
     except InputError as error:
         if started.done or isinstance(error, ConfigError):
             raise
-        raise _in_config_terms(error) from None
+        raise _in_config_terms(error, "train", TrainConfig) from None
     detector.save(output / "model")
     atomic_write_text(output / "history.json", history.to_json())
     if len(history):
@@ -124,13 +129,13 @@ class _WriteConfig(Callback):
         self.done = True
 
 
-def _in_config_terms(error: InputError) -> ConfigError:
-    """fit's refusal of an argument, said as the configuration key that set it (``train.warmup_epochs``)."""
+def _in_config_terms(error: InputError, section: str, fields_of: type) -> ConfigError:
+    """A refusal of an argument, said as the configuration key that set it (``train.warmup_epochs``)."""
     message = str(error)
     named = re.search(r"The '(\w+)' argument", message)
-    fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    fields = {field.name for field in dataclasses.fields(fields_of)}
     if named and named.group(1) in fields:
-        return ConfigError(message.replace(named.group(0), "The value"), f"train.{named.group(1)}")
+        return ConfigError(message.replace(named.group(0), "The value"), f"{section}.{named.group(1)}")
     if "lower batch_size" in message:
         return ConfigError(message.replace("lower batch_size", "lower train.batch_size"), "train.batch_size")
     return ConfigError(message)
