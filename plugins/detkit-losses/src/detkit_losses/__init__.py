@@ -1,4 +1,4 @@
-"""detkit-losses: alternative losses for detkit's SSD.
+"""gluon-detkit-losses: alternative losses for detkit's SSD.
 
 Registers, through detkit's ``register_losses`` hook:
 

@@ -1,4 +1,4 @@
-"""detkit-resnet: ResNet v1 and v2 bodies from the MXNet Gluon model zoo as SSD backbones.
+"""gluon-detkit-resnet: ResNet v1 and v2 bodies from the MXNet Gluon model zoo as SSD backbones.
 
 Registers, through detkit's ``register_backbones`` hook, one backbone per model
 zoo ResNet, ``resnet{18,34,50,101,152}_v{1,2}``, and the generic ``resnet``
