@@ -124,15 +124,26 @@ class SSDDetector:
     maps: 5444 anchors, class predictions ``(B, 5444, C + 1)`` and box
     predictions ``(B, 21776)``.
 
+    Each of the five components is given as a :data:`ComponentSpec`: a
+    registered name (``"toy"``), a ``(name, kwargs)`` pair, a mapping
+    ``{"name": name, "kwargs": {...}}`` (or ``{"name": name, **kwargs}``), or a
+    component instance. The defaults are the seed's components.
+
     Parameters
     ----------
     classes : sequence of str
         The object class names, unique and non-empty; class id ``i`` is ``classes[i]``.
-    backbone, anchor_generator, target_assigner, loss, post_processor : ComponentSpec
-        Each a registered name (``"toy"``), a ``(name, kwargs)`` pair, a mapping
-        ``{"name": name, "kwargs": {...}}`` (or ``{"name": name, **kwargs}``), or a
-        component instance. Defaults: the seed's components (the post-processor
-        keeps each image's 400 best boxes before NMS; the seed keeps all).
+    backbone : ComponentSpec, default "toy"
+        The body: images to feature maps (a :class:`~detkit.interfaces.Backbone`).
+    anchor_generator : ComponentSpec, default "multibox_prior"
+        The anchors of each feature map (an :class:`~detkit.interfaces.AnchorGenerator`).
+    target_assigner : ComponentSpec, default "multibox_target"
+        Matches anchors to the labelled boxes for training (a :class:`~detkit.interfaces.TargetAssigner`).
+    loss : ComponentSpec, default "focal_smooth_l1"
+        The training loss of class and box predictions (a :class:`~detkit.interfaces.Loss`).
+    post_processor : ComponentSpec, default "multibox_detection"
+        Predictions to detections (a :class:`~detkit.interfaces.PostProcessor`); the default
+        keeps each image's 400 best boxes before NMS, where the seed keeps all.
     scale_filters : int, default 128
         Filters of the halving blocks the detector adds after the backbone.
     data_shape : int or (int, int), default 256
