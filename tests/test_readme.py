@@ -61,3 +61,13 @@ def test_the_readme_shell_commands_exist() -> None:
     for words in commands:
         parser.parse_args(words[1:])  # exits (SystemExit) on an unknown command or option
     assert "source .venv/bin/activate" in shell
+
+
+def test_the_readme_first_command_brings_pip_up_to_date() -> None:
+    # The pip bundled with Python 3.11's venv (23.2) fails to resolve `-e ".[cpu,...]"` together with the
+    # plugins that depend on gluon-detkit; `venv --upgrade-deps` installs a current pip first.
+    text = README.read_text(encoding="utf-8")
+    first = re.search(r"```sh\n(python3 -m venv[^\n]*)\n```", text)
+    assert first is not None
+    assert first.group(1).startswith("python3 -m venv --upgrade-deps .venv && .venv/bin/pip install -e ")
+    assert first.group(1).endswith("&& .venv/bin/detkit train examples/quickstart.yaml")
