@@ -26,7 +26,7 @@ from .._base import (
     scratch_folder,
 )
 from .._blocks import HalvingBlock
-from .._plugins import KINDS, check_kind, get_registry, parse_component_spec
+from .._plugins import KINDS, check_kind, get_registry, missing_component_hint, parse_component_spec
 from ..data import RGB_MEAN
 from ..errors import CheckpointError, ComponentNotFoundError, InputError
 from ..interfaces import AnchorGenerator, Backbone, Component, Loss, PostProcessor, TargetAssigner
@@ -127,15 +127,26 @@ class SSDDetector:
     maps: 5444 anchors, class predictions ``(B, 5444, C + 1)`` and box
     predictions ``(B, 21776)``.
 
+    Each of the five components is given as a :data:`ComponentSpec`: a
+    registered name (``"toy"``), a ``(name, kwargs)`` pair, a mapping
+    ``{"name": name, "kwargs": {...}}`` (or ``{"name": name, **kwargs}``), or a
+    component instance. The defaults are the seed's components.
+
     Parameters
     ----------
     classes : sequence of str
         The object class names, unique and non-empty; class id ``i`` is ``classes[i]``.
-    backbone, anchor_generator, target_assigner, loss, post_processor : ComponentSpec
-        Each a registered name (``"toy"``), a ``(name, kwargs)`` pair, a mapping
-        ``{"name": name, "kwargs": {...}}`` (or ``{"name": name, **kwargs}``), or a
-        component instance. Defaults: the seed's components (the post-processor
-        keeps each image's 400 best boxes before NMS; the seed keeps all).
+    backbone : ComponentSpec, default "toy"
+        The body: images to feature maps (a :class:`~detkit.interfaces.Backbone`).
+    anchor_generator : ComponentSpec, default "multibox_prior"
+        The anchors of each feature map (an :class:`~detkit.interfaces.AnchorGenerator`).
+    target_assigner : ComponentSpec, default "multibox_target"
+        Matches anchors to the labelled boxes for training (a :class:`~detkit.interfaces.TargetAssigner`).
+    loss : ComponentSpec, default "focal_smooth_l1"
+        The training loss of class and box predictions (a :class:`~detkit.interfaces.Loss`).
+    post_processor : ComponentSpec, default "multibox_detection"
+        Predictions to detections (a :class:`~detkit.interfaces.PostProcessor`); the default
+        keeps each image's 400 best boxes before NMS, where the seed keeps all.
     scale_filters : int, default 128
         Filters of the halving blocks the detector adds after the backbone.
     data_shape : int or (int, int), default 256
@@ -482,7 +493,9 @@ class SSDDetector:
         CheckpointError
             If the directory holds no complete saved detector.
         ComponentNotFoundError
-            If a component's plugin is not installed; the message names its distribution.
+            If a component is not registered; the message names its plugin's distribution and
+            says whether it is not installed (the pip command) or installed but failed,
+            incompatible or disabled (and why).
         """
         directory = Path(directory)
         config_path = directory / _CONFIG_FILE
@@ -510,14 +523,7 @@ class SSDDetector:
             try:
                 registry.get(kind, entry["name"])
             except ComponentNotFoundError as error:
-                provider = entry.get("provided_by") or {}
-                distribution = provider.get("distribution")
-                hint = (
-                    f" It was provided by the plugin {provider.get('plugin')!r} of the package "
-                    f"{distribution} {provider.get('version') or ''}: install it with "
-                    f"`pip install {distribution}`." if distribution else ""
-                )
-                raise ComponentNotFoundError(f"{error}{hint}") from None
+                raise ComponentNotFoundError(f"{error}{missing_component_hint(entry.get('provided_by'))}") from None
             specs[kind] = (entry["name"], entry.get("kwargs") or {})
         detector = cls(
             config["classes"], scale_filters=config.get("scale_filters", DEFAULT_SCALE_FILTERS),

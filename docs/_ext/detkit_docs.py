@@ -30,13 +30,16 @@ so that tests can check it without a build.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.application import Sphinx
+from sphinx.pycode import ModuleAnalyzer
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import make_refnode, nested_parse_with_titles
 
@@ -168,10 +171,44 @@ def _missing_reference(app: Sphinx, env: Any, node: Any, contnode: nodes.Element
     return make_refnode(app.builder, node["refdoc"], entry.docname, entry.node_id, contnode, name)
 
 
+# -- constants re-exported by a public module: their ``#:`` comment, not the docstring of str or tuple --
+
+
+def _constant_docstring(app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
+    """Give a documented constant the ``#:`` comment written where it is defined.
+
+    autodoc reads ``#:`` comments from the module it documents an object in; a
+    constant defined in a private module and re-exported by a public one
+    (``detkit.components.SEED_SIZES`` from ``detkit.components._anchors``) would
+    otherwise show the docstring of its type (``tuple``, ``str``).
+    """
+    if what not in ("data", "attribute") or not lines:
+        return
+    builtin = inspect.getdoc(type(obj)) or ""
+    if "\n".join(lines).strip() != builtin.strip():
+        return
+    attribute = name.rpartition(".")[2]
+    for module_name, module in sorted(sys.modules.items()):
+        if not module_name.startswith("detkit") or getattr(module, attribute, _MISSING) is not obj:
+            continue
+        try:
+            comments = ModuleAnalyzer.for_module(module_name).find_attr_docs()
+        except Exception:  # noqa: BLE001 - a module without source
+            continue
+        comment = comments.get(("", attribute))
+        if comment:
+            lines[:] = [line.rstrip("\n") for line in comment]
+            return
+
+
+_MISSING = object()
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("detkit-config-section", ConfigSectionDirective)
     app.add_directive("detkit-config-presets", ConfigPresetsDirective)
     app.add_directive("detkit-cli-reference", CliReferenceDirective)
     app.add_directive("detkit-measured", MeasuredDirective)
     app.connect("missing-reference", _missing_reference)
+    app.connect("autodoc-process-docstring", _constant_docstring)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
