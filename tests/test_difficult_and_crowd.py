@@ -66,6 +66,15 @@ def test_pack_keeps_crowd_regions_and_show_marks_them(packed):
     assert 0.2 < dashed_left.mean() < 0.8
 
 
+def test_extract_writes_the_flags_into_its_sidecar(packed, tmp_path):
+    detkit.data.extract(packed / "val.rec", tmp_path / "out", classes=["red", "blue"])
+    sidecar = json.loads((tmp_path / "out" / "val.boxes.json").read_text())
+    first = sidecar["images"][0]["objects"]
+    assert [o.get("crowd", False) for o in first] == [False, True]
+    assert not any("difficult" in o for image in sidecar["images"] for o in image["objects"])
+    assert first[1]["box"] == [50.0, 30.0, 90.0, 74.0]  # the crowd region, in pixels of the original image
+
+
 def _perfect(dataset: DetectionDataset, extra):
     """A detect() that answers each image of ``dataset`` with its objects, plus ``extra`` rows of image 0."""
     truth = {}

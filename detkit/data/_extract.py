@@ -21,6 +21,8 @@ from ._show import _AnyClassDataset
 _KEPT_FORMATS = {b"\xff\xd8\xff": ".jpg", b"\x89PNG\r\n\x1a\n": ".png"}
 
 
+_FLAG_NAMES = {1: "difficult", 2: "crowd"}  # DetectionDataset.flags: 1 VOC difficult, 2 COCO iscrowd
+
 def extract(
     rec_path: PathLike,
     out_dir: PathLike,
@@ -36,7 +38,8 @@ def extract(
     ``.rec`` file's name without suffix: a JPEG or PNG record is written byte for
     byte as stored, any other format is converted to PNG. The sidecar
     ``out_dir/STEM.boxes.json`` lists, for each file, its size and its objects
-    with their class name and box in pixels (``[xmin, ymin, xmax, ymax]``)::
+    with their class name and box in pixels (``[xmin, ymin, xmax, ymax]``), and
+    ``"difficult": true`` or ``"crowd": true`` where the packed labels say so::
 
         {"source": "data/pikachu/val.rec", "classes": ["pikachu"],
          "images": [{"file": "val-00000.png", "index": 0, "width": 256, "height": 256,
@@ -105,11 +108,15 @@ def extract(
                 encoded, suffix = buffer.getvalue(), ".png"
             name = f"{stem}-{index:05d}{suffix}"
             width, height = image.size
-            objects = [
-                {"class": dataset._class_name(int(class_id)),
-                 "box": [round(x0 * width, 2), round(y0 * height, 2), round(x1 * width, 2), round(y1 * height, 2)]}
-                for class_id, x0, y0, x1, y1 in dataset.objects(index).tolist()
-            ]
+            objects = []
+            for (class_id, x0, y0, x1, y1), flag in zip(dataset.objects(index).tolist(), dataset.flags(index).tolist()):
+                entry: dict[str, Any] = {
+                    "class": dataset._class_name(int(class_id)),
+                    "box": [round(x0 * width, 2), round(y0 * height, 2), round(x1 * width, 2), round(y1 * height, 2)],
+                }
+                if flag:  # as the annotations said: a VOC difficult object, or a COCO crowd region
+                    entry[_FLAG_NAMES[int(flag)]] = True
+                objects.append(entry)
             images.append((name, encoded))
             records.append({"file": name, "index": index, "width": width, "height": height, "objects": objects})
     sidecar = {"source": str(dataset.rec_path), "classes": _class_names(dataset), "images": records}
