@@ -140,8 +140,13 @@ def phase_detkit_train(args):
     history = detkit.fit(detector, train, epochs=2, batch_size=args["batch_size"], devices=_context(args["device"]),
                          seed=0, quiet=False)  # the progress bar and summary lines count too
     record = history.records[-1]
+    peak = _peak_rss_mb()
+    sys.path.insert(0, str(HERE))
+    from _precision import step_alone_img_s
+
+    step = step_alone_img_s(_detector(args), train, args["batch_size"], len(train) // args["batch_size"])
     return {"train_img_s": record["images_per_second"], "train_batches": len(train) // args["batch_size"],
-            "fit_peak_rss_mb": _peak_rss_mb()}
+            "fit_peak_rss_mb": peak, "step_img_s": step, "fit_fraction_of_step": record["images_per_second"] / step}
 
 
 def _conv_flops(detector, size):
@@ -229,7 +234,42 @@ def phase_detkit_infer(args):
     return result
 
 
-PHASES = {"prepare": phase_prepare, "detkit_train": phase_detkit_train, "detkit_infer": phase_detkit_infer}
+def phase_detkit_precision(args):
+    """fp32, INT8 and bf16 on a trained detector: ``--model``, or the quickstart's recipe trained here."""
+    import detkit  # before mxnet
+    import mxnet as mx
+
+    sys.path.insert(0, str(HERE))
+    from _precision import conv_rates, precision_rows
+
+    ctx = _context(args["device"])
+    val = detkit.data.DetectionDataset(args["val_rec"], args["val_idx"], classes=["pikachu"])
+    if args.get("model"):
+        detector = detkit.SSDDetector.load(args["model"], ctx=ctx)
+        trained = f"loaded from {args['model']}"
+    else:
+        config = detkit.config.load_config(ROOT / "examples" / "quickstart.yaml",
+                                           [f"train.epochs={args['precision_epochs']}"])
+        train = detkit.data.DetectionDataset(args["train_rec"], None, classes=["pikachu"])
+        mx.random.seed(0)
+        detector = detkit.config.build_detector(config, ["pikachu"], ctx=ctx)
+        t = config.train
+        start = time.perf_counter()
+        batch_size = t.batch_size if len(train) >= t.batch_size else args["batch_size"]  # --quick's tiny set
+        detkit.fit(detector, train, epochs=t.epochs, batch_size=batch_size, optimizer=t.optimizer,
+                   optimizer_params=t.optimizer_params, lr_schedule=t.lr_schedule, warmup_epochs=t.warmup_epochs,
+                   devices=ctx, seed=0, quiet=True)
+        trained = (f"examples/quickstart.yaml's recipe, {t.epochs} epochs at {config.model.data_shape} px, "
+                   f"{time.perf_counter() - start:.0f} s")
+    rows = precision_rows(detector, val, args["image_path"], args["batch_size"], args["repeats"],
+                          args["calibration_batches"])
+    rows["conv_gflops"] = conv_rates(ctx)
+    rows["model"] = {"trained": trained, "data_shape": list(detector.data_shape)}
+    return rows
+
+
+PHASES = {"prepare": phase_prepare, "detkit_train": phase_detkit_train, "detkit_infer": phase_detkit_infer,
+          "detkit_precision": phase_detkit_precision}
 
 
 # -- the driver ------------------------------------------------------------------------------
@@ -313,9 +353,70 @@ def _targets(result: dict) -> list[dict]:
     return rows
 
 
+def _precision_targets(result: dict) -> list[dict]:
+    """The targets of the low-precision issue: INT8 against fp32 in this run, and fit against its step alone."""
+    rows = []
+    d = result["detkit"]
+    if d.get("fit_fraction_of_step"):
+        value = d["fit_fraction_of_step"]
+        rows.append({"target": "fit / its training step alone", "goal": ">= 0.9", "measured": value,
+                     "met": bool(value >= 0.9)})
+    p = result.get("precision") or {}
+    fp32, int8 = p.get("fp32"), p.get("int8")
+    if not fp32 or not int8:
+        return rows
+    no_vnni = None if int8.get("vnni") else "this CPU lacks VNNI (AVX-512 VNNI or AVX-VNNI): INT8 runs without it"
+    for what, value, goal, met in (
+        ("INT8 inference at batch B / fp32", int8["infer_img_s"] / fp32["infer_img_s"], ">= 2x (VNNI)",
+         lambda v: v >= 2),
+        ("INT8 predict latency / fp32", int8["predict_latency_ms"] / fp32["predict_latency_ms"], "<= 0.6",
+         lambda v: v <= 0.6),
+        ("INT8 mAP@0.5 - fp32 mAP@0.5", int8["map_50"] - fp32["map_50"], "within 0.01",
+         lambda v: abs(v) <= 0.01),
+    ):
+        row = {"target": what, "goal": goal, "measured": value, "met": bool(met(value))}
+        if no_vnni and "mAP" not in what:
+            row["reason"] = no_vnni
+        rows.append(row)
+    return rows
+
+
+def _precision_table(result: dict) -> str:
+    p = result.get("precision") or {}
+    lines = [f"precision rows: a trained detector ({p.get('model', {}).get('trained', '?')}), "
+             f"input {p.get('model', {}).get('data_shape')}, batch {result['settings']['batch_size']}",
+             f"{'':<10}{'infer img/s':>12}{'predict ms':>12}{'mAP@0.5':>10}{'mAP@.5:.95':>12}"]
+    for name in ("fp32", "int8"):
+        row = p.get(name) or {}
+        if row:
+            lines.append(f"{name:<10}{row['infer_img_s']:>12.1f}{row['predict_latency_ms']:>12.2f}"
+                         f"{row['map_50']:>10.4f}{row['map_50_95']:>12.4f}")
+    bf16 = p.get("bf16") or {}
+    if "network_img_s" in bf16:
+        ratio = bf16["network_img_s"] / bf16["fp32_network_img_s"]
+        lines.append(f"bf16      network {bf16['network_img_s']:.1f} img/s against fp32's "
+                     f"{bf16['fp32_network_img_s']:.1f} in the same run ({ratio:.2f}x), mean relative error "
+                     f"{bf16['relative_error']:.4f}: {'faster' if ratio > 1 else 'not faster; fp32 stays the default'}")
+    elif bf16:
+        lines.append(f"bf16      not measured: {bf16.get('skipped')}")
+    conv = p.get("conv_gflops") or {}
+    if conv:
+        lines.append(f"3x3 conv 64->64 at 64x64, batch 32: fp32 {conv['fp32']:.0f} GFLOP/s, "
+                     f"INT8 {conv['int8']:.0f} GFLOP/s ({conv['int8'] / conv['fp32']:.2f}x)")
+    d = result["detkit"]
+    if d.get("step_img_s"):
+        lines.append(f"fit {d['train_img_s']:.1f} img/s against its step alone {d['step_img_s']:.1f} img/s "
+                     f"(batches already in memory): {d['fit_fraction_of_step']:.2f}")
+    return "\n".join(lines)
+
+
 def _targets_table(rows: list[dict]) -> str:
     lines = [f"{'target':<42}{'goal':>26}{'measured':>10}  met"]
-    lines += [f"{r['target']:<42}{r['goal']:>26}{r['measured']:>10.2f}  {'yes' if r['met'] else 'NO'}" for r in rows]
+    for r in rows:
+        met = "yes" if r["met"] else "NO"
+        if r.get("reason"):
+            met += f" ({r['reason']})"
+        lines.append(f"{r['target']:<42}{r['goal']:>26}{r['measured']:>10.2f}  {met}")
     return "\n".join(lines)
 
 
@@ -331,6 +432,11 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure both sides this many times, alternately, and keep each one's best")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds; fails on gross regressions")
+    parser.add_argument("--model", default=None,
+                        help="a trained detector for the fp32/INT8/bf16 rows (default: train the quickstart's recipe)")
+    parser.add_argument("--precision-epochs", type=int, default=5,
+                        help="epochs of the quickstart's recipe when no --model is given (default 5)")
+    parser.add_argument("--calibration-batches", type=int, default=4, help="INT8 calibration batches (default 4)")
     parser.add_argument("--out", default="benchmarks/results/bench.json")
     args = parser.parse_args(argv)
     if args.rounds < 1:
@@ -346,6 +452,7 @@ def main(argv=None) -> int:
     atexit.register(shutil.rmtree, scratch, True)
     if args.quick:
         args.image_size, args.batch_size, args.batches, args.repeats = 64, 8, 2, 3
+        args.precision_epochs, args.calibration_batches = 2, 1
         data, num_train, num_val, data_size = scratch / "pikachu", 2 * 8 + 8, 16, 64
     else:
         data, num_train, num_val, data_size = Path(args.data), 1000, 100, 256
@@ -395,9 +502,15 @@ def main(argv=None) -> int:
             continue
         if not _regressions(result, args.quick):
             break
-        print("bench: a figure looks like a regression; measuring again", file=sys.stderr)
+        print(f"bench: {'; '.join(_regressions(result, args.quick))}; measuring again", file=sys.stderr)
     result["attempts"] = attempt + 1
+    print("bench: fp32 / INT8 / bf16", file=sys.stderr)
+    precision_args = dict(common, model=args.model, precision_epochs=args.precision_epochs,
+                          calibration_batches=args.calibration_batches)
+    result["precision"] = _run(me + ["--phase", "detkit_precision", json.dumps(precision_args)], base_env,
+                               "detkit precision", timeout)
     result["targets"] = [] if _regressions(result, False) else _targets(result)  # only of complete figures
+    result["targets"] += _precision_targets(result)
     result["settings"] = {
         "image_size": args.image_size, "batch_size": args.batch_size, "device": args.device,
         "batches": args.batches, "repeats": args.repeats, "rounds": args.rounds, "quick": args.quick,
@@ -415,6 +528,8 @@ def main(argv=None) -> int:
     print(f"image {args.image_size}x{args.image_size}, batch {args.batch_size}, device {args.device}, "
           f"{args.batches} timed batches; {result['settings']['seconds']} s in all")
     print(_table(result))
+    print()
+    print(_precision_table(result))
     if result["targets"]:
         print()
         print(_targets_table(result["targets"]))

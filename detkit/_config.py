@@ -25,6 +25,7 @@ __all__ = [
     "load_config",
     "parse_devices",
     "preset",
+    "validate_config",
 ]
 
 Component = Union[str, Dict[str, Any]]
@@ -111,6 +112,37 @@ class Config:
     def to_yaml(self) -> str:
         """The configuration as YAML text that :func:`load_config` reads back."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def fit_arguments(self) -> dict[str, Any]:
+        """The ``train`` section as keyword arguments of :func:`detkit.fit`: the recipe in Python.
+
+        Returns ``epochs``, ``batch_size``, ``optimizer``, ``optimizer_params``,
+        ``lr_schedule``, ``warmup_epochs``, ``devices``, ``seed``, ``quiet`` and ``kvstore``
+        (not where results go: ``checkpoint_dir`` and ``resume`` are the caller's).
+        A recipe is the model and the training together: build the detector
+        from the same configuration (:func:`~detkit.config.build_detector`), since
+        a preset may set a component, as ``"fast"`` sets the loss's normalization.
+
+        Examples
+        --------
+        >>> from detkit.config import preset
+        >>> arguments = preset("fast").fit_arguments()
+        >>> arguments["epochs"], arguments["lr_schedule"], arguments["optimizer_params"]["learning_rate"]
+        (10, 'cosine', 0.01)
+
+        With data and a detector built from the same recipe::
+
+            recipe = preset("fast")
+            detector = build_detector(recipe, classes=train.classes)
+            detkit.fit(detector, train, val_data=val, **recipe.fit_arguments())
+        """
+        train = self.train
+        return {
+            "epochs": train.epochs, "batch_size": train.batch_size, "optimizer": train.optimizer,
+            "optimizer_params": dict(train.optimizer_params), "lr_schedule": train.lr_schedule,
+            "warmup_epochs": train.warmup_epochs, "devices": parse_devices(train.devices), "seed": train.seed,
+            "quiet": train.quiet, "kvstore": train.kvstore,
+        }
 
 
 #: Named recipes: ``"seed"`` is the tutorial's training recipe exactly (detection
@@ -219,6 +251,15 @@ def _from_mapping(raw: dict[str, Any], overrides: Sequence[str], source: str) ->
     return config
 
 
+def validate_config(config: Config) -> Config:
+    """Check a configuration as :func:`load_config` does (one built or changed in Python, too); return it."""
+    if not isinstance(config, Config):
+        raise ConfigError(f"a configuration must be a detkit.config.Config; got {type(config).__name__}")
+    checked = _build(Config, config.to_dict(), "")
+    _check_semantics(checked)
+    return config
+
+
 def field_types(cls: type) -> dict[str, Any]:
     """The evaluated type hints of a section's fields (resolved here: the classes report :mod:`detkit.config`)."""
     return typing.get_type_hints(cls, globalns=globals())
@@ -321,6 +362,10 @@ def _check_semantics(config: Config) -> None:
         raise ConfigError(str(error), key) from None
     if train.warmup_epochs and train.lr_schedule == "constant":
         raise ConfigError("a warm-up needs the 'cosine' or 'step' lr_schedule", "train.warmup_epochs")
+    if train.warmup_epochs >= train.epochs:
+        raise ConfigError(f"the warm-up ({train.warmup_epochs:g} epoch{'s' if train.warmup_epochs != 1 else ''}) "
+                          "must be shorter than the training "
+                          f"(train.epochs: {train.epochs}); lower it or train longer", "train.warmup_epochs")
     parse_devices(train.devices)
 
 
@@ -340,6 +385,6 @@ def parse_devices(devices: str | list[str]) -> Any:
         if kind == "gpu" and int(number) >= mx.context.num_gpus():
             raise ConfigError(
                 f"{name!r} is not available: MXNet sees {mx.context.num_gpus()} GPU(s) "
-                "(the CPU build of MXNet sees none; install detkit[cu112] for GPUs)", "train.devices")
+                "(the CPU build of MXNet sees none; install gluon-detkit[cu112] for GPUs)", "train.devices")
         contexts.append(mx.cpu(int(number)) if kind == "cpu" else mx.gpu(int(number)))
     return contexts

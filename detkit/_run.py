@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -11,11 +13,11 @@ import mxnet as mx
 
 from . import data as data_module
 from ._base import atomic_write_text, make_dirs
-from ._config import Config, parse_devices
-from ._engine import evaluate, fit, is_lead_worker, lead_first
+from ._config import Config, ModelConfig, TrainConfig, parse_devices, validate_config
+from ._engine import Callback, evaluate, fit, is_lead_worker, lead_first
 from ._model import SSDDetector, draw_detections
 from .data._classes import find_classes, read_classes
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 
 __all__ = ["build_detector", "run_config"]
 
@@ -75,6 +77,7 @@ def run_config(config: Config) -> tuple[Any, Any]:
     (a folder every worker reads, for resuming); every worker trains.
     """
 
+    validate_config(config)  # a Config changed in Python is checked as a file is
     output = Path(config.train.output_dir)
     kvstore = config.train.kvstore
     if kvstore is None and os.environ.get("DMLC_ROLE") == "worker":
@@ -87,19 +90,28 @@ def run_config(config: Config) -> tuple[Any, Any]:
                           "model.classes")
     if config.train.seed is not None:
         mx.random.seed(config.train.seed)  # the initial weights too, so that a run repeats exactly
-    detector = build_detector(config, classes)
-    lead = is_lead_worker()
-    if lead:
-        make_dirs(output)
-        atomic_write_text(output / "config.yaml", config.to_yaml())
+    try:
+        detector = build_detector(config, classes)
+    except ConfigError:
+        raise
+    except InputError as error:
+        raise _in_config_terms(error, "model", ModelConfig) from None
     train = config.train
-    history = fit(
-        detector, train_data, val_data, epochs=train.epochs, batch_size=train.batch_size,
-        optimizer=train.optimizer, optimizer_params=train.optimizer_params, lr_schedule=train.lr_schedule,
-        warmup_epochs=train.warmup_epochs, devices=parse_devices(train.devices), seed=train.seed,
-        checkpoint_dir=output / "checkpoints", resume=train.resume, quiet=train.quiet, kvstore=kvstore,
-    )
-    if not lead:
+    # config.yaml is written once fit has checked every argument, just before the first epoch.
+    started = _WriteConfig(output, config)
+    try:
+        history = fit(
+            detector, train_data, val_data, epochs=train.epochs, batch_size=train.batch_size,
+            optimizer=train.optimizer, optimizer_params=train.optimizer_params, lr_schedule=train.lr_schedule,
+            warmup_epochs=train.warmup_epochs, devices=parse_devices(train.devices), seed=train.seed,
+            checkpoint_dir=output / "checkpoints", resume=train.resume, quiet=train.quiet, callbacks=[started],
+            kvstore=kvstore,
+        )
+    except InputError as error:
+        if started.done or isinstance(error, ConfigError):
+            raise
+        raise _in_config_terms(error, "train", TrainConfig) from None
+    if not is_lead_worker():  # in a distributed job, rank 0 writes the outputs
         return detector, history
     detector.save(output / "model")
     atomic_write_text(output / "history.json", history.to_json())
@@ -114,3 +126,28 @@ def run_config(config: Config) -> tuple[Any, Any]:
             draw_detections(image, detector.predict(image, threshold=train.threshold),
                             pictures / f"val-{index:03d}.png", title=f"validation image {index}")
     return detector, history
+
+
+class _WriteConfig(Callback):
+    """Writes ``config.yaml`` into the output folder when training begins (after fit's checks)."""
+
+    def __init__(self, output: Path, config: Config) -> None:
+        self.output, self.config, self.done = output, config, False
+
+    def on_train_begin(self, detector: Any, history: Any) -> None:
+        if is_lead_worker():  # in a distributed job, rank 0 alone
+            make_dirs(self.output)
+            atomic_write_text(self.output / "config.yaml", self.config.to_yaml())
+        self.done = True
+
+
+def _in_config_terms(error: InputError, section: str, fields_of: type) -> ConfigError:
+    """A refusal of an argument, said as the configuration key that set it (``train.warmup_epochs``)."""
+    message = str(error)
+    named = re.search(r"The '(\w+)' argument", message)
+    fields = {field.name for field in dataclasses.fields(fields_of)}
+    if named and named.group(1) in fields:
+        return ConfigError(message.replace(named.group(0), "The value"), f"{section}.{named.group(1)}")
+    if "lower batch_size" in message:
+        return ConfigError(message.replace("lower batch_size", "lower train.batch_size"), "train.batch_size")
+    return ConfigError(message)

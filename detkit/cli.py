@@ -9,8 +9,10 @@ printed as one line, without a traceback, and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from typing import Sequence
+import warnings
+from typing import Optional, Sequence, TextIO
 
 from ._base import distribution_version as _distribution_version
 from ._cli import COMMAND_GROUPS
@@ -41,9 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         (getattr(args, "group_parser", None) or parser).print_help()
         return 0 if args.command is None else 2
     try:
-        return int(handler(args) or 0)
+        with warnings.catch_warnings():  # restores Python's own warning printer afterwards
+            warnings.showwarning = _show_warning
+            return int(handler(args) or 0)
     except DetkitError as error:
-        print(f"detkit: error: {error}", file=sys.stderr)
+        print(f"detkit: error: {_in_flags(str(error), parser, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("detkit: interrupted", file=sys.stderr)
@@ -51,6 +55,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `detkit ... | head`: the reader left; say nothing more
         sys.stderr.close()
         return 0
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None) -> None:
+    """A warning as one line, ``detkit: warning: ...``, instead of Python's file, line and source."""
+    print(f"detkit: warning: {message}", file=file or sys.stderr)
+
+
+def _in_flags(message: str, parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """An error in the terms the user typed: ``The 'image_dir' argument`` becomes ``The --images option``.
+
+    The names are those of the command's options and positional arguments, and
+    the Python parameter names a command declares through ``set_defaults(flags={...})``
+    where they differ (``image_dir`` -> ``--images``).
+    """
+    names = _command_names(parser, args)
+    names.update(getattr(args, "flags", None) or {})
+
+    def replace(match: re.Match[str]) -> str:
+        name = names.get(match.group(1))
+        if name is None:
+            return match.group(0)
+        return f"The {name} option" if name.startswith("-") else f"The {name} argument"
+
+    return re.sub(r"The '(\w+)' (?:argument|parameter)", replace, message)
+
+
+def _command_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """``dest -> --flag`` (or the METAVAR of a positional argument) of the command that ran."""
+    names: dict[str, str] = {}
+    current: Optional[argparse.ArgumentParser] = parser
+    while current is not None:
+        chosen = None
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            elif action.option_strings:
+                names[action.dest] = max(action.option_strings, key=len)
+            elif action.dest != argparse.SUPPRESS:
+                names[action.dest] = action.metavar if isinstance(action.metavar, str) else action.dest.upper()
+        current = chosen
+    return names
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,6 +1,6 @@
 """The five interfaces a detector is composed of, and their contracts.
 
-Conventions shared by every interface (see the design document):
+Conventions shared by every interface:
 
 * boxes are corner format ``(xmin, ymin, xmax, ymax)``, normalised to ``[0, 1]``
   of the network's input image;

@@ -14,8 +14,7 @@ import argparse
 from pathlib import Path
 
 import detkit
-from detkit import SSDDetector
-from detkit.config import preset
+from detkit.config import build_detector, preset
 
 
 def main() -> None:
@@ -33,17 +32,12 @@ def main() -> None:
     else:
         train, val = detkit.data.synthetic_pikachu(args.data)
 
-    # The model and the recipe: the preset holds the seed's (or the improved) settings.
-    recipe = preset(args.recipe)
-    detector = SSDDetector(classes=train.classes, loss=recipe.model.loss)
-    fit = recipe.train
-    history = detkit.fit(
-        detector, train, val_data=val,
-        epochs=args.epochs or fit.epochs, batch_size=fit.batch_size,
-        optimizer=fit.optimizer, optimizer_params=fit.optimizer_params,
-        lr_schedule=fit.lr_schedule, warmup_epochs=fit.warmup_epochs,
-        checkpoint_dir=Path(args.out) / "checkpoints", seed=0,
-    )
+    # The model and the recipe: the preset holds the seed's (or the improved) settings, for the
+    # detector (the fast recipe sets the loss's normalization) and for fit alike.
+    recipe = preset(args.recipe, [f"train.epochs={args.epochs}"] if args.epochs else [])
+    detector = build_detector(recipe, classes=train.classes)
+    history = detkit.fit(detector, train, val_data=val, checkpoint_dir=Path(args.out) / "checkpoints",
+                         **recipe.fit_arguments())
     out = Path(args.out)
     history.plot(out / "history.png")
     detector.save(out / "model")

@@ -49,3 +49,14 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     assert math.isclose(d["model_gflop_forward"], result["tutorial"]["model_gflop_forward"], rel_tol=1e-6)
     # The table names each side.
     assert "detkit" in process.stdout and "tutorial" in process.stdout
+    # fp32 and INT8 rows of one trained detector, bf16 measured or the reason why not; fit against its step.
+    precision = result["precision"]
+    for row in ("fp32", "int8"):
+        for key in ("infer_img_s", "predict_latency_ms"):
+            assert precision[row][key] > 0, (row, key)
+        assert 0 <= precision[row]["map_50"] <= 1
+    assert "network_img_s" in precision["bf16"] or "avx512_bf16" in precision["bf16"]["skipped"]
+    assert precision["conv_gflops"]["fp32"] > 0 and precision["conv_gflops"]["int8"] > 0
+    assert d["step_img_s"] > 0 and math.isclose(d["fit_fraction_of_step"], d["train_img_s"] / d["step_img_s"])
+    targets = {row["target"] for row in result["targets"]}
+    assert {"INT8 inference at batch B / fp32", "INT8 mAP@0.5 - fp32 mAP@0.5", "fit / its training step alone"} <= targets

@@ -97,6 +97,7 @@ def test_a_non_square_input_size(tmp_path) -> None:
         ("train:\n  warmup_epochs: 1\n", [], "train.warmup_epochs", "cosine"),
         ("train:\n  devices: gpu(7)\n", [], "train.devices", "GPU"),
         ("model:\n  data_shape: [64, 96, 3]\n", [], "model.data_shape", "[H, W]"),
+        ("preset: fast\ntrain:\n  epochs: 1\n", [], "train.warmup_epochs", "shorter than the training"),
     ],
 )
 def test_invalid_configurations_name_their_key(builtins_only, tmp_path, text, overrides, key, fragment) -> None:
@@ -178,3 +179,49 @@ def test_a_configuration_with_a_seed_repeats_exactly(tmp_path) -> None:
         ])
         histories.append(run_config(config)[1])
     assert histories[0]["loss"] == histories[1]["loss"] and histories[0]["map_50"] == histories[1]["map_50"]
+
+
+def test_fit_arguments_are_the_recipe_for_fit() -> None:
+    import inspect
+
+    import detkit
+
+    recipe = preset("fast")
+    arguments = recipe.fit_arguments()
+    assert set(arguments) <= set(inspect.signature(detkit.fit).parameters)
+    assert (arguments["epochs"], arguments["lr_schedule"], arguments["warmup_epochs"]) == (10, "cosine", 1.0)
+    assert arguments["optimizer_params"] == {"learning_rate": 0.01, "momentum": 0.9, "wd": 0.0005}
+    arguments["optimizer_params"]["learning_rate"] = 1.0  # a copy: the configuration keeps its value
+    assert recipe.train.optimizer_params["learning_rate"] == 0.01
+    # The detector of the same recipe has the recipe's loss setting.
+    detector = build_detector(recipe, classes=["pikachu"])
+    assert detector.get_config()["components"]["loss"]["kwargs"]["normalization"] == "positives"
+
+
+def test_run_config_writes_nothing_before_fit_accepts_the_configuration(tmp_path, capsys) -> None:
+    from detkit.config import run_config
+
+    out = tmp_path / "run"
+    sizes = ["data.num_train=4", "data.num_val=2", "data.image_size=64", "model.data_shape=64",
+             f"data.root={tmp_path / 'data'}", f"train.output_dir={out}", "train.quiet=true"]
+    # One batch of 8 does not fit 4 images: refused before config.yaml is written, in the key's terms.
+    config = preset("seed", sizes + ["train.batch_size=8", "train.epochs=1"])
+    with pytest.raises(ConfigError) as caught:
+        run_config(config)
+    assert caught.value.key == "train.batch_size" and "lower train.batch_size" in str(caught.value)
+    assert not out.exists()
+    # A configuration changed in Python is validated as a file is.
+    config = preset("fast", sizes + ["train.batch_size=2", "train.epochs=2"])
+    config.train.warmup_epochs = 3.0
+    with pytest.raises(ConfigError) as caught:
+        run_config(config)
+    assert caught.value.key == "train.warmup_epochs" and not out.exists()
+    # What the detector refuses is said in the key's terms too.
+    with pytest.raises(ConfigError) as caught:
+        run_config(preset("seed", sizes + ["model.data_shape=32"]))
+    assert caught.value.key == "model.data_shape" and "at least 64" in str(caught.value) and not out.exists()
+    # From the command line: the key path, and no output folder.
+    text = "preset: fast\ntrain:\n  epochs: 1\n  output_dir: " + str(out) + "\n"
+    assert main(["train", str(_write(tmp_path, text))]) == 2
+    assert "detkit: error: train.warmup_epochs: the warm-up (1 epoch) must be shorter" in capsys.readouterr().err
+    assert not out.exists()

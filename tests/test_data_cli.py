@@ -24,10 +24,68 @@ def synth_root(tmp_path_factory):
 def test_synth(synth_root, capsys):
     assert len(DetectionDataset(synth_root / "train.rec", classes=["pikachu"])) == 5
     assert (synth_root / "preview.png").is_file()
-    # again: the set is re-used, the command still reports it
+    # again: the set is re-used, and the command says so
     argv = ["data", "synth", str(synth_root), "--num-train", "5", "--num-val", "2", "--image-size", "48", "--quiet"]
+    capsys.readouterr()
     assert main(argv) == 0
-    assert "train.rec: 5 images" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "train.rec: 5 images" in out and "kept the set made earlier with the same arguments" in out
+
+
+def test_synth_force_renders_again(tmp_path, capsys):
+    root = tmp_path / "pikachu"
+    argv = ["data", "synth", str(root), "--num-train", "3", "--num-val", "1", "--image-size", "32", "--quiet"]
+    assert main(argv) == 0
+    first = (root / "train.rec").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(argv + ["--force"]) == 0
+    out = capsys.readouterr().out
+    assert "kept the set" not in out and (root / "train.rec").stat().st_mtime_ns != first
+    assert len(DetectionDataset(root / "train.rec", classes=["pikachu"])) == 3
+
+
+def test_extract_writes_images_and_boxes_in_pixels(synth_root, tmp_path, capsys):
+    out = tmp_path / "images"
+    assert main(["data", "extract", str(synth_root / "val.rec"), "--out", str(out), "-n", "5"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["val-00000.jpg", "val-00001.jpg", "val.boxes.json"]  # 2 images in the file
+    assert printed[:2] == [str(out / "val-00000.jpg"), str(out / "val-00001.jpg")]
+    sidecar = json.loads((out / "val.boxes.json").read_text())
+    dataset = DetectionDataset(synth_root / "val.rec", classes=["pikachu"])
+    assert sidecar["classes"] == ["pikachu"]
+    for entry in sidecar["images"]:
+        with Image.open(out / entry["file"]) as image:
+            assert image.size == (entry["width"], entry["height"]) == (48, 48)
+            assert np.array_equal(np.asarray(image.convert("RGB")), dataset.image(entry["index"]))
+        expected = dataset.objects(entry["index"])[:, 1:] * 48
+        assert [o["class"] for o in entry["objects"]] == ["pikachu"] * len(expected)
+        assert np.allclose([o["box"] for o in entry["objects"]], expected, atol=0.01)
+    assert main(["data", "extract", str(synth_root / "val.rec"), "--out", str(out), "-n", "0"]) == 2
+    assert capsys.readouterr().err == "detkit: error: The --num option must be a positive int; got 0 instead.\n"
+
+
+def test_extract_stays_inside_its_folder(synth_root, tmp_path):
+    from detkit.data import extract
+
+    # A .rec named like a path component still writes plain names into the folder.
+    odd = tmp_path / "..rec"
+    odd.write_bytes((synth_root / "val.rec").read_bytes())
+    (tmp_path / "classes.txt").write_text("pikachu\n")
+    out = tmp_path / "deep" / "out"
+    paths = extract(odd, out, num=1)
+    assert all(p.parent == out for p in paths) and sorted(p.name for p in out.iterdir()) == [
+        ".-00000.jpg", "..boxes.json"]
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["out"]
+
+
+def test_errors_name_the_flags_the_user_typed(tmp_path, capsys):
+    assert main(["data", "pack", "--format", "voc", "--images", str(tmp_path / "VOC" / "JPEGImages"),
+                 "--annotations", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("detkit: error: The --images option must be an existing folder") and "image_dir" not in err
+    assert main(["data", "show", str(tmp_path / "x.rec"), "--start", "-1"]) == 2
+    assert "The --start option must be" in capsys.readouterr().err
 
 
 def test_show(synth_root, tmp_path, capsys):

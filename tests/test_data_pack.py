@@ -89,8 +89,9 @@ def check_round_trip(dataset: DetectionDataset, items, classes):
     batch = next(iter(dataset.loader(len(items), size, train=False)))
     images = batch.data.asnumpy() + np.array(RGB_MEAN, np.float32)[:, None, None]
     labels = batch.label.asnumpy()
-    for image, label, (file_name, width, height, boxes) in zip(images, labels, items):
-        rows = label[label[:, 0] >= 0]
+    flags = batch.flags.asnumpy()
+    for image, label, flag, (file_name, width, height, boxes) in zip(images, labels, flags, items):
+        rows = label[flag == 0]  # the ordinary objects, which come first
         assert len(rows) == len(boxes), file_name
         for row, (name, x, y, w, h) in zip(rows, boxes):
             assert classes[int(row[0])] == name
@@ -99,7 +100,7 @@ def check_round_trip(dataset: DetectionDataset, items, classes):
             x0, y0, x1, y1 = np.round(row[1:] * size).astype(int)
             inner = image[:, y0 + 1 : y1 - 1, x0 + 1 : x1 - 1].reshape(3, -1)
             assert np.abs(inner.mean(axis=1) - COLORS[name]).max() < 25, file_name
-        assert np.all(label[len(boxes) :] == -1)
+        assert np.all(label[len(boxes) :][flag[len(boxes) :] == -1] == -1)
 
 
 def test_voc_round_trip(tmp_path):
@@ -129,9 +130,58 @@ def test_coco_round_trip(tmp_path):
     items, json_path, images, _ = make_coco(tmp_path)
     dataset = pack_coco(json_path, images, tmp_path / "coco", progress=False)
     assert dataset.classes == ["dog", "cat", "bird"]  # categories by id: 3, 7, 11
-    assert dataset.pack_summary.images == 5 and dataset.pack_summary.objects == 9
-    assert dataset.pack_summary.ignored_crowd == 1
+    assert dataset.pack_summary.images == 5 and dataset.pack_summary.objects == 10
+    assert dataset.pack_summary.crowd == 1 and dataset.pack_summary.ignored_crowd == 0
+    assert "(1 crowd region)" in str(dataset.pack_summary)
     check_round_trip(dataset, items, dataset.classes)
+    # The crowd region is packed after the ordinary objects of its image, marked 2, with its box's area
+    # (the annotation has no "area"); the others keep theirs: w * h of the box, in pixels.
+    first = items[0][3]
+    np.testing.assert_array_equal(dataset.flags(0), [0] * len(first) + [2])
+    np.testing.assert_allclose(dataset.objects(0)[-1], [1, 0, 0, 10 / 80, 10 / 60], atol=1e-6)
+    np.testing.assert_array_equal(dataset.areas(0), [w * h for *_, w, h in first] + [100])
+
+
+def test_coco_keeps_annotation_areas_and_crowd_regions(tmp_path):
+    items, json_path, images, data = make_coco(tmp_path)
+    for k, annotation in enumerate(data["annotations"]):
+        annotation["area"] = 12.5 + k  # as a mask's area: not the box's
+    json_path.write_text(json.dumps(data))
+    dataset = pack_coco(json_path, images, tmp_path / "coco", progress=False)
+    areas = np.concatenate([dataset.areas(i) for i in range(len(dataset))])
+    flags = np.concatenate([dataset.flags(i) for i in range(len(dataset))])
+    # image 100 holds annotations 0.. in order, then the crowd region (id 999, the last annotation)
+    expected = [a["area"] for a in data["annotations"] if not a["iscrowd"]]
+    np.testing.assert_allclose(np.sort(areas[flags == 0]), np.sort(expected), rtol=1e-6)
+    assert areas[flags == 2].tolist() == [data["annotations"][-1]["area"]]
+    # the loader hands them over: flags, areas, the images' sizes
+    batch = next(iter(dataset.loader(5, 32, train=False)))
+    assert batch.flags.shape == batch.areas.shape == batch.label.shape[:2]
+    np.testing.assert_array_equal(batch.image_size.asnumpy(), [[w, h] for _, w, h, _ in items])
+    assert batch.flags.asnumpy()[0].tolist()[: len(items[0][3]) + 1] == [0] * len(items[0][3]) + [2]
+
+
+def test_voc_difficult_objects_are_kept_and_marked(tmp_path):
+    items, images, annotations = make_voc(tmp_path)
+    xml = annotations / "img2.xml"
+    text = xml.read_text()
+    first = text.index("<difficult>0</difficult>")
+    xml.write_text(text[:first] + "<difficult>1</difficult>" + text[first + len("<difficult>0</difficult>"):])
+    dataset = pack_voc(images, annotations, tmp_path / "voc", progress=False)
+    assert dataset.pack_summary.difficult == 1 and dataset.pack_summary.objects == 9
+    assert "(1 difficult)" in str(dataset.pack_summary)
+    assert dataset.flags(2).tolist() == [1] + [0] * (len(items[2][3]) - 1)
+    # VOC areas are the boxes' in pixels: 1-based inclusive [xmin, xmax] covers xmax - xmin + 1 pixels
+    assert dataset.areas(2).tolist() == [w * h for *_, w, h in items[2][3]]
+    # in a batch the difficult object comes after the ordinary ones
+    batch = next(iter(dataset.loader(5, 32, train=False)))
+    n = len(items[2][3])
+    assert batch.flags.asnumpy()[2, :n].tolist() == [0] * (n - 1) + [1]
+    np.testing.assert_allclose(batch.label.asnumpy()[2, n - 1], dataset.objects(2)[0], atol=1e-6)
+    # a malformed mark is an error naming the file and the object
+    xml.write_text(text[:first] + "<difficult>yes</difficult>" + text[first + len("<difficult>0</difficult>"):])
+    with pytest.raises(DataError, match=r"img2\.xml: object 0 .*<difficult> must be 0 or 1; got 'yes'"):
+        pack_voc(images, annotations, tmp_path / "bad", progress=False)
 
 
 def test_coco_image_without_annotations_has_no_objects(tmp_path):

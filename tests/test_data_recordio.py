@@ -94,6 +94,41 @@ def test_reads_labels_with_other_header_widths_and_padding_rows(tmp_path):
     assert ds.max_objects == 1
 
 
+def test_flags_and_areas_are_read_from_seven_wide_labels(tmp_path):
+    # detkit's packed layout [class, box, flag, area]; five-wide labels read as ordinary with unknown areas
+    path = tmp_path / "f.rec"
+    objects = np.array([[1, 0.1, 0.1, 0.4, 0.4], [0, 0.5, 0.5, 0.9, 0.9], [1, 0.0, 0.0, 1.0, 1.0]])
+    payloads = [
+        _recordio.pack_detection(0, jpeg(), objects, 32, 24, flags=np.array([0, 1, 2]), areas=np.array([50.5, 0, 768])),
+        _recordio.pack_detection(1, jpeg(), objects[:1], 32, 24, flags=np.array([0])),  # area: the box's
+        _recordio.pack_detection(2, jpeg(), objects[:2], 32, 24),  # the old five-wide layout
+    ]
+    write_rec(path, payloads)
+    ds = DetectionDataset(path, classes=CLASSES)
+    assert ds.flags(0).tolist() == [0, 1, 2] and ds.areas(0).tolist() == [50.5, 0.0, 768.0]
+    np.testing.assert_allclose(ds.areas(1), [0.3 * 32 * 0.3 * 24], rtol=1e-6)
+    assert ds.flags(2).tolist() == [0, 0] and np.isnan(ds.areas(2)).all()
+    np.testing.assert_allclose(ds.objects(0), objects, atol=1e-6)
+    # MXNet's own reader sees seven values an object
+    record = mx.recordio.MXIndexedRecordIO(str(path.with_suffix(".idx")), str(path), "r")
+    header, _ = mx.recordio.unpack(record.read_idx(0))
+    record.close()
+    assert header.label[:4].tolist() == [4, 7, 32, 24] and len(header.label) == 4 + 3 * 7
+
+
+@pytest.mark.parametrize("row, pattern", [
+    ([0, 0.1, 0.1, 0.4, 0.4, 3, 10], r"record 0 .*object 0 has flag 3 .*0 \(ordinary\), 1 \(difficult\) or 2 \(crowd"),
+    ([0, 0.1, 0.1, 0.4, 0.4, 0.5, 10], r"object 0 has flag 0.5"),
+    ([0, 0.1, 0.1, 0.4, 0.4, 0, -4], r"object 0 has area -4 \(need a number >= 0, in pixels\)"),
+    ([0, 0.1, 0.1, 0.4, 0.4, 0, np.inf], r"object 0 has area inf"),
+])
+def test_bad_flags_and_areas_name_the_record_and_object(tmp_path, row, pattern):
+    path = tmp_path / "bad.rec"
+    write_rec(path, [detection([row], header=(4, 7, 32, 24))])
+    with pytest.raises(DataError, match=pattern):
+        DetectionDataset(path, classes=CLASSES)
+
+
 def test_missing_idx_is_rebuilt_in_memory_and_by_write_index(tmp_path):
     path = tmp_path / "n.rec"
     write_rec(path, good_payloads(5), idx=False)

@@ -59,7 +59,7 @@ def test_default_detector_is_the_seed_model(detector: SSDDetector) -> None:
         [0.2, 0.272], [0.37, 0.447], [0.54, 0.619], [0.71, 0.79], [0.88, 0.961]
     ]
     assert config["components"]["post_processor"]["kwargs"]["force_suppress"] is True
-    assert config["components"]["backbone"]["provided_by"]["distribution"] == "detkit"
+    assert config["components"]["backbone"]["provided_by"]["distribution"] == "gluon-detkit"
     assert detector.min_input_size == 64
 
 
@@ -213,10 +213,10 @@ def test_load_errors(builtins_only, tmp_path) -> None:
     detector.save(tmp_path)
     config = yaml.safe_load((tmp_path / "detector.yaml").read_text())
     config["components"]["backbone"].update(
-        name="resnet18_v1", provided_by={"plugin": "resnet", "distribution": "detkit-resnet", "version": "0.1.0"}
+        name="vgg16", provided_by={"plugin": "vgg", "distribution": "detkit-vggplug", "version": "0.1.0"}
     )
     (tmp_path / "detector.yaml").write_text(yaml.safe_dump(config))
-    with pytest.raises(ComponentNotFoundError, match="pip install detkit-resnet"):
+    with pytest.raises(ComponentNotFoundError, match="pip install detkit-vggplug"):
         SSDDetector.load(tmp_path)
     (tmp_path / "detector.yaml").write_text("format: something-else\n")
     with pytest.raises(CheckpointError, match="not a detkit detector"):

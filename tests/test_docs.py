@@ -280,3 +280,35 @@ def test_the_examples_in_the_docs_run(html: tuple[Path, Path], tmp_path: Path) -
     assert tests >= 100, f"only {tests} doctests ran"
     assert "0 failures in tests" in report
     print(f"doctest build: {seconds:.1f} s, {tests} examples")
+
+
+def _autodata_constants() -> list[tuple[str, Any]]:
+    """``(name, value)`` of every ``autodata`` in the API pages whose value is a plain built-in (str, tuple, ...)."""
+    found = []
+    for text in _sources().values():
+        for directive, name in _DIRECTIVE.findall(text):
+            if directive != "autodata":
+                continue
+            module_name, _, attribute = name.rpartition(".")
+            value = getattr(importlib.import_module(module_name), attribute)
+            if type(value).__module__ == "builtins" and inspect.getdoc(type(value)):
+                found.append((name, value))
+    return found
+
+
+@pytest.mark.docs
+def test_no_constant_renders_the_docstring_of_its_builtin_type(html: tuple[Path, Path]) -> None:
+    import html as html_module
+
+    out, _ = html
+    constants = _autodata_constants()
+    assert {"detkit.PLUGIN_API_VERSION", "detkit.components.SEED_SIZES", "detkit.components.SEED_RATIOS",
+            "detkit.components.DEFAULT_VARIANCES"} <= {name for name, _ in constants}
+    pages = {page: html_module.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
+             for page in (out / "api").glob("*.html")}
+    for name, value in constants:
+        builtin = inspect.getdoc(type(value)).splitlines()[0]
+        (page,) = [text for text in pages.values() if f"{name} = " in text or f"{name}¶" in text]
+        start = page.index(name)
+        shown = page[start:start + 600]
+        assert builtin not in shown, f"{name} shows the docstring of {type(value).__name__}: {builtin!r}"

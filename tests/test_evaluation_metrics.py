@@ -26,6 +26,8 @@ from detkit import DetectionMetric
 from detkit.errors import InputError
 
 COCO_T = np.linspace(0.5, 0.95, 10)
+COCO_KEYS = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large",
+             "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large"]
 
 
 def batch(dets_per_image, labels_per_image, pad_k=0, pad_m=0):
@@ -46,10 +48,10 @@ def batch(dets_per_image, labels_per_image, pad_k=0, pad_m=0):
     return dets, labels
 
 
-def run(dets, labels, difficult=None, **kwargs):
+def run(dets, labels, difficult=None, crowd=None, **kwargs):
     num_classes = kwargs.pop("num_classes", 1)
     metric = DetectionMetric(num_classes, **kwargs)
-    metric.update(dets, labels, difficult)
+    metric.update(dets, labels, difficult, crowd=crowd)
     return metric.compute()
 
 
@@ -72,16 +74,25 @@ def test_perfect_detections_give_one():
     result = run(*batch(dets, labels, pad_k=2, pad_m=1), num_classes=2, class_names=["a", "b"])
     for key in ("map_50", "map_50_voc07", "map_50_95"):
         assert result[key] == 1.0
-    assert result["per_class"]["b"] == {
+    b = dict(result["per_class"]["b"])
+    coco = b.pop("coco")
+    assert b == {
         "ap_50": 1.0,
         "ap_50_voc07": 1.0,
         "ap_50_95": 1.0,
         "num_ground_truth": 2,
         "num_difficult": 0,
+        "num_crowd": 0,
         "num_detections": 2,
     }
     assert result["map_per_iou"] == {round(float(t), 10): 1.0 for t in COCO_T}
     assert result["num_images"] == 2
+    # Without image sizes the object-size numbers are unknown (nan); the others are 1.
+    for summary in (coco, result["coco"]):
+        assert list(summary) == COCO_KEYS
+        for key in COCO_KEYS:
+            assert math.isnan(summary[key]) if key.endswith(("_small", "_medium", "_large")) else summary[key] == 1.0
+    assert all(result[key] == result["coco"][key] or math.isnan(result[key]) for key in COCO_KEYS if key != "map_50")
 
 
 def test_no_detections_give_zero():
@@ -207,12 +218,15 @@ def test_coco_recall_levels_are_pycocotools_floats():
 
 def test_iou_threshold_boundaries():
     # Object [0, 0, .5, .5] (area 1/4). A detection [0, 0, .5, .25] has IoU (1/8) / (1/4) = 0.5 exactly
-    # (binary fractions, no rounding). VOC needs IoU > 0.5 -> false positive -> AP 0.
-    # COCO needs IoU >= t -> a hit at t = 0.50 only -> AP_50_95 = 1/10.
+    # (binary fractions, no rounding). VOC needs IoU >= 0.5 (the devkit's `ovmax>=minoverlap`) -> a hit
+    # -> AP 1. COCO needs IoU >= t -> a hit at t = 0.50 only -> AP_50_95 = 1/10.
     labels = [[[0, 0.0, 0.0, 0.5, 0.5]]]
     r = ap(run(*batch([[[0, 0.9, 0.0, 0.0, 0.5, 0.25]]], labels)))
-    assert r["ap_50"] == 0.0 and r["ap_50_voc07"] == 0.0
+    assert r["ap_50"] == 1.0 and r["ap_50_voc07"] == 1.0
     assert r["ap_50_95"] == pytest.approx(0.1, abs=1e-12)
+    # The issue's case, in pixels: ground truth [0, 0, 10, 10], detection [0, 0, 5, 10] -> map_50 1.0.
+    result = run(*batch([[[0, 0.9, 0, 0, 5, 10]]], [[[0, 0, 0, 10, 10]]]))
+    assert result["map_50"] == 1.0 and result["coco"]["map_50"] == 1.0
     # Clearly below: IoU 0.48 -> false positive everywhere.
     r = ap(run(*batch([[[0, 0.9, 0.0, 0.0, 0.5, 0.24]]], labels)))
     assert r["ap_50"] == r["ap_50_voc07"] == r["ap_50_95"] == 0.0
@@ -354,6 +368,41 @@ def test_accepts_mxnet_ndarrays_and_does_not_modify_inputs():
 
 
 # ------------------------------------------------------------------ bad inputs
+
+
+def test_bad_object_flags_sizes_and_areas():
+    dets, labels = batch([[[0, 0.9, *G0]]], [[[0, *G0], [0, *G1]]])
+    metric = DetectionMetric(1)
+    with pytest.raises(InputError, match=r"'crowd' argument .*\(B, M\) = \(1, 2\).*got shape \(2,\)"):
+        metric.update(dets, labels, crowd=[True, False])
+    with pytest.raises(InputError, match=r"'image_size' argument .*\(B, 2\) = \(1, 2\) of positive"):
+        metric.update(dets, labels, image_size=[(0, 10)])
+    with pytest.raises(InputError, match=r"'image_size' argument"):
+        metric.update(dets, labels, image_size=[10, 10])
+    with pytest.raises(InputError, match=r"'areas' argument .*areas >= 0 or nan"):
+        metric.update(dets, labels, image_size=[(10, 10)], areas=[[-1.0, 4.0]])
+    assert metric.num_images == 0  # nothing was recorded
+    # a negative area in a padding row, as the loader writes, is fine; nan means the box's
+    dets, labels = batch([[[0, 0.9, *G0]]], [[[0, *G0], [0, *G1]]], pad_m=1)
+    metric.update(dets, labels, image_size=[(100, 100)], areas=[[np.nan, 2000.0, -1.0]])
+    result = metric.compute()  # G0: 20 x 20 = 400 pixels, small; G1 said 2000: medium, not found
+    assert result["map_small"] == 1.0 and result["map_medium"] == 0.0 and math.isnan(result["map_large"])
+
+
+def test_crowd_regions_voc_and_coco_rules():
+    # Crowd region C = [0, 0, .5, .5] and an object G1 far away. Detections: D1 = [0, 0, .25, .25]
+    # inside C (intersection over D1's area 1, IoU with C only 1/4), D2 = [.25, .25, .75, .75]
+    # a quarter inside C (IoA 1/4), D3 = G1 (0.7).
+    # COCO: D1 ignored at every threshold (IoA 1 >= t), D2 a false positive, D3 a hit -> ranked F T:
+    # precision 1/2 at recall 1 -> AP 0.5. VOC: D1 would be a false positive (no object of IoU
+    # >= .5); it lies in the crowd -> ignored; D2 stays a false positive -> the same 0.5.
+    labels = [[[0, 0.0, 0.0, 0.5, 0.5], [0, *G1]]]
+    dets = [[[0, 0.9, 0.0, 0.0, 0.25, 0.25], [0, 0.8, 0.25, 0.25, 0.75, 0.75], [0, 0.7, *G1]]]
+    r = ap(run(*batch(dets, labels), crowd=np.array([[True, False]])))
+    assert r["ap_50"] == 0.5 and r["ap_50_95"] == 0.5
+    assert r["num_ground_truth"] == 1 and r["num_crowd"] == 1 and r["num_difficult"] == 0
+    # Treated as an ordinary object, C is missed (D1's IoU 1/4) -> F F T, N = 2 -> area 1/3 x 1/2.
+    assert ap(run(*batch(dets, labels)))["ap_50"] == pytest.approx(1 / 6, abs=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -507,7 +556,7 @@ def reference_voc(dets, labels, difficult, cls):
             ov = _iou(boxes[j], gt)
             if ov > ovmax:
                 ovmax, jmax = ov, g
-        if ovmax > 0.5:
+        if ovmax >= 0.5:
             if not rec["difficult"][jmax]:
                 if not rec["det"][jmax]:
                     tp[d] = 1

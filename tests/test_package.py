@@ -15,7 +15,7 @@ from detkit.errors import ComponentNotFoundError, DetkitError, InputError
 
 
 def test_version_comes_from_the_package_metadata() -> None:
-    assert detkit.__version__ == metadata.version("detkit")
+    assert detkit.__version__ == metadata.version("gluon-detkit")
 
 
 def test_all_is_sorted_unique_and_every_name_exists() -> None:
@@ -45,7 +45,7 @@ def test_import_without_mxnet_names_the_pip_command() -> None:
         "except ImportError as error:\n    print(type(error).__name__); print(error)\n"
     )
     assert "MissingDependencyError" in result.stdout
-    assert "pip install 'detkit[cpu]'" in result.stdout and "pip install 'detkit[cu112]'" in result.stdout
+    assert "pip install 'gluon-detkit[cpu]'" in result.stdout and "pip install 'gluon-detkit[cu112]'" in result.stdout
 
 
 def test_detkit_uses_every_core_unless_the_user_chose() -> None:
@@ -83,7 +83,7 @@ def test_build_component_and_component_names() -> None:
     assert "focal_smooth_l1" in detkit.component_names("loss")
     assert detkit.component_names("loss") == sorted(detkit.component_names("loss"))
     infos = {(i.kind, i.name): i for i in detkit.list_components()}
-    assert infos[("backbone", "toy")].distribution == "detkit"
+    assert infos[("backbone", "toy")].distribution == "gluon-detkit"
     with pytest.raises(InputError, match="'kind' argument must be one of backbone"):
         detkit.component_names("head")
     with pytest.raises(InputError, match="does not take the argument"):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import mxnet as mx
 import pytest
+import yaml
 from plugin_fixtures import FIXTURES, forget_modules, install, write_project
 
 import detkit
@@ -139,7 +140,7 @@ def test_plugin_hooks_are_documented() -> None:
 
 def test_builtins_are_a_plugin_registered_through_the_same_hooks(site) -> None:
     first = detkit.list_plugins()[0]
-    assert (first.name, first.distribution, first.status) == ("detkit.components", "detkit", "active")
+    assert (first.name, first.distribution, first.status) == ("detkit.components", "gluon-detkit", "active")
     assert first.components == {
         "backbone": ["toy"], "anchor_generator": ["multibox_prior"], "target_assigner": ["multibox_target"],
         "loss": ["focal_smooth_l1"], "post_processor": ["multibox_detection"]}
@@ -387,7 +388,7 @@ def test_the_user_resolves_a_duplicate_with_the_plugins_variable(site, monkeypat
 
 def test_a_plugin_cannot_take_a_builtin_name(site) -> None:
     with pytest.warns(PluginWarning, match=r"its backbone 'toy' is already registered by plugin 'detkit.components' "
-                                           r"\(distribution detkit"):
+                                           r"\(distribution gluon-detkit"):
         plugins = load(site, "builtin_clash")
     assert plugins["builtin_clash"].status == "failed"
     assert type(detkit.build_component("backbone", "toy")) is ToyBackbone
@@ -526,6 +527,52 @@ def test_loading_a_detector_whose_plugin_is_gone_names_the_package_to_install(si
     assert "pip install detkit-fixture-good" in message
 
 
+@pytest.mark.parametrize("source, status, reason", [
+    ("raise RuntimeError('broken on purpose')\n", "failed", "RuntimeError: broken on purpose"),
+    ("DETKIT_PLUGIN_API = '>=7.0'\n", "incompatible", "plugin API >=7.0"),
+])
+def test_loading_a_detector_whose_plugin_is_installed_but_not_active_says_why(site, tmp_path, source, status,
+                                                                            reason) -> None:
+    load(site, "good")
+    detector = detkit.SSDDetector(classes=["a"], ctx=mx.cpu(), backbone="fixture_tiny")
+    detector(mx.nd.zeros((1, 3, 64, 64)))
+    detector.save(tmp_path / "model")
+    # The plugin stays installed, but its module now fails to import or declares another plugin API.
+    (site / f"{FIXTURES['good'].module}.py").write_text(source, encoding="utf-8")
+    forget_modules()
+    _plugins.reset_plugins()
+    with pytest.warns(PluginWarning):
+        detkit.list_plugins()
+    with pytest.raises(ComponentNotFoundError) as caught:
+        detkit.SSDDetector.load(tmp_path / "model", ctx=mx.cpu())
+    message = str(caught.value)
+    assert f"is installed (detkit-fixture-good 1.2.0) but {status}: " in message and reason in message
+    assert "pip install" not in message
+
+
+def test_a_detector_saved_under_the_former_distribution_names_still_loads(builtins_only, tmp_path) -> None:
+    detector = detkit.SSDDetector(classes=["a"], ctx=mx.cpu())
+    detector(mx.nd.zeros((1, 3, 64, 64)))
+    detector.save(tmp_path / "model")
+    config = (tmp_path / "model" / "detector.yaml").read_text(encoding="utf-8")
+    assert "distribution: gluon-detkit" in config
+    (tmp_path / "model" / "detector.yaml").write_text(
+        config.replace("distribution: gluon-detkit", "distribution: detkit"), encoding="utf-8")
+    loaded = detkit.SSDDetector.load(tmp_path / "model", ctx=mx.cpu())
+    assert loaded.get_config()["components"] == detector.get_config()["components"]
+    # A plugin recorded under its former name is looked up, and named for pip, under the current one.
+    config = yaml.safe_load((tmp_path / "model" / "detector.yaml").read_text(encoding="utf-8"))
+    config["components"]["backbone"].update(
+        name="not_here", provided_by={"plugin": "resnet", "distribution": "detkit-resnet", "version": "0.1.0"})
+    (tmp_path / "model" / "detector.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    with pytest.raises(ComponentNotFoundError) as caught:
+        detkit.SSDDetector.load(tmp_path / "model", ctx=mx.cpu())
+    # Installed here but disabled (DETKIT_DISABLE_PLUGIN_AUTOLOAD), or not installed: named by its current name.
+    assert "the plugin 'resnet' of the package gluon-detkit-resnet 0.1.0" in str(caught.value)
+    assert "disabled: DETKIT_DISABLE_PLUGIN_AUTOLOAD is set" in str(caught.value) or (
+        "`pip install gluon-detkit-resnet`" in str(caught.value))
+
+
 # -- real installs by pip -------------------------------------------------------------------------------
 
 _PIP_CHECK = textwrap.dedent("""
@@ -580,7 +627,7 @@ def test_pip_installed_plugins_are_discovered_next_to_a_broken_one(tmp_path) -> 
         command += ["--no-build-isolation", "--no-index"]
     installed = subprocess.run(command + [str(p) for p in projects], capture_output=True, text=True, timeout=300)
     assert installed.returncode == 0, installed.stderr
-    assert list(target.glob("detkit_resnet-*.dist-info")) and list(target.glob("detkit_losses-*.dist-info"))
+    assert list(target.glob("gluon_detkit_resnet-*.dist-info")) and list(target.glob("gluon_detkit_losses-*.dist-info"))
     environment = {key: value for key, value in os.environ.items()
                    if key not in (ENV_DISABLE_AUTOLOAD, ENV_ONLY, ENV_STRICT)}
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(target), environment.get("PYTHONPATH")]))
@@ -589,7 +636,7 @@ def test_pip_installed_plugins_are_discovered_next_to_a_broken_one(tmp_path) -> 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     plugins = {p["name"]: p for p in report["listing"]["plugins"]}
-    assert plugins["resnet"]["status"] == "active" and plugins["resnet"]["distribution"] == "detkit-resnet"
+    assert plugins["resnet"]["status"] == "active" and plugins["resnet"]["distribution"] == "gluon-detkit-resnet"
     assert "resnet18_v1" in plugins["resnet"]["components"]["backbone"]
     assert plugins["losses"]["components"]["loss"] == ["ssd_multibox", "giou"]
     assert plugins["broken_import"]["status"] == "failed"

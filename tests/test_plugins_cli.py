@@ -60,7 +60,7 @@ def test_the_table_shows_each_plugin_with_distribution_components_and_status(sit
     assert "1 incompatible" in lines[0] and "1 failed" in lines[0]
     assert lines[2].split() == ["PLUGIN", "DISTRIBUTION", "STATUS"]
     rows = {line.split()[0]: line.split() for line in lines[3:] if not line.startswith(" ")}
-    assert rows["detkit.components"][1] == "detkit" and rows["detkit.components"][-1] == "active"
+    assert rows["detkit.components"][1] == "gluon-detkit" and rows["detkit.components"][-1] == "active"
     assert rows["good"] == ["good", "detkit-fixture-good", "1.2.0", "active"]
     assert rows["broken_import"] == ["broken_import", "detkit-fixture-broken-import", "0.1.0", "failed"]
     assert rows["incompatible"][-1] == "incompatible"
@@ -121,3 +121,17 @@ def test_the_detkit_command_has_the_plugins_command(site, capsys) -> None:
 
     assert main(["plugins", "--json"]) == 0
     assert {p["name"] for p in json.loads(capsys.readouterr().out)["plugins"]} >= {"good", "broken_import"}
+
+
+def test_the_command_prints_warnings_as_one_line(site, capsys) -> None:
+    from detkit.cli import main
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main(["train", "--preset", "fast", "--print-config"]) == 0
+        shown = warnings.showwarning
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "broken_import" in line or "incompatible" in line]
+    assert len(lines) == 2 and all(line.startswith("detkit: warning: detkit plugin '") for line in lines)
+    assert "PluginWarning" not in err and "sys.exit" not in err and ".py:" not in err
+    assert shown is not None and shown.__module__ == "warnings"  # Python's own printer is back afterwards

@@ -18,9 +18,10 @@ from ._io import (
     scratch_folder,
     storage_error,
 )
-from ._public import distribution_version, publish
+from ._public import DISTRIBUTION, current_distribution, distribution_version, publish
 
 __all__ = [
+    "DISTRIBUTION",
     "LabelledBox",
     "PALETTE",
     "PathLike",
@@ -33,6 +34,7 @@ __all__ = [
     "check_number",
     "check_positive_int",
     "check_size",
+    "current_distribution",
     "draw_boxes",
     "distribution_version",
     "fsync_dir",

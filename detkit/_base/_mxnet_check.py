@@ -11,8 +11,8 @@ from ..errors import MissingDependencyError, PerformanceWarning
 
 _INSTALL_HINT = (
     "detkit needs Apache MXNet 1.9.1. Install the build for your machine:\n"
-    "    pip install 'detkit[cpu]'      # CPU build (mxnet==1.9.1)\n"
-    "    pip install 'detkit[cu112]'    # NVIDIA GPUs with CUDA 11.2 (mxnet-cu112==1.9.1)\n"
+    "    pip install 'gluon-detkit[cpu]'    # CPU build (mxnet==1.9.1)\n"
+    "    pip install 'gluon-detkit[cu112]'  # NVIDIA GPUs with CUDA 11.2 (mxnet-cu112==1.9.1)\n"
     "MXNet 1.9.1 needs numpy < 1.24 and Python <= 3.11."
 )
 

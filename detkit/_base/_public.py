@@ -6,8 +6,22 @@ import inspect
 from importlib import metadata
 from typing import Any, Iterable, MutableMapping
 
-#: The distribution that installs the import package ``detkit``.
-DISTRIBUTION = "detkit"
+#: The distribution that installs the import package ``detkit`` (``pip install gluon-detkit``);
+#: the name ``detkit`` on the package index belongs to an unrelated project.
+DISTRIBUTION = "gluon-detkit"
+
+#: Distribution names used before the rename, as saved detectors may record them
+#: (``provided_by``), and the names that replace them.
+RENAMED_DISTRIBUTIONS = {
+    "detkit": DISTRIBUTION,
+    "detkit-resnet": "gluon-detkit-resnet",
+    "detkit-losses": "gluon-detkit-losses",
+}
+
+
+def current_distribution(name: str) -> str:
+    """The distribution name that replaces ``name`` (itself when it was not renamed)."""
+    return RENAMED_DISTRIBUTIONS.get(name, name)
 
 
 def distribution_version() -> str:

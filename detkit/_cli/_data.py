@@ -1,4 +1,4 @@
-"""``detkit data ...``: synth, download, pack, show, index."""
+"""``detkit data ...``: synth, download, pack, show, extract, index."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from ..data._download import PIKACHU_URL, pikachu, write_index
+from ..data._extract import extract
 from ..data._pack import pack_coco, pack_voc
 from ..data._show import show
-from ..data._synthetic import synthetic_pikachu
+from ..data._synthetic import made_with, synthetic_pikachu
 
 
 def add_commands(subparsers: Any) -> None:
@@ -26,7 +27,8 @@ def add_commands(subparsers: Any) -> None:
         "synth",
         help="render the synthetic pikachu dataset",
         description="Render the synthetic pikachu dataset (train.rec/.idx, val.rec/.idx, classes.txt, preview.png). "
-        "The same arguments give byte-identical files; an existing set made with them is kept.",
+        "The same arguments give byte-identical files; an existing set made with them is kept "
+        "(and said so), unless --force.",
     )
     synth.add_argument("root", nargs="?", default="data/pikachu", help="output folder (default: %(default)s)")
     synth.add_argument("--num-train", type=int, default=1000, help="training images (default: %(default)s)")
@@ -34,6 +36,8 @@ def add_commands(subparsers: Any) -> None:
     synth.add_argument("--image-size", type=int, default=256, help="image side in pixels (default: %(default)s)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     synth.add_argument("--workers", type=int, default=1, help="rendering processes (default: %(default)s)")
+    synth.add_argument("--force", action="store_true", help="render again even if ROOT holds a set made with "
+                       "the same arguments")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(handler=_synth)
 
@@ -72,7 +76,9 @@ def add_commands(subparsers: Any) -> None:
         "--skip-invalid", action="store_true", help="skip invalid items and list them, instead of failing"
     )
     pack.add_argument("--quiet", action="store_true", help="no progress bar")
-    pack.set_defaults(handler=_pack, parser=pack)
+    pack.set_defaults(handler=_pack, parser=pack, flags={
+        "image_dir": "--images", "annotation_dir": "--annotations", "json_path": "--annotations",
+        "out_prefix": "--out"})
 
     show = commands.add_parser(
         "show",
@@ -87,6 +93,18 @@ def add_commands(subparsers: Any) -> None:
     show.add_argument("--seed", type=int, default=0, help="seed of the crops with --augment (default: %(default)s)")
     show.set_defaults(handler=_show)
 
+    extract = commands.add_parser(
+        "extract",
+        help="write images of a .rec file as image files, their boxes in a JSON sidecar",
+        description="Write images of a detection .rec file into OUT as STEM-NNNNN.jpg/.png (as stored), "
+        "with their boxes in pixels and class names in OUT/STEM.boxes.json. Nothing is written outside OUT.",
+    )
+    extract.add_argument("rec", metavar="FILE.rec")
+    extract.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
+    extract.add_argument("-n", "--num", type=int, default=None, help="images to write (default: all)")
+    extract.add_argument("--start", type=int, default=0, help="first image (default: %(default)s)")
+    extract.set_defaults(handler=_extract, flags={"out_dir": "--out", "rec_path": "FILE.rec"})
+
     index = commands.add_parser(
         "index",
         help="write the .idx of a .rec file",
@@ -98,15 +116,12 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    train, val = synthetic_pikachu(
-        args.root,
-        num_train=args.num_train,
-        num_val=args.num_val,
-        image_size=args.image_size,
-        seed=args.seed,
-        progress=not args.quiet,
-        workers=args.workers,
-    )
+    sizes = {"num_train": args.num_train, "num_val": args.num_val, "image_size": args.image_size, "seed": args.seed}
+    kept = not args.force and made_with(args.root, **sizes)
+    train, val = synthetic_pikachu(args.root, **sizes, progress=not args.quiet, workers=args.workers,
+                                   force=args.force)
+    if kept:
+        print(f"{args.root}: kept the set made earlier with the same arguments (--force renders it again)")
     print(f"{train.rec_path}: {len(train)} images; {val.rec_path}: {len(val)} images")
     print(f"preview: {Path(args.root) / 'preview.png'}")
     return 0
@@ -145,6 +160,14 @@ def _show(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else rec.with_name(rec.stem + ".preview.png")
     show(rec, out, num=args.num, start=args.start, augment=args.augment, seed=args.seed)
     print(out)
+    return 0
+
+
+def _extract(args: argparse.Namespace) -> int:
+    paths = extract(args.rec, args.out, num=args.num, start=args.start)
+    for path in paths:
+        print(path)
+    print(f"boxes: {Path(args.out) / (Path(args.rec).stem + '.boxes.json')}")
     return 0
 
 

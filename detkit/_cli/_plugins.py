@@ -5,13 +5,13 @@
     $ detkit plugins
     detkit plugin API 1.0: 3 plugins, 2 active, 1 failed
 
-    PLUGIN             DISTRIBUTION            STATUS
-    detkit.components  detkit 0.1.0            active
+    PLUGIN             DISTRIBUTION               STATUS
+    detkit.components  gluon-detkit 0.1.0         active
         backbone: toy
         ...
-    resnet             detkit-resnet 0.1.0     active
+    resnet             gluon-detkit-resnet 0.1.0  active
         backbone: resnet18_v1, resnet18_v2, ...
-    broken             detkit-broken 0.1       failed
+    broken             detkit-broken 0.1          failed
         reason: importing 'detkit_broken' failed: ModuleNotFoundError: No module named 'foo'
 
 ``--json`` prints the same as one JSON object, ``{"plugin_api_version": ...,

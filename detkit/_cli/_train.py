@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
+from typing import Any
+
+import mxnet as mx
 
 from .._config import load_config
 from .._engine import evaluate, is_lead_worker
@@ -31,11 +35,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(handler=_train)
 
     evaluate = subparsers.add_parser("evaluate", help="mAP of a saved detector on a RecordIO dataset",
-                                     description="Print VOC mAP@0.5 (area and 11-point) and COCO mAP@[.5:.95].")
+                                     description="Print VOC mAP@0.5 (area and 11-point), COCO's 12-number summary "
+                                                 "(AP, AP50, AP75, AP and AR by object size, AR@1/10/100) and a "
+                                                 "table of each class's AP.")
     evaluate.add_argument("model", help="a directory written by SSDDetector.save (e.g. runs/pikachu/model)")
     evaluate.add_argument("data", help="a .rec file; the class list beside it, if any, must match the detector's")
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.add_argument("--plot", metavar="OUT.png", default=None,
+                          help="also draw each class's precision-recall curve (IoU 0.5) into this PNG")
     evaluate.set_defaults(handler=_evaluate)
 
     predict = subparsers.add_parser("predict", help="detect objects in images and draw them",
@@ -48,6 +56,19 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                          help="where the pictures go, as IMAGE-detections.png (default ./detections)")
     predict.add_argument("--json", action="store_true", help="print the detections as JSON")
     predict.set_defaults(handler=_predict)
+
+    quantize = subparsers.add_parser(
+        "quantize", help="turn a saved detector into an INT8 one for fast CPU inference",
+        description="Quantize the detector in MODEL to INT8 (MXNet's MKL-DNN backend), calibrated on the first "
+                    "batches of DATA, and save it to --out; it predicts and evaluates like any detector.")
+    quantize.add_argument("model", help="a directory written by SSDDetector.save (e.g. runs/pikachu/model)")
+    quantize.add_argument("data", help="a .rec file of images like those to detect on (the validation set does)")
+    quantize.add_argument("--out", required=True, help="the directory to save the INT8 detector to")
+    quantize.add_argument("--batches", type=int, default=4, help="calibration batches (default 4)")
+    quantize.add_argument("--batch-size", type=int, default=32, help="images per calibration batch (default 32)")
+    quantize.add_argument("--calibration", choices=("naive", "entropy"), default="naive",
+                          help="how each layer's range is chosen (default naive: the min/max seen)")
+    quantize.set_defaults(handler=_quantize)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -68,24 +89,69 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    detector = SSDDetector.load(args.model)
-    listed = find_classes(Path(args.data))
+def _dataset_for(detector: SSDDetector, path: str) -> DetectionDataset:
+    """The .rec file at ``path`` read with the detector's classes, after comparing the class list beside it."""
+    listed = find_classes(Path(path))
     if listed is not None and read_classes(listed) != detector.classes:
         raise InputError(
-            f"The classes of {args.data} ({listed}: {read_classes(listed)}) differ from the detector's "
+            f"The classes of {path} ({listed}: {read_classes(listed)}) differ from the detector's "
             f"{detector.classes}."
         )
-    data = DetectionDataset(args.data, classes=detector.classes)
-    scores = evaluate(detector, data, batch_size=args.batch_size, progress=not args.json)
+    return DetectionDataset(path, classes=detector.classes)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    detector = SSDDetector.load(args.model)
+    data = _dataset_for(detector, args.data)
+    scores = evaluate(detector, data, batch_size=args.batch_size, progress=not args.json, plot=args.plot)
     if args.json:
-        print(json.dumps(scores, indent=1))
+        print(json.dumps(_nan_to_null(scores), indent=1, allow_nan=False))
         return 0
     print(f"{scores['num_images']} images  mAP@0.5 {scores['map_50']:.4f}  "
           f"VOC07 11-point {scores['map_50_voc07']:.4f}  mAP@[.5:.95] {scores['map_50_95']:.4f}")
-    for name, values in scores["per_class"].items():
-        print(f"  {name:<20} AP@0.5 {values['ap_50']:.4f}  objects {values['num_ground_truth']}")
+    print("COCO summary (object sizes in pixels of the original images):")
+    for key, label in _COCO_LINES:
+        print(f"  {label:<44} = {scores['coco'][key]:.4f}")
+    names = list(scores["per_class"])
+    width = max([5, *(len(name) for name in names)])
+    print(f"  {'class':<{width}}  {'AP@0.5':>6}  {'AP':>6}  {'AP50':>6}  {'AP75':>6}  {'APs':>6}  {'APm':>6}  "
+          f"{'APl':>6}  {'AR@100':>6}  {'objects':>7}  {'difficult':>9}  {'crowd':>5}")
+    for name in names:
+        values = scores["per_class"][name]
+        coco = values["coco"]
+        cells = [values["ap_50"], coco["map"], coco["map_50"], coco["map_75"], coco["map_small"],
+                 coco["map_medium"], coco["map_large"], coco["mar_100"]]
+        print(f"  {name:<{width}}  " + "  ".join(f"{value:6.4f}" for value in cells)
+              + f"  {values['num_ground_truth']:>7}  {values['num_difficult']:>9}  {values['num_crowd']:>5}")
+    if args.plot:
+        print(f"precision-recall curves: {args.plot}")
     return 0
+
+
+def _nan_to_null(value: Any) -> Any:
+    """``value`` with every float ``nan`` (a mean over no class) replaced by ``None``: JSON's ``null``."""
+    if isinstance(value, dict):
+        return {key: _nan_to_null(item) for key, item in value.items()}
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+#: COCO's summary as pycocotools prints it, by the names of ``scores["coco"]``.
+_COCO_LINES = (
+    ("map", "AP   @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]"),
+    ("map_50", "AP   @[ IoU=0.50      | area=   all | maxDets=100 ]"),
+    ("map_75", "AP   @[ IoU=0.75      | area=   all | maxDets=100 ]"),
+    ("map_small", "AP   @[ IoU=0.50:0.95 | area= small | maxDets=100 ]"),
+    ("map_medium", "AP   @[ IoU=0.50:0.95 | area=medium | maxDets=100 ]"),
+    ("map_large", "AP   @[ IoU=0.50:0.95 | area= large | maxDets=100 ]"),
+    ("mar_1", "AR   @[ IoU=0.50:0.95 | area=   all | maxDets=  1 ]"),
+    ("mar_10", "AR   @[ IoU=0.50:0.95 | area=   all | maxDets= 10 ]"),
+    ("mar_100", "AR   @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]"),
+    ("mar_small", "AR   @[ IoU=0.50:0.95 | area= small | maxDets=100 ]"),
+    ("mar_medium", "AR   @[ IoU=0.50:0.95 | area=medium | maxDets=100 ]"),
+    ("mar_large", "AR   @[ IoU=0.50:0.95 | area= large | maxDets=100 ]"),
+)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -109,6 +175,17 @@ def _predict(args: argparse.Namespace) -> int:
     if args.json:
         json.dump(report, sys.stdout, indent=1)
         print()
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    detector = SSDDetector.load(args.model, ctx=mx.cpu())
+    data = _dataset_for(detector, args.data)
+    int8 = detector.quantize(data, num_batches=args.batches, batch_size=args.batch_size,
+                             calibration=args.calibration)
+    out = int8.save(args.out)
+    print(f"INT8 detector ({args.batches} calibration batch{'es' if args.batches != 1 else ''} of {args.data}) "
+          f"saved to {out}")
     return 0
 
 

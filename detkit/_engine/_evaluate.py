@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._base import PathLike
 from .._model import SSDDetector
 from ..errors import InputError
 from ._metric import DetectionMetric
@@ -11,7 +12,9 @@ from ._metric import DetectionMetric
 __all__ = ["evaluate"]
 
 
-def evaluate(detector: SSDDetector, data: Any, *, batch_size: int = 32, progress: bool = False) -> dict[str, Any]:
+def evaluate(
+    detector: SSDDetector, data: Any, *, batch_size: int = 32, progress: bool = False, plot: PathLike | None = None
+) -> dict[str, Any]:
     """Detect on every image of ``data`` and score the detections against its labels.
 
     Images go through the validation pipeline (resize to ``detector.data_shape``,
@@ -25,16 +28,31 @@ def evaluate(detector: SSDDetector, data: Any, *, batch_size: int = 32, progress
     batch_size : int, default 32
     progress : bool, default False
         Show a progress bar.
+    plot : str or os.PathLike, optional
+        Also draw each class's precision–recall curve (IoU 0.5) into this PNG
+        (:meth:`DetectionMetric.plot_precision_recall`), written atomically.
 
     Returns
     -------
     dict
         ``map_50`` (VOC area under the precision envelope at IoU 0.5),
         ``map_50_voc07`` (VOC2007 11-point), ``map_50_95`` (COCO-style over IoU
-        0.50:0.05:0.95), ``per_class`` (per class name: ``ap_50``, ``ap_50_voc07``,
-        ``ap_50_95``, ``num_ground_truth``, ``num_difficult``, ``num_detections``),
-        ``map_per_iou`` (the COCO-style mAP at each IoU threshold) and ``num_images``.
-        See :class:`DetectionMetric` for the exact conventions.
+        0.50:0.05:0.95), COCO's 12-number summary under ``coco`` (``map``,
+        ``map_50``, ``map_75``, ``map_small``, ``map_medium``, ``map_large``,
+        ``mar_1``, ``mar_10``, ``mar_100``, ``mar_small``, ``mar_medium``,
+        ``mar_large``) and the same at the top level but ``map_50``, ``per_class``
+        (per class name: ``ap_50``, ``ap_50_voc07``, ``ap_50_95``,
+        ``num_ground_truth``, ``num_difficult``, ``num_crowd``, ``num_detections``
+        and its own ``coco`` summary), ``map_per_iou`` (the COCO-style mAP at each
+        IoU threshold) and ``num_images``. See :class:`DetectionMetric` for the
+        exact conventions.
+
+    Notes
+    -----
+    The dataset's difficult objects and crowd regions (``DetectionBatch.flags``)
+    are handed to the metric, and object sizes are measured in pixels of each
+    image as stored (``DetectionBatch.image_size``), using the areas the file
+    stores (COCO's annotation ``"area"``) where it has them.
     """
     if not isinstance(detector, SSDDetector):
         raise InputError(f"The 'detector' argument must be an SSDDetector; got {type(detector).__name__} instead.")
@@ -63,10 +81,23 @@ def evaluate(detector: SSDDetector, data: Any, *, batch_size: int = 32, progress
         previous = current
     if previous is not None:
         _score(metric, *previous)
+    if plot is not None:
+        metric.plot_precision_recall(plot)
     return metric.compute()
 
 
 def _score(metric: DetectionMetric, detections: Any, batch: Any) -> None:
     rows = detections.asnumpy()
     keep = rows.shape[0] - batch.pad  # padding images repeat earlier ones: score them once
-    metric.update(rows[:keep], batch.label.asnumpy()[:keep])
+    labels = batch.label.asnumpy()[:keep]
+    extra: dict[str, Any] = {}
+    flags = getattr(batch, "flags", None)  # batches of other loaders may have no flags
+    if flags is not None:
+        flags = flags.asnumpy()[:keep]
+        extra["difficult"] = flags == 1
+        extra["crowd"] = flags == 2
+    if getattr(batch, "image_size", None) is not None:
+        extra["image_size"] = batch.image_size.asnumpy()[:keep]
+        if getattr(batch, "areas", None) is not None:
+            extra["areas"] = batch.areas.asnumpy()[:keep]
+    metric.update(rows[:keep], labels, **extra)

@@ -148,7 +148,8 @@ def fit(
     built_in += [Recorder(history)] + ([] if quiet else [Progress(epochs)])
     built_in += [checkpointing] if checkpointing is not None else []
 
-    graph = TrainingGraph(detector, fuse_batch_norm_relu=can_fuse_batch_norm_relu(plan.contexts))
+    graph = TrainingGraph(detector, fuse_batch_norm_relu=can_fuse_batch_norm_relu(plan.contexts),
+                          ignore_flagged=_has_flagged_objects(train_data))
     if detector.hybridized:
         graph.hybridize(static_alloc=True, static_shape=True)
 
@@ -225,6 +226,11 @@ def _plan(detector: SSDDetector, train_data: Any, val_data: Any, *, epochs: int,
     """Check every argument of :func:`fit` before anything runs; return what the loop needs."""
     if not isinstance(detector, SSDDetector):
         raise InputError(f"The 'detector' argument must be an SSDDetector; got {type(detector).__name__} instead.")
+    if detector.precision != "float32":
+        raise InputError(
+            f"The 'detector' argument is an {detector.precision.upper()} detector, made for inference; train its "
+            "float32 original and quantize it again afterwards."
+        )
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
     for name, data in (("train_data", train_data), ("val_data", val_data)):
@@ -345,6 +351,15 @@ def _average_statistics(coordinator: Coordinator, weights: gluon.ParameterDict) 
         mean = total[offset: offset + value.size].reshape(value.shape) / count
         parameter.set_data(mx.nd.array(mean, dtype=parameter.dtype))
         offset += value.size
+
+
+def _has_flagged_objects(data: Any) -> bool:
+    """Whether ``data`` (with ``flags(i)``, as :class:`~detkit.data.DetectionDataset`) marks any object
+    difficult or crowd: only then does the training graph take the flags (and pay for the overlaps)."""
+    flags = getattr(data, "flags", None)
+    if not callable(flags):
+        return False
+    return any(bool(np.any(flags(i) != 0)) for i in range(len(data)))
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

@@ -2,10 +2,11 @@
 
 :class:`DetectionMetric` is the metric core of ``detkit.evaluate``: it takes
 detections and ground truth batch by batch, matches them per image, and computes
-Pascal VOC mAP@0.5 (the 11-point VOC2007 and the area VOC2010+ variants) and
-COCO-style mAP@[.5:.95]. The conventions are those of the Pascal VOC devkit and
-of pycocotools; every place where detkit has to choose is stated in the class
-docstring.
+Pascal VOC mAP@0.5 (the 11-point VOC2007 and the area VOC2010+ variants), and
+COCO-style mAP@[.5:.95] with COCO's whole 12-number summary (AP at IoU .5 and
+.75, AP and AR per object size, AR at 1, 10 and 100 detections). The conventions
+are those of the Pascal VOC devkit and of pycocotools; every place where detkit
+has to choose is stated in the class docstring.
 
 The references followed:
 
@@ -24,11 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from .._base import PathLike, atomic_path
 from ..errors import InputError
 
 __all__ = ["DetectionMetric"]
 
-#: IoU threshold of the Pascal VOC metrics; a match needs IoU strictly greater (VOC devkit).
+#: IoU threshold of the Pascal VOC metrics; a match needs IoU >= 0.5, as the VOC devkit's
+#: ``VOCevaldet.m`` (``if ovmax>=VOCopts.minoverlap``), pycocotools and GluonCV have it.
 _VOC_IOU_THRESHOLD = 0.5
 #: COCO's ten IoU thresholds 0.50:0.05:0.95, computed exactly as pycocotools does
 #: (so 0.9 is 0.8999999999999999, as there).
@@ -38,6 +41,9 @@ _COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05))
 _COCO_RECALL_LEVELS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
 #: VOC2007's 11 recall levels i/10, i = 0..10, compared exactly (see ``_voc07_level_counts``).
 _VOC07_RECALL_STEPS = 10
+#: COCO's object-size ranges, areas in pixels of the original image, both ends included:
+#: all, small, medium, large (pycocotools' ``areaRng``).
+_COCO_AREA_RANGES = np.array([[0.0, 1e5**2], [0.0, 32.0**2], [32.0**2, 96.0**2], [96.0**2, 1e5**2]])
 #: Most elements of one (images, thresholds, detections, objects) temporary of the COCO matching.
 _CHUNK_ELEMENTS = 4_000_000
 
@@ -47,7 +53,9 @@ class DetectionMetric:
 
     Feed it batches with :meth:`update`, read the metrics with :meth:`compute`,
     start again with :meth:`reset`. Everything is plain numpy, vectorised over
-    the images of a batch: 100 images of 100 detections take about 20 ms.
+    the images of a batch: 100 images of 100 detections take about 20 ms with
+    their image sizes (COCO's four size ranges are matched separately), a
+    third of that without.
 
     Parameters
     ----------
@@ -98,26 +106,44 @@ class DetectionMetric:
     **Matching, VOC metrics** (``ap_50``, ``ap_50_voc07``), as the VOC devkit
     ``VOCevaldet.m``: per image and class, in score order, a detection is
     compared with the ground-truth box of its class of highest IoU (all boxes,
-    difficult or not; on equal IoU the lower row index). If that IoU is not
-    strictly greater than 0.5 the detection is a false positive. Otherwise, if
-    that box is difficult the detection is ignored (neither true nor false
-    positive); if it is already matched the detection is a false positive (a
-    duplicate), even when another box above 0.5 is free; else it is a true
-    positive and the box is matched.
+    difficult or not, crowd regions excepted; on equal IoU the lower row index).
+    If that IoU is below 0.5 the detection is a false positive; an IoU of
+    exactly 0.5 is a match (the devkit's ``ovmax>=VOCopts.minoverlap``, as in
+    pycocotools and GluonCV). Otherwise, if that box is difficult the detection
+    is ignored (neither true nor false positive); if it is already matched the
+    detection is a false positive (a duplicate), even when another box above 0.5
+    is free; else it is a true positive and the box is matched. The devkit knows
+    no crowd regions: here a detection that these rules make a false positive is
+    ignored instead when it overlaps a crowd region of its class with an
+    intersection over its own area of at least 0.5 (pycocotools' crowd overlap).
 
-    **Matching, COCO-style metric** (``ap_50_95``), as pycocotools
-    ``evaluateImg``, separately at each IoU threshold ``t``: per image and class,
-    in score order, a detection is matched to the *unmatched* non-difficult box
-    of highest IoU with ``IoU >= t`` (on equal IoU the higher row index, as
-    pycocotools' loop does); if there is none, to a difficult box with
-    ``IoU >= t``, and the detection is ignored; if there is none either, it is a
-    false positive. A difficult box acts like a pycocotools crowd region (it is
-    ignored, and any number of detections may match it), but with the ordinary
-    IoU.
+    **Matching, COCO-style metric** (``ap_50_95`` and the summary), as pycocotools
+    ``evaluateImg``, separately at each IoU threshold ``t`` and object-size range:
+    per image and class, in score order, a detection is matched to the
+    *unmatched* regular object (neither difficult nor crowd, and in the size
+    range) of highest IoU with ``IoU >= t`` (on equal IoU the higher row index, as
+    pycocotools' loop does). If there is none, it is matched to an *ignored*
+    object with an overlap ``>= t`` and is itself ignored: a crowd region (overlap:
+    the intersection over the detection's area; never used up), a difficult object
+    (the ordinary IoU; never used up, as if it were a crowd region with the
+    ordinary IoU) or an unmatched object outside the size range (IoU; used up
+    like a regular one), the highest overlap winning, the higher row index on
+    ties. If there is none either, the detection is a false positive, unless its
+    own area is outside the size range: then it is ignored.
 
-    **Difficult objects** (VOC semantics) count for no ground truth: they are
-    not in ``num_ground_truth``, and detections matched to them are neither true
-    nor false positives.
+    **Difficult objects** (VOC semantics) and **crowd regions** (COCO
+    ``iscrowd``) count for no ground truth: they are not in
+    ``num_ground_truth``, and detections matched to them are neither true nor
+    false positives.
+
+    **Object sizes** are areas in pixels of the original image: a ground-truth
+    object's ``areas`` entry when given to :meth:`update` (COCO's annotation
+    ``"area"``, which pycocotools uses, is what ``detkit data pack`` stores),
+    else the box's width times height in pixels; a detection's is always its
+    box's. COCO's ranges, both ends included as in pycocotools: small
+    ``[0, 32²]``, medium ``[32², 96²]``, large ``[96², 1e5²]``, all
+    ``[0, 1e5²]``. They need the image sizes (``image_size`` of :meth:`update`);
+    without them the six size numbers are ``nan``.
 
     **Average precision.** Detections of one class from all images are ranked
     as above; precision ``TP / (TP + FP)`` and recall ``TP / num_ground_truth``
@@ -133,6 +159,9 @@ class DetectionMetric:
       recall levels 0, 0.01, ..., 1 of the precision envelope at the first rank
       whose recall reaches that level (0 where it is never reached), as
       pycocotools ``accumulate``; then the mean over the IoU thresholds.
+    - ``mar_1``, ``mar_10``, ``mar_100`` (COCO AR): the recall ``TP / N`` using
+      at most 1, 10 and ``coco_max_detections`` detections of each class in each
+      image, mean over the IoU thresholds, then over the classes.
 
     **Recall levels.** The VOC2007 levels are compared exactly (recall
     ``TP / N >= i / 10`` as ``10 * TP >= i * N``), as the VOC paper defines them.
@@ -153,7 +182,16 @@ class DetectionMetric:
     pycocotools leave such a class out too); its detections are counted in
     ``num_detections`` but change nothing else. A class with ground truth and no
     detection has AP 0. When no class has ground truth, every mean is ``nan``
-    (no exception, no warning).
+    (no exception, no warning). pycocotools prints -1 where detkit says ``nan``.
+
+    **Names.** The 12 numbers of pycocotools' ``COCOeval.summarize()`` are in
+    ``compute()["coco"]``, in its order, under the names torchmetrics gives them
+    (``map``, ``map_50``, ``map_75``, ``map_small``, ``map_medium``, ``map_large``,
+    ``mar_1``, ``mar_10``, ``mar_100``, ``mar_small``, ``mar_medium``,
+    ``mar_large``). The same are at the top level of ``compute()``, except
+    ``map_50``: there, ``map_50`` is detkit's VOC AP at IoU 0.5 (the area under
+    the precision envelope), and COCO's AP at IoU 0.5 (101 recall levels) is
+    ``compute()["coco"]["map_50"]``.
 
     Examples
     --------
@@ -182,8 +220,18 @@ class DetectionMetric:
     0.5
     >>> result["map_50_95"]
     0.75
-    >>> result["per_class"]["cat"]
-    {'ap_50': 1.0, 'ap_50_voc07': 1.0, 'ap_50_95': 1.0, 'num_ground_truth': 1, 'num_difficult': 0, 'num_detections': 2}
+    >>> {key: value for key, value in result["per_class"]["cat"].items() if key != "coco"}
+    {'ap_50': 1.0, 'ap_50_voc07': 1.0, 'ap_50_95': 1.0, 'num_ground_truth': 1, 'num_difficult': 0, 'num_crowd': 0, 'num_detections': 2}
+
+    COCO's summary; the object sizes need the images' sizes in pixels. Say the
+    image is 64 x 64: the cat covers 32 x 32 = 1024 pixels, at the border of
+    small and medium (both ends count), the dog 32 x 64 = 2048, medium:
+
+    >>> metric.reset()
+    >>> metric.update(detections, labels, image_size=[(64, 64)])
+    >>> summary = metric.compute()["coco"]
+    >>> summary["map_small"], summary["map_medium"], summary["map_large"], summary["mar_1"]
+    (1.0, 0.75, nan, 0.75)
 
     A class without ground truth is reported as ``nan`` and left out of the mean:
 
@@ -270,15 +318,19 @@ class DetectionMetric:
         self._num_images = 0
         self._num_ground_truth = np.zeros(self.num_classes, dtype=np.int64)  # (C,)
         self._num_difficult = np.zeros(self.num_classes, dtype=np.int64)  # (C,)
+        self._num_crowd = np.zeros(self.num_classes, dtype=np.int64)  # (C,)
+        # Objects neither difficult nor crowd in each size range of _COCO_AREA_RANGES.
+        self._num_in_range = np.zeros((_COCO_AREA_RANGES.shape[0], self.num_classes), dtype=np.int64)  # (A, C)
+        self._areas_known = True  # every batch came with its image sizes
         # One entry per group of matched images, their N detections in arrival order (image by
         # image, each image's by score); concatenated by compute().
         self._class_ids: list[np.ndarray] = []  # (N,) int
         self._scores: list[np.ndarray] = []  # (N,) float64
+        self._ranks: list[np.ndarray] = []  # (N,) int, rank among its image's detections of its class
         self._voc_tp: list[np.ndarray] = []  # (N,) bool
         self._voc_ignored: list[np.ndarray] = []  # (N,) bool
-        self._coco_kept: list[np.ndarray] = []  # (N,) bool, within coco_max_detections
-        self._coco_tp: list[np.ndarray] = []  # (N, T) bool
-        self._coco_ignored: list[np.ndarray] = []  # (N, T) bool
+        self._coco_tp: list[np.ndarray] = []  # (N, A, T) bool, per size range and IoU threshold
+        self._coco_ignored: list[np.ndarray] = []  # (N, A, T) bool
 
     @property
     def num_images(self) -> int:
@@ -294,7 +346,16 @@ class DetectionMetric:
 
     # ----------------------------------------------------------------- update
 
-    def update(self, detections: Any, labels: Any, difficult: Any = None) -> None:
+    def update(
+        self,
+        detections: Any,
+        labels: Any,
+        difficult: Any = None,
+        *,
+        crowd: Any = None,
+        image_size: Any = None,
+        areas: Any = None,
+    ) -> None:
         """Add one batch of detections and ground truth.
 
         Parameters
@@ -310,13 +371,27 @@ class DetectionMetric:
             True (or non-zero) where the ground-truth object is "difficult" in
             the Pascal VOC sense. Default: no object is difficult. Padding rows
             are ignored whatever their flag.
+        crowd : numpy.ndarray, shape (B, M), optional
+            True (or non-zero) where the ground-truth row is a crowd region
+            (COCO ``iscrowd``). Default: none is.
+        image_size : numpy.ndarray, shape (B, 2), optional
+            The ``(width, height)`` in pixels of each original image. A box's
+            area in pixels is its width times its height, each multiplied by
+            the image's (so boxes normalised to [0, 1] give pixels; boxes
+            already in pixels need ``(1, 1)``). Without it, the object-size
+            numbers (``map_small``, ... ``mar_large``) are ``nan``.
+        areas : numpy.ndarray, shape (B, M), optional
+            The area in pixels of each ground-truth object, as COCO's annotation
+            ``"area"`` (which pycocotools uses for the size ranges); ``nan``
+            where unknown. Default, and where ``nan``: the box's area in pixels.
 
         Raises
         ------
         detkit.errors.InputError
             If an array has the wrong number of dimensions or last dimension,
             the batch sizes or ``M`` differ, a class id is not -1 or an integer
-            in ``[0, num_classes)``, or a non-padding row holds NaN or infinity.
+            in ``[0, num_classes)``, a non-padding row holds NaN or infinity,
+            an image size is not positive, or an area is negative.
         """
         detections = _as_array(detections, "detections")
         labels = _as_array(labels, "labels")
@@ -339,26 +414,52 @@ class DetectionMetric:
                 f"of shape {labels.shape} (B = {labels.shape[0]})."
             )
         batch, num_objects = labels.shape[:2]
-        if difficult is None:
-            difficult = np.zeros((batch, num_objects), dtype=bool)  # (B, M)
-        else:
-            difficult = _as_array(difficult, "difficult", dtype=None)
-            if difficult.shape != (batch, num_objects):
-                raise InputError(
-                    "The 'difficult' argument of DetectionMetric.update must have shape (B, M) = "
-                    f"{(batch, num_objects)}, matching labels of shape {labels.shape}; got shape "
-                    f"{difficult.shape} instead."
-                )
-            difficult = difficult.astype(bool)  # (B, M)
+        difficult = self._object_flags(difficult, "difficult", labels.shape)  # (B, M)
+        crowd = self._object_flags(crowd, "crowd", labels.shape)  # (B, M)
 
         det_valid = self._check_rows(detections, "detections")  # (B, K) bool
         gt_valid = self._check_rows(labels, "labels")  # (B, M) bool
 
+        # Areas in pixels of the original images, when their sizes are known.
+        known = image_size is not None
+        if known:
+            size = _as_array(image_size, "image_size")
+            if size.shape != (batch, 2) or not np.all(np.isfinite(size)) or np.any(size <= 0):
+                raise InputError(
+                    f"The 'image_size' argument of DetectionMetric.update must have shape (B, 2) = {(batch, 2)} "
+                    f"of positive (width, height) pairs; got {size.tolist() if size.size <= 8 else size.shape}."
+                )
+            pixels = size[:, 0] * size[:, 1]  # (B,)
+            det_area = _box_area(detections[..., 2:6]) * pixels[:, None]  # (B, K)
+            gt_area = _box_area(labels[..., 1:5]) * pixels[:, None]  # (B, M)
+        else:
+            det_area = np.zeros(detections.shape[:2])
+            gt_area = np.zeros(labels.shape[:2])
+        if areas is not None:
+            given = _as_array(areas, "areas")
+            if given.shape != (batch, num_objects) or np.any(given[gt_valid] < 0) or np.any(np.isinf(given)):
+                raise InputError(
+                    f"The 'areas' argument of DetectionMetric.update must have shape (B, M) = {(batch, num_objects)}, "
+                    f"matching labels of shape {labels.shape}, of areas >= 0 or nan; got shape {given.shape}."
+                )
+            gt_area = np.where(np.isnan(given), gt_area, given)
+        self._areas_known &= known
+        # Which objects and detections lie in each of COCO's size ranges (all of them when unknown).
+        lo, hi = _COCO_AREA_RANGES[:, 0], _COCO_AREA_RANGES[:, 1]  # (A,)
+        gt_in_range = (gt_area[:, None, :] >= lo[None, :, None]) & (gt_area[:, None, :] <= hi[None, :, None])
+        det_out_range = (det_area[:, None, :] < lo[None, :, None]) | (det_area[:, None, :] > hi[None, :, None])
+        if not known:
+            gt_in_range[:] = True  # (B, A, M); only the range "all" is used
+            det_out_range[:] = False  # (B, A, K)
+
         # Ground-truth counts per class, over the whole batch at once.
         gt_classes = labels[..., 0].astype(np.int64)  # (B, M)
-        counted = gt_valid & ~difficult
+        counted = gt_valid & ~difficult & ~crowd
         self._num_ground_truth += np.bincount(gt_classes[counted], minlength=self.num_classes)
-        self._num_difficult += np.bincount(gt_classes[gt_valid & difficult], minlength=self.num_classes)
+        self._num_difficult += np.bincount(gt_classes[gt_valid & difficult & ~crowd], minlength=self.num_classes)
+        self._num_crowd += np.bincount(gt_classes[gt_valid & crowd], minlength=self.num_classes)
+        for a in range(_COCO_AREA_RANGES.shape[0]):
+            self._num_in_range[a] += np.bincount(gt_classes[counted & gt_in_range[:, a]], minlength=self.num_classes)
 
         # Sort each image's detections by score, descending, ties in row order; padding last,
         # then cut: the network's output is mostly padding.
@@ -367,15 +468,31 @@ class DetectionMetric:
         width = int(count.max()) if batch else 0
         order = np.argsort(key, axis=1, kind="stable")[:, :width]  # (B, K'), K' = most detections of an image
         detections = np.take_along_axis(detections, order[..., None], axis=1)  # (B, K', 6)
+        det_out_range = np.take_along_axis(det_out_range, order[:, None, :], axis=2)  # (B, A, K')
         det_valid = np.arange(width)[None, :] < count[:, None]  # (B, K')
         if width > 0:
             # Bound the (M, b, T, K') temporaries of the COCO matching to a few million elements.
             per_image = self._coco_thresholds.shape[0] * width * max(num_objects, 1)
             chunk = max(1, _CHUNK_ELEMENTS // per_image)
-            for lo in range(0, batch, chunk):
-                hi = lo + chunk
-                self._match(detections[lo:hi], det_valid[lo:hi], labels[lo:hi], gt_valid[lo:hi], difficult[lo:hi])
+            for lo_image in range(0, batch, chunk):
+                part = slice(lo_image, lo_image + chunk)
+                self._match(
+                    detections[part], det_valid[part], labels[part], gt_valid[part], difficult[part], crowd[part],
+                    gt_in_range[part], det_out_range[part],
+                )
         self._num_images += batch
+
+    def _object_flags(self, flags: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """``flags`` (B, M) as bool, all False when ``None``; raise if its shape does not match labels."""
+        if flags is None:
+            return np.zeros(shape[:2], dtype=bool)
+        array = _as_array(flags, name, dtype=None)
+        if array.shape != shape[:2]:
+            raise InputError(
+                f"The '{name}' argument of DetectionMetric.update must have shape (B, M) = "
+                f"{shape[:2]}, matching labels of shape {shape}; got shape {array.shape} instead."
+            )
+        return array.astype(bool)
 
     def _check_rows(self, array: np.ndarray, name: str) -> np.ndarray:
         """Validate the class ids and values of ``array`` (B, R, W); return the non-padding mask (B, R)."""
@@ -408,79 +525,105 @@ class DetectionMetric:
         labels: np.ndarray,
         gt_valid: np.ndarray,
         difficult: np.ndarray,
+        crowd: np.ndarray,
+        gt_in_range: np.ndarray,
+        det_out_range: np.ndarray,
     ) -> None:
         """Match the detections (b, K, 6) of some images to their labels (b, M, 5) and record them.
 
         Each image's detections come sorted by score (descending, ties in row order), padding
         last. ``det_valid`` (b, K) and ``gt_valid`` (b, M) mark the non-padding rows,
-        ``difficult`` (b, M) the difficult objects. All images are matched at once.
+        ``difficult`` and ``crowd`` (b, M) the ignored objects, ``gt_in_range`` (b, A, M) the
+        objects in each size range and ``det_out_range`` (b, A, K) the detections outside it.
+        All images are matched at once.
         """
         num_images, num_dets = det_valid.shape
         num_objects = gt_valid.shape[1]
+        num_ranges = gt_in_range.shape[1]
         thresholds = self._coco_thresholds  # (T,)
         num_thresholds = thresholds.shape[0]
         det_classes = np.where(det_valid, dets[..., 0], -1).astype(np.int64)  # (b, K)
         gt_classes = np.where(gt_valid, labels[..., 0], -2).astype(np.int64)  # (b, M), -2 matches nothing
 
         # Rank of each detection among the detections of its class in its image (COCO's maxDets).
-        if self.coco_max_detections is None or self.coco_max_detections >= num_dets:
-            coco_kept = det_valid  # (b, K)
-        else:
-            group = (np.arange(num_images)[:, None] * (self.num_classes + 1) + det_classes + 1).ravel()  # (b*K,)
-            by_group = np.argsort(group, kind="stable")  # score order kept within a group
-            start = np.searchsorted(group[by_group], group[by_group], side="left")
-            rank = np.empty(group.shape[0], dtype=np.int64)
-            rank[by_group] = np.arange(group.shape[0]) - start
-            coco_kept = det_valid & (rank.reshape(num_images, num_dets) < self.coco_max_detections)  # (b, K)
+        group = (np.arange(num_images)[:, None] * (self.num_classes + 1) + det_classes + 1).ravel()  # (b*K,)
+        by_group = np.argsort(group, kind="stable")  # score order kept within a group
+        start = np.searchsorted(group[by_group], group[by_group], side="left")
+        rank = np.empty(group.shape[0], dtype=np.int64)
+        rank[by_group] = np.arange(group.shape[0]) - start
+        rank = rank.reshape(num_images, num_dets)  # (b, K)
+        cap = self.coco_max_detections
+        coco_kept = det_valid if cap is None else det_valid & (rank < cap)  # (b, K)
 
         voc_tp = np.zeros((num_images, num_dets), dtype=bool)  # (b, K)
         voc_ignored = np.zeros((num_images, num_dets), dtype=bool)  # (b, K)
-        coco_tp = np.zeros((num_images, num_thresholds, num_dets), dtype=bool)  # (b, T, K)
-        coco_ignored = np.zeros((num_images, num_thresholds, num_dets), dtype=bool)  # (b, T, K)
+        coco_tp = np.zeros((num_images, num_ranges, num_thresholds, num_dets), dtype=bool)  # (b, A, T, K)
+        coco_ignored = np.zeros((num_images, num_ranges, num_thresholds, num_dets), dtype=bool)  # (b, A, T, K)
 
+        # Unmatched detections outside a size range are ignored there (pycocotools' dtIg).
+        coco_ignored[:] = det_out_range[:, :, None, :]
         if num_objects > 0 and num_dets > 0:
-            # IoU with the objects of the detection's own class; -1 for other classes and padding.
-            iou = _box_iou(dets[..., 2:6], labels[..., 1:5])  # (b, K, M)
-            iou[det_classes[:, :, None] != gt_classes[:, None, :]] = -1.0
+            # Overlaps with the objects of the detection's own class; -1 for other classes and padding.
+            iou, ioa = _box_overlaps(dets[..., 2:6], labels[..., 1:5])  # (b, K, M) each
+            other = det_classes[:, :, None] != gt_classes[:, None, :]  # (b, K, M)
+            iou[other] = -1.0
+            ioa[other] = -1.0
+            crowd_ioa = np.where(crowd[:, None, :], ioa, -1.0)  # (b, K, M)
 
-            # VOC: the highest-IoU object (first on ties), duplicates are false positives.
-            best = np.argmax(iou, axis=2)  # (b, K)
-            best_iou = np.take_along_axis(iou, best[..., None], axis=2)[..., 0]  # (b, K)
+            # VOC: the highest-IoU object that is not a crowd region (first on ties); duplicates are
+            # false positives. Then a would-be false positive inside a crowd region is ignored.
+            voc_iou = np.where(crowd[:, None, :], -1.0, iou)  # (b, K, M)
+            best = np.argmax(voc_iou, axis=2)  # (b, K)
+            best_iou = np.take_along_axis(voc_iou, best[..., None], axis=2)[..., 0]  # (b, K)
             best_difficult = np.take_along_axis(difficult, best, axis=1)  # (b, K)
-            above = best_iou > _VOC_IOU_THRESHOLD
+            above = best_iou >= _VOC_IOU_THRESHOLD  # the devkit's `ovmax >= minoverlap`
             voc_ignored = above & best_difficult
             candidates = np.flatnonzero(above & ~best_difficult)  # flat (b, K) indices, score order per image
             target = (candidates // num_dets) * num_objects + best.ravel()[candidates]  # image and object
             _, first = np.unique(target, return_index=True)  # each object's first candidate is its TP
             voc_tp.flat[candidates[first]] = True
+            voc_ignored |= ~voc_tp & (crowd_ioa.max(axis=2) >= _VOC_IOU_THRESHOLD)
 
-            # COCO. Only the detections that reach some regular object at the lowest threshold can
-            # match; the matching runs on those alone, in score order, and is scattered back.
-            regular_iou = np.where(difficult[:, None, :] | ~coco_kept[:, :, None], -1.0, iou)  # (b, K, M)
-            reach = regular_iou.max(axis=2) >= thresholds.min()  # (b, K)
-            if np.any(reach):
-                num_reach = reach.sum(axis=1)  # (b,)
-                width = int(num_reach.max())
-                position = np.argsort(~reach, axis=1, kind="stable")[:, :width]  # (b, W), reaching ones first
-                in_use = np.arange(width)[None, :] < num_reach[:, None]  # (b, W)
-                # The columns past an image's count hold detections that reach nothing: harmless.
-                sub_iou = np.take_along_axis(regular_iou, position[..., None], axis=1)  # (b, W, M)
-                matched = _coco_greedy_match(sub_iou, thresholds)  # (b, T, W)
-                image, column = np.nonzero(in_use)  # (n,), (n,)
-                coco_tp[image, :, position[image, column]] = matched[image, :, column]  # (n, T)
-            # A detection that found no free regular object but overlaps a difficult one is ignored.
+            # COCO, as pycocotools' evaluateImg, for each size range. Regular objects (in the range,
+            # neither difficult nor crowd) are tried first; a detection that finds none tries the
+            # ignored ones: difficult objects and crowd regions, never used up (crowd by IoA), and
+            # objects outside the size range, used up like regular ones.
+            ordinary = gt_valid & ~difficult & ~crowd  # (b, M)
+            reusable = gt_valid & (difficult | crowd)  # (b, M)
+            reuse_overlap = np.where(crowd[:, None, :], ioa, np.where(reusable[:, None, :], iou, -1.0))  # (b, K, M)
+            best_reuse = reuse_overlap.max(axis=2)  # (b, K)
+            # pycocotools keeps the last of equal overlaps: the highest index among the maxima
+            last_reuse = num_objects - 1 - np.argmax(reuse_overlap[..., ::-1], axis=2)  # (b, K)
+            reuse_hit = best_reuse[:, None, :] >= thresholds[None, :, None]  # (b, T, K)
+            kept_iou = np.where(coco_kept[:, :, None], iou, -1.0)  # (b, K, M)
+            for a in range(num_ranges):
+                if a > 0 and not self._areas_known:
+                    continue
+                regular = ordinary & gt_in_range[:, a]  # (b, M)
+                tp = _match_reaching(np.where(regular[:, None, :], kept_iou, -1.0), thresholds)  # (b, T, K)
+                outside = ordinary & ~gt_in_range[:, a]  # (b, M), ignored but used up once matched
+                taken = np.zeros_like(tp)
+                if outside.any():
+                    outside_iou = np.where(outside[:, None, :], kept_iou, -1.0)  # (b, K, M)
+                    # An object outside the range wins over the best reusable one if its IoU is higher,
+                    # or equal and its index higher (pycocotools' loop order); or if none reaches t.
+                    beats = (outside_iou > best_reuse[..., None]) | (
+                        (outside_iou == best_reuse[..., None]) & (np.arange(num_objects) > last_reuse[..., None])
+                    )  # (b, K, M)
+                    allowed = ~tp[..., None] & (beats[:, None] | ~reuse_hit[..., None])  # (b, T, K, M)
+                    taken = _match_reaching(outside_iou, thresholds, allowed)  # (b, T, K)
+                coco_tp[:, a] = tp
+                coco_ignored[:, a] = ~tp & (taken | reuse_hit | det_out_range[:, a, None, :])
             # (Detections past coco_max_detections are dropped by compute() whatever their flags.)
-            difficult_iou = np.where(difficult[:, None, :], iou, -1.0).max(axis=2)  # (b, K)
-            coco_ignored = ~coco_tp & (difficult_iou[:, None, :] >= thresholds[None, :, None])  # (b, T, K)
 
         # Record the valid detections, image after image, each image's in score order.
         self._class_ids.append(det_classes[det_valid])
         self._scores.append(dets[..., 1][det_valid])
+        self._ranks.append(rank[det_valid])
         self._voc_tp.append(voc_tp[det_valid])
         self._voc_ignored.append(voc_ignored[det_valid])
-        self._coco_kept.append(coco_kept[det_valid])
-        self._coco_tp.append(coco_tp.transpose(0, 2, 1)[det_valid])  # (N, T)
-        self._coco_ignored.append(coco_ignored.transpose(0, 2, 1)[det_valid])  # (N, T)
+        self._coco_tp.append(coco_tp.transpose(0, 3, 1, 2)[det_valid])  # (N, A, T)
+        self._coco_ignored.append(coco_ignored.transpose(0, 3, 1, 2)[det_valid])  # (N, A, T)
 
     # ---------------------------------------------------------------- compute
 
@@ -503,55 +646,72 @@ class DetectionMetric:
             ``"map_per_iou"`` : dict of float to float
                 COCO-style mAP at each of ``iou_thresholds`` (keys rounded to 10
                 decimals, so ``0.9`` finds pycocotools' ``0.8999999999999999``).
+            ``"coco"`` : dict of str to float
+                COCO's 12-number summary in pycocotools' order (``COCOeval.stats``),
+                named as torchmetrics names them: ``map``, ``map_50``, ``map_75``,
+                ``map_small``, ``map_medium``, ``map_large``, ``mar_1``, ``mar_10``,
+                ``mar_100``, ``mar_small``, ``mar_medium``, ``mar_large``. Here
+                ``map_50`` is COCO's AP at IoU 0.5 (101 recall levels), not the
+                VOC number of the top-level ``"map_50"``.
+            ``"map"``, ``"map_75"``, ``"map_small"``, ... ``"mar_large"`` : float
+                The same numbers at the top level, all but ``map_50``.
             ``"per_class"`` : dict of str to dict
                 For each class name: ``"ap_50"``, ``"ap_50_voc07"``, ``"ap_50_95"``
                 (float, ``nan`` for a class without ground truth),
-                ``"num_ground_truth"`` (non-difficult objects), ``"num_difficult"``
-                and ``"num_detections"`` (all of the class, before
-                ``coco_max_detections``) (int).
+                ``"num_ground_truth"`` (objects neither difficult nor crowd),
+                ``"num_difficult"``, ``"num_crowd"`` and ``"num_detections"`` (all of
+                the class, before ``coco_max_detections``) (int), and ``"coco"``,
+                the 12 numbers of that class alone.
             ``"num_images"`` : int
                 Images seen.
 
-            Every float is a Python ``float``; a mean over no class is ``nan``.
+            Every float is a Python ``float``; a mean over no class is ``nan``
+            (where pycocotools prints -1).
         """
         num_classes = self.num_classes
         num_thresholds = self._coco_thresholds.shape[0]
+        num_ranges = _COCO_AREA_RANGES.shape[0]
         if self._class_ids:
             class_ids = np.concatenate(self._class_ids)  # (N,)
             scores = np.concatenate(self._scores)  # (N,)
+            ranks = np.concatenate(self._ranks)  # (N,)
             voc_tp = np.concatenate(self._voc_tp)  # (N,)
             voc_ignored = np.concatenate(self._voc_ignored)  # (N,)
-            coco_kept = np.concatenate(self._coco_kept)  # (N,)
-            coco_tp = np.concatenate(self._coco_tp)  # (N, T)
-            coco_ignored = np.concatenate(self._coco_ignored)  # (N, T)
+            coco_tp = np.concatenate(self._coco_tp)  # (N, A, T)
+            coco_ignored = np.concatenate(self._coco_ignored)  # (N, A, T)
         else:
-            class_ids = np.zeros(0, dtype=np.int64)
+            class_ids = ranks = np.zeros(0, dtype=np.int64)
             scores = np.zeros(0)
-            voc_tp = voc_ignored = coco_kept = np.zeros(0, dtype=bool)
-            coco_tp = coco_ignored = np.zeros((0, num_thresholds), dtype=bool)
+            voc_tp = voc_ignored = np.zeros(0, dtype=bool)
+            coco_tp = coco_ignored = np.zeros((0, num_ranges, num_thresholds), dtype=bool)
+        cap = math.inf if self.coco_max_detections is None else self.coco_max_detections
+        max_dets = (min(1, cap), min(10, cap), cap)  # pycocotools' maxDets [1, 10, 100]
 
-        # Stable sort by score (descending), then stable by class: each class's slice is in
-        # score order with ties in arrival order.
-        order = np.argsort(-scores, kind="stable")
-        order = order[np.argsort(class_ids[order], kind="stable")]  # (N,)
+        order = self._class_order(class_ids, scores)  # (N,)
         bounds = np.searchsorted(class_ids[order], np.arange(num_classes + 1), side="left")  # (C+1,)
 
         ap_50 = np.full(num_classes, np.nan)
         ap_50_voc07 = np.full(num_classes, np.nan)
-        ap_coco = np.full((num_classes, num_thresholds), np.nan)  # (C, T)
+        ap_coco = np.full((num_ranges, num_classes, num_thresholds), np.nan)  # (A, C, T)
+        recall = np.full((len(max_dets), num_ranges, num_classes, num_thresholds), np.nan)  # (D, A, C, T)
         num_detections = np.diff(bounds)  # (C,)
         for c in range(num_classes):
-            positives = int(self._num_ground_truth[c])
-            if positives == 0:
-                continue
             idx = order[bounds[c] : bounds[c + 1]]  # (n_c,) this class, score order
-            cum_tp, envelope = _precision_envelope(voc_tp[idx, None], voc_ignored[idx, None])  # (n_c, 1)
-            ap_50[c] = _area_ap(cum_tp, envelope, positives)[0]
-            ap_50_voc07[c] = _interpolated_ap(cum_tp, envelope, _voc07_level_counts(positives))[0]
-            kept = idx[coco_kept[idx]]  # (n_k,)
-            cum_tp, envelope = _precision_envelope(coco_tp[kept], coco_ignored[kept])  # (n_k, T)
-            ap_coco[c] = _interpolated_ap(cum_tp, envelope, _coco_level_counts(positives))
-        ap_50_95 = ap_coco.mean(axis=1)  # (C,), nan where no ground truth
+            positives = int(self._num_ground_truth[c])
+            if positives > 0:
+                cum_tp, envelope = _precision_envelope(voc_tp[idx, None], voc_ignored[idx, None])  # (n_c, 1)
+                ap_50[c] = _area_ap(cum_tp, envelope, positives)[0]
+                ap_50_voc07[c] = _interpolated_ap(cum_tp, envelope, _voc07_level_counts(positives))[0]
+            kept = idx[ranks[idx] < cap]  # (n_k,)
+            for a in range(num_ranges):
+                positives = int(self._num_in_range[a, c])
+                if positives == 0 or (a > 0 and not self._areas_known):
+                    continue
+                cum_tp, envelope = _precision_envelope(coco_tp[kept, a], coco_ignored[kept, a])  # (n_k, T)
+                ap_coco[a, c] = _interpolated_ap(cum_tp, envelope, _coco_level_counts(positives))
+                for d, limit in enumerate(max_dets):
+                    recall[d, a, c] = coco_tp[idx[ranks[idx] < limit], a].sum(axis=0) / positives  # (T,)
+        ap_50_95 = ap_coco[0].mean(axis=1)  # (C,), nan where no ground truth
 
         evaluated = self._num_ground_truth > 0  # (C,)
         per_class = {
@@ -561,20 +721,129 @@ class DetectionMetric:
                 "ap_50_95": float(ap_50_95[c]),
                 "num_ground_truth": int(self._num_ground_truth[c]),
                 "num_difficult": int(self._num_difficult[c]),
+                "num_crowd": int(self._num_crowd[c]),
                 "num_detections": int(num_detections[c]),
+                "coco": self._summary(ap_coco[:, c : c + 1], recall[:, :, c : c + 1]),
             }
             for c, name in enumerate(self.class_names)
         }
-        return {
+        coco = self._summary(ap_coco, recall)
+        result: dict[str, Any] = {
             "map_50": _mean(ap_50[evaluated]),
             "map_50_voc07": _mean(ap_50_voc07[evaluated]),
-            "map_50_95": _mean(ap_50_95[evaluated]),
+            "map_50_95": coco["map"],
             "map_per_iou": {
-                round(float(t), 10): _mean(ap_coco[evaluated, i]) for i, t in enumerate(self.iou_thresholds)
+                round(float(t), 10): _finite_mean(ap_coco[0, :, i]) for i, t in enumerate(self.iou_thresholds)
             },
-            "per_class": per_class,
-            "num_images": self._num_images,
+            "coco": coco,
         }
+        result.update((key, value) for key, value in coco.items() if key != "map_50")
+        result["per_class"] = per_class
+        result["num_images"] = self._num_images
+        return result
+
+    def _class_order(self, class_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Indices (N,) that sort the detections by class, then score (descending), ties in arrival order."""
+        order = np.argsort(-scores, kind="stable")
+        return order[np.argsort(class_ids[order], kind="stable")]  # (N,)
+
+    def _summary(self, ap: np.ndarray, recall: np.ndarray) -> dict[str, float]:
+        """COCO's 12 numbers from AP (A, C', T) and recall (D, A, C', T), nan where not evaluated.
+
+        Each is a mean over the evaluated classes of a mean over thresholds (and recall
+        levels), which is pycocotools' mean over every entry that is not -1.
+        """
+        t50 = np.flatnonzero(self.iou_thresholds == 0.5)  # pycocotools' `iouThr == p.iouThrs`
+        t75 = np.flatnonzero(self.iou_thresholds == 0.75)
+        return {
+            "map": _finite_mean(ap[0]),
+            "map_50": _finite_mean(ap[0][:, t50]),
+            "map_75": _finite_mean(ap[0][:, t75]),
+            "map_small": _finite_mean(ap[1]),
+            "map_medium": _finite_mean(ap[2]),
+            "map_large": _finite_mean(ap[3]),
+            "mar_1": _finite_mean(recall[0, 0]),
+            "mar_10": _finite_mean(recall[1, 0]),
+            "mar_100": _finite_mean(recall[2, 0]),
+            "mar_small": _finite_mean(recall[2, 1]),
+            "mar_medium": _finite_mean(recall[2, 2]),
+            "mar_large": _finite_mean(recall[2, 3]),
+        }
+
+    # ------------------------------------------------------- curves and plots
+
+    def precision_recall(self) -> dict[str, dict[str, np.ndarray]]:
+        """The VOC precision–recall curve (IoU 0.5) of each class.
+
+        Returns
+        -------
+        dict of str to dict
+            For each class name: ``"recall"``, ``"precision"`` and ``"score"``,
+            arrays ``(n,)`` over the class's detections in score order, ignored
+            ones (on difficult objects and crowd regions) left out, and
+            ``"envelope"``, the precision made monotonically decreasing from the
+            right, whose area under the recall steps is ``ap_50``. Empty for a
+            class without detections; ``recall`` is ``nan`` for a class without
+            ground truth.
+        """
+        if self._class_ids:
+            class_ids = np.concatenate(self._class_ids)
+            scores = np.concatenate(self._scores)
+            voc_tp = np.concatenate(self._voc_tp)
+            voc_ignored = np.concatenate(self._voc_ignored)
+        else:
+            class_ids, scores = np.zeros(0, dtype=np.int64), np.zeros(0)
+            voc_tp = voc_ignored = np.zeros(0, dtype=bool)
+        order = self._class_order(class_ids, scores)
+        bounds = np.searchsorted(class_ids[order], np.arange(self.num_classes + 1), side="left")
+        curves = {}
+        for c, name in enumerate(self.class_names):
+            idx = order[bounds[c] : bounds[c + 1]]
+            idx = idx[~voc_ignored[idx]]  # (n,) counted detections in score order
+            cum_tp = np.cumsum(voc_tp[idx])  # (n,)
+            precision = cum_tp / np.arange(1, idx.size + 1)  # (n,)
+            positives = int(self._num_ground_truth[c])
+            curves[name] = {
+                "recall": cum_tp / positives if positives else np.full(idx.size, np.nan),
+                "precision": precision,
+                "envelope": np.maximum.accumulate(precision[::-1])[::-1],
+                "score": scores[idx],
+            }
+        return curves
+
+    def plot_precision_recall(self, path: PathLike) -> None:
+        """Draw :meth:`precision_recall` into a PNG at ``path``: one panel per class, written atomically.
+
+        Each panel shows the precision at each rank (thin) and its envelope (thick), with
+        the class's ``ap_50`` and its number of objects in the title.
+        """
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        curves = self.precision_recall()
+        scores = self.compute()["per_class"]
+        columns = math.ceil(math.sqrt(self.num_classes))
+        rows = math.ceil(self.num_classes / columns)
+        figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.0 * rows), squeeze=False)
+        for panel in axes.ravel()[self.num_classes :]:
+            panel.set_visible(False)
+        for panel, (name, curve) in zip(axes.ravel(), curves.items()):
+            recall = np.concatenate([[0.0], curve["recall"]])
+            panel.plot(recall[1:], curve["precision"], linewidth=0.8, alpha=0.5, color="tab:blue")
+            panel.step(recall, np.concatenate([curve["envelope"][:1], curve["envelope"]]), where="pre",
+                       linewidth=1.8, color="tab:blue")
+            values = scores[name]
+            ap = "n/a" if math.isnan(values["ap_50"]) else f"{values['ap_50']:.3f}"
+            panel.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision",
+                      title=f"{name}: AP@0.5 {ap} ({values['num_ground_truth']} objects)")
+            panel.title.set_fontsize(9)
+            panel.grid(alpha=0.3)
+        figure.tight_layout()
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, format="png", dpi=100)
+        plt.close(figure)
 
 
 # --------------------------------------------------------------------- helpers
@@ -606,24 +875,65 @@ def _as_array(value: Any, name: str, dtype: Any = np.float64) -> np.ndarray:
         ) from error
 
 
-def _box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """IoU of every box of ``boxes_a`` (..., A, 4) with every box of ``boxes_b`` (..., B, 4); returns (..., A, B).
+def _box_area(boxes: np.ndarray) -> np.ndarray:
+    """Area of boxes (..., 4) in corner format; (...,). A box of negative extent has area 0."""
+    return np.maximum(boxes[..., 2] - boxes[..., 0], 0) * np.maximum(boxes[..., 3] - boxes[..., 1], 0)
+
+
+def _box_overlaps(boxes_a: np.ndarray, boxes_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """IoU, and intersection over the area of the ``boxes_a`` box, of every box of ``boxes_a``
+    (..., A, 4) with every box of ``boxes_b`` (..., B, 4); returns two arrays (..., A, B).
 
     Corner format ``(xmin, ymin, xmax, ymax)``, continuous coordinates (no +1).
-    Boxes of zero or negative extent have area 0; a pair with zero union has IoU 0.
+    Boxes of zero or negative extent have area 0; a pair with zero union has IoU 0,
+    a box of zero area intersects nothing. The second is pycocotools' overlap with a
+    crowd region (``iscrowd``): the intersection over the detection's area.
     """
     a = boxes_a[..., :, None, :]  # (..., A, 1, 4)
     b = boxes_b[..., None, :, :]  # (..., 1, B, 4)
     width = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])  # (..., A, B)
     height = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])  # (..., A, B)
     intersection = np.maximum(width, 0) * np.maximum(height, 0)  # (..., A, B)
-    area_a = np.maximum(a[..., 2] - a[..., 0], 0) * np.maximum(a[..., 3] - a[..., 1], 0)  # (..., A, 1)
-    area_b = np.maximum(b[..., 2] - b[..., 0], 0) * np.maximum(b[..., 3] - b[..., 1], 0)  # (..., 1, B)
+    area_a = _box_area(a)  # (..., A, 1)
+    area_b = _box_area(b)  # (..., 1, B)
     union = area_a + area_b - intersection  # (..., A, B)
-    return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
+    iou = np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
+    area_a = np.broadcast_to(area_a, intersection.shape)
+    ioa = np.divide(intersection, area_a, out=np.zeros_like(intersection), where=area_a > 0)
+    return iou, ioa
 
 
-def _coco_greedy_match(iou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+def _match_reaching(iou: np.ndarray, thresholds: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
+    """:func:`_coco_greedy_match` run on the detections that reach some object at the lowest threshold.
+
+    ``iou`` (b, K, M) holds -1 where a detection may not take an object; ``allowed``
+    (b, T, K, M), optional, narrows that per threshold. Returns (b, T, K) bool. Most
+    detections reach nothing; the matching runs on the others alone, in score order,
+    and is scattered back.
+    """
+    num_images, num_dets, _ = iou.shape
+    matched = np.zeros((num_images, thresholds.shape[0], num_dets), dtype=bool)  # (b, T, K)
+    reach = iou.max(axis=2) >= thresholds.min()  # (b, K)
+    if allowed is not None:
+        reach &= allowed.any(axis=(1, 3))
+    if not np.any(reach):
+        return matched
+    num_reach = reach.sum(axis=1)  # (b,)
+    width = int(num_reach.max())
+    position = np.argsort(~reach, axis=1, kind="stable")[:, :width]  # (b, W), reaching ones first
+    in_use = np.arange(width)[None, :] < num_reach[:, None]  # (b, W)
+    # The columns past an image's count hold detections that reach nothing: harmless.
+    sub_iou = np.take_along_axis(iou, position[..., None], axis=1)  # (b, W, M)
+    sub_allowed = None
+    if allowed is not None:
+        sub_allowed = np.take_along_axis(allowed, position[:, None, :, None], axis=2)  # (b, T, W, M)
+    found = _coco_greedy_match(sub_iou, thresholds, sub_allowed)  # (b, T, W)
+    image, column = np.nonzero(in_use)  # (n,), (n,)
+    matched[image, :, position[image, column]] = found[image, :, column]  # (n, T)
+    return matched
+
+
+def _coco_greedy_match(iou: np.ndarray, thresholds: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
     """pycocotools' greedy matching, for every image and IoU threshold at once.
 
     Parameters
@@ -632,6 +942,8 @@ def _coco_greedy_match(iou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
         IoU of each image's detections, in score order, with the objects they may match
         (-1 where they may not: another class, padding, a difficult object).
     thresholds : numpy.ndarray, shape (T,)
+    allowed : numpy.ndarray of bool, shape (b, T, K, M), optional
+        Where a detection may take an object at each threshold (default: everywhere).
 
     Returns
     -------
@@ -651,6 +963,8 @@ def _coco_greedy_match(iou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     # Objects lead the axes: numpy reduces over a leading axis far faster than over a short last one.
     iou = np.ascontiguousarray(iou.transpose(2, 0, 1))  # (M, b, K)
     over = iou[:, :, None, :] >= thresholds[None, None, :, None]  # (M, b, T, K)
+    if allowed is not None:
+        over &= allowed.transpose(3, 0, 1, 2)  # (M, b, T, K)
     num_free = over.sum(axis=0)  # (b, T, K), free objects each detection reaches
     taken = np.zeros((num_objects, num_images, num_thresholds), dtype=bool)  # (M, b, T)
     passed = np.zeros((num_images, num_thresholds, num_dets), dtype=bool)  # (b, T, K), walked past
@@ -751,3 +1065,8 @@ def _interpolated_ap(cum_tp: np.ndarray, envelope: np.ndarray, level_counts: np.
 def _mean(values: np.ndarray) -> float:
     """Mean of ``values`` (n,) as a Python float; ``nan`` for no values, without a warning."""
     return float(values.mean()) if values.size else math.nan
+
+
+def _finite_mean(values: np.ndarray) -> float:
+    """Mean of the entries of ``values`` that are not ``nan`` (pycocotools' ``mean(s[s > -1])``); ``nan`` if none."""
+    return _mean(values[~np.isnan(values)])

@@ -31,26 +31,48 @@ _READ_EVERY = 4
 class TrainingGraph(gluon.HybridBlock):
     """One static graph for a training step: network, targets, loss and the seed's metric sums.
 
-    ``(images (B, 3, H, W), labels (B, M, 5))`` -> ``(loss (B,), stats (6 + k,))`` where
-    ``stats`` = ``[B, sum of loss, sum of each of the k terms, correct anchors,
+    ``(images (B, 3, H, W), labels (B, M, 5)[, flags (B, M)])`` -> ``(loss (B,), stats (6 + k,))``
+    where ``stats`` = ``[B, sum of loss, sum of each of the k terms, correct anchors,
     counted anchors, sum of |box error|, box offsets]``.
+
+    With ``flags`` (:attr:`DetectionBatch.flags <detkit.data.DetectionBatch.flags>`:
+    1 difficult, 2 crowd region), the objects that evaluation ignores are not
+    taught as background, within the ``TargetAssigner`` contract: the target
+    assigner sees the ordinary objects only (the difficult and crowd rows become
+    padding; the loader puts them after the ordinary ones, and ``MultiBoxTarget``
+    reads rows up to the first padding), and afterwards every anchor it made
+    background that overlaps a difficult object with an IoU, or a crowd region
+    with an intersection over the anchor's area, of at least ``overlap_threshold``
+    (the assigner's, else 0.5) gets the class target -1, which every ``Loss``
+    ignores. Positives stay positives.
     """
 
-    def __init__(self, detector: SSDDetector, fuse_batch_norm_relu: bool = False) -> None:
+    def __init__(self, detector: SSDDetector, fuse_batch_norm_relu: bool = False, *,
+                 ignore_flagged: bool = False) -> None:
         super().__init__()
         self._fuse_batch_norm_relu = fuse_batch_norm_relu
+        #: Whether the graph takes a third input, the flags, and ignores anchors on flagged objects.
+        self.ignore_flagged = bool(ignore_flagged)
+        self._overlap_threshold = float(getattr(detector.target_assigner, "overlap_threshold", 0.5))
         with self.name_scope():
             self.network = detector.network
             self.target_assigner = detector.target_assigner
             self.loss = detector.loss
 
-    def hybrid_forward(self, F: Any, images: Any, labels: Any) -> tuple[Any, Any]:
+    def hybrid_forward(self, F: Any, images: Any, labels: Any, flags: Any = None) -> tuple[Any, Any]:
         # Only into this graph's own symbols: run imperatively, the step would build (and keep)
         # the network's separately hybridized graph with the CPU-only operator.
         fuse = self._fuse_batch_norm_relu and F is mx.sym
         with fused_batch_norm_relu(self.network) if fuse else contextlib.nullcontext():
             anchors, class_preds, box_preds = self.network(images)
-        box_targets, box_mask, class_targets = self.target_assigner(anchors, labels, class_preds)
+        assigned = labels
+        if flags is not None:
+            # Difficult and crowd rows become padding for the assigner.
+            flagged = F.broadcast_like(F.expand_dims(flags > 0, axis=2), labels)  # (B, M, 5)
+            assigned = F.where(flagged, F.ones_like(labels) * -1, labels)
+        box_targets, box_mask, class_targets = self.target_assigner(anchors, assigned, class_preds)
+        if flags is not None:
+            class_targets = self._ignore_near_flagged(F, anchors, labels, flags, class_targets)
         losses = self.loss(class_preds, box_preds, class_targets, box_targets, box_mask)
         # The seed's metrics: class accuracy over the counted anchors, and the mean
         # absolute error of the masked box predictions over every offset.
@@ -65,6 +87,25 @@ class TrainingGraph(gluon.HybridBlock):
             F.sum(F.ones_like(box_targets)),
         ]
         return losses[0], F.concat(*[F.reshape(value, (1,)) for value in stats], dim=0)
+
+    def _ignore_near_flagged(self, F: Any, anchors: Any, labels: Any, flags: Any, class_targets: Any) -> Any:
+        """``class_targets`` (B, N) with -1 for background anchors on difficult objects or crowd regions."""
+        corners = F.split(F.reshape(anchors, shape=(0, -1, 1, 4)), num_outputs=4, axis=3, squeeze_axis=True)
+        ax0, ay0, ax1, ay1 = corners  # (1, N, 1) each
+        boxes = F.expand_dims(F.slice_axis(labels, axis=2, begin=1, end=5), axis=1)  # (B, 1, M, 4)
+        bx0, by0, bx1, by1 = F.split(boxes, num_outputs=4, axis=3, squeeze_axis=True)  # (B, 1, M) each
+        width = F.relu(F.broadcast_minimum(ax1, bx1) - F.broadcast_maximum(ax0, bx0))  # (B, N, M)
+        height = F.relu(F.broadcast_minimum(ay1, by1) - F.broadcast_maximum(ay0, by0))  # (B, N, M)
+        intersection = width * height  # (B, N, M)
+        anchor_area = F.maximum((ax1 - ax0) * (ay1 - ay0), 1e-12)  # (1, N, 1)
+        box_area = F.relu(bx1 - bx0) * F.relu(by1 - by0)  # (B, 1, M)
+        iou = intersection / F.maximum(F.broadcast_add(anchor_area, box_area) - intersection, 1e-12)  # (B, N, M)
+        ioa = F.broadcast_div(intersection, anchor_area)  # (B, N, M), pycocotools' crowd overlap
+        difficult = F.expand_dims(flags == 1, axis=1)  # (B, 1, M)
+        crowd = F.expand_dims(flags == 2, axis=1)  # (B, 1, M)
+        overlap = F.broadcast_mul(iou, difficult) + F.broadcast_mul(ioa, crowd)  # (B, N, M), 0 elsewhere
+        near = F.max(overlap, axis=2) >= self._overlap_threshold  # (B, N)
+        return F.where(near * (class_targets == 0), F.ones_like(class_targets) * -1, class_targets)
 
 
 def train_epoch(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, contexts: list[mx.Context],
@@ -108,8 +149,14 @@ def _steps(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, contexts: 
     for index, batch in enumerate(loader):
         data = gluon.utils.split_and_load(batch.data, contexts, even_split=True)
         labels = gluon.utils.split_and_load(batch.label, contexts, even_split=True)
+        inputs = [data, labels]
+        if graph.ignore_flagged:
+            flags = getattr(batch, "flags", None)
+            if flags is None:  # a loader without flags: every object is ordinary
+                flags = mx.nd.zeros(batch.label.shape[:2])
+            inputs.append(gluon.utils.split_and_load(flags, contexts, even_split=True))
         with autograd.record():
-            outputs = [graph(x, y) for x, y in zip(data, labels)]
+            outputs = [graph(*arrays) for arrays in zip(*inputs)]
         autograd.backward([loss for loss, _ in outputs])
         trainer.step(batch.data.shape[0] * workers)
         if coordinator is not None:

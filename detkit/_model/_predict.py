@@ -119,7 +119,7 @@ def draw_detections(image: Any, detections: Sequence[Detection], path: PathLike,
     """
     pixels = load_image(image)
     shown = [(d.class_id, f"{d.class_name} {d.score:.2f}", d.box) for d in detections if d.score >= threshold]
-    picture = draw_boxes(pixels, shown, title=title)
+    picture = draw_boxes(pixels, shown, title=title, min_side=512)
     target = Path(path)
     with atomic_path(target) as temporary:
         picture.save(temporary, format="PNG")

@@ -26,6 +26,7 @@ from ._host import (
     strict_mode,
     unregister_plugin,
 )
+from ._provenance import missing_component_hint
 from ._registry import KINDS, ComponentInfo, Registry, check_kind, parse_component_spec
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "get_registry",
     "list_plugins",
     "load_plugins",
+    "missing_component_hint",
     "parse_api_requirement",
     "parse_component_spec",
     "register_plugin",

@@ -81,6 +81,7 @@ from typing import Any, Callable, Iterable, Optional
 import pluggy
 
 from .. import hookspecs
+from .._base import DISTRIBUTION
 from ._api import API_ATTRIBUTE, PLUGIN_API_VERSION, api_compatible
 from ._registry import KINDS, ComponentInfo, Registry
 from ..errors import (
@@ -252,10 +253,10 @@ class _PluginHost:
         manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         manager.add_hookspecs(hookspecs)
         state = _State(manager, Registry(), [])
-        detkit_version = _distribution_version("detkit")
+        detkit_version = _distribution_version(DISTRIBUTION)
         for module_name in DEFAULT_PLUGINS:
             module = importlib.import_module(module_name)
-            self._add(state, module, module_name, "detkit", detkit_version, module_name, strict)
+            self._add(state, module, module_name, DISTRIBUTION, detkit_version, module_name, strict)
         entry_points = _entry_points(hookspecs.PROJECT_NAME)
         if _flag(ENV_DISABLE_AUTOLOAD):
             for entry_point, distribution, version in entry_points:
@@ -467,6 +468,9 @@ def _module_name(plugin: object) -> str | None:
 def _normalise(name: str) -> str:
     """A distribution name as PEP 503 compares it: lower case, runs of ``-_.`` as one ``-``."""
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+normalise_distribution = _normalise
 
 
 def _only_names() -> list[str] | None:

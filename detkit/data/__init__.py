@@ -13,7 +13,8 @@ readers (``ImageDetIter``, ``ImageDetRecordIter``) read the files detkit writes.
 - :func:`pikachu` downloads the seed's files with SHA-1 checks;
   :func:`synthetic_pikachu` renders an equivalent set offline.
 - :func:`pack_voc` and :func:`pack_coco` pack your own images; :func:`show` draws
-  a file's images with their boxes.
+  a file's images with their boxes; :func:`extract` writes them out as image
+  files, their boxes in a JSON sidecar.
 
 Files
 -----
@@ -42,6 +43,7 @@ from __future__ import annotations
 from .._base import publish as _publish
 from ._dataset import DetectionBatch, DetectionDataset, DetectionLoader
 from ._download import pikachu, write_index
+from ._extract import extract
 from ._pack import pack_coco, pack_voc
 from ._summary import PackSummary
 from ._show import show
@@ -54,6 +56,7 @@ __all__ = [
     "DetectionLoader",
     "PackSummary",
     "RGB_MEAN",
+    "extract",
     "pack_coco",
     "pack_voc",
     "pikachu",

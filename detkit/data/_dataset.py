@@ -8,7 +8,7 @@ import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO, Generator, Iterator, NamedTuple, Sequence, cast
+from typing import Any, BinaryIO, Generator, Iterator, NamedTuple, Optional, Sequence, cast
 
 import mxnet as mx
 import numpy as np
@@ -39,14 +39,30 @@ class DetectionBatch(NamedTuple):
     label : mxnet.nd.NDArray
         ``(B, M, 5)`` float32 rows ``[class_id, xmin, ymin, xmax, ymax]``, boxes
         normalised to [0, 1] of the (cropped) image; padding rows are all ``-1``.
+        Each image's ordinary objects come first, then its difficult objects and
+        crowd regions, then the padding.
     pad : int
         How many images at the end of this batch are padding (repeats of the
         epoch's first images), only ever non-zero in the last batch.
+    flags : mxnet.nd.NDArray
+        ``(B, M)`` float32, the kind of each label row: 0 an ordinary object,
+        1 a difficult one (Pascal VOC ``<difficult>``), 2 a crowd region (COCO
+        ``iscrowd``), -1 padding.
+    areas : mxnet.nd.NDArray
+        ``(B, M)`` float32, each object's area in pixels of the original image as
+        the file stores it (COCO's annotation ``"area"``, else the box's); ``nan``
+        where the file has none (labels 5 values wide); -1 for padding.
+    image_size : mxnet.nd.NDArray
+        ``(B, 2)`` float32, the ``(width, height)`` in pixels of each image as
+        stored, before any crop or resize: what areas are measured in.
     """
 
     data: mx.nd.NDArray
     label: mx.nd.NDArray
     pad: int
+    flags: Optional[mx.nd.NDArray] = None
+    areas: Optional[mx.nd.NDArray] = None
+    image_size: Optional[mx.nd.NDArray] = None
 
 
 class DetectionDataset:
@@ -103,6 +119,8 @@ class DetectionDataset:
         if not self._offsets:
             raise DataError(f"{self.rec_path}: the dataset has no records")
         self._objects: list[np.ndarray] = []
+        self._flags: list[np.ndarray] = []
+        self._areas: list[np.ndarray] = []
         self._image_starts: list[int] = []
         self._read_labels()
 
@@ -121,6 +139,8 @@ class DetectionDataset:
                     head = _recordio.read_record(file, offset, size, self.rec_path, index)
                 parsed = _recordio.parse_detection(head, self._where(index, offset), self._class_limit())
                 self._objects.append(parsed.objects)
+                self._flags.append(parsed.flags)
+                self._areas.append(parsed.areas)
                 self._image_starts.append(parsed.image_start)
 
     def _class_limit(self) -> int | None:
@@ -132,18 +152,21 @@ class DetectionDataset:
     def _sample(
         self, file: BinaryIO, size: int, index: int, shape_hw: tuple[int, int], rng: np.random.Generator | None,
         out: np.ndarray,
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, tuple[int, int]]:
         """Decode image ``index``, crop it when ``rng`` is given, resize and normalise it into ``out``
-        ``(3, H, W)``; return its objects ``(K, 5)`` in the coordinates of the (cropped) image."""
+        ``(3, H, W)``; return its objects ``(K, 7)`` ``[class_id, xmin, ymin, xmax, ymax, flag, area]``
+        in the coordinates of the (cropped) image, and the decoded image's ``(width, height)``."""
         image = self._decode(file, size, index)
-        objects = self._objects[index]
+        objects = np.concatenate(
+            [self._objects[index], self._flags[index][:, None], self._areas[index][:, None]], axis=1
+        ).astype(np.float32)  # (K, 7)
         box = None
         if rng is not None:
             crop = random_crop(rng, objects, image.height, image.width)
             if crop is not None:
                 box, objects = crop
         resize_normalize(image, shape_hw, out=out, crop=box)
-        return objects
+        return objects, image.size
 
     def _where(self, index: int, offset: int | None = None) -> str:
         offset = self._offsets[index] if offset is None else offset
@@ -169,6 +192,20 @@ class DetectionDataset:
         if not -len(self) <= index < len(self):
             raise InputError(f"The 'index' argument must be in [0, {len(self)}); got {index} instead.")
         return self._objects[index].copy()
+
+    def flags(self, index: int) -> np.ndarray:
+        """The kind of each object of image ``index``, in :meth:`objects` order: ``(K,)`` int8,
+        0 ordinary, 1 difficult (Pascal VOC), 2 a crowd region (COCO ``iscrowd``)."""
+        if not -len(self) <= index < len(self):
+            raise InputError(f"The 'index' argument must be in [0, {len(self)}); got {index} instead.")
+        return self._flags[index].copy()
+
+    def areas(self, index: int) -> np.ndarray:
+        """The area in pixels of the original image of each object of image ``index``: ``(K,)``
+        float32, ``nan`` where the file stores none."""
+        if not -len(self) <= index < len(self):
+            raise InputError(f"The 'index' argument must be in [0, {len(self)}); got {index} instead.")
+        return self._areas[index].copy()
 
     def image(self, index: int) -> np.ndarray:
         """Decode image ``index``: ``(H, W, 3)`` uint8 RGB, as stored (no resize, no mean subtraction)."""
@@ -332,7 +369,7 @@ class DetectionLoader:
         self._epoch += 1
         return _prefetch(self._epoch_arrays(epoch))
 
-    def _epoch_arrays(self, epoch: int) -> Generator[tuple[np.ndarray, np.ndarray, int], None, None]:
+    def _epoch_arrays(self, epoch: int) -> Generator[tuple[Any, ...], None, None]:
         dataset = self.dataset
         order = np.arange(len(dataset))
         if self.shuffle:
@@ -345,7 +382,8 @@ class DetectionLoader:
         files = [open(dataset.rec_path, "rb") for _ in range(_DECODE_THREADS)]
         pool = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="detkit-decode")
 
-        def fill(part: int, positions: range, data: np.ndarray, label: np.ndarray) -> None:
+        def fill(part: int, positions: range, data: np.ndarray, label: np.ndarray, flags: np.ndarray,
+                 areas: np.ndarray, sizes: np.ndarray) -> None:
             for j, position in enumerate(positions):
                 if j % _DECODE_THREADS != part:
                     continue
@@ -354,26 +392,35 @@ class DetectionLoader:
                 # (a padding image, past the share's end, by one of its own).
                 overall = int(share[position]) if position < n else position * self.num_parts + self.part_index
                 rng = np.random.default_rng([self._entropy, epoch, overall]) if self.train else None
-                objects = dataset._sample(files[part], size, index, (height, width), rng, data[j])
-                label[j, : len(objects)] = objects
+                objects, sizes[j] = dataset._sample(files[part], size, index, (height, width), rng, data[j])
+                # Ordinary objects first: the target assigner reads the rows up to the first -1, and
+                # the training graph hides the difficult and crowd ones from it (TrainingGraph).
+                objects = objects[np.argsort(objects[:, 5] != 0, kind="stable")]
+                label[j, : len(objects)] = objects[:, :5]
+                flags[j, : len(objects)] = objects[:, 5]
+                areas[j, : len(objects)] = objects[:, 6]
 
         try:
             for b in range(len(self)):
                 data = np.empty((self.batch_size, 3, height, width), np.float32)
                 label = np.full((self.batch_size, self.num_objects, 5), -1.0, np.float32)
+                flags = np.full((self.batch_size, self.num_objects), -1.0, np.float32)
+                areas = np.full((self.batch_size, self.num_objects), -1.0, np.float32)
+                sizes = np.zeros((self.batch_size, 2), np.float32)
                 start = b * self.batch_size
                 positions = range(start, start + self.batch_size)
-                futures = [pool.submit(fill, part, positions, data, label) for part in range(_DECODE_THREADS)]
+                futures = [pool.submit(fill, part, positions, data, label, flags, areas, sizes)
+                           for part in range(_DECODE_THREADS)]
                 for future in futures:
                     future.result()
-                yield data, label, max(0, start + self.batch_size - n)
+                yield data, label, max(0, start + self.batch_size - n), flags, areas, sizes
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             for file in files:
                 file.close()
 
 
-def _prefetch(source: Generator[tuple[np.ndarray, np.ndarray, int], None, None]) -> Iterator[DetectionBatch]:
+def _prefetch(source: Generator[tuple[Any, ...], None, None]) -> Iterator[DetectionBatch]:
     """Run ``source`` in a background thread, a few items ahead; re-raise its errors here."""
     items: queue.Queue = queue.Queue(_PREFETCH_BATCHES)
     stop = threading.Event()
@@ -407,7 +454,11 @@ def _prefetch(source: Generator[tuple[np.ndarray, np.ndarray, int], None, None])
                 return
             if kind == "error":
                 raise item
-            data, label, pad = item
-            yield DetectionBatch(mx.nd.array(data, dtype="float32"), mx.nd.array(label, dtype="float32"), pad)
+            data, label, pad, flags, areas, sizes = item
+            yield DetectionBatch(
+                mx.nd.array(data, dtype="float32"), mx.nd.array(label, dtype="float32"), pad,
+                mx.nd.array(flags, dtype="float32"), mx.nd.array(areas, dtype="float32"),
+                mx.nd.array(sizes, dtype="float32"),
+            )
     finally:
         stop.set()

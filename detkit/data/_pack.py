@@ -33,6 +33,8 @@ class _Item(NamedTuple):
     size: tuple[int, int] | None  # (width, height) the annotation states, if any
     objects: list  # [(class_id, xmin, ymin, xmax, ymax)] in pixels, continuous: [0, width] x [0, height]
     wheres: list  # for each object, how messages name it
+    flags: Sequence[int] = ()  # for each object: 0 ordinary, 1 difficult, 2 crowd; () all ordinary
+    areas: Sequence[float] = ()  # for each object its area in pixels (COCO's "area"); () the boxes'
 
 
 def _encoded_image(item: _Item) -> tuple[bytes, int, int]:
@@ -78,7 +80,7 @@ def _write(
     out_prefix = Path(out_prefix)
     paths = [out_prefix.with_name(out_prefix.name + suffix) for suffix in (".rec", ".idx", ".classes.txt")]
     skipped: list[tuple[str, str]] = []
-    images = objects = 0
+    images = objects = difficult = crowd = 0
     with atomic_outputs(paths) as (rec_tmp, idx_tmp, classes_tmp):
         with open(rec_tmp, "wb") as rec:
             writer = _recordio.RecordWriter(rec)
@@ -92,6 +94,10 @@ def _write(
                     for row, where in zip(rows, item.wheres):
                         if row[3] > width or row[4] > height:  # only when the annotation gave no size
                             raise DataError(f"{where}: box lies outside the {width}x{height} image")
+                    # areas in pixels of the original image: the annotation's, else the box's
+                    box_areas = (rows[:, 3] - rows[:, 1]) * (rows[:, 4] - rows[:, 2])
+                    areas = np.array(item.areas, np.float64) if len(item.areas) else box_areas
+                    flags = np.array(item.flags, np.float64) if len(item.flags) else np.zeros(len(rows))
                     rows[:, 1:] /= [width, height, width, height]
                 except DataError as error:
                     if not skip_invalid:
@@ -99,9 +105,11 @@ def _write(
                     source = item[0] if isinstance(item, tuple) else item.source
                     skipped.append((source, str(error)))
                     continue
-                writer.write(images, _recordio.pack_detection(images, encoded, rows, width, height))
+                writer.write(images, _recordio.pack_detection(images, encoded, rows, width, height, flags, areas))
                 images += 1
                 objects += len(rows)
+                difficult += int(np.sum(flags == _recordio.DIFFICULT))
+                crowd += int(np.sum(flags == _recordio.CROWD))
         if images == 0:
             raise DataError(
                 f"nothing to pack into {paths[0]}: no valid images"
@@ -111,7 +119,7 @@ def _write(
             writer.write_index(idx)
         write_classes(classes_tmp, classes)
     dataset = DetectionDataset(paths[0], paths[1], classes=classes)
-    dataset.pack_summary = PackSummary(images, objects, tuple(skipped), ignored_crowd)
+    dataset.pack_summary = PackSummary(images, objects, tuple(skipped), ignored_crowd, difficult, crowd)
     return dataset
 
 
@@ -136,8 +144,9 @@ def _number(element: ElementTree.Element, tag: str, where: str) -> float:
     return value
 
 
-def _parse_voc(xml_path: Path) -> tuple[str | None, tuple[int, int] | None, list[tuple[str, tuple, str]]]:
-    """``(filename, (width, height) or None, [(class name, (xmin, ymin, xmax, ymax), where)])`` of one XML file."""
+def _parse_voc(xml_path: Path) -> tuple[str | None, tuple[int, int] | None, list[tuple[str, tuple, str, bool]]]:
+    """``(filename, (width, height) or None, [(class name, (xmin, ymin, xmax, ymax), where, difficult)])``
+    of one XML file."""
     try:
         root = ElementTree.parse(xml_path).getroot()
     except ElementTree.ParseError as error:
@@ -161,7 +170,10 @@ def _parse_voc(xml_path: Path) -> tuple[str | None, tuple[int, int] | None, list
         if box_element is None:
             raise DataError(f"{where}: missing <bndbox>")
         box = tuple(_number(box_element, tag, where) for tag in ("xmin", "ymin", "xmax", "ymax"))
-        objects.append((name, box, where))
+        difficult = (element.findtext("difficult") or "0").strip()
+        if difficult not in ("0", "1"):
+            raise DataError(f"{where}: <difficult> must be 0 or 1; got {difficult!r}")
+        objects.append((name, box, where, difficult == "1"))
     return (filename.strip() if filename else None), size, objects
 
 
@@ -185,11 +197,12 @@ def _voc_items(xml_paths: list[Path], image_dir: Path, parsed: dict[Path, Any],
             yield (str(xml_path), f"{xml_path}: no <filename> and no image named {xml_path.stem}.* in {image_dir}")
             continue
         try:
-            rows = [_voc_row(name, box, where, size, class_ids) for name, box, where in objects]
+            rows = [_voc_row(name, box, where, size, class_ids) for name, box, where, _ in objects]
         except DataError as error:
             yield (str(xml_path), str(error))
             continue
-        yield _Item(str(xml_path), image_path, size, rows, [where for _, _, where in objects])
+        flags = [_recordio.DIFFICULT if difficult else _recordio.ORDINARY for *_, difficult in objects]
+        yield _Item(str(xml_path), image_path, size, rows, [where for _, _, where, _ in objects], flags)
 
 
 def _voc_row(name: str, box: tuple[float, float, float, float], where: str, size: tuple[int, int],
@@ -219,10 +232,13 @@ def pack_voc(
 
     Every ``*.xml`` in ``annotation_dir`` (sorted by name) becomes one record: the
     image named by its ``<filename>`` in ``image_dir`` (or, failing that, the
-    image with the XML file's stem), with every ``<object>`` (``difficult`` ones
-    included). VOC coordinates are 1-based inclusive pixel indices: a box covers
-    ``[xmin - 1, xmax]`` of the image's width. JPEG images are stored as they are,
-    others re-encoded as JPEG (quality 95, like ``im2rec.py``).
+    image with the XML file's stem), with every ``<object>``; those marked
+    ``<difficult>1</difficult>`` keep the mark (flag 1), so that evaluation
+    ignores them as the VOC devkit does and training does not teach "background"
+    on them. VOC coordinates are 1-based inclusive pixel indices: a box covers
+    ``[xmin - 1, xmax]`` of the image's width; each object's area is its box's
+    in pixels. JPEG images are stored as they are, others re-encoded as JPEG
+    (quality 95, like ``im2rec.py``).
 
     Writes ``out_prefix.rec``, ``out_prefix.idx`` and ``out_prefix.classes.txt``
     (one class name a line; class id = line number - 1), all three only when
@@ -271,7 +287,7 @@ def pack_voc(
                 raise
             parsed[xml_path] = error
     if classes is None:
-        names = {name for result in parsed.values() if not isinstance(result, DataError) for name, _, _ in result[2]}
+        names = {name for result in parsed.values() if not isinstance(result, DataError) for name, *_ in result[2]}
         if not names:
             raise DataError(f"{annotation_dir}: the annotations name no objects; pass the classes explicitly")
         classes = sorted(names)
@@ -301,6 +317,15 @@ def _load_coco(json_path: Path) -> dict:
         if not isinstance(data.get(key), list):
             raise DataError(f"{json_path}: missing the list {key!r} of a COCO detection file")
     return data
+
+
+def _coco_area(ann: dict, row: tuple[float, ...]) -> float:
+    """The annotation's ``"area"`` (a mask's, which pycocotools uses for object sizes), else ``w * h`` of its box."""
+    area = ann.get("area")
+    if isinstance(area, (int, float)) and not isinstance(area, bool) and math.isfinite(area) and area >= 0:
+        return float(area)
+    x, y, w, h = (float(v) for v in ann["bbox"])
+    return w * h
 
 
 def _coco_row(ann: Any, k: int, json_path: Path, image: Any, cat_index: dict[Any, int]) -> tuple[float, ...]:
@@ -339,8 +364,11 @@ def pack_coco(
 
     Every entry of ``images`` becomes one record (in file order), with its
     annotations; an image without annotations has no objects. Class ids follow
-    the ``categories`` sorted by ``id``; ``iscrowd`` annotations are left out and
-    counted. Boxes may pass the image border by up to one pixel (rounding in
+    the ``categories`` sorted by ``id``. ``iscrowd`` annotations are packed as
+    crowd regions (flag 2): evaluation matches them by pycocotools' rule and
+    training does not teach "background" on them. Each object keeps its
+    annotation's ``"area"`` (in pixels; pycocotools sorts objects into small,
+    medium and large by it), or ``w * h`` of its box when it has none. Boxes may pass the image border by up to one pixel (rounding in
     COCO files) and are clipped. Writes ``out_prefix.rec``, ``.idx`` and
     ``.classes.txt`` as :func:`pack_voc` does, only when packing succeeded.
 
@@ -394,8 +422,9 @@ def pack_coco(
             )
         images[image["id"]] = image
     rows: dict = {image_id: [] for image_id in images}
+    flags: dict = {image_id: [] for image_id in images}
+    areas: dict = {image_id: [] for image_id in images}
     errors: dict = {}
-    ignored_crowd = 0
     for k, ann in enumerate(data["annotations"]):
         image = images.get(ann.get("image_id")) if isinstance(ann, dict) else None
         try:
@@ -404,10 +433,10 @@ def pack_coco(
                     f"{json_path}: annotation {k}: no image with image_id "
                     f"{ann.get('image_id') if isinstance(ann, dict) else None!r}"
                 )
-            if ann.get("iscrowd"):
-                ignored_crowd += 1
-                continue
-            rows[image["id"]].append(_coco_row(ann, k, json_path, image, cat_index))
+            row = _coco_row(ann, k, json_path, image, cat_index)
+            rows[image["id"]].append(row)
+            flags[image["id"]].append(_recordio.CROWD if ann.get("iscrowd") else _recordio.ORDINARY)
+            areas[image["id"]].append(_coco_area(ann, row))
         except DataError as error:
             if not skip_invalid:
                 raise
@@ -426,7 +455,8 @@ def pack_coco(
                 continue
             wheres = [f"{source}: object {i}" for i in range(len(rows[image_id]))]
             size = (image["width"], image["height"])
-            yield _Item(source, image_dir / image["file_name"], size, rows[image_id], wheres)
+            yield _Item(source, image_dir / image["file_name"], size, rows[image_id], wheres, flags[image_id],
+                        areas[image_id])
 
     return _write(
         items(),
@@ -435,5 +465,4 @@ def pack_coco(
         classes,
         skip_invalid=skip_invalid,
         progress=progress,
-        ignored_crowd=ignored_crowd,
     )

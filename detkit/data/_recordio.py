@@ -14,7 +14,14 @@ label (``im2rec.py --pack-label``) is ``[A, B, extra..., objects...]``: ``A`` is
 the header width (at least 2), ``B`` the width of one object (at least 5), the
 ``A - 2`` extra values are free (detkit writes the image width and height), and
 each object starts with ``[class_id, xmin, ymin, xmax, ymax]``, boxes normalised
-to [0, 1]. The ``.idx`` file has one ``key<TAB>byte offset`` line per record.
+to [0, 1]. ``detkit data pack`` writes ``B = 7``: two more values an object,
+``flag`` (0 an ordinary object, 1 difficult as in Pascal VOC, 2 a COCO crowd
+region) and ``area``, the object's area in pixels of the original image (COCO's
+annotation ``"area"``, else the box's); they are read from every label with
+``B >= 7``. Labels with ``B = 5`` (MXNet's ``im2rec.py``, the seed's pikachu) or
+``B = 6`` still read, their further values ignored as before: their objects
+are ordinary and their areas unknown.
+The ``.idx`` file has one ``key<TAB>byte offset`` line per record.
 """
 
 from __future__ import annotations
@@ -37,6 +44,10 @@ _IR_SIZE = struct.calcsize(_IR_FORMAT)  # 24 bytes
 #: detkit's detection header: A = 4 values (A, B, width, height), B = 5 values an object.
 HEADER_WIDTH = 4
 OBJECT_WIDTH = 5
+#: With flags and areas: ``[class_id, xmin, ymin, xmax, ymax, flag, area]``.
+FLAGGED_OBJECT_WIDTH = 7
+#: The values of the ``flag`` column.
+ORDINARY, DIFFICULT, CROWD = 0, 1, 2
 #: Box coordinates may stray this far outside [0, 1] (rounding in other tools); they are clipped.
 BOX_TOLERANCE = 0.01
 
@@ -187,27 +198,44 @@ def read_index(idx_path: Path) -> tuple[list[int], list[int]]:
     return keys, offsets
 
 
-def pack_detection(key: int, image: bytes, objects: np.ndarray, width: int, height: int) -> bytes:
-    """The record data of one image: IRHeader, ``[4, 5, width, height, objects...]``, image bytes.
+def pack_detection(
+    key: int, image: bytes, objects: np.ndarray, width: int, height: int,
+    flags: np.ndarray | None = None, areas: np.ndarray | None = None,
+) -> bytes:
+    """The record data of one image: IRHeader, ``[4, B, width, height, objects...]``, image bytes.
 
     Parameters
     ----------
     objects : numpy.ndarray
         ``(K, 5)`` rows ``[class_id, xmin, ymin, xmax, ymax]``, boxes normalised to [0, 1];
         ``K`` may be 0.
+    flags, areas : numpy.ndarray, optional
+        ``(K,)`` each: :data:`ORDINARY`, :data:`DIFFICULT` or :data:`CROWD`, and the area in
+        pixels. With either, objects are written 7 wide (``B = 7``; flags default to
+        ordinary, areas to the box's in pixels); without both, 5 wide.
     """
-    objects = np.asarray(objects, dtype=np.float32).reshape(-1, OBJECT_WIDTH)
+    objects = np.asarray(objects, dtype=np.float64).reshape(-1, OBJECT_WIDTH)
+    if flags is not None or areas is not None:
+        if flags is None:
+            flags = np.zeros(len(objects))
+        if areas is None:
+            areas = (objects[:, 3] - objects[:, 1]) * width * (objects[:, 4] - objects[:, 2]) * height
+        objects = np.concatenate([objects, np.reshape(flags, (-1, 1)), np.reshape(areas, (-1, 1))], axis=1)
+    object_width = objects.shape[1]
     label = np.concatenate(
-        [np.array([HEADER_WIDTH, OBJECT_WIDTH, width, height], np.float32), objects.ravel()]
+        [np.array([HEADER_WIDTH, object_width, width, height], np.float32), objects.astype(np.float32).ravel()]
     )
     return struct.pack(_IR_FORMAT, label.size, 0.0, int(key), 0) + label.tobytes() + image
 
 
 class DetectionRecord(NamedTuple):
-    """The parsed label of one record: ``objects`` ``(K, 5)`` float32, and where the image starts."""
+    """The parsed label of one record: ``objects`` ``(K, 5)`` float32, where the image starts,
+    each object's ``flags`` ``(K,)`` int8 and ``areas`` ``(K,)`` float32 in pixels (``nan``: unknown)."""
 
     objects: np.ndarray
     image_start: int
+    flags: np.ndarray
+    areas: np.ndarray
 
 
 def parse_detection(data: bytes, where: str, num_classes: int | None = None) -> DetectionRecord:
@@ -245,8 +273,27 @@ def parse_detection(data: bytes, where: str, num_classes: int | None = None) -> 
             f"{object_width:g} do not fit its {flag} values (need width >= 2, object width >= 5, "
             "and a whole number of objects)"
         )
-    rows = label[int(header_width):].reshape(-1, int(object_width))[:, :OBJECT_WIDTH]
-    rows = rows[rows[:, 0] != -1]
+    full = label[int(header_width):].reshape(-1, int(object_width))
+    full = full[full[:, 0] != -1]
+    rows = full[:, :OBJECT_WIDTH]
+    flags = np.zeros(len(full), np.int8)
+    areas = np.full(len(full), np.nan, np.float32)
+    if object_width >= FLAGGED_OBJECT_WIDTH and len(full):
+        bad = ~np.isin(full[:, 5], (ORDINARY, DIFFICULT, CROWD))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(
+                f"{where}: object {i} has flag {full[i, 5]:g} in its sixth value; in labels 7 or more values "
+                f"an object detkit reads it as 0 "
+                f"(ordinary), {DIFFICULT} (difficult) or {CROWD} (crowd region)"
+            )
+        flags = full[:, 5].astype(np.int8)
+    if object_width >= FLAGGED_OBJECT_WIDTH and len(full):
+        bad = np.isinf(full[:, 6]) | (full[:, 6] < 0)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(f"{where}: object {i} has area {full[i, 6]:g} (need a number >= 0, in pixels)")
+        areas = full[:, 6].astype(np.float32)
     if rows.size:
         bad = ~np.all(np.isfinite(rows), axis=1)
         if bad.any():
@@ -277,4 +324,4 @@ def parse_detection(data: bytes, where: str, num_classes: int | None = None) -> 
                 f"{where}: object {i} has an empty box {rows[i, 1:].tolist()} "
                 "(need xmin < xmax and ymin < ymax)"
             )
-    return DetectionRecord(np.ascontiguousarray(rows, dtype=np.float32).reshape(-1, OBJECT_WIDTH), end)
+    return DetectionRecord(np.ascontiguousarray(rows, dtype=np.float32).reshape(-1, OBJECT_WIDTH), end, flags, areas)

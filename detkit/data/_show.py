@@ -17,6 +17,8 @@ from ._dataset import DetectionDataset
 from ._transforms import RGB_MEAN
 
 _GAP = 4
+#: How a label names the objects that evaluation ignores (they are also outlined dashed).
+_FLAG_SUFFIX = {1: " (difficult)", 2: " (crowd)"}
 
 
 class _AnyClassDataset(DetectionDataset):
@@ -34,23 +36,26 @@ class _AnyClassDataset(DetectionDataset):
 
 def _tiles(dataset: DetectionDataset, indices: list[int], tile: int, augment: bool,
            seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(RGB uint8 image, objects (K, 5))`` for the tiles, fitted into ``tile x tile``."""
+    """Yield ``(RGB uint8 image, objects (K, 6))`` for the tiles, fitted into ``tile x tile``:
+    rows ``[class_id, xmin, ymin, xmax, ymax, flag]``."""
     if augment:
         # what training sees: the seed's random crop, resized to the tile (the seed's own figure)
         size = os.path.getsize(dataset.rec_path)
         with open(dataset.rec_path, "rb") as file:
             for index in indices:
                 data = np.empty((3, tile, tile), np.float32)
-                objects = dataset._sample(file, size, index, (tile, tile), np.random.default_rng([seed, index]), data)
+                objects, _ = dataset._sample(file, size, index, (tile, tile), np.random.default_rng([seed, index]),
+                                             data)
                 image = np.clip(data.transpose(1, 2, 0) + np.array(RGB_MEAN, np.float32), 0, 255)
-                yield image.astype(np.uint8), objects
+                yield image.astype(np.uint8), objects[:, :6]
         return
     for index in indices:
         image = dataset.image(index)
         height, width = image.shape[:2]
         scale = tile / max(height, width)
         fitted = (max(1, round(width * scale)), max(1, round(height * scale)))
-        yield np.asarray(Image.fromarray(image).resize(fitted, Image.Resampling.BILINEAR)), dataset.objects(index)
+        objects = np.concatenate([dataset.objects(index), dataset.flags(index)[:, None]], axis=1)
+        yield np.asarray(Image.fromarray(image).resize(fitted, Image.Resampling.BILINEAR)), objects
 
 
 def show(
@@ -66,6 +71,9 @@ def show(
     seed: int = 0,
 ) -> Path:
     """Draw the first images of a detection RecordIO file with their boxes into a grid PNG.
+
+    Difficult objects and crowd regions are outlined dashed, and their labels say
+    ``(difficult)`` or ``(crowd)``.
 
     Parameters
     ----------
@@ -113,9 +121,10 @@ def show(
     grid = Image.new("RGB", (columns * (tile_size + _GAP) + _GAP, rows * (tile_size + _GAP) + _GAP), (255, 255, 255))
     for n, (image, objects) in enumerate(_tiles(dataset, indices, tile_size, augment, seed)):
         height, width = image.shape[:2]
-        boxes = [(int(class_id), dataset._class_name(int(class_id)), (x0 * width, y0 * height, x1 * width, y1 * height))
-                 for class_id, x0, y0, x1, y1 in objects.tolist()]
-        tile = draw_boxes(image, boxes)
+        boxes = [(int(class_id), dataset._class_name(int(class_id)) + _FLAG_SUFFIX.get(int(flag), ""),
+                  (x0 * width, y0 * height, x1 * width, y1 * height))
+                 for class_id, x0, y0, x1, y1, flag in objects.tolist()]
+        tile = draw_boxes(image, boxes, dashed={i for i, row in enumerate(objects) if row[5] != 0})
         r, c = divmod(n, columns)
         grid.paste(tile, (_GAP + c * (tile_size + _GAP), _GAP + r * (tile_size + _GAP)))
     out_png = Path(out_png)

@@ -59,6 +59,13 @@ def _reusable(root: Path, arguments: dict) -> bool:
         return False
 
 
+def made_with(root: PathLike, *, num_train: int, num_val: int, image_size: int, seed: int) -> bool:
+    """Whether ``root`` holds a complete synthetic set made with these arguments (which
+    :func:`synthetic_pikachu` then keeps instead of rendering it again)."""
+    arguments = {"num_train": num_train, "num_val": num_val, "image_size": image_size, "seed": seed}
+    return _reusable(Path(root), arguments)
+
+
 def synthetic_pikachu(
     root: PathLike,
     *,
@@ -68,6 +75,7 @@ def synthetic_pikachu(
     seed: int = 0,
     progress: bool = True,
     workers: int = 1,
+    force: bool = False,
 ) -> tuple[DetectionDataset, DetectionDataset]:
     """Render a pikachu-like dataset and pack it in the seed's RecordIO layout.
 
@@ -80,7 +88,8 @@ def synthetic_pikachu(
     The same arguments give byte-identical files, whatever ``workers`` is: image
     ``i`` of a split is drawn from ``numpy.random.default_rng([seed, split, i])``.
     When ``root`` already holds a set made with the same arguments (its
-    ``synthetic.json`` manifest and SHA-1 sums agree) nothing is rendered again.
+    ``synthetic.json`` manifest and SHA-1 sums agree) nothing is rendered again,
+    unless ``force``.
 
     Parameters
     ----------
@@ -98,6 +107,8 @@ def synthetic_pikachu(
         Show a progress bar.
     workers : int
         Processes that render in parallel.
+    force : bool
+        Render the set again even when ``root`` holds one made with the same arguments.
 
     Returns
     -------
@@ -111,7 +122,7 @@ def synthetic_pikachu(
     workers = check_int("workers", workers, minimum=1)
     root = Path(root)
     arguments = {"num_train": num_train, "num_val": num_val, "image_size": image_size, "seed": seed}
-    if not _reusable(root, arguments):
+    if force or not _reusable(root, arguments):
         if not (root / MANIFEST).exists() and any((root / name).exists() for name in ("train.rec", "val.rec")):
             raise DataError(
                 f"{root}: holds a dataset that synthetic_pikachu did not make (no {MANIFEST}); "

@@ -138,13 +138,14 @@ def random_crop(
     Parameters
     ----------
     objects : numpy.ndarray
-        ``(K, 5)`` rows ``[class_id, xmin, ymin, xmax, ymax]`` normalised to the image.
+        ``(K, 5)`` rows ``[class_id, xmin, ymin, xmax, ymax]`` normalised to the image;
+        further columns (flags, areas) are carried along unchanged.
 
     Returns
     -------
     ((x, y, w, h), objects) or None
-        The crop in pixels and the objects it keeps, ``(K', 5)`` normalised to the
-        crop; ``None`` when no crop met the constraints in
+        The crop in pixels and the objects it keeps, ``(K', 5)`` (or as wide as
+        ``objects``) normalised to the crop; ``None`` when no crop met the constraints in
         :data:`CROP_MAX_ATTEMPTS` attempts (the image is then used whole).
     """
     if len(objects) == 0 or height <= 0 or width <= 0:
@@ -202,5 +203,5 @@ def random_crop(
     scale = np.array([cw / width, ch / height] * 2)
     moved = np.clip((boxes - np.tile(crops[i, :2], 2)) / scale, 0.0, 1.0)
     keep = keeps[i]
-    out = np.concatenate([objects[keep, :1], moved[keep]], axis=1).astype(np.float32)
+    out = np.concatenate([objects[keep, :1], moved[keep], objects[keep, 5:]], axis=1).astype(np.float32)
     return (x0, y0, cw, ch), out

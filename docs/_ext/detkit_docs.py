@@ -12,7 +12,7 @@ Directives
 ``.. detkit-cli-reference::``
     Every ``detkit`` command, subcommand and option, read from the argument
     parser that ``detkit`` itself uses.
-``.. detkit-measured:: profile|benchmark PATH``
+``.. detkit-measured:: profile|benchmark|precision PATH``
     Tables of the figures that ``benchmarks/profile_step.py`` or
     ``benchmarks/bench.py`` wrote to ``PATH`` (relative to the repository), so
     that the page shows what was measured, not a copy of it.
@@ -30,13 +30,16 @@ so that tests can check it without a build.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.application import Sphinx
+from sphinx.pycode import ModuleAnalyzer
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import make_refnode, nested_parse_with_titles
 
@@ -45,6 +48,7 @@ from detkit_reference import (
     cli_reference_rst,
     config_reference_rst,
     import_object,
+    precision_table_rst,
     presets_rst,
     profile_table_rst,
 )
@@ -90,7 +94,7 @@ class MeasuredDirective(_GeneratedDirective):
         kind, relative = self.arguments
         path = Path(__file__).resolve().parents[2] / relative
         self.env.note_dependency(str(path))
-        tables = {"profile": profile_table_rst, "benchmark": benchmark_table_rst}
+        tables = {"profile": profile_table_rst, "benchmark": benchmark_table_rst, "precision": precision_table_rst}
         if kind not in tables:
             raise self.error(f"detkit-measured: the kind must be one of {', '.join(tables)}; got {kind!r}")
         if not path.is_file():
@@ -167,10 +171,44 @@ def _missing_reference(app: Sphinx, env: Any, node: Any, contnode: nodes.Element
     return make_refnode(app.builder, node["refdoc"], entry.docname, entry.node_id, contnode, name)
 
 
+# -- constants re-exported by a public module: their ``#:`` comment, not the docstring of str or tuple --
+
+
+def _constant_docstring(app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
+    """Give a documented constant the ``#:`` comment written where it is defined.
+
+    autodoc reads ``#:`` comments from the module it documents an object in; a
+    constant defined in a private module and re-exported by a public one
+    (``detkit.components.SEED_SIZES`` from ``detkit.components._anchors``) would
+    otherwise show the docstring of its type (``tuple``, ``str``).
+    """
+    if what not in ("data", "attribute") or not lines:
+        return
+    builtin = inspect.getdoc(type(obj)) or ""
+    if "\n".join(lines).strip() != builtin.strip():
+        return
+    attribute = name.rpartition(".")[2]
+    for module_name, module in sorted(sys.modules.items()):
+        if not module_name.startswith("detkit") or getattr(module, attribute, _MISSING) is not obj:
+            continue
+        try:
+            comments = ModuleAnalyzer.for_module(module_name).find_attr_docs()
+        except Exception:  # noqa: BLE001 - a module without source
+            continue
+        comment = comments.get(("", attribute))
+        if comment:
+            lines[:] = [line.rstrip("\n") for line in comment]
+            return
+
+
+_MISSING = object()
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("detkit-config-section", ConfigSectionDirective)
     app.add_directive("detkit-config-presets", ConfigPresetsDirective)
     app.add_directive("detkit-cli-reference", CliReferenceDirective)
     app.add_directive("detkit-measured", MeasuredDirective)
     app.connect("missing-reference", _missing_reference)
+    app.connect("autodoc-process-docstring", _constant_docstring)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

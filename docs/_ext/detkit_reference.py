@@ -260,9 +260,47 @@ def benchmark_table_rst(result: dict[str, Any]) -> list[str]:
         "",
         *_list_table(["figure", "detkit", "tutorial", "detkit better by"], rows, "40 20 20 20"),
     ]
-    targets = [[t["target"], t["goal"], f"{t['measured']:.2f}", "yes" if t["met"] else "**no**"]
+    targets = [[t["target"], t["goal"], f"{t['measured']:.2f}",
+                ("yes" if t["met"] else "**no**") + (f" ({t['reason']})" if t.get("reason") else "")]
                for t in result.get("targets", [])]
     if targets:
         lines += ["The performance targets, as measured in that run:", ""]
         lines += _list_table(["target", "goal", "measured", "met"], targets, "46 24 15 15")
+    return lines
+
+
+def precision_table_rst(result: dict[str, Any]) -> list[str]:
+    """fp32, INT8 and bf16 of one trained detector, from ``benchmarks/bench.py``'s JSON (its ``precision``)."""
+    precision = result.get("precision") or {}
+    if not precision.get("fp32"):
+        return ["This results file has no fp32/INT8/bf16 rows yet: run ``python benchmarks/bench.py``.", ""]
+    model = precision.get("model", {})
+    rows = []
+    for name, label in (("fp32", "fp32"), ("int8", "INT8")):
+        row = precision.get(name)
+        if row:
+            rows.append([label, f"{row['infer_img_s']:.1f}", f"{row['predict_latency_ms']:.2f}",
+                         f"{row['map_50']:.4f}", f"{row['map_50_95']:.4f}"])
+    shape = model.get("data_shape") or ["?", "?"]
+    lines = [
+        f"One trained detector ({model.get('trained', 'see the JSON file')}), input {shape[0]}x{shape[1]}, "
+        f"batch {result['settings']['batch_size']}, measured in one run:",
+        "",
+        *_list_table(["precision", "inference (img/s)", "predict (ms)", "mAP@0.5", "mAP@[.5:.95]"], rows,
+                     "20 20 20 20 20"),
+    ]
+    bf16 = precision.get("bf16") or {}
+    if "network_img_s" in bf16:
+        ratio = bf16["network_img_s"] / bf16["fp32_network_img_s"]
+        verdict = "faster" if ratio > 1 else "not faster, so detkit does not offer it and fp32 stays the default"
+        lines += [f"bfloat16 (MXNet's AMP conversion, the anchors in fp32): the network ran "
+                  f"{bf16['network_img_s']:.1f} img/s against fp32's {bf16['fp32_network_img_s']:.1f} in the same "
+                  f"run ({ratio:.2f}x), {verdict}; mean relative error of its outputs {bf16['relative_error']:.4f}.", ""]
+    elif bf16:
+        lines += [f"bfloat16 was not measured: {bf16.get('skipped')}.", ""]
+    conv = precision.get("conv_gflops") or {}
+    if conv:
+        lines += [f"A 3x3 convolution 64->64 at 64x64, batch 32, ran at {conv['fp32']:.0f} GFLOP/s in fp32 and "
+                  f"{conv['int8']:.0f} GFLOP/s in INT8 ({conv['int8'] / conv['fp32']:.2f}x); CPU flags: "
+                  f"{', '.join(precision.get('cpu_flags') or []) or 'none of AVX-512'}.", ""]
     return lines

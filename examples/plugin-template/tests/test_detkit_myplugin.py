@@ -22,7 +22,7 @@ def test_detkit_conformance(component, check):
 
 def _installed():
     try:
-        metadata.distribution("detkit-myplugin")
+        metadata.distribution("gluon-detkit-myplugin")
     except metadata.PackageNotFoundError:
         return False
     return True
@@ -30,7 +30,7 @@ def _installed():
 
 @pytest.mark.skipif(not _installed(), reason="install the plugin first: pip install -e .")
 def test_detkit_finds_the_installed_plugin():
-    (plugin,) = [p for p in detkit.list_plugins() if p.distribution == "detkit-myplugin"]
+    (plugin,) = [p for p in detkit.list_plugins() if p.distribution == "gluon-detkit-myplugin"]
     assert plugin.status == "active", plugin.reason
     assert plugin.components == {"backbone": ["my_backbone"]}
     assert isinstance(detkit.build_component("backbone", "my_backbone"), MyBackbone)

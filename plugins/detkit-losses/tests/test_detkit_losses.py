@@ -32,9 +32,9 @@ def test_detkit_conformance(component, check) -> None:
 
 
 def test_the_installed_distribution_is_discovered() -> None:
-    distribution = metadata.distribution("detkit-losses")  # pip install ./plugins/detkit-losses
+    distribution = metadata.distribution("gluon-detkit-losses")  # pip install ./plugins/detkit-losses
     (plugin,) = [p for p in detkit.list_plugins() if p.name == "losses"]
-    assert (plugin.status, plugin.distribution, plugin.version) == ("active", "detkit-losses", distribution.version)
+    assert (plugin.status, plugin.distribution, plugin.version) == ("active", "gluon-detkit-losses", distribution.version)
     assert plugin.components == {"loss": ["ssd_multibox", "giou"]}
     assert plugin.api == detkit_losses.DETKIT_PLUGIN_API
 

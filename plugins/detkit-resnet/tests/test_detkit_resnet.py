@@ -33,9 +33,9 @@ def test_a_backbone_of_two_later_stages_conforms() -> None:
 
 
 def test_the_installed_distribution_is_discovered() -> None:
-    distribution = metadata.distribution("detkit-resnet")  # pip install ./plugins/detkit-resnet
+    distribution = metadata.distribution("gluon-detkit-resnet")  # pip install ./plugins/detkit-resnet
     (plugin,) = [p for p in detkit.list_plugins() if p.name == "resnet"]
-    assert (plugin.status, plugin.distribution, plugin.version) == ("active", "detkit-resnet", distribution.version)
+    assert (plugin.status, plugin.distribution, plugin.version) == ("active", "gluon-detkit-resnet", distribution.version)
     assert plugin.api == detkit_resnet.DETKIT_PLUGIN_API
     assert plugin.components == {"backbone": ["resnet", *detkit_resnet.VARIANTS]}
 
@@ -46,7 +46,7 @@ def test_a_detector_by_name_has_the_seed_anchor_layout_and_trains_a_step() -> No
     anchors, class_preds, box_preds = detector(mx.nd.zeros((1, 3, 256, 256)))
     # Maps of 32, 16 and 8 pixels from the backbone, then 4 and 1 from the detector: as the toy SSD.
     assert (anchors.shape, class_preds.shape, box_preds.shape) == ((1, 5444, 4), (1, 5444, 2), (1, 21776))
-    assert detector.get_config()["components"]["backbone"]["provided_by"]["distribution"] == "detkit-resnet"
+    assert detector.get_config()["components"]["backbone"]["provided_by"]["distribution"] == "gluon-detkit-resnet"
     images = mx.nd.random.uniform(shape=(1, 3, 64, 64))
     labels = mx.nd.array([[[0, 0.2, 0.2, 0.7, 0.8]]])
     trainer = mx.gluon.Trainer(detector.network.collect_params(), "sgd", {"learning_rate": 0.01})

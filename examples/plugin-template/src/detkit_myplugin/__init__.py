@@ -1,4 +1,4 @@
-"""detkit-myplugin: an example detkit plugin with one backbone, ``my_backbone``.
+"""gluon-detkit-myplugin: an example detkit plugin with one backbone, ``my_backbone``.
 
 Everything a plugin needs is in this module: the plugin API range it supports,
 and one ``@detkit.hookimpl`` function per kind of component it provides.

@@ -1,4 +1,4 @@
-"""detkit-losses: alternative losses for detkit's SSD.
+"""gluon-detkit-losses: alternative losses for detkit's SSD.
 
 Registers, through detkit's ``register_losses`` hook:
 
@@ -31,7 +31,7 @@ from ._ssd import SSDMultiBoxLoss
 __all__ = ["DETKIT_PLUGIN_API", "GIoULoss", "SSDMultiBoxLoss", "__version__", "register_losses"]
 
 try:
-    __version__: str = _metadata.version("detkit-losses")
+    __version__: str = _metadata.version("gluon-detkit-losses")
 except _metadata.PackageNotFoundError:  # a source tree that is not installed
     __version__ = "0.0.0+unknown"
 

@@ -1,4 +1,4 @@
-"""detkit-resnet: ResNet v1 and v2 bodies from the MXNet Gluon model zoo as SSD backbones.
+"""gluon-detkit-resnet: ResNet v1 and v2 bodies from the MXNet Gluon model zoo as SSD backbones.
 
 Registers, through detkit's ``register_backbones`` hook, one backbone per model
 zoo ResNet, ``resnet{18,34,50,101,152}_v{1,2}``, and the generic ``resnet``
@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 try:
-    __version__: str = _metadata.version("detkit-resnet")
+    __version__: str = _metadata.version("gluon-detkit-resnet")
 except _metadata.PackageNotFoundError:  # a source tree that is not installed
     __version__ = "0.0.0+unknown"
 

@@ -1,0 +1,132 @@
+"""bench.py's precision and step phases: fp32 / INT8 / bf16 inference with mAP, and fit against its step alone.
+
+Run only through ``bench.py`` (each phase in its own subprocess, detkit imported before MXNet).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import detkit  # noqa: F401  (before mxnet: detkit chooses MXNet's thread count)
+import mxnet as mx
+import numpy as np
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's instruction-set flags (Linux); empty where /proc/cpuinfo is absent."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def _median_seconds(run: Callable[[], Any], repeats: int) -> float:
+    for _ in range(2):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def conv_rates(ctx: mx.Context, repeats: int = 5) -> dict[str, float]:
+    """GFLOP/s of a 3x3 convolution 64->64 at 64x64, batch 32: fp32 and INT8 (MKL-DNN, calibrated)."""
+    from mxnet.contrib import quantization
+    from mxnet.gluon import nn
+
+    x = mx.nd.random.uniform(-1, 1, shape=(32, 64, 64, 64), ctx=ctx)
+    flops = 2.0 * 32 * 64 * 64 * 64 * 64 * 9
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(64, 3, padding=1, in_channels=64))
+    net.initialize(ctx=ctx)
+    net.hybridize(static_alloc=True, static_shape=True)
+    net(x).wait_to_read()
+    rates = {"fp32": flops / _median_seconds(lambda: net(x).wait_to_read(), repeats) / 1e9}
+    int8 = quantization.quantize_net_v2(net, quantized_dtype="auto", calib_data=[[x]], calib_mode="naive",
+                                        num_calib_examples=32, ctx=ctx)
+    int8.hybridize(static_alloc=True, static_shape=True)
+    rates["int8"] = flops / _median_seconds(lambda: int8(x).wait_to_read(), repeats) / 1e9
+    return rates
+
+
+def _bf16_network(detector: Any) -> Any:
+    """The detector's network converted by MXNet's AMP to bfloat16, the anchor generator kept in fp32."""
+    from mxnet.contrib import amp
+
+    prefix = detector.anchor_generator.prefix
+    probe = detector.network(mx.sym.var("data"))
+    names = [name for name in mx.sym.Group(list(probe)).get_internals().list_outputs() if name.startswith(prefix)]
+    excluded = sorted({name.rsplit("_output", 1)[0] for name in names})
+    return amp.convert_hybrid_block(detector.network, target_dtype="bfloat16", excluded_sym_names=excluded,
+                                    ctx=detector.ctx, cast_optional_params=True)
+
+
+def precision_rows(detector: Any, val: Any, image_path: str, batch_size: int, repeats: int,
+                   calibration_batches: int) -> dict[str, Any]:
+    """fp32, INT8 and bf16 rows: inference at batch B, predict latency, mAP@0.5 and mAP@[.5:.95] on ``val``."""
+    ctx = detector.ctx
+    flags = cpu_flags()
+    batch = next(iter(val.loader(batch_size, detector.data_shape, train=False))).data.as_in_context(ctx)
+    rows: dict[str, Any] = {}
+
+    def measure(model: Any) -> dict[str, float]:
+        scores = detkit.evaluate(model, val, batch_size=batch_size)
+        return {
+            "infer_img_s": batch_size / _median_seconds(lambda: model.detect(batch).wait_to_read(), repeats),
+            "predict_latency_ms": 1000 * _median_seconds(lambda: model.predict(image_path), repeats),
+            "map_50": scores["map_50"], "map_50_95": scores["map_50_95"],
+        }
+
+    rows["fp32"] = measure(detector)
+    start = time.perf_counter()
+    int8 = detector.quantize(val, num_batches=calibration_batches, batch_size=batch_size)
+    rows["int8"] = {**measure(int8), "calibration_s": time.perf_counter() - start,
+                    "vnni": "avx512_vnni" in flags or "avx_vnni" in flags}
+    if "avx512_bf16" in flags or "amx_bf16" in flags:
+        network = _bf16_network(detector)
+        network.hybridize(static_alloc=True)
+        fp32_outputs = detector(batch)
+        bf16_outputs = network(batch)
+        error = max(float(np.abs(b.astype("float32").asnumpy() - f.asnumpy()).mean()
+                          / (np.abs(f.asnumpy()).mean() + 1e-12)) for b, f in zip(bf16_outputs[1:], fp32_outputs[1:]))
+        rows["bf16"] = {
+            "network_img_s": batch_size / _median_seconds(lambda: [o.wait_to_read() for o in network(batch)], repeats),
+            "fp32_network_img_s": batch_size / _median_seconds(lambda: [o.wait_to_read() for o in detector(batch)],
+                                                               repeats),
+            "relative_error": error,
+        }
+    else:
+        rows["bf16"] = {"skipped": "this CPU has no avx512_bf16 (nor AMX): MXNet's bfloat16 kernels need it"}
+    rows["cpu_flags"] = sorted(f for f in flags if f.startswith(("avx512", "amx", "avx_vnni")))
+    return rows
+
+
+def step_alone_img_s(detector: Any, train: Any, batch_size: int, batches: int) -> float:
+    """Images/s of fit's training step on batches already in memory: no reader, no epoch start or end."""
+    from mxnet import gluon
+
+    from detkit._blocks import can_fuse_batch_norm_relu
+    from detkit._engine._step import TrainingGraph, train_epoch
+
+    ctx = detector.ctx
+    detector._materialize()
+    graph = TrainingGraph(detector, fuse_batch_norm_relu=can_fuse_batch_norm_relu([ctx]))
+    graph.hybridize(static_alloc=True, static_shape=True)
+    trainer = gluon.Trainer(graph.collect_params(), "sgd", {"learning_rate": 0.1, "wd": 5e-4})
+    loader = train.loader(batch_size, detector.data_shape, train=True, seed=0, last_batch="discard",
+                          num_objects=max(train.max_objects, 3))
+    preloaded = [batch for batch, _ in zip(loader, range(batches))]
+    for batch in preloaded:
+        batch.data.wait_to_read()
+    term_names = ["loss", *detector.loss.term_names]
+    train_epoch(graph, trainer, preloaded, [ctx], 0, 2, term_names, quiet=True)  # warm-up: builds the graph
+    record = train_epoch(graph, trainer, preloaded, [ctx], 1, 2, term_names, quiet=True)
+    return float(record["images_per_second"])

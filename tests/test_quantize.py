@@ -1,0 +1,141 @@
+"""INT8 detectors: quantize, detect, evaluate, save/load, export; what stays in fp32; what is refused."""
+
+from __future__ import annotations
+
+import json
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import detkit
+from detkit import SSDDetector
+from detkit.errors import CheckpointError, InputError
+
+SIZE = 64
+
+pytestmark = pytest.mark.skipif(not mx.runtime.Features().is_enabled("MKLDNN"),
+                                reason="this MXNet has no MKL-DNN backend: INT8 needs it")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A detector trained for a few epochs on a tiny synthetic set, and its validation data."""
+    root = tmp_path_factory.mktemp("pikachu")
+    train, val = detkit.data.synthetic_pikachu(root, num_train=128, num_val=16, image_size=SIZE, seed=5,
+                                               progress=False)
+    mx.random.seed(3)
+    detector = SSDDetector(classes=train.classes, data_shape=SIZE, ctx=mx.cpu(),
+                           loss=("focal_smooth_l1", {"normalization": "positives"}))
+    detkit.fit(detector, train, epochs=15, batch_size=16, seed=0, quiet=True, lr_schedule="cosine", warmup_epochs=1,
+               optimizer_params={"learning_rate": 0.01, "momentum": 0.9, "wd": 5e-4})
+    return detector, val
+
+
+@pytest.fixture(scope="module")
+def int8(trained):
+    detector, val = trained
+    return detector.quantize(val, num_batches=2, batch_size=8)
+
+
+def test_quantize_returns_an_int8_copy_and_leaves_the_original(trained, int8) -> None:
+    detector, val = trained
+    assert detector.precision == "float32" and int8.precision == "int8"
+    assert int8 is not detector and int8.classes == detector.classes and int8.data_shape == detector.data_shape
+    batch = next(iter(val.loader(8, SIZE, train=False))).data
+    anchors_f, classes_f, boxes_f = detector(batch)
+    anchors_q, classes_q, boxes_q = int8(batch)
+    # Anchors depend on shapes alone and stay exact; predictions are close to fp32's.
+    np.testing.assert_array_equal(anchors_q.asnumpy(), anchors_f.asnumpy())
+    for quantized, reference in ((classes_q, classes_f), (boxes_q, boxes_f)):
+        error = np.abs(quantized.asnumpy() - reference.asnumpy()).mean() / np.abs(reference.asnumpy()).mean()
+        assert error < 0.1, error
+    assert not np.array_equal(classes_q.asnumpy(), classes_f.asnumpy())  # it really runs another network
+
+
+def test_the_quantized_graph_runs_int8_convolutions_and_fp32_anchors(int8, tmp_path) -> None:
+    symbol, _ = int8.export(tmp_path)
+    nodes = json.loads(symbol.read_text())["nodes"]
+    ops = [node["op"] for node in nodes]
+    assert ops.count("_sg_mkldnn_conv") >= 12 and "_contrib_quantize_v2" in ops
+    anchor_ops = [node for node in nodes if node["name"].startswith(int8.anchor_generator.prefix)]
+    assert anchor_ops and not any("quantize" in node["op"] for node in anchor_ops)
+    assert "_contrib_MultiBoxDetection" in ops  # post-processing is in the exported graph, in fp32
+
+
+def test_int8_evaluates_and_predicts_like_fp32(trained, int8) -> None:
+    detector, val = trained
+    fp32, quantized = detkit.evaluate(detector, val), detkit.evaluate(int8, val)
+    assert fp32["map_50"] > 0.3, fp32["map_50"]  # the fixture trained a detector worth comparing
+    assert abs(quantized["map_50"] - fp32["map_50"]) < 0.1
+    image = val.image(0)
+    boxes = int8.predict(image, threshold=0.3)
+    assert boxes and all(0 <= b.box[0] <= b.box[2] <= image.shape[1] for b in boxes)
+
+
+def test_an_int8_detector_saves_and_loads_without_pickle(int8, tmp_path) -> None:
+    int8.save(tmp_path / "model")
+    assert yaml_precision(tmp_path / "model") == "int8"
+    assert (tmp_path / "model" / "network-int8-symbol.json").is_file()
+    loaded = SSDDetector.load(tmp_path / "model", ctx=mx.cpu())
+    assert loaded.precision == "int8"
+    x = mx.nd.random.uniform(-100, 100, (2, 3, SIZE, SIZE))
+    np.testing.assert_allclose(loaded.detect(x).asnumpy(), int8.detect(x).asnumpy(), rtol=1e-5, atol=1e-5)
+    (tmp_path / "model" / "network-int8-symbol.json").unlink()
+    with pytest.raises(CheckpointError, match="without its quantized network"):
+        SSDDetector.load(tmp_path / "model", ctx=mx.cpu())
+
+
+def test_saving_float32_over_an_int8_model_removes_the_int8_files(trained, int8, tmp_path) -> None:
+    detector, _ = trained
+    int8.save(tmp_path)
+    detector.save(tmp_path)
+    assert not (tmp_path / "network-int8-symbol.json").exists()
+    assert SSDDetector.load(tmp_path, ctx=mx.cpu()).precision == "float32"
+
+
+def test_int8_detectors_cannot_be_trained_or_quantized_again(trained, int8) -> None:
+    detector, val = trained
+    with pytest.raises(InputError, match="INT8 detector, made for inference"):
+        detkit.fit(int8, val, epochs=1, batch_size=8, quiet=True)
+    with pytest.raises(InputError, match="already INT8"):
+        int8.quantize(val)
+
+
+def test_quantize_checks_its_arguments(trained) -> None:
+    detector, val = trained
+    with pytest.raises(InputError, match="'calibration' argument must be one of naive, entropy"):
+        detector.quantize(val, calibration="percentile")
+    with pytest.raises(InputError, match="'num_batches' argument must be a positive int"):
+        detector.quantize(val, num_batches=0)
+    with pytest.raises(InputError, match="'calibration_data' argument must be a detection dataset"):
+        detector.quantize(42)
+    with pytest.raises(InputError, match="gave no batch"):
+        detector.quantize([])
+
+
+def test_quantize_takes_preprocessed_batches(trained) -> None:
+    detector, val = trained
+    batches = [batch.data for batch, _ in zip(val.loader(8, SIZE, train=False), range(2))]
+    assert detector.quantize(batches).precision == "int8"
+
+
+def yaml_precision(directory) -> str:
+    import yaml
+
+    return yaml.safe_load((directory / "detector.yaml").read_text())["precision"]
+
+
+def test_the_quantize_command_saves_an_int8_detector_that_evaluates(trained, tmp_path, capsys) -> None:
+    from detkit.cli import main
+
+    detector, val = trained
+    detector.save(tmp_path / "model")
+    code = main(["quantize", str(tmp_path / "model"), str(val.rec_path), "--out", str(tmp_path / "int8"),
+                 "--batches", "1", "--batch-size", "8"])
+    assert code == 0 and "INT8 detector" in capsys.readouterr().out
+    assert SSDDetector.load(tmp_path / "int8").precision == "int8"
+    assert main(["evaluate", str(tmp_path / "int8"), str(val.rec_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_images"] == len(val)
+    assert main(["quantize", str(tmp_path / "int8"), str(val.rec_path), "--out", str(tmp_path / "again")]) == 2
+    assert "already INT8" in capsys.readouterr().err
