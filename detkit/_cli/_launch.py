@@ -73,7 +73,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     launch.add_argument("--python", default=None,
                         help="the Python that runs the scheduler and the servers (default: this one; the same "
                              "path on every host)")
-    launch.add_argument("command", nargs=argparse.REMAINDER, help="the workers' command, after --")
+    launch.add_argument("worker_command", nargs=argparse.REMAINDER, metavar="COMMAND",
+                        help="the workers' command, after --")
     launch.set_defaults(handler=_launch)
 
 
@@ -204,7 +205,7 @@ def format_environment(job: Sequence[Process]) -> str:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    command = list(args.command)
+    command = list(args.worker_command)
     if command[:1] == ["--"]:
         command = command[1:]
     hosts = read_hosts(args.hosts) if args.hosts else None
