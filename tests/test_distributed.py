@@ -200,7 +200,9 @@ def test_ssh_mode_runs_each_process_through_ssh(tmp_path) -> None:
     hosts = tmp_path / "hosts"
     hosts.write_text("# two machines\n127.0.0.1\n\nuser@127.0.0.1  # the second\n")
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PORT": "1"}
-    code = "import mxnet as mx; kv = mx.kv.create('dist_sync'); print('rank', kv.rank, 'of', kv.num_workers)"
+    # One write a line (the workers share the launcher's stdout).
+    code = ("import os, mxnet as mx; kv = mx.kv.create('dist_sync'); "
+            "os.write(1, f'rank {kv.rank} of {kv.num_workers}\\n'.encode())")
     run = _launch("-n", "2", "--hosts", str(hosts), "--port", str(_port()), "--timeout", "20", "--",
                   sys.executable, "-c", code, env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
