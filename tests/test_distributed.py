@@ -357,3 +357,36 @@ def test_the_guide_commands_run_as_written(tmp_path) -> None:
     assert SSDDetector.load(output / "model").classes == ["pikachu"]
     assert json.loads((output / "checkpoints" / "last.json").read_text())["checkpoint"] == "epoch-0003"
     assert (output / "metrics.json").is_file() and len(list((output / "detections").iterdir())) == 1
+
+
+@distributed
+def test_the_watchdog_stops_the_workers_when_the_server_dies(job, tmp_path) -> None:
+    from detkit._cli._launch import free_port
+
+    folder = tmp_path / "run"
+    worker = [sys.executable, str(WORKER), str(job / "data"), str(job / "initial"), str(folder), "--epochs", "50",
+              "--checkpoints", str(folder / "checkpoints")]
+    processes = plan_job(worker, workers=2, servers=1, scheduler="127.0.0.1", port=free_port(), timeout=10,
+                         python=sys.executable)
+    children = [subprocess.Popen(p.command, env=child_environment(p, 1), stderr=subprocess.PIPE, text=True,
+                                 start_new_session=True) for p in processes]
+    try:
+        deadline = time.monotonic() + JOB_SECONDS
+        while not (folder / "checkpoints" / "last.json").is_file() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (folder / "checkpoints" / "last.json").is_file()
+        os.killpg(children[1].pid, signal.SIGKILL)  # the server, in the middle of training
+        killed = time.monotonic()
+        for child in children[2:]:
+            assert child.wait(JOB_SECONDS) == WATCHDOG_EXIT_STATUS
+            assert "made no progress for 10 s" in child.stderr.read()
+        assert time.monotonic() - killed < 10 + 15
+        last = json.loads((folder / "checkpoints" / "last.json").read_text())["checkpoint"]
+        SSDDetector.load(folder / "checkpoints" / last)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            if child.stderr:
+                child.stderr.close()
