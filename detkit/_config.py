@@ -172,6 +172,10 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8") from None
+    except OSError as error:
+        raise ConfigError(f"the configuration file {path} cannot be read: {error.strerror or error}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping with the sections model, data and train")
     named = raw.pop("preset", None)

@@ -21,9 +21,10 @@ from tqdm.auto import tqdm
 from .._base import PathLike
 from .._model import SSDDetector
 from ..errors import CheckpointError
-from ._checkpoints import CHECKPOINT_FORMAT, TRAINER_FILE, Checkpoints, check_resumable, read_checkpoint
+from ._checkpoints import CHECKPOINT_FORMAT, Checkpoints, check_resumable, read_checkpoint
 from ._evaluate import evaluate
 from ._history import History
+from ._optimizer_state import load_optimizer_state
 
 __all__ = ["Callback", "Checkpointing", "Progress", "Recorder", "Validation", "print_line"]
 
@@ -142,10 +143,7 @@ class Checkpointing(Callback):
         """Use ``trainer`` for the checkpoints of this run (seeded ``seed``); load its states when resuming."""
         self._trainer, self._seed, self._history = trainer, seed, history
         if self._resume_from is not None:
-            path = self._resume_from / TRAINER_FILE
-            if not path.is_file():
-                raise CheckpointError(f"{path} is missing: the checkpoint is incomplete; start afresh.")
-            trainer.load_states(str(path))
+            load_optimizer_state(trainer, self._resume_from)
 
     def on_epoch_end(self, epoch: int, record: Mapping[str, Any], detector: SSDDetector) -> None:
         if self._trainer is None or self._history is None:

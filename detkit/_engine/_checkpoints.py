@@ -13,13 +13,16 @@ from mxnet import gluon
 from .._base import PathLike, atomic_directory, atomic_write_text
 from .._model import SSDDetector
 from ..errors import CheckpointError
+from ._optimizer_state import OPTIMIZER_FILE, save_optimizer_state
 
 __all__ = ["CHECKPOINT_FORMAT", "Checkpoints", "check_resumable", "read_checkpoint"]
 
 #: The ``format`` of a checkpoint's ``state.json``.
-CHECKPOINT_FORMAT = "detkit-checkpoint/1"
+CHECKPOINT_FORMAT = "detkit-checkpoint/2"
 STATE_FILE = "state.json"
-TRAINER_FILE = "trainer.states"
+#: The pickled trainer states of format 1, never read: unpickling a file can run any code in it.
+LEGACY_TRAINER_FILE = "trainer.states"
+_LEGACY_FORMAT = "detkit-checkpoint/1"
 _NAME_PREFIX = "epoch-"
 
 
@@ -66,7 +69,7 @@ class Checkpoints:
         final = self.directory / name
         with atomic_directory(final) as staged:
             detector.save(staged)
-            trainer.save_states(str(staged / TRAINER_FILE))
+            save_optimizer_state(trainer, staged)
             (staged / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
         keep = {name}
         atomic_write_text(self._pointer("last"), json.dumps({"checkpoint": name, "epoch": epoch}))
@@ -87,6 +90,13 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise CheckpointError(f"{path / STATE_FILE} cannot be read: {error}") from error
+    if isinstance(state, dict) and (state.get("format") == _LEGACY_FORMAT
+                                    or (path / LEGACY_TRAINER_FILE).exists() and not (path / OPTIMIZER_FILE).exists()):
+        raise CheckpointError(
+            f"{path} was written by an earlier detkit that pickled the optimizer state ({LEGACY_TRAINER_FILE}); "
+            "detkit no longer loads pickles, which can run code. Start afresh, or load its weights with "
+            "SSDDetector.load and train from them in a new checkpoint directory."
+        )
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a detkit training checkpoint")
     return state

@@ -17,6 +17,7 @@ from ..errors import InputError
 from ._callbacks import Callback, Checkpointing, Progress, Recorder, Validation
 from ._checkpoints import CHECKPOINT_FORMAT
 from ._history import History
+from ._optimizer_state import initialize_trainer
 from ._step import TrainingGraph, check_weights_finite, train_epoch
 
 __all__ = ["CHECKPOINT_FORMAT", "DEFAULT_BATCH_SIZE", "SEED_OPTIMIZER_PARAMS", "Callback", "check_optimizer", "fit"]
@@ -163,7 +164,11 @@ def fit(
     try:
         weights.reset_ctx(plan.contexts)
         detector.ctx = plan.contexts[0]  # evaluation and checkpoints run where the weights now are
-        trainer = gluon.Trainer(weights, optimizer, params, kvstore=plan.store)
+        # The optimizer state stays in the trainer's updaters (not a kvstore), where checkpoints read it;
+        # only asynchronous distributed training must update on the kvstore.
+        on_kvstore = None if "async" in str(getattr(plan.store, "type", plan.store)) else False
+        trainer = gluon.Trainer(weights, optimizer, params, kvstore=plan.store, update_on_kvstore=on_kvstore)
+        initialize_trainer(trainer)
         if checkpointing is not None:
             checkpointing.attach(trainer, seed, history)
         for callback in (*built_in, *callbacks):

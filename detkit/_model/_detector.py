@@ -411,6 +411,8 @@ class SSDDetector:
             config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
         except yaml.YAMLError as error:
             raise CheckpointError(f"{config_path} is not valid YAML: {error}") from error
+        except (OSError, UnicodeDecodeError) as error:
+            raise CheckpointError(f"{config_path} cannot be read as UTF-8 text: {error}") from None
         if not isinstance(config, dict) or config.get("format") != DETECTOR_FORMAT:
             raise CheckpointError(
                 f"{config_path} is not a detkit detector configuration (expected format {DETECTOR_FORMAT!r}; "

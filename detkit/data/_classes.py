@@ -17,6 +17,8 @@ def read_classes(path: Path) -> list[str]:
         names = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
     except OSError as error:
         raise DataError(f"{path}: cannot read the class list ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: the class list is not UTF-8 text ({error.reason} at byte {error.start})") from None
     names = [n for n in names if n]
     if not names:
         raise DataError(f"{path}: the class list is empty")
