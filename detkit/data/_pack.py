@@ -115,6 +115,22 @@ def _write(
     return dataset
 
 
+def _image_inside(image_dir: Path, name: str, source: str) -> Path:
+    """``image_dir / name`` when ``name`` is a relative path that stays inside ``image_dir``.
+
+    Refused otherwise (absolute, ``..``, a drive), with one message whether or
+    not the file exists, so that an annotation file cannot read, or learn of,
+    files outside the image folder.
+    """
+    relative = Path(name)
+    if relative.is_absolute() or relative.drive or relative.root or ".." in relative.parts or "\0" in name:
+        raise DataError(
+            f"{source}: the image path {name!r} is not inside the image folder {image_dir}; image paths "
+            "must be relative to it, without '..'."
+        )
+    return image_dir / relative
+
+
 # ---------------------------------------------------------------- Pascal VOC
 
 
@@ -173,7 +189,11 @@ def _voc_items(xml_paths: list[Path], image_dir: Path, parsed: dict[Path, Any],
             yield (str(xml_path), str(result))
             continue
         filename, size, objects = result
-        image_path = image_dir / filename if filename else None
+        try:
+            image_path = _image_inside(image_dir, filename, str(xml_path)) if filename else None
+        except DataError as error:
+            yield (str(xml_path), str(error))
+            continue
         if image_path is None or not image_path.is_file():
             # <filename> is often missing or stale: try the annotation's own stem
             for suffix in (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".bmp"):
@@ -426,7 +446,12 @@ def pack_coco(
                 continue
             wheres = [f"{source}: object {i}" for i in range(len(rows[image_id]))]
             size = (image["width"], image["height"])
-            yield _Item(source, image_dir / image["file_name"], size, rows[image_id], wheres)
+            try:
+                image_path = _image_inside(image_dir, image["file_name"], source)
+            except DataError as error:
+                yield (source, str(error))
+                continue
+            yield _Item(source, image_path, size, rows[image_id], wheres)
 
     return _write(
         items(),
