@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import mxnet as mx
 
 from . import data as data_module
-from ._base import atomic_write_text, make_dirs
+from ._base import atomic_write_text, folder_lock, make_dirs
 from ._config import Config, parse_devices
 from ._engine import evaluate, fit
 from ._model import SSDDetector, draw_detections
@@ -71,6 +71,11 @@ def run_config(config: Config) -> tuple[Any, Any]:
     """
 
     output = Path(config.train.output_dir)
+    with folder_lock(output, "a training"):  # a second training into the same folder fails here
+        return _run_locked(config, output)
+
+
+def _run_locked(config: Config, output: Path) -> tuple[Any, Any]:
     train_data, val_data = _datasets(config)
     model = config.model
     classes = model.classes or list(train_data.classes)

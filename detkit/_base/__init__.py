@@ -18,6 +18,7 @@ from ._io import (
     scratch_folder,
     storage_error,
 )
+from ._lock import folder_lock
 from ._public import distribution_version, publish
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "check_size",
     "draw_boxes",
     "distribution_version",
+    "folder_lock",
     "fsync_dir",
     "make_dirs",
     "publish",

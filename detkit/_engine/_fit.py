@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence, Union
@@ -10,7 +11,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from .._base import PathLike, check_positive_int
+from .._base import PathLike, check_positive_int, folder_lock
 from .._blocks import can_fuse_batch_norm_relu
 from .._model import SSDDetector
 from ..errors import InputError
@@ -117,6 +118,10 @@ def fit(
     CheckpointError
         When ``checkpoint_dir`` holds an earlier run and ``resume`` is off, or the
         checkpoint does not fit the detector or the settings.
+    StorageError
+        When another process trains into ``checkpoint_dir`` (the message names
+        its pid and host), or a checkpoint cannot be written (a full disk, a
+        read-only folder).
     NonFiniteLossError
         When the loss (or, at the end of an epoch, a weight) becomes NaN or
         infinite; names the epoch and batch. The checkpoints on disk stay as
@@ -125,6 +130,18 @@ def fit(
     plan = _plan(detector, train_data, val_data, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                  optimizer_params=optimizer_params, lr_schedule=lr_schedule, warmup_epochs=warmup_epochs,
                  devices=devices, checkpoint_dir=checkpoint_dir, resume=resume, kvstore=kvstore)
+    with contextlib.ExitStack() as held:
+        if checkpoint_dir is not None:  # one training at a time in a checkpoint directory
+            held.enter_context(folder_lock(checkpoint_dir, "training checkpoints"))
+        return _fit(detector, train_data, val_data, plan, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                    lr_schedule=lr_schedule, warmup_epochs=warmup_epochs, callbacks=callbacks,
+                    checkpoint_dir=checkpoint_dir, resume=resume, seed=seed, quiet=quiet)
+
+
+def _fit(detector: SSDDetector, train_data: Any, val_data: Any, plan: _Plan, *, epochs: int, batch_size: int,
+         optimizer: str, lr_schedule: Any, warmup_epochs: float, callbacks: Sequence[Callback],
+         checkpoint_dir: PathLike | None, resume: bool, seed: int | None, quiet: bool) -> History:
+    """:func:`fit` once its arguments are checked (and its checkpoint directory locked)."""
     history = History()
     checkpointing = (Checkpointing(checkpoint_dir, plan.settings, resume=resume, quiet=quiet)
                      if checkpoint_dir is not None else None)
