@@ -121,6 +121,16 @@ def check_resumable(path: Path, state: Mapping[str, Any], detector: SSDDetector,
     for key, value in (state.get("settings") or {}).items():
         if key == "epochs" and value is None:
             continue
+        if key == "optimizer_params" and isinstance(value, dict):
+            given = settings.get(key) or {}
+            for name in sorted(set(value) | set(given)):
+                if value.get(name) != given.get(name):
+                    raise CheckpointError(
+                        f"The checkpoint {path} was trained with the optimizer setting {name}={value.get(name)!r}, "
+                        f"not {given.get(name)!r}; resume with the same optimizer_params (a change is never "
+                        "applied to a resumed run), or start afresh in another checkpoint directory."
+                    )
+            continue
         if settings.get(key) != value:
             raise CheckpointError(
                 f"The checkpoint {path} was trained with {key}={value!r}, not {settings.get(key)!r}; "

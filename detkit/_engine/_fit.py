@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence, Union
 
@@ -88,8 +89,10 @@ def fit(
     resume : bool, default False
         Continue from the last checkpoint in ``checkpoint_dir``: weights, optimizer
         state, epoch, history and random state, so that the result equals an
-        uninterrupted run. The batch size, optimizer, schedule, warm-up, input
-        size and detector must be those of the checkpointed run; ``epochs`` may
+        uninterrupted run. The batch size, optimizer and every one of its settings
+        (learning rate, momentum, ...), schedule, warm-up, input size and
+        detector must be those of the checkpointed run (a change is refused
+        with a :class:`~detkit.errors.CheckpointError` naming it, never applied silently); ``epochs`` may
         grow only with the constant schedule (a schedule is sized by it). A
         ``checkpoint_dir`` that already holds checkpoints needs ``resume=True``,
         so that an earlier run is never overwritten by accident.
@@ -264,8 +267,21 @@ def _plan(detector: SSDDetector, train_data: Any, val_data: Any, *, epochs: int,
         "batch_size": batch_size, "optimizer": optimizer, "lr_schedule": schedule,
         "warmup_epochs": warmup_epochs, "data_shape": list(detector.data_shape),
         "epochs": epochs if schedule != "constant" else None,
+        # Every optimizer setting (the seed's defaults included): resuming with another one is refused.
+        "optimizer_params": {key: _plain(value) for key, value in sorted(params.items()) if key != "lr_scheduler"},
     }
     return _Plan(contexts, store, shard, params, num_objects, settings)
+
+
+def _plain(value: Any) -> Any:
+    """A setting as JSON keeps it, so that a checkpoint's settings compare equal to the same ones given again."""
+    if isinstance(value, (bool, str)) or value is None:
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return repr(value)
 
 
 def _contexts(devices: Devices) -> list[mx.Context]:
