@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
@@ -282,6 +283,8 @@ def _check_value(value: Any, hint: Any, metadata: Mapping[str, Any], key: str) -
     minimum, maximum = metadata.get("minimum"), metadata.get("maximum")
     numbers = value if isinstance(value, list) else [value]
     for number in numbers:
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ConfigError(f"must be a finite number; got {value!r}", key)
         if minimum is not None and isinstance(number, (int, float)) and number < minimum:
             raise ConfigError(f"must be at least {minimum}; got {value!r}", key)
         if maximum is not None and isinstance(number, (int, float)) and number > maximum:

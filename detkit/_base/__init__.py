@@ -5,7 +5,7 @@ It imports nothing of detkit but :mod:`detkit.errors`; every other layer may use
 
 from __future__ import annotations
 
-from ._checks import check_classes, check_int, check_number, check_positive_int, check_size
+from ._checks import check_bool, check_classes, check_int, check_number, check_positive_int, check_size
 from ._draw import PALETTE, LabelledBox, draw_boxes
 from ._io import (
     PathLike,
@@ -29,6 +29,7 @@ __all__ = [
     "atomic_outputs",
     "atomic_path",
     "atomic_write_text",
+    "check_bool",
     "check_classes",
     "check_int",
     "check_number",

@@ -8,6 +8,11 @@ from typing import Any, Sequence
 
 from ..errors import InputError
 
+try:  # numpy is a dependency of detkit, but this bottom layer does not need it to import
+    from numpy import bool_ as np_bool
+except ImportError:  # pragma: no cover
+    np_bool = bool  # type: ignore[misc,assignment]
+
 
 def check_classes(classes: Any) -> list[str]:
     """Return ``classes`` as a list of unique, non-empty class names; raise :class:`InputError` otherwise.
@@ -76,6 +81,13 @@ def check_number(name: str, value: Any, *, minimum: float | None = None, maximum
         wanted = "a finite number" + (f" {' and '.join(bounds)}" if bounds else "")
         raise InputError(f"{_argument(name, owner)} must be {wanted}; got {value!r} instead.")
     return float(value)
+
+
+def check_bool(name: str, value: Any, *, owner: str | None = None) -> bool:
+    """Return ``value`` when it is a ``bool`` (numpy's too); raise :class:`InputError` otherwise ("no" is not False)."""
+    if not isinstance(value, (bool, np_bool)):
+        raise InputError(f"{_argument(name, owner)} must be True or False; got {value!r} instead.")
+    return bool(value)
 
 
 def check_size(name: str, value: Any, *, owner: str | None = None) -> tuple[int, int]:

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from .._base import check_positive_int
 from .._config import load_config
 from .._engine import evaluate
 from .._model import SSDDetector, draw_detections
@@ -67,6 +68,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    check_positive_int("batch_size", args.batch_size)  # before anything is loaded
     detector = SSDDetector.load(args.model)
     listed = find_classes(Path(args.data))
     if listed is not None and read_classes(listed) != detector.classes:

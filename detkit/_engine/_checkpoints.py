@@ -99,6 +99,19 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         )
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a detkit training checkpoint")
+    # The schema: what resuming reads, of the right type.
+    for key, valid in (
+        ("epoch", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+        ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+        ("history", lambda v: isinstance(v, list) and all(
+            isinstance(r, dict) and isinstance(r.get("loss"), (int, float)) for r in v)),
+        ("settings", lambda v: isinstance(v, dict)),
+    ):
+        if key not in state or not valid(state[key]):
+            raise CheckpointError(
+                f"{path / STATE_FILE} is not a valid checkpoint state: {key!r} is missing or malformed; "
+                "the checkpoint is damaged (resume from another one, or start afresh)."
+            )
     return state
 
 

@@ -12,7 +12,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from .._base import PathLike, check_positive_int, folder_lock
+from .._base import PathLike, check_bool, check_int, check_number, check_positive_int, folder_lock
 from .._blocks import can_fuse_batch_norm_relu
 from .._model import SSDDetector
 from ..errors import InputError
@@ -132,7 +132,8 @@ def fit(
     """
     plan = _plan(detector, train_data, val_data, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                  optimizer_params=optimizer_params, lr_schedule=lr_schedule, warmup_epochs=warmup_epochs,
-                 devices=devices, checkpoint_dir=checkpoint_dir, resume=resume, kvstore=kvstore)
+                 devices=devices, checkpoint_dir=checkpoint_dir, resume=resume, kvstore=kvstore, seed=seed)
+    check_bool("quiet", quiet)
     with contextlib.ExitStack() as held:
         if checkpoint_dir is not None:  # one training at a time in a checkpoint directory
             held.enter_context(folder_lock(checkpoint_dir, "training checkpoints"))
@@ -226,12 +227,21 @@ class _Plan:
 
 def _plan(detector: SSDDetector, train_data: Any, val_data: Any, *, epochs: int, batch_size: int, optimizer: str,
           optimizer_params: Mapping[str, Any] | None, lr_schedule: Any, warmup_epochs: float, devices: Devices,
-          checkpoint_dir: PathLike | None, resume: bool, kvstore: Any) -> _Plan:
+          checkpoint_dir: PathLike | None, resume: bool, kvstore: Any, seed: int | None = None) -> _Plan:
     """Check every argument of :func:`fit` before anything runs; return what the loop needs."""
     if not isinstance(detector, SSDDetector):
         raise InputError(f"The 'detector' argument must be an SSDDetector; got {type(detector).__name__} instead.")
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
+    check_number("warmup_epochs", warmup_epochs, minimum=0)
+    check_bool("resume", resume)
+    if seed is not None:
+        check_int("seed", seed, minimum=0)
+    if optimizer_params is not None and not isinstance(optimizer_params, Mapping):
+        raise InputError(
+            "The 'optimizer_params' argument must be a mapping such as {'learning_rate': 0.1}; "
+            f"got {optimizer_params!r} instead."
+        )
     for name, data in (("train_data", train_data), ("val_data", val_data)):
         if data is not None and not hasattr(data, "loader"):
             raise InputError(
@@ -339,8 +349,23 @@ def _schedule_name(schedule: Any) -> str:
     return schedule if isinstance(schedule, str) else type(schedule).__name__
 
 
+# Ranges of the optimizer settings that MXNet leaves unchecked: (minimum, maximum, minimum excluded).
+_OPTIMIZER_BOUNDS: dict[str, tuple[float | None, float | None, bool]] = {
+    "learning_rate": (0.0, None, True), "wd": (0.0, None, False), "momentum": (0.0, 1.0, False),
+    "rescale_grad": (0.0, None, True), "clip_gradient": (0.0, None, True), "epsilon": (0.0, None, True),
+    "beta1": (0.0, 1.0, False), "beta2": (0.0, 1.0, False), "gamma1": (0.0, 1.0, False),
+    "gamma2": (0.0, 1.0, False), "rho": (0.0, 1.0, False), "lamda1": (0.0, None, False),
+}
+_NONE_ALLOWED = {"clip_gradient"}  # None: no clipping
+_BELOW_ONE = {"beta1", "beta2"}  # Adam divides by 1 - beta ** t
+
+
 def check_optimizer(optimizer: str, params: Mapping[str, Any]) -> None:
-    """Name an unknown optimizer or setting here rather than deep inside MXNet."""
+    """Name an unknown optimizer or setting, or a setting's bad value, here rather than deep inside MXNet.
+
+    Every number must be finite; the learning rate above 0, weight decay and
+    momentum not negative (a negative learning rate trains by gradient ascent).
+    """
     registry = mx.optimizer.Optimizer.opt_registry
     if not isinstance(optimizer, str) or optimizer.lower() not in registry:
         raise InputError(
@@ -357,4 +382,17 @@ def check_optimizer(optimizer: str, params: Mapping[str, Any]) -> None:
             f"The optimizer {optimizer!r} does not take the setting(s) {', '.join(map(repr, unknown))}; "
             f"it takes: {', '.join(sorted(accepted))}."
         )
+    for key, value in params.items():
+        if key == "lr_scheduler":
+            continue
+        name = f"optimizer_params['{key}']"
+        if key in _OPTIMIZER_BOUNDS:
+            if key in _NONE_ALLOWED and value is None:
+                continue
+            low, high, strict = _OPTIMIZER_BOUNDS[key]
+            check_number(name, value, minimum=low, maximum=high, exclusive_minimum=strict)
+            if key in _BELOW_ONE and value >= 1:
+                raise InputError(f"The '{name}' argument must be a finite number >= 0 and < 1; got {value!r} instead.")
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+            check_number(name, value)  # any other number: finite
 

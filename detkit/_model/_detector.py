@@ -18,6 +18,7 @@ from .._base import (
     atomic_outputs,
     atomic_path,
     atomic_write_text,
+    check_bool,
     check_classes,
     check_positive_int,
     check_size,
@@ -233,7 +234,7 @@ class SSDDetector:
         for kind in ("target_assigner", "loss", "post_processor"):
             self._components[kind].initialize(ctx=self.ctx)
         self._inference = _InferenceNetwork(self.network, self.post_processor)
-        self.hybridized = bool(hybridize)
+        self.hybridized = check_bool("hybridize", hybridize)
         if self.hybridized:
             self._inference.hybridize(static_alloc=True)
             self.network.hybridize(static_alloc=True)
@@ -418,6 +419,7 @@ class SSDDetector:
                 f"{config_path} is not a detkit detector configuration (expected format {DETECTOR_FORMAT!r}; "
                 f"got {config.get('format') if isinstance(config, dict) else config!r})."
             )
+        _check_saved_config(config, config_path)
         registry = get_registry()
         specs: dict[str, Any] = {}
         for kind in KINDS:
@@ -434,10 +436,15 @@ class SSDDetector:
                 )
                 raise ComponentNotFoundError(f"{error}{hint}") from None
             specs[kind] = (entry["name"], entry.get("kwargs") or {})
-        detector = cls(
-            config["classes"], scale_filters=config.get("scale_filters", DEFAULT_SCALE_FILTERS),
-            data_shape=tuple(config.get("data_shape", (256, 256))), ctx=ctx, hybridize=hybridize, **specs
-        )
+        try:
+            detector = cls(
+                config["classes"], scale_filters=config.get("scale_filters", DEFAULT_SCALE_FILTERS),
+                data_shape=tuple(config.get("data_shape", (256, 256))), ctx=ctx, hybridize=hybridize, **specs
+            )
+        except InputError as error:
+            if "'ctx'" in str(error) or "'hybridize'" in str(error):
+                raise
+            raise CheckpointError(f"{config_path} describes a detector that cannot be built: {error}") from None
         try:
             detector.network.load_parameters(str(params_path), ctx=detector.ctx)
             for kind in ("target_assigner", "loss", "post_processor"):
@@ -492,6 +499,36 @@ class SSDDetector:
     def __repr__(self) -> str:
         parts = ", ".join(f"{kind}={name!r}" for kind, (name, _) in self._specs.items())
         return f"SSDDetector(classes={self.classes!r}, {parts}, ctx={self.ctx})"
+
+
+def _check_saved_config(config: dict[str, Any], path: Path) -> None:
+    """Raise :class:`CheckpointError` naming ``path`` and the key unless ``config`` has the keys load needs."""
+    def bad(key: str, wanted: str) -> CheckpointError:
+        value = config.get(key, "nothing") if "." not in key else "a wrong value"
+        return CheckpointError(
+            f"{path} is not a valid saved detector: '{key}' must be {wanted}; got {value!r}. "
+            "Restore the file from SSDDetector.save, or save the detector again."
+        )
+
+    classes = config.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise bad("classes", "a list of class names")
+    if "scale_filters" in config and (not isinstance(config["scale_filters"], int)
+                                      or isinstance(config["scale_filters"], bool)):
+        raise bad("scale_filters", "an int")
+    shape = config.get("data_shape", [256, 256])
+    if not isinstance(shape, list) or len(shape) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in shape):
+        raise bad("data_shape", "[height, width]")
+    components = config.get("components")
+    if not isinstance(components, dict):
+        raise bad("components", "a mapping of the five component kinds")
+    for kind in KINDS:
+        entry = components.get(kind)
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise bad(f"components.{kind}", "a mapping with a 'name'")
+        if not isinstance(entry.get("kwargs") or {}, dict) or not isinstance(entry.get("provided_by") or {}, dict):
+            raise bad(f"components.{kind}", "a mapping whose 'kwargs' and 'provided_by' are mappings")
 
 
 def build_component_spec(kind: str, spec: Any) -> tuple[Component, tuple[str, dict[str, Any]]]:

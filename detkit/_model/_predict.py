@@ -9,7 +9,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import mxnet as mx
 import numpy as np
 
-from .._base import PathLike, atomic_path, check_positive_int, draw_boxes
+from .._base import PathLike, atomic_path, check_number, check_positive_int, draw_boxes
 from ..data import preprocess
 from ..errors import DataError, InputError
 
@@ -89,8 +89,7 @@ def load_image(image: Any) -> np.ndarray:
 def predict(detect: Callable[[mx.nd.NDArray], mx.nd.NDArray], classes: Sequence[str], data_shape: tuple[int, int],
             images: Any, threshold: float, batch_size: int) -> Any:
     """See :meth:`SSDDetector.predict`; ``detect`` maps a preprocessed batch to detections ``(B, K, 6)``."""
-    if not 0 <= threshold <= 1:
-        raise InputError(f"The 'threshold' argument must be in [0, 1]; got {threshold!r} instead.")
+    check_number("threshold", threshold, minimum=0, maximum=1)
     check_positive_int("batch_size", batch_size)
     if isinstance(images, (mx.nd.NDArray, np.ndarray)) and images.ndim == 4:
         if images.shape[-1] not in (1, 3, 4):
