@@ -19,7 +19,7 @@ from mxnet import gluon
 from tqdm.auto import tqdm
 
 from .._base import PathLike
-from .._model import SSDDetector
+from .._model import SSDDetector, check_saved_weights
 from ..errors import CheckpointError
 from ._checkpoints import CHECKPOINT_FORMAT, Checkpoints, check_resumable, read_checkpoint
 from ._evaluate import evaluate
@@ -130,6 +130,7 @@ class Checkpointing(Callback):
             return None
         state = read_checkpoint(last)
         check_resumable(last, state, detector, self.settings)
+        check_saved_weights(last)
         try:
             detector.network.load_parameters(str(last / "network.params"), ctx=detector.ctx)
         except (mx.base.MXNetError, AssertionError, ValueError) as error:

@@ -30,6 +30,7 @@ from typing import Any
 import mxnet as mx
 from mxnet import gluon
 
+from .._model import file_sha256
 from ..errors import CheckpointError
 
 __all__ = ["OPTIMIZER_ARRAYS", "OPTIMIZER_FILE", "OPTIMIZER_FORMAT", "initialize_trainer", "load_optimizer_state",
@@ -124,7 +125,7 @@ def save_optimizer_state(trainer: gluon.Trainer, folder: Path) -> None:
     scalars = {key: (float(value) if isinstance(value, numbers.Real) and not isinstance(value, (bool, int))
                      else value)
                for key, value in vars(optimizer).items() if key not in _SKIPPED and _scalar(value)}
-    description = {
+    description: dict[str, Any] = {
         "format": OPTIMIZER_FORMAT,
         "optimizer": type(optimizer).__name__.lower(),
         "num_update": int(optimizer.num_update),
@@ -137,6 +138,7 @@ def save_optimizer_state(trainer: gluon.Trainer, folder: Path) -> None:
     # mx.nd.save refuses an empty dict; an optimizer without state (plain SGD before any step) saves none.
     if arrays:
         mx.nd.save(str(folder / OPTIMIZER_ARRAYS), arrays)
+        description["sha256"] = file_sha256(folder / OPTIMIZER_ARRAYS)
     (folder / OPTIMIZER_FILE).write_text(json.dumps(description, indent=1), encoding="utf-8")
 
 
@@ -163,6 +165,11 @@ def load_optimizer_state(trainer: gluon.Trainer, folder: Path) -> None:
     if any(structure is not None for states in description["states"] for structure in states.values()):
         if not params.is_file():
             raise CheckpointError(f"{params} is missing: the checkpoint is incomplete; start afresh.")
+        if "sha256" in description and file_sha256(params) != description["sha256"]:
+            raise CheckpointError(
+                f"{params} is damaged: its SHA-256 differs from the one {OPTIMIZER_FILE} recorded; "
+                "resume from another checkpoint, or start afresh."
+            )
         try:
             loaded = mx.nd.load(str(params))
         except mx.base.MXNetError as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -377,15 +378,19 @@ class SSDDetector:
         self._materialize()
         config = self.get_config()
         config["detkit_version"] = distribution_version()
+        checksums: dict[str, str] = {}  # of every weight file, checked by load
         with atomic_path(directory / _PARAMS_FILE) as temporary:
             self.network.save_parameters(str(temporary))
+            checksums[_PARAMS_FILE] = file_sha256(temporary)
         for kind in ("target_assigner", "loss", "post_processor"):
             extra = directory / f"{kind}.params"
             if list(self._components[kind].collect_params().keys()):  # an empty ParameterDict is truthy
                 with atomic_path(extra) as temporary:
                     self._components[kind].save_parameters(str(temporary))
+                    checksums[extra.name] = file_sha256(temporary)
             elif extra.exists():  # left by an earlier save of another configuration
                 extra.unlink()
+        config["sha256"] = checksums
         atomic_write_text(directory / _CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
         return directory
 
@@ -445,6 +450,7 @@ class SSDDetector:
             if "'ctx'" in str(error) or "'hybridize'" in str(error):
                 raise
             raise CheckpointError(f"{config_path} describes a detector that cannot be built: {error}") from None
+        _check_sha256(directory, config.get("sha256"), config_path)
         try:
             detector.network.load_parameters(str(params_path), ctx=detector.ctx)
             for kind in ("target_assigner", "loss", "post_processor"):
@@ -499,6 +505,50 @@ class SSDDetector:
     def __repr__(self) -> str:
         parts = ", ".join(f"{kind}={name!r}" for kind, (name, _) in self._specs.items())
         return f"SSDDetector(classes={self.classes!r}, {parts}, ctx={self.ctx})"
+
+
+def file_sha256(path: PathLike) -> str:
+    """The SHA-256 of the file ``path``, as hex digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_saved_weights(directory: PathLike) -> None:
+    """Refuse the weight files of a saved detector (or checkpoint) that differ from their recorded SHA-256."""
+    config_path = Path(directory) / _CONFIG_FILE
+    try:
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise CheckpointError(f"{config_path} cannot be read: {error}") from None
+    _check_sha256(Path(directory), config.get("sha256") if isinstance(config, dict) else None, config_path)
+
+
+def _check_sha256(directory: Path, checksums: Any, config_path: Path) -> None:
+    """Refuse a weight file whose SHA-256 differs from the one ``detector.yaml`` recorded at save.
+
+    Detectors saved before checksums were recorded have none and load as they are.
+    """
+    if checksums is None:
+        return
+    if not isinstance(checksums, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and Path(k).name == k and k.endswith(".params")
+            for k, v in checksums.items()):
+        raise CheckpointError(f"{config_path} is not a valid saved detector: 'sha256' must map weight files to "
+                              "their SHA-256.")
+    for name, expected in checksums.items():
+        path = directory / name
+        try:
+            actual = file_sha256(path)
+        except OSError as error:
+            raise CheckpointError(f"The weights {path} cannot be read: {error.strerror or error}") from None
+        if actual != expected.lower():
+            raise CheckpointError(
+                f"The weights {path} are damaged: their SHA-256 differs from the one {config_path.name} recorded "
+                "when they were saved. Restore them from a good copy."
+            )
 
 
 def _check_saved_config(config: dict[str, Any], path: Path) -> None:
