@@ -17,6 +17,7 @@ from ._io import (
     make_dirs,
     scratch_folder,
     storage_error,
+    storage_errors,
 )
 from ._lock import folder_lock
 from ._public import distribution_version, publish
@@ -43,4 +44,5 @@ __all__ = [
     "publish",
     "scratch_folder",
     "storage_error",
+    "storage_errors",
 ]

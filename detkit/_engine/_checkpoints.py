@@ -10,9 +10,9 @@ from typing import Any, Mapping
 import yaml
 from mxnet import gluon
 
-from .._base import PathLike, atomic_directory, atomic_write_text
+from .._base import PathLike, atomic_directory, atomic_write_text, storage_errors
 from .._model import SSDDetector
-from ..errors import CheckpointError
+from ..errors import CheckpointError, StorageError
 from ._optimizer_state import OPTIMIZER_FILE, save_optimizer_state
 
 __all__ = ["CHECKPOINT_FORMAT", "Checkpoints", "check_resumable", "read_checkpoint"]
@@ -67,10 +67,17 @@ class Checkpoints:
         """Write the checkpoint of ``epoch`` (0-based), move ``last`` (and ``best``) to it, drop older ones."""
         name = f"{_NAME_PREFIX}{epoch + 1:04d}"
         final = self.directory / name
-        with atomic_directory(final) as staged:
-            detector.save(staged)
-            save_optimizer_state(trainer, staged)
-            (staged / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
+        staged_name = ""
+        try:
+            with atomic_directory(final) as staged:
+                staged_name = str(staged)
+                detector.save(staged)
+                save_optimizer_state(trainer, staged)
+                with storage_errors(staged / STATE_FILE):
+                    (staged / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
+        except StorageError as error:  # named by the checkpoint's final name, not its temporary one
+            message = str(error).replace(staged_name, str(final)) if staged_name else str(error)
+            raise StorageError(f"{message} The previous checkpoint is intact.") from None
         keep = {name}
         atomic_write_text(self._pointer("last"), json.dumps({"checkpoint": name, "epoch": epoch}))
         if best:

@@ -30,6 +30,7 @@ from typing import Any
 import mxnet as mx
 from mxnet import gluon
 
+from .._base import storage_errors
 from .._model import file_sha256
 from ..errors import CheckpointError
 
@@ -137,9 +138,11 @@ def save_optimizer_state(trainer: gluon.Trainer, folder: Path) -> None:
     }
     # mx.nd.save refuses an empty dict; an optimizer without state (plain SGD before any step) saves none.
     if arrays:
-        mx.nd.save(str(folder / OPTIMIZER_ARRAYS), arrays)
+        with storage_errors(folder / OPTIMIZER_ARRAYS):
+            mx.nd.save(str(folder / OPTIMIZER_ARRAYS), arrays)
         description["sha256"] = file_sha256(folder / OPTIMIZER_ARRAYS)
-    (folder / OPTIMIZER_FILE).write_text(json.dumps(description, indent=1), encoding="utf-8")
+    with storage_errors(folder / OPTIMIZER_FILE):
+        (folder / OPTIMIZER_FILE).write_text(json.dumps(description, indent=1), encoding="utf-8")
 
 
 def load_optimizer_state(trainer: gluon.Trainer, folder: Path) -> None:

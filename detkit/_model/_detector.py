@@ -26,6 +26,7 @@ from .._base import (
     distribution_version,
     make_dirs,
     scratch_folder,
+    storage_errors,
 )
 from .._blocks import HalvingBlock
 from .._plugins import KINDS, check_kind, get_registry, parse_component_spec
@@ -379,13 +380,13 @@ class SSDDetector:
         config = self.get_config()
         config["detkit_version"] = distribution_version()
         checksums: dict[str, str] = {}  # of every weight file, checked by load
-        with atomic_path(directory / _PARAMS_FILE) as temporary:
+        with atomic_path(directory / _PARAMS_FILE) as temporary, storage_errors(directory / _PARAMS_FILE):
             self.network.save_parameters(str(temporary))
             checksums[_PARAMS_FILE] = file_sha256(temporary)
         for kind in ("target_assigner", "loss", "post_processor"):
             extra = directory / f"{kind}.params"
             if list(self._components[kind].collect_params().keys()):  # an empty ParameterDict is truthy
-                with atomic_path(extra) as temporary:
+                with atomic_path(extra) as temporary, storage_errors(extra):
                     self._components[kind].save_parameters(str(temporary))
                     checksums[extra.name] = file_sha256(temporary)
             elif extra.exists():  # left by an earlier save of another configuration
@@ -486,7 +487,8 @@ class SSDDetector:
         with scratch_folder(directory) as scratch, atomic_outputs(
             [f"{prefix}-symbol.json", f"{prefix}-0000.params"]
         ) as (symbol_file, params_file):
-            block.export(str(scratch / _EXPORT_PREFIX))
+            with storage_errors(directory / _EXPORT_PREFIX):
+                block.export(str(scratch / _EXPORT_PREFIX))
             os.replace(scratch / f"{_EXPORT_PREFIX}-symbol.json", symbol_file)
             os.replace(scratch / f"{_EXPORT_PREFIX}-0000.params", params_file)
         if self.hybridized:  # hybridize() above re-planned the shared children; restore our graphs

@@ -13,7 +13,7 @@ from PIL import Image
 
 from tqdm.auto import tqdm
 
-from .._base import PathLike, atomic_outputs, check_int
+from .._base import PathLike, atomic_outputs, check_int, make_dirs
 from ..errors import DataError, InputError
 from . import _recordio
 from ._classes import write_classes
@@ -126,7 +126,7 @@ def synthetic_pikachu(
 
 def _generate(root: Path, arguments: dict, *, progress: bool, workers: int) -> None:
 
-    root.mkdir(parents=True, exist_ok=True)
+    make_dirs(root)
     counts = {"train": arguments["num_train"], "val": arguments["num_val"]}
     executor = ProcessPoolExecutor(workers) if workers > 1 else None
     try:
