@@ -20,9 +20,9 @@ from tqdm.auto import tqdm
 
 from .._base import PathLike
 from .._model import SSDDetector, check_saved_weights
-from ..errors import CheckpointError
+from ..errors import CheckpointError, NonFiniteLossError
 from ._checkpoints import CHECKPOINT_FORMAT, Checkpoints, check_resumable, read_checkpoint
-from ._evaluate import evaluate
+from ._evaluate import NonFiniteDetectionsError, evaluate
 from ._history import History
 from ._optimizer_state import load_optimizer_state
 
@@ -67,7 +67,14 @@ class Validation(Callback):
 
     def on_epoch_end(self, epoch: int, record: Mapping[str, Any], detector: SSDDetector) -> None:
         # On the first device; the weights are equal on all of them.
-        scores = evaluate(detector, self.data, batch_size=self.batch_size)
+        try:
+            scores = evaluate(detector, self.data, batch_size=self.batch_size)
+        except NonFiniteDetectionsError as error:
+            raise NonFiniteLossError(
+                f"Training diverged: after epoch {epoch + 1}, the detections on validation batch {error.batch + 1} "
+                "are NaN or infinite; training stopped. The checkpoints on disk are intact. Lower the learning "
+                "rate, add warm-up, or check the labels.", epoch=epoch, batch=error.batch,
+            ) from None
         # fit hands built-in callbacks the epoch's record itself (a dict), to add to.
         cast(Dict[str, Any], record).update({key: scores[key] for key in ("map_50", "map_50_voc07", "map_50_95")})
 
