@@ -125,6 +125,7 @@ class Checkpointing(Callback):
 
     def restore(self, detector: SSDDetector) -> tuple[int, int, History] | None:
         """Load the last checkpoint's weights into ``detector``; return ``(seed, next epoch, history)``."""
+        self.checkpoints.remove_staged()  # of a run that was killed while writing (fit holds the lock)
         last = self.checkpoints.path("last")
         if last is not None and not self.resume:
             raise CheckpointError(

@@ -62,6 +62,20 @@ class Checkpoints:
             raise CheckpointError(f"{pointer} points to {path}, which holds no complete checkpoint")
         return path
 
+    def remove_staged(self) -> list[Path]:
+        """Remove what a killed writer left under temporary names (``.epoch-N.*.partial``, ``.last.json.*.part``).
+
+        Only while this process holds the directory's lock: no other writer can be at work.
+        """
+        left = [p for pattern in (f".{_NAME_PREFIX}*.partial", f".{_NAME_PREFIX}*.old", ".last.json.*.part",
+                                  ".best.json.*.part") for p in self.directory.glob(pattern)]
+        for path in left:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        return left
+
     def write(self, epoch: int, detector: SSDDetector, trainer: gluon.Trainer, state: Mapping[str, Any],
               best: bool) -> Path:
         """Write the checkpoint of ``epoch`` (0-based), move ``last`` (and ``best``) to it, drop older ones."""
