@@ -180,6 +180,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping with the sections model, data and train")
     named = raw.pop("preset", None)
+    if named is not None and not isinstance(named, str):
+        raise ConfigError(f"must name a preset ({', '.join(PRESETS)}); got {named!r}", "preset")
     if named is not None and base is not None and named != base:
         raise ConfigError(f"{path} starts from the preset {named!r}, but {base!r} was asked for", "preset")
     base = named or base or "seed"
