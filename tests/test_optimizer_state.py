@@ -111,8 +111,11 @@ def test_trainer_internals_finds_one_updater_per_device_and_refuses_a_kvstore_st
     (lambda d: (d / OPTIMIZER_ARRAYS).unlink(), "is missing"),
     (lambda d: (d / OPTIMIZER_FILE).write_text("{"), "cannot be read"),
     (lambda d: (d / OPTIMIZER_FILE).write_bytes(b"\xff\xfe"), "cannot be read"),
-    (lambda d: (d / OPTIMIZER_ARRAYS).write_bytes(b"\x12" * 40), "cannot be read"),
-    (lambda d: (d / OPTIMIZER_ARRAYS).write_bytes((d / OPTIMIZER_ARRAYS).read_bytes()[:-7]), "cannot be read"),
+    (lambda d: (d / OPTIMIZER_ARRAYS).write_bytes(b"\x12" * 40), "damaged: its SHA-256 differs"),
+    (lambda d: (d / OPTIMIZER_ARRAYS).write_bytes((d / OPTIMIZER_ARRAYS).read_bytes()[:-7]), "damaged: its SHA-256"),
+    # Without the checksum (edited away), MXNet's reader itself refuses the damage.
+    (lambda d: _edit(d, sha256=None), "not a valid optimizer state: 'sha256'"),
+    (lambda d: (_without_checksum(d), (d / OPTIMIZER_ARRAYS).write_bytes(b"\x12" * 40)), "cannot be read"),
     (lambda d: _edit(d, num_update="3"), "not a valid optimizer state"),
     (lambda d: _edit(d, optimizer="adam"), "not a valid optimizer state.*'adam'"),
     (lambda d: _edit(d, states=[{"0": "pickle"}]), "damaged"),
@@ -128,6 +131,13 @@ def test_a_damaged_state_is_a_checkpoint_error(tmp_path, damage, message) -> Non
     damage(tmp_path)
     with pytest.raises(CheckpointError, match=message):
         load_optimizer_state(_trainer(net, "sgd", {"learning_rate": 0.1, "momentum": 0.9}, [mx.cpu()]), tmp_path)
+
+
+def _without_checksum(folder) -> None:
+    path = folder / OPTIMIZER_FILE
+    description = json.loads(path.read_text())
+    del description["sha256"]
+    path.write_text(json.dumps(description))
 
 
 def _edit(folder, **changes) -> None:

@@ -233,6 +233,9 @@ def _check_description(description: Any, optimizer: mx.optimizer.Optimizer) -> N
     for per_device in states:
         for index in per_device:
             int(index)
+    checksum = description.get("sha256", "0" * 64)
+    if not isinstance(checksum, str) or len(checksum) != 64 or set(checksum) - set("0123456789abcdef"):
+        raise TypeError(f"'sha256' must be 64 hex digits; got {checksum!r}")
     scalars = description["scalars"]
     if not isinstance(scalars, dict) or not all(_scalar(v) for v in scalars.values()):
         raise TypeError("'scalars' must map names to numbers, strings or null")
