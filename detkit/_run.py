@@ -14,7 +14,7 @@ from ._config import Config, parse_devices
 from ._engine import evaluate, fit
 from ._model import SSDDetector, draw_detections
 from .data._classes import find_classes, read_classes
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
 
 __all__ = ["build_detector", "run_config"]
 
@@ -76,6 +76,12 @@ def run_config(config: Config) -> tuple[Any, Any]:
 
 
 def _run_locked(config: Config, output: Path) -> tuple[Any, Any]:
+    if not config.train.resume and (output / "checkpoints" / "last.json").exists():
+        # Before anything is written: a second training must not replace the first one's files.
+        raise CheckpointError(
+            f"{output} holds an earlier training (checkpoints/last.json); set train.resume=true to continue it, "
+            "or choose another train.output_dir."
+        )
     train_data, val_data = _datasets(config)
     model = config.model
     classes = model.classes or list(train_data.classes)

@@ -18,6 +18,7 @@ import detkit
 from detkit import SSDDetector
 from detkit._base import folder_lock
 from detkit._base._lock import LOCK_FILE
+from detkit.cli import main
 from detkit.errors import StorageError
 
 HOLD = """
@@ -120,3 +121,17 @@ def test_two_trainings_into_one_output_folder_the_second_fails_clearly(tmp_path)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
+
+
+def test_a_second_training_into_a_finished_ones_output_folder_changes_nothing(tmp_path, capsys):
+    data, out = tmp_path / "data", tmp_path / "out"
+    common = ["data.source=synthetic", f"data.root={data}", "data.num_train=8", "data.num_val=4",
+              "data.image_size=32", "model.data_shape=64", "train.batch_size=8", "train.quiet=true",
+              f"train.output_dir={out}", "train.num_pictures=0", "train.epochs=1"]
+    argv = ["train", *[part for setting in common for part in ("--set", setting)]]
+    assert main(argv) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".detkit.lock"}
+    capsys.readouterr()
+    assert main(argv + ["--set", "train.optimizer_params={learning_rate: 0.01}"]) == 2
+    assert "holds an earlier training" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".detkit.lock"} == before
