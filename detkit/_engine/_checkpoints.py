@@ -139,6 +139,8 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 def check_resumable(path: Path, state: Mapping[str, Any], detector: SSDDetector,
                     settings: Mapping[str, Any]) -> None:
     """Refuse to resume with another detector or other settings than the checkpoint was trained with."""
+    if not (path / "detector.yaml").is_file():  # missing, or a pipe that would block the read
+        raise CheckpointError(f"{path / 'detector.yaml'} is missing or not a file; the checkpoint is incomplete.")
     try:
         saved = yaml.safe_load((path / "detector.yaml").read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError) as error:

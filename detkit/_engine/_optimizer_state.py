@@ -152,6 +152,8 @@ def load_optimizer_state(trainer: gluon.Trainer, folder: Path) -> None:
     not fit the trainer (another optimizer, another number of devices).
     """
     source = folder / OPTIMIZER_FILE
+    if source.exists() and not source.is_file():  # a pipe would block the read
+        raise CheckpointError(f"{source} is not a regular file; the checkpoint is damaged.")
     try:
         description = json.loads(source.read_text(encoding="utf-8"))
     except FileNotFoundError as error:

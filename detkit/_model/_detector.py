@@ -542,6 +542,8 @@ def _check_sha256(directory: Path, checksums: Any, config_path: Path) -> None:
                               "their SHA-256.")
     for name, expected in checksums.items():
         path = directory / name
+        if not path.is_file():  # missing, or a pipe that would block the read
+            raise CheckpointError(f"The weights {path} that {config_path.name} lists are missing or not a file.")
         try:
             actual = file_sha256(path)
         except OSError as error:

@@ -13,6 +13,8 @@ def write_classes(path: Path, classes: list[str]) -> None:
 
 def read_classes(path: Path) -> list[str]:
     """Read a class list; raise :class:`DataError` naming the file when it is empty or repeats a name."""
+    if Path(path).exists() and not Path(path).is_file():  # a pipe would block the read
+        raise DataError(f"{path}: the class list is not a regular file")
     try:
         names = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
     except OSError as error:

@@ -159,6 +159,8 @@ def _number(element: ElementTree.Element, tag: str, where: str) -> float:
 
 def _parse_voc(xml_path: Path) -> tuple[str | None, tuple[int, int] | None, list[tuple[str, tuple, str]]]:
     """``(filename, (width, height) or None, [(class name, (xmin, ymin, xmax, ymax), where)])`` of one XML file."""
+    if not xml_path.is_file():  # a folder or a pipe named *.xml: a pipe would block the read
+        raise DataError(f"{xml_path}: not a regular file")
     try:
         root = ElementTree.parse(xml_path).getroot()
     except ElementTree.ParseError as error:
@@ -310,6 +312,8 @@ def pack_voc(
 
 
 def _load_coco(json_path: Path) -> dict:
+    if json_path.exists() and not json_path.is_file():  # a pipe would block the read
+        raise DataError(f"{json_path}: not a regular file")
     try:
         data = json.loads(json_path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -46,6 +46,8 @@ def _sample_record_args(args: tuple[int, int, int, int]) -> bytes:
 
 def _reusable(root: Path, arguments: dict) -> bool:
     """Whether ``root`` holds a complete set made with ``arguments`` (checked against its SHA-1 sums)."""
+    if not (root / MANIFEST).is_file():  # missing, or a pipe that would block the read
+        return False
     try:
         manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -54,7 +56,7 @@ def _reusable(root: Path, arguments: dict) -> bool:
         return False
     files = manifest.get("sha1", {})
     try:
-        return all(files.get(name) == sha1_of(root / name) for name in _OUTPUTS)
+        return all((root / name).is_file() and files.get(name) == sha1_of(root / name) for name in _OUTPUTS)
     except OSError:
         return False
 

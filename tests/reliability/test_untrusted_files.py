@@ -108,6 +108,8 @@ READERS: list[tuple[str, Callable[[Path], object]]] = [
     ("data/classes.txt", lambda root: read_classes(root / "data" / "classes.txt")),
     ("data/synthetic.json", lambda root: detkit.data.synthetic_pikachu(
         root / "data", num_train=8, num_val=4, image_size=SIZE, seed=1, progress=False)),
+    ("data/val.rec", lambda root: detkit.data.synthetic_pikachu(
+        root / "data", num_train=8, num_val=4, image_size=SIZE, seed=1, progress=False)),
     ("voc/a.xml", _pack_voc),
     ("coco.json", _pack_coco),
     ("images/a.png", _pack_coco),
@@ -129,7 +131,7 @@ def test_a_pickle_payload_in_a_file_detkit_reads_is_refused_without_running(worl
     else:
         # A reader may also ignore a file it has no use for (synthetic.json is rewritten, a
         # trainer.states beside a new-format checkpoint is never opened); it must not run it.
-        assert relative in {"data/synthetic.json", "checkpoints/epoch-0001/trainer.states"}, relative
+        assert relative in {"data/synthetic.json", "data/val.rec", "checkpoints/epoch-0001/trainer.states"}, relative
     assert not marker.exists()
 
 
@@ -146,3 +148,30 @@ def test_a_yaml_python_tag_is_refused_without_running(world, tmp_path, relative,
     else:
         assert relative == "data/synthetic.json", relative
     assert not marker.exists()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="named pipes are POSIX")
+@pytest.mark.parametrize("relative, read", READERS, ids=[f"{r}-{i}" for i, (r, _) in enumerate(READERS)])
+def test_a_named_pipe_in_place_of_a_file_detkit_reads_is_refused_without_blocking(world, tmp_path, relative,
+                                                                                 read) -> None:
+    import os
+    import signal
+
+    root = tmp_path / "world"
+    shutil.copytree(world["root"], root)
+    (root / relative).unlink(missing_ok=True)
+    os.mkfifo(root / relative)
+
+    class Blocked(BaseException):  # not an OSError, which a reader might catch
+        pass
+
+    def blocked(signum, frame):
+        raise Blocked(f"reading {relative} blocked on a named pipe")
+    signal.signal(signal.SIGALRM, blocked)
+    signal.alarm(10)
+    try:
+        read(root)
+    except DetkitError:
+        pass
+    finally:
+        signal.alarm(0)
