@@ -59,16 +59,19 @@ FIT = [
     ({"optimizer": "adam", "optimizer_params": {"beta1": 1.0}}, "beta1"),
     ({"optimizer": "adam", "optimizer_params": {"epsilon": -1e-8}}, "epsilon"),
     ({"optimizer_params": ["learning_rate", 0.1]}, "optimizer_params"),
-    ({"quiet": "no"}, "'quiet'"), ({"resume": "yes", "checkpoint_dir": "x"}, "'resume'"),
+    ({"quiet": "no"}, "'quiet'"), ({"resume": "yes", "checkpoint_dir": "TMP"}, "'resume'"),
 ]
 
 
 @pytest.mark.parametrize("given, name", FIT, ids=[repr(g) for g, _ in FIT])
-def test_fit_refuses_bad_values(tiny, detector, given, name) -> None:
+def test_fit_refuses_bad_values(tiny, detector, tmp_path, given, name) -> None:
     train, _ = tiny
     arguments = {"epochs": 1, "batch_size": 8, "quiet": True, **given}
+    if arguments.get("checkpoint_dir") == "TMP":
+        arguments["checkpoint_dir"] = tmp_path / "checkpoints"
     with pytest.raises(InputError, match=name):
         detkit.fit(detector, train, **arguments)
+    assert not (tmp_path / "checkpoints").exists()  # refused before anything was written
 
 
 DETECTOR = [
