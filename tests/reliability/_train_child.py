@@ -21,7 +21,7 @@ import detkit  # before mxnet
 import mxnet as mx
 from detkit._engine import _checkpoints, _optimizer_state
 
-EPOCHS = 4
+EPOCHS = 3
 SETTINGS = dict(batch_size=8, seed=7, quiet=True, lr_schedule="cosine", warmup_epochs=0.5,
                 optimizer_params={"learning_rate": 0.05, "momentum": 0.9})
 
