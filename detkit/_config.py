@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
@@ -208,9 +209,15 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8") from None
+    except OSError as error:
+        raise ConfigError(f"the configuration file {path} cannot be read: {error.strerror or error}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping with the sections model, data and train")
     named = raw.pop("preset", None)
+    if named is not None and not isinstance(named, str):
+        raise ConfigError(f"must name a preset ({', '.join(PRESETS)}); got {named!r}", "preset")
     if named is not None and base is not None and named != base:
         raise ConfigError(f"{path} starts from the preset {named!r}, but {base!r} was asked for", "preset")
     base = named or base or "seed"
@@ -323,6 +330,8 @@ def _check_value(value: Any, hint: Any, metadata: Mapping[str, Any], key: str) -
     minimum, maximum = metadata.get("minimum"), metadata.get("maximum")
     numbers = value if isinstance(value, list) else [value]
     for number in numbers:
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ConfigError(f"must be a finite number; got {value!r}", key)
         if minimum is not None and isinstance(number, (int, float)) and number < minimum:
             raise ConfigError(f"must be at least {minimum}; got {value!r}", key)
         if maximum is not None and isinstance(number, (int, float)) and number > maximum:

@@ -12,12 +12,12 @@ from typing import Any, Sequence
 import mxnet as mx
 
 from . import data as data_module
-from ._base import atomic_write_text, make_dirs
+from ._base import atomic_write_text, folder_lock, make_dirs
 from ._config import Config, ModelConfig, TrainConfig, parse_devices, validate_config
-from ._engine import Callback, evaluate, fit, is_lead_worker, lead_first
+from ._engine import Callback, evaluate, fit, is_lead_worker, lead_first, worker_rank
 from ._model import SSDDetector, draw_detections
 from .data._classes import find_classes, read_classes
-from .errors import ConfigError, InputError
+from .errors import CheckpointError, ConfigError, InputError
 
 __all__ = ["build_detector", "run_config"]
 
@@ -76,12 +76,24 @@ def run_config(config: Config) -> tuple[Any, Any]:
     rank 0 prepares the data first and alone writes into ``train.output_dir``
     (a folder every worker reads, for resuming); every worker trains.
     """
-
     validate_config(config)  # a Config changed in Python is checked as a file is
     output = Path(config.train.output_dir)
     kvstore = config.train.kvstore
     if kvstore is None and os.environ.get("DMLC_ROLE") == "worker":
         kvstore = "dist_sync"  # a worker of `detkit launch`
+    if worker_rank(kvstore) != 0:  # another worker of a distributed job: rank 0 holds the folder
+        return _run_locked(config, output, kvstore)
+    with folder_lock(output, "a training"):  # a second training into the same folder fails here
+        return _run_locked(config, output, kvstore)
+
+
+def _run_locked(config: Config, output: Path, kvstore: str | None) -> tuple[Any, Any]:
+    if not config.train.resume and (output / "checkpoints" / "last.json").exists():
+        # Before anything is written: a second training must not replace the first one's files.
+        raise CheckpointError(
+            f"{output} holds an earlier training (checkpoints/last.json); set train.resume=true to continue it, "
+            "or choose another train.output_dir."
+        )
     train_data, val_data = lead_first(kvstore, lambda: _datasets(config))
     model = config.model
     classes = model.classes or list(train_data.classes)

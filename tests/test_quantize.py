@@ -81,8 +81,10 @@ def test_an_int8_detector_saves_and_loads_without_pickle(int8, tmp_path) -> None
     assert loaded.precision == "int8"
     x = mx.nd.random.uniform(-100, 100, (2, 3, SIZE, SIZE))
     np.testing.assert_allclose(loaded.detect(x).asnumpy(), int8.detect(x).asnumpy(), rtol=1e-5, atol=1e-5)
+    # Both INT8 files are checksummed like the weights; a missing one is named.
+    assert set(yaml_sha256(tmp_path / "model")) >= {"network-int8-symbol.json", "network-int8-0000.params"}
     (tmp_path / "model" / "network-int8-symbol.json").unlink()
-    with pytest.raises(CheckpointError, match="without its quantized network"):
+    with pytest.raises(CheckpointError, match="network-int8-symbol.json"):
         SSDDetector.load(tmp_path / "model", ctx=mx.cpu())
 
 
@@ -139,3 +141,9 @@ def test_the_quantize_command_saves_an_int8_detector_that_evaluates(trained, tmp
     assert json.loads(capsys.readouterr().out)["num_images"] == len(val)
     assert main(["quantize", str(tmp_path / "int8"), str(val.rec_path), "--out", str(tmp_path / "again")]) == 2
     assert "already INT8" in capsys.readouterr().err
+
+
+def yaml_sha256(directory) -> dict:
+    import yaml
+
+    return yaml.safe_load((directory / "detector.yaml").read_text())["sha256"]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import detkit
+import detkit._engine._checkpoints
 from detkit import SSDDetector
 from detkit.errors import CheckpointError, InputError, NonFiniteLossError
 
@@ -130,11 +131,11 @@ def test_an_interrupted_checkpoint_write_leaves_the_previous_one_loadable(tiny, 
     detkit.fit(detector, train, epochs=1, batch_size=16, seed=0, quiet=True, checkpoint_dir=tmp_path)
     before = _weights(SSDDetector.load(tmp_path / "epoch-0001", ctx=mx.cpu()))
 
-    def crash(self, path):
+    def crash(trainer, folder):
         (tmp_path / "crashed").write_text("")
         raise KeyboardInterrupt  # the power goes out while the trainer states are written
 
-    monkeypatch.setattr(mx.gluon.Trainer, "save_states", crash)
+    monkeypatch.setattr(detkit._engine._checkpoints, "save_optimizer_state", crash)
     with pytest.raises(KeyboardInterrupt):
         detkit.fit(detector, train, epochs=2, batch_size=16, quiet=True, checkpoint_dir=tmp_path, resume=True)
     assert (tmp_path / "crashed").exists()

@@ -5,7 +5,7 @@ It imports nothing of detkit but :mod:`detkit.errors`; every other layer may use
 
 from __future__ import annotations
 
-from ._checks import check_classes, check_int, check_number, check_positive_int, check_size
+from ._checks import check_bool, check_classes, check_int, check_number, check_positive_int, check_size
 from ._draw import PALETTE, LabelledBox, draw_boxes
 from ._io import (
     PathLike,
@@ -17,7 +17,9 @@ from ._io import (
     make_dirs,
     scratch_folder,
     storage_error,
+    storage_errors,
 )
+from ._lock import folder_lock
 from ._public import DISTRIBUTION, current_distribution, distribution_version, publish
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "atomic_outputs",
     "atomic_path",
     "atomic_write_text",
+    "check_bool",
     "check_classes",
     "check_int",
     "check_number",
@@ -37,9 +40,11 @@ __all__ = [
     "current_distribution",
     "draw_boxes",
     "distribution_version",
+    "folder_lock",
     "fsync_dir",
     "make_dirs",
     "publish",
     "scratch_folder",
     "storage_error",
+    "storage_errors",
 ]

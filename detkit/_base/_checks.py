@@ -8,20 +8,25 @@ from typing import Any, Sequence
 
 from ..errors import InputError
 
+try:  # numpy is a dependency of detkit, but this bottom layer does not need it to import
+    from numpy import bool_ as np_bool
+except ImportError:  # pragma: no cover
+    np_bool = bool  # type: ignore[misc,assignment]
 
-def check_classes(classes: Any) -> list[str]:
+
+def check_classes(classes: Any, *, subject: str | None = None) -> list[str]:
     """Return ``classes`` as a list of unique, non-empty class names; raise :class:`InputError` otherwise.
 
     Names may not have surrounding spaces or line breaks: class lists are stored
-    one name a line (``classes.txt``), and must read back the same.
+    one name a line (``classes.txt``), and must read back the same. ``subject``
+    names what holds the list in messages (default: "The 'classes' argument").
     """
+    what = subject or "The 'classes' argument"
     if isinstance(classes, str) or not isinstance(classes, Sequence):
-        raise InputError(
-            f"The 'classes' argument must be a list of class names such as ['pikachu']; got {classes!r} instead."
-        )
+        raise InputError(f"{what} must be a list of class names such as ['pikachu']; got {classes!r} instead.")
     names = list(classes)
     if not names:
-        raise InputError("The 'classes' argument must name at least one class; got an empty list instead.")
+        raise InputError(f"{what} must name at least one class; it is empty.")
     for index, name in enumerate(names):
         if not isinstance(name, str) or not name.strip() or name != name.strip() or "\n" in name:
             raise InputError(
@@ -30,7 +35,7 @@ def check_classes(classes: Any) -> list[str]:
             )
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise InputError(f"The 'classes' argument must not repeat a name; got {', '.join(map(repr, duplicates))} twice.")
+        raise InputError(f"{what} repeats a name: {', '.join(map(repr, duplicates))}; each class is named once.")
     return names
 
 
@@ -76,6 +81,13 @@ def check_number(name: str, value: Any, *, minimum: float | None = None, maximum
         wanted = "a finite number" + (f" {' and '.join(bounds)}" if bounds else "")
         raise InputError(f"{_argument(name, owner)} must be {wanted}; got {value!r} instead.")
     return float(value)
+
+
+def check_bool(name: str, value: Any, *, owner: str | None = None) -> bool:
+    """Return ``value`` when it is a ``bool`` (numpy's too); raise :class:`InputError` otherwise ("no" is not False)."""
+    if not isinstance(value, (bool, np_bool)):
+        raise InputError(f"{_argument(name, owner)} must be True or False; got {value!r} instead.")
+    return bool(value)
 
 
 def check_size(name: str, value: Any, *, owner: str | None = None) -> tuple[int, int]:

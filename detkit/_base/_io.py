@@ -41,6 +41,43 @@ def storage_error(path: PathLike, error: OSError) -> StorageError:
     return StorageError(f"Cannot write {path}: {error.strerror or error}; {hint}.")
 
 
+#: Errors of a write that the writer's own code cannot cause: reported as StorageError wherever they arise.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+@contextlib.contextmanager
+def storage_errors(path: PathLike) -> Iterator[None]:
+    """Report a failed write of ``path`` in the block as :class:`StorageError`, MXNet's own writers included.
+
+    MXNet writes ``.params`` files through its C++ streams and raises an
+    ``MXNetError`` without an errno ("FileStream.Write incomplete"); the hint
+    then comes from the folder: full, or not writable.
+    """
+    try:
+        yield
+    except OSError as error:
+        if isinstance(error, StorageError):
+            raise
+        raise storage_error(path, error) from error
+    except RuntimeError as error:
+        if type(error).__name__ != "MXNetError":
+            raise
+        folder = Path(path).parent
+        try:
+            full = shutil.disk_usage(folder).free < (1 << 20)
+        except OSError:
+            full = False
+        if full:
+            hint = _HINTS[errno.ENOSPC]
+        elif not os.access(folder, os.W_OK):
+            hint = _HINTS[errno.EACCES]
+        else:
+            hint = "the disk may be full or the folder not writable; check both"
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        detail = lines[-1].replace("MXNetError: ", "MXNet: ") if lines else "MXNet failed"
+        raise StorageError(f"Cannot write {path}: {detail}; {hint}.") from None
+
+
 def make_dirs(path: PathLike) -> Path:
     """``mkdir -p`` that reports a file system failure as :class:`StorageError`."""
     folder = Path(path)
@@ -105,9 +142,14 @@ def atomic_outputs(paths: Sequence[PathLike]) -> Iterator[list[Path]]:
             except OSError as error:
                 raise storage_error(final, error) from error
             staged.append(temp)
-        yield staged
-        # Only the commit is reported here: errors of the block itself (a write that
-        # failed, a read of an input) pass through as they were raised.
+        try:
+            yield staged
+        except OSError as error:
+            # A full disk or a read-only file system while writing; other errors of the block
+            # (the read of an input, ...) pass through as they were raised.
+            if error.errno in _WRITE_ERRNOS and not isinstance(error, StorageError):
+                raise storage_error(finals[0] if len(finals) == 1 else finals[0].parent, error) from error
+            raise
         for temp, final in zip(staged, finals):
             try:
                 _fsync_file(temp)
@@ -151,7 +193,12 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
     except OSError as error:
         raise storage_error(target, error) from error
     try:
-        yield staged
+        try:
+            yield staged
+        except OSError as error:
+            if error.errno in _WRITE_ERRNOS and not isinstance(error, StorageError):
+                raise storage_error(target, error) from error
+            raise
         try:
             _fsync_tree(staged)
             old = None

@@ -11,6 +11,7 @@ from typing import Any
 
 import mxnet as mx
 
+from .._base import check_positive_int
 from .._config import load_config
 from .._engine import evaluate, is_lead_worker
 from .._model import SSDDetector, draw_detections
@@ -101,6 +102,7 @@ def _dataset_for(detector: SSDDetector, path: str) -> DetectionDataset:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    check_positive_int("batch_size", args.batch_size)  # before anything is loaded
     detector = SSDDetector.load(args.model)
     data = _dataset_for(detector, args.data)
     scores = evaluate(detector, data, batch_size=args.batch_size, progress=not args.json, plot=args.plot)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ._distributed import DEFAULT_TIMEOUT, TIMEOUT_VARIABLE, WATCHDOG_EXIT_STATUS, is_lead_worker, lead_first
+from ._distributed import (DEFAULT_TIMEOUT, TIMEOUT_VARIABLE, WATCHDOG_EXIT_STATUS, is_lead_worker, lead_first,
+                           worker_rank)
 from ._evaluate import evaluate
 from ._fit import CHECKPOINT_FORMAT, DEFAULT_BATCH_SIZE, SEED_OPTIMIZER_PARAMS, Callback, check_optimizer, fit
 from ._history import History
@@ -21,4 +22,5 @@ __all__ = [
     "fit",
     "is_lead_worker",
     "lead_first",
+    "worker_rank",
 ]

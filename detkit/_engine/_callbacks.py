@@ -19,11 +19,12 @@ from mxnet import gluon
 from tqdm.auto import tqdm
 
 from .._base import PathLike
-from .._model import SSDDetector
-from ..errors import CheckpointError, TrainingError
-from ._checkpoints import CHECKPOINT_FORMAT, TRAINER_FILE, Checkpoints, check_resumable, read_checkpoint
-from ._evaluate import evaluate
+from .._model import SSDDetector, check_saved_weights
+from ..errors import CheckpointError, NonFiniteLossError, TrainingError
+from ._checkpoints import CHECKPOINT_FORMAT, Checkpoints, check_resumable, read_checkpoint
+from ._evaluate import NonFiniteDetectionsError, evaluate
 from ._history import History
+from ._optimizer_state import load_optimizer_state
 
 if TYPE_CHECKING:
     from ._distributed import Coordinator
@@ -73,7 +74,14 @@ class Validation(Callback):
 
     def on_epoch_end(self, epoch: int, record: Mapping[str, Any], detector: SSDDetector) -> None:
         # On the first device; the weights are equal on all of them.
-        scores = evaluate(detector, self.data, batch_size=self.batch_size)
+        try:
+            scores = evaluate(detector, self.data, batch_size=self.batch_size)
+        except NonFiniteDetectionsError as error:
+            raise NonFiniteLossError(
+                f"Training diverged: after epoch {epoch + 1}, the detections on validation batch {error.batch + 1} "
+                "are NaN or infinite; training stopped. The checkpoints on disk are intact. Lower the learning "
+                "rate, add warm-up, or check the labels.", epoch=epoch, batch=error.batch,
+            ) from None
         keys = ("map_50", "map_50_voc07", "map_50_95")
         values = [float(scores[key]) for key in keys]
         if self.coordinator is not None:
@@ -136,6 +144,8 @@ class Checkpointing(Callback):
 
     def restore(self, detector: SSDDetector) -> tuple[int, int, History] | None:
         """Load the last checkpoint's weights into ``detector``; return ``(seed, next epoch, history)``."""
+        if self.coordinator is None or self.coordinator.rank == 0:  # the writer, who holds the lock
+            self.checkpoints.remove_staged()  # of a run that was killed while writing (fit holds the lock)
         last = self.checkpoints.path("last")
         if last is not None and not self.resume:
             raise CheckpointError(
@@ -148,6 +158,7 @@ class Checkpointing(Callback):
             return None
         state = read_checkpoint(last)
         check_resumable(last, state, detector, self.settings)
+        check_saved_weights(last)
         try:
             detector.network.load_parameters(str(last / "network.params"), ctx=detector.ctx)
         except (mx.base.MXNetError, AssertionError, ValueError) as error:
@@ -161,10 +172,7 @@ class Checkpointing(Callback):
         """Use ``trainer`` for the checkpoints of this run (seeded ``seed``); load its states when resuming."""
         self._trainer, self._seed, self._history = trainer, seed, history
         if self._resume_from is not None:
-            path = self._resume_from / TRAINER_FILE
-            if not path.is_file():
-                raise CheckpointError(f"{path} is missing: the checkpoint is incomplete; start afresh.")
-            trainer.load_states(str(path))
+            load_optimizer_state(trainer, self._resume_from)
 
     def on_epoch_end(self, epoch: int, record: Mapping[str, Any], detector: SSDDetector) -> None:
         if self._trainer is None or self._history is None:

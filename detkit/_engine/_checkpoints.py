@@ -10,16 +10,19 @@ from typing import Any, Mapping
 import yaml
 from mxnet import gluon
 
-from .._base import PathLike, atomic_directory, atomic_write_text
+from .._base import PathLike, atomic_directory, atomic_write_text, storage_errors
 from .._model import SSDDetector
-from ..errors import CheckpointError
+from ..errors import CheckpointError, StorageError
+from ._optimizer_state import OPTIMIZER_FILE, save_optimizer_state
 
 __all__ = ["CHECKPOINT_FORMAT", "Checkpoints", "check_resumable", "read_checkpoint"]
 
 #: The ``format`` of a checkpoint's ``state.json``.
-CHECKPOINT_FORMAT = "detkit-checkpoint/1"
+CHECKPOINT_FORMAT = "detkit-checkpoint/2"
 STATE_FILE = "state.json"
-TRAINER_FILE = "trainer.states"
+#: The pickled trainer states of format 1, never read: unpickling a file can run any code in it.
+LEGACY_TRAINER_FILE = "trainer.states"
+_LEGACY_FORMAT = "detkit-checkpoint/1"
 _NAME_PREFIX = "epoch-"
 
 
@@ -59,15 +62,36 @@ class Checkpoints:
             raise CheckpointError(f"{pointer} points to {path}, which holds no complete checkpoint")
         return path
 
+    def remove_staged(self) -> list[Path]:
+        """Remove what a killed writer left under temporary names (``.epoch-N.*.partial``, ``.last.json.*.part``).
+
+        Only while this process holds the directory's lock: no other writer can be at work.
+        """
+        left = [p for pattern in (f".{_NAME_PREFIX}*.partial", f".{_NAME_PREFIX}*.old", ".last.json.*.part",
+                                  ".best.json.*.part") for p in self.directory.glob(pattern)]
+        for path in left:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        return left
+
     def write(self, epoch: int, detector: SSDDetector, trainer: gluon.Trainer, state: Mapping[str, Any],
               best: bool) -> Path:
         """Write the checkpoint of ``epoch`` (0-based), move ``last`` (and ``best``) to it, drop older ones."""
         name = f"{_NAME_PREFIX}{epoch + 1:04d}"
         final = self.directory / name
-        with atomic_directory(final) as staged:
-            detector.save(staged)
-            trainer.save_states(str(staged / TRAINER_FILE))
-            (staged / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
+        staged_name = ""
+        try:
+            with atomic_directory(final) as staged:
+                staged_name = str(staged)
+                detector.save(staged)
+                save_optimizer_state(trainer, staged)
+                with storage_errors(staged / STATE_FILE):
+                    (staged / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
+        except StorageError as error:  # named by the checkpoint's final name, not its temporary one
+            message = str(error).replace(staged_name, str(final)) if staged_name else str(error)
+            raise StorageError(f"{message} The previous checkpoint is intact.") from None
         keep = {name}
         atomic_write_text(self._pointer("last"), json.dumps({"checkpoint": name, "epoch": epoch}))
         if best:
@@ -87,14 +111,36 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise CheckpointError(f"{path / STATE_FILE} cannot be read: {error}") from error
+    if isinstance(state, dict) and (state.get("format") == _LEGACY_FORMAT
+                                    or (path / LEGACY_TRAINER_FILE).exists() and not (path / OPTIMIZER_FILE).exists()):
+        raise CheckpointError(
+            f"{path} was written by an earlier detkit that pickled the optimizer state ({LEGACY_TRAINER_FILE}); "
+            "detkit no longer loads pickles, which can run code. Start afresh, or load its weights with "
+            "SSDDetector.load and train from them in a new checkpoint directory."
+        )
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a detkit training checkpoint")
+    # The schema: what resuming reads, of the right type.
+    for key, valid in (
+        ("epoch", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+        ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+        ("history", lambda v: isinstance(v, list) and all(
+            isinstance(r, dict) and isinstance(r.get("loss"), (int, float)) for r in v)),
+        ("settings", lambda v: isinstance(v, dict)),
+    ):
+        if key not in state or not valid(state[key]):
+            raise CheckpointError(
+                f"{path / STATE_FILE} is not a valid checkpoint state: {key!r} is missing or malformed; "
+                "the checkpoint is damaged (resume from another one, or start afresh)."
+            )
     return state
 
 
 def check_resumable(path: Path, state: Mapping[str, Any], detector: SSDDetector,
                     settings: Mapping[str, Any]) -> None:
     """Refuse to resume with another detector or other settings than the checkpoint was trained with."""
+    if not (path / "detector.yaml").is_file():  # missing, or a pipe that would block the read
+        raise CheckpointError(f"{path / 'detector.yaml'} is missing or not a file; the checkpoint is incomplete.")
     try:
         saved = yaml.safe_load((path / "detector.yaml").read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError) as error:
@@ -110,6 +156,16 @@ def check_resumable(path: Path, state: Mapping[str, Any], detector: SSDDetector,
             )
     for key, value in (state.get("settings") or {}).items():
         if key == "epochs" and value is None:
+            continue
+        if key == "optimizer_params" and isinstance(value, dict):
+            given = settings.get(key) or {}
+            for name in sorted(set(value) | set(given)):
+                if value.get(name) != given.get(name):
+                    raise CheckpointError(
+                        f"The checkpoint {path} was trained with the optimizer setting {name}={value.get(name)!r}, "
+                        f"not {given.get(name)!r}; resume with the same optimizer_params (a change is never "
+                        "applied to a resumed run), or start afresh in another checkpoint directory."
+                    )
             continue
         if settings.get(key) != value:
             raise CheckpointError(

@@ -41,7 +41,7 @@ from ..errors import InputError, TrainingError
 T = TypeVar("T")
 
 __all__ = ["DEFAULT_TIMEOUT", "TIMEOUT_VARIABLE", "WATCHDOG_EXIT_STATUS", "Coordinator", "Watchdog", "dist_store", "is_distributed",
-           "is_lead_worker", "lead_first", "process_store", "timeout_seconds"]
+           "is_lead_worker", "lead_first", "process_store", "timeout_seconds", "worker_rank"]
 
 #: The environment variable that bounds, in seconds, how long a worker waits for the rest of its job.
 TIMEOUT_VARIABLE = "DETKIT_DISTRIBUTED_TIMEOUT"
@@ -135,6 +135,11 @@ def _close_store() -> None:
 def is_lead_worker() -> bool:
     """True outside a distributed job, and on rank 0 of one: the process that writes shared files."""
     return _store is None or int(_store.rank) == 0
+
+
+def worker_rank(kvstore: Any) -> int:
+    """This worker's rank in the distributed job of ``kvstore`` (joining it); 0 outside one."""
+    return int(process_store(kvstore).rank) if is_distributed(kvstore) else 0
 
 
 def lead_first(kvstore: Any, work: Callable[[], T]) -> T:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .._base import PathLike
 from .._model import SSDDetector
 from ..errors import InputError
@@ -53,6 +55,12 @@ def evaluate(
     are handed to the metric, and object sizes are measured in pixels of each
     image as stored (``DetectionBatch.image_size``), using the areas the file
     stores (COCO's annotation ``"area"``) where it has them.
+
+    Raises
+    ------
+    InputError
+        For bad arguments, or when the detections hold NaN or infinity (a
+        diverged detector; the message says so and names the batch).
     """
     if not isinstance(detector, SSDDetector):
         raise InputError(f"The 'detector' argument must be an SSDDetector; got {type(detector).__name__} instead.")
@@ -72,10 +80,10 @@ def evaluate(
     metric = DetectionMetric(detector.num_classes, detector.classes)
     loader = data.loader(batch_size, detector.data_shape, train=False, last_batch="pad")
     previous = None
-    for batch in tqdm(loader, desc="evaluate", unit="batch", leave=False, disable=not progress):
+    for index, batch in enumerate(tqdm(loader, desc="evaluate", unit="batch", leave=False, disable=not progress)):
         # Queue this batch on the device before reading the previous one back, so that
         # the device works while the host scores.
-        current = (detector.detect(batch.data), batch)
+        current = (detector.detect(batch.data), batch, index)
         if previous is not None:
             _score(metric, *previous)
         previous = current
@@ -86,8 +94,24 @@ def evaluate(
     return metric.compute()
 
 
-def _score(metric: DetectionMetric, detections: Any, batch: Any) -> None:
+class NonFiniteDetectionsError(InputError):
+    """The detector's detections hold NaN or infinity (its weights diverged); ``batch`` is the 0-based batch."""
+
+    def __init__(self, message: str, batch: int) -> None:
+        super().__init__(message)
+        self.batch = batch
+
+
+def _score(metric: DetectionMetric, detections: Any, batch: Any, index: int) -> None:
     rows = detections.asnumpy()
+    # A detection (class id >= 0) with a non-finite score or box, or a non-finite class id: the network's
+    # outputs overflowed, which is divergence, not bad input to the metric.
+    bad = ~np.isfinite(rows[..., 0]) | ((rows[..., 0] >= 0) & ~np.isfinite(rows[..., 1:]).all(axis=-1))
+    if bad.any():
+        raise NonFiniteDetectionsError(
+            f"The detector's detections hold NaN or infinite values (batch {index + 1} of the evaluation): its "
+            "weights have diverged, or overflow on these images. Retrain with a lower learning rate.", batch=index
+        )
     keep = rows.shape[0] - batch.pad  # padding images repeat earlier ones: score them once
     labels = batch.label.asnumpy()[:keep]
     extra: dict[str, Any] = {}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence, Union
 
@@ -10,7 +12,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from .._base import PathLike, check_positive_int
+from .._base import PathLike, check_bool, check_int, check_number, check_positive_int, folder_lock
 from .._blocks import can_fuse_batch_norm_relu
 from .._model import SSDDetector
 from ..errors import CheckpointError, InputError
@@ -18,6 +20,7 @@ from ._callbacks import Callback, Checkpointing, Progress, Recorder, Validation
 from ._checkpoints import CHECKPOINT_FORMAT
 from ._distributed import Coordinator, dist_store, is_distributed, timeout_seconds
 from ._history import History
+from ._optimizer_state import initialize_trainer
 from ._step import TrainingGraph, check_weights_finite, train_epoch
 
 __all__ = ["CHECKPOINT_FORMAT", "DEFAULT_BATCH_SIZE", "SEED_OPTIMIZER_PARAMS", "Callback", "check_optimizer", "fit"]
@@ -88,8 +91,10 @@ def fit(
     resume : bool, default False
         Continue from the last checkpoint in ``checkpoint_dir``: weights, optimizer
         state, epoch, history and random state, so that the result equals an
-        uninterrupted run. The batch size, optimizer, schedule, warm-up, input
-        size and detector must be those of the checkpointed run; ``epochs`` may
+        uninterrupted run. The batch size, optimizer and every one of its settings
+        (learning rate, momentum, ...), schedule, warm-up, input size and
+        detector must be those of the checkpointed run (a change is refused
+        with a :class:`~detkit.errors.CheckpointError` naming it, never applied silently); ``epochs`` may
         grow only with the constant schedule (a schedule is sized by it). A
         ``checkpoint_dir`` that already holds checkpoints needs ``resume=True``,
         so that an earlier run is never overwritten by accident.
@@ -123,6 +128,10 @@ def fit(
     CheckpointError
         When ``checkpoint_dir`` holds an earlier run and ``resume`` is off, or the
         checkpoint does not fit the detector or the settings.
+    StorageError
+        When another process trains into ``checkpoint_dir`` (the message names
+        its pid and host), or a checkpoint cannot be written (a full disk, a
+        read-only folder).
     NonFiniteLossError
         When the loss (or, at the end of an epoch, a weight) becomes NaN or
         infinite; names the epoch and batch. The checkpoints on disk stay as
@@ -130,7 +139,21 @@ def fit(
     """
     plan = _plan(detector, train_data, val_data, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                  optimizer_params=optimizer_params, lr_schedule=lr_schedule, warmup_epochs=warmup_epochs,
-                 devices=devices, checkpoint_dir=checkpoint_dir, resume=resume, kvstore=kvstore)
+                 devices=devices, checkpoint_dir=checkpoint_dir, resume=resume, kvstore=kvstore, seed=seed)
+    check_bool("quiet", quiet)
+    with contextlib.ExitStack() as held:
+        # One training at a time in a checkpoint directory; in a distributed run, its writer: rank 0.
+        if checkpoint_dir is not None and (plan.coordinator is None or plan.coordinator.rank == 0):
+            held.enter_context(folder_lock(checkpoint_dir, "training checkpoints"))
+        return _fit(detector, train_data, val_data, plan, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                    lr_schedule=lr_schedule, warmup_epochs=warmup_epochs, callbacks=callbacks,
+                    checkpoint_dir=checkpoint_dir, resume=resume, seed=seed, quiet=quiet)
+
+
+def _fit(detector: SSDDetector, train_data: Any, val_data: Any, plan: _Plan, *, epochs: int, batch_size: int,
+         optimizer: str, lr_schedule: Any, warmup_epochs: float, callbacks: Sequence[Callback],
+         checkpoint_dir: PathLike | None, resume: bool, seed: int | None, quiet: bool) -> History:
+    """:func:`fit` once its arguments are checked (and its checkpoint directory locked)."""
     coordinator = plan.coordinator
     history = History()
     checkpointing = (Checkpointing(checkpoint_dir, plan.settings, resume=resume, quiet=quiet, coordinator=coordinator)
@@ -175,10 +198,13 @@ def fit(
     try:
         weights.reset_ctx(plan.contexts)
         detector.ctx = plan.contexts[0]  # evaluation and checkpoints run where the weights now are
-        # Distributed: the servers add the gradients up and every worker applies the same update,
-        # so that all hold the same optimizer state, which rank 0 checkpoints.
-        trainer = gluon.Trainer(weights, optimizer, params, kvstore=plan.store,
-                                update_on_kvstore=False if coordinator is not None else None)
+        # The optimizer state stays in the trainer's updaters (not a kvstore), where checkpoints read it;
+        # only asynchronous distributed training must update on the kvstore (fit refuses it). Distributed:
+        # the servers add the gradients up and every worker applies the same update, so that all hold
+        # the same optimizer state, which rank 0 checkpoints.
+        on_kvstore = None if "async" in str(getattr(plan.store, "type", plan.store)) else False
+        trainer = gluon.Trainer(weights, optimizer, params, kvstore=plan.store, update_on_kvstore=on_kvstore)
+        initialize_trainer(trainer)
         if checkpointing is not None:
             checkpointing.attach(trainer, seed, history)
         for callback in (*built_in, *callbacks):
@@ -222,7 +248,7 @@ class _Plan:
 
 def _plan(detector: SSDDetector, train_data: Any, val_data: Any, *, epochs: int, batch_size: int, optimizer: str,
           optimizer_params: Mapping[str, Any] | None, lr_schedule: Any, warmup_epochs: float, devices: Devices,
-          checkpoint_dir: PathLike | None, resume: bool, kvstore: Any) -> _Plan:
+          checkpoint_dir: PathLike | None, resume: bool, kvstore: Any, seed: int | None = None) -> _Plan:
     """Check every argument of :func:`fit` before anything runs; return what the loop needs."""
     if not isinstance(detector, SSDDetector):
         raise InputError(f"The 'detector' argument must be an SSDDetector; got {type(detector).__name__} instead.")
@@ -233,6 +259,15 @@ def _plan(detector: SSDDetector, train_data: Any, val_data: Any, *, epochs: int,
         )
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
+    check_number("warmup_epochs", warmup_epochs, minimum=0)
+    check_bool("resume", resume)
+    if seed is not None:
+        check_int("seed", seed, minimum=0)
+    if optimizer_params is not None and not isinstance(optimizer_params, Mapping):
+        raise InputError(
+            "The 'optimizer_params' argument must be a mapping such as {'learning_rate': 0.1}; "
+            f"got {optimizer_params!r} instead."
+        )
     for name, data in (("train_data", train_data), ("val_data", val_data)):
         if data is not None and not hasattr(data, "loader"):
             raise InputError(
@@ -268,6 +303,8 @@ def _plan(detector: SSDDetector, train_data: Any, val_data: Any, *, epochs: int,
         "batch_size": batch_size, "optimizer": optimizer, "lr_schedule": schedule,
         "warmup_epochs": warmup_epochs, "data_shape": list(detector.data_shape),
         "epochs": epochs if schedule != "constant" else None,
+        # Every optimizer setting (the seed's defaults included): resuming with another one is refused.
+        "optimizer_params": {key: _plain(value) for key, value in sorted(params.items()) if key != "lr_scheduler"},
     }
     shard: dict[str, int] = {}
     coordinator = None
@@ -279,6 +316,17 @@ def _plan(detector: SSDDetector, train_data: Any, val_data: Any, *, epochs: int,
         shard = {"num_parts": coordinator.num_workers, "part_index": coordinator.rank}
     settings["workers"] = coordinator.num_workers if coordinator is not None else 1
     return _Plan(contexts, store, shard, params, num_objects, settings, coordinator)
+
+
+def _plain(value: Any) -> Any:
+    """A setting as JSON keeps it, so that a checkpoint's settings compare equal to the same ones given again."""
+    if isinstance(value, (bool, str)) or value is None:
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return repr(value)
 
 
 def _contexts(devices: Devices) -> list[mx.Context]:
@@ -374,8 +422,23 @@ def _schedule_name(schedule: Any) -> str:
     return schedule if isinstance(schedule, str) else type(schedule).__name__
 
 
+# Ranges of the optimizer settings that MXNet leaves unchecked: (minimum, maximum, minimum excluded).
+_OPTIMIZER_BOUNDS: dict[str, tuple[float | None, float | None, bool]] = {
+    "learning_rate": (0.0, None, True), "wd": (0.0, None, False), "momentum": (0.0, 1.0, False),
+    "rescale_grad": (0.0, None, True), "clip_gradient": (0.0, None, True), "epsilon": (0.0, None, True),
+    "beta1": (0.0, 1.0, False), "beta2": (0.0, 1.0, False), "gamma1": (0.0, 1.0, False),
+    "gamma2": (0.0, 1.0, False), "rho": (0.0, 1.0, False), "lamda1": (0.0, None, False),
+}
+_NONE_ALLOWED = {"clip_gradient"}  # None: no clipping
+_BELOW_ONE = {"beta1", "beta2"}  # Adam divides by 1 - beta ** t
+
+
 def check_optimizer(optimizer: str, params: Mapping[str, Any]) -> None:
-    """Name an unknown optimizer or setting here rather than deep inside MXNet."""
+    """Name an unknown optimizer or setting, or a setting's bad value, here rather than deep inside MXNet.
+
+    Every number must be finite; the learning rate above 0, weight decay and
+    momentum not negative (a negative learning rate trains by gradient ascent).
+    """
     registry = mx.optimizer.Optimizer.opt_registry
     if not isinstance(optimizer, str) or optimizer.lower() not in registry:
         raise InputError(
@@ -392,4 +455,17 @@ def check_optimizer(optimizer: str, params: Mapping[str, Any]) -> None:
             f"The optimizer {optimizer!r} does not take the setting(s) {', '.join(map(repr, unknown))}; "
             f"it takes: {', '.join(sorted(accepted))}."
         )
+    for key, value in params.items():
+        if key == "lr_scheduler":
+            continue
+        name = f"optimizer_params['{key}']"
+        if key in _OPTIMIZER_BOUNDS:
+            if key in _NONE_ALLOWED and value is None:
+                continue
+            low, high, strict = _OPTIMIZER_BOUNDS[key]
+            check_number(name, value, minimum=low, maximum=high, exclusive_minimum=strict)
+            if key in _BELOW_ONE and value >= 1:
+                raise InputError(f"The '{name}' argument must be a finite number >= 0 and < 1; got {value!r} instead.")
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+            check_number(name, value)  # any other number: finite
 

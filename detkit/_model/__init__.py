@@ -10,7 +10,9 @@ from ._detector import (
     ComponentSpec,
     SSDDetector,
     build_component_spec,
+    check_saved_weights,
     default_context,
+    file_sha256,
 )
 from ._predict import Detection, draw_detections, load_image
 
@@ -23,7 +25,9 @@ __all__ = [
     "Detection",
     "SSDDetector",
     "build_component_spec",
+    "check_saved_weights",
     "default_context",
     "draw_detections",
+    "file_sha256",
     "load_image",
 ]

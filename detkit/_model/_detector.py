@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -18,12 +19,14 @@ from .._base import (
     atomic_outputs,
     atomic_path,
     atomic_write_text,
+    check_bool,
     check_classes,
     check_positive_int,
     check_size,
     distribution_version,
     make_dirs,
     scratch_folder,
+    storage_errors,
 )
 from .._blocks import HalvingBlock
 from .._plugins import KINDS, check_kind, get_registry, missing_component_hint, parse_component_spec
@@ -247,7 +250,7 @@ class SSDDetector:
         for kind in ("target_assigner", "loss", "post_processor"):
             self._components[kind].initialize(ctx=self.ctx)
         self._inference = _InferenceNetwork(self.network, self.post_processor)
-        self.hybridized = bool(hybridize)
+        self.hybridized = check_bool("hybridize", hybridize)
         if self.hybridized:
             self._inference.hybridize(static_alloc=True)
             self.network.hybridize(static_alloc=True)
@@ -462,13 +465,16 @@ class SSDDetector:
         self._materialize()
         config = self.get_config()
         config["detkit_version"] = distribution_version()
-        with atomic_path(directory / _PARAMS_FILE) as temporary:
+        checksums: dict[str, str] = {}  # of every weight file, checked by load
+        with atomic_path(directory / _PARAMS_FILE) as temporary, storage_errors(directory / _PARAMS_FILE):
             self.network.save_parameters(str(temporary))
+            checksums[_PARAMS_FILE] = file_sha256(temporary)
         for kind in ("target_assigner", "loss", "post_processor"):
             extra = directory / f"{kind}.params"
             if list(self._components[kind].collect_params().keys()):  # an empty ParameterDict is truthy
-                with atomic_path(extra) as temporary:
+                with atomic_path(extra) as temporary, storage_errors(extra):
                     self._components[kind].save_parameters(str(temporary))
+                    checksums[extra.name] = file_sha256(temporary)
             elif extra.exists():  # left by an earlier save of another configuration
                 extra.unlink()
         int8_files = [directory / f"{_INT8_PREFIX}{suffix}" for suffix in _EXPORT_SUFFIXES]
@@ -477,10 +483,13 @@ class SSDDetector:
             self._quantized.hybridize(static_alloc=True)
             self._quantized(mx.nd.zeros((1, 3, *self.data_shape), ctx=self.ctx))
             _write_exported(self._quantized, int8_files)
+            for written in int8_files:
+                checksums[written.name] = file_sha256(written)
         else:
             for stale in int8_files:  # left by an earlier save of an INT8 detector
                 if stale.exists():
                     stale.unlink()
+        config["sha256"] = checksums
         atomic_write_text(directory / _CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
         return directory
 
@@ -509,11 +518,14 @@ class SSDDetector:
             config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
         except yaml.YAMLError as error:
             raise CheckpointError(f"{config_path} is not valid YAML: {error}") from error
+        except (OSError, UnicodeDecodeError) as error:
+            raise CheckpointError(f"{config_path} cannot be read as UTF-8 text: {error}") from None
         if not isinstance(config, dict) or config.get("format") != DETECTOR_FORMAT:
             raise CheckpointError(
                 f"{config_path} is not a detkit detector configuration (expected format {DETECTOR_FORMAT!r}; "
                 f"got {config.get('format') if isinstance(config, dict) else config!r})."
             )
+        _check_saved_config(config, config_path)
         if ctx is None and config.get("precision") == "int8":
             ctx = mx.cpu()  # INT8 runs on the CPU only, wherever float32 would go
         registry = get_registry()
@@ -525,10 +537,16 @@ class SSDDetector:
             except ComponentNotFoundError as error:
                 raise ComponentNotFoundError(f"{error}{missing_component_hint(entry.get('provided_by'))}") from None
             specs[kind] = (entry["name"], entry.get("kwargs") or {})
-        detector = cls(
-            config["classes"], scale_filters=config.get("scale_filters", DEFAULT_SCALE_FILTERS),
-            data_shape=tuple(config.get("data_shape", (256, 256))), ctx=ctx, hybridize=hybridize, **specs
-        )
+        try:
+            detector = cls(
+                config["classes"], scale_filters=config.get("scale_filters", DEFAULT_SCALE_FILTERS),
+                data_shape=tuple(config.get("data_shape", (256, 256))), ctx=ctx, hybridize=hybridize, **specs
+            )
+        except InputError as error:
+            if "'ctx'" in str(error) or "'hybridize'" in str(error):
+                raise
+            raise CheckpointError(f"{config_path} describes a detector that cannot be built: {error}") from None
+        _check_sha256(directory, config.get("sha256"), config_path)
         try:
             detector.network.load_parameters(str(params_path), ctx=detector.ctx)
             for kind in ("target_assigner", "loss", "post_processor"):
@@ -593,6 +611,82 @@ class SSDDetector:
         return f"SSDDetector(classes={self.classes!r}, {parts}, ctx={self.ctx})"
 
 
+def file_sha256(path: PathLike) -> str:
+    """The SHA-256 of the file ``path``, as hex digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_saved_weights(directory: PathLike) -> None:
+    """Refuse the weight files of a saved detector (or checkpoint) that differ from their recorded SHA-256."""
+    config_path = Path(directory) / _CONFIG_FILE
+    try:
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise CheckpointError(f"{config_path} cannot be read: {error}") from None
+    _check_sha256(Path(directory), config.get("sha256") if isinstance(config, dict) else None, config_path)
+
+
+def _check_sha256(directory: Path, checksums: Any, config_path: Path) -> None:
+    """Refuse a weight file whose SHA-256 differs from the one ``detector.yaml`` recorded at save.
+
+    Detectors saved before checksums were recorded have none and load as they are.
+    """
+    if checksums is None:
+        return
+    if not isinstance(checksums, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and Path(k).name == k and k.endswith((".params", "-symbol.json"))
+            for k, v in checksums.items()):
+        raise CheckpointError(f"{config_path} is not a valid saved detector: 'sha256' must map weight files to "
+                              "their SHA-256.")
+    for name, expected in checksums.items():
+        path = directory / name
+        if not path.is_file():  # missing, or a pipe that would block the read
+            raise CheckpointError(f"The weights {path} that {config_path.name} lists are missing or not a file.")
+        try:
+            actual = file_sha256(path)
+        except OSError as error:
+            raise CheckpointError(f"The weights {path} cannot be read: {error.strerror or error}") from None
+        if actual != expected.lower():
+            raise CheckpointError(
+                f"The weights {path} are damaged: their SHA-256 differs from the one {config_path.name} recorded "
+                "when they were saved. Restore them from a good copy."
+            )
+
+
+def _check_saved_config(config: dict[str, Any], path: Path) -> None:
+    """Raise :class:`CheckpointError` naming ``path`` and the key unless ``config`` has the keys load needs."""
+    def bad(key: str, wanted: str) -> CheckpointError:
+        value = config.get(key, "nothing") if "." not in key else "a wrong value"
+        return CheckpointError(
+            f"{path} is not a valid saved detector: '{key}' must be {wanted}; got {value!r}. "
+            "Restore the file from SSDDetector.save, or save the detector again."
+        )
+
+    classes = config.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise bad("classes", "a list of class names")
+    if "scale_filters" in config and (not isinstance(config["scale_filters"], int)
+                                      or isinstance(config["scale_filters"], bool)):
+        raise bad("scale_filters", "an int")
+    shape = config.get("data_shape", [256, 256])
+    if not isinstance(shape, list) or len(shape) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in shape):
+        raise bad("data_shape", "[height, width]")
+    components = config.get("components")
+    if not isinstance(components, dict):
+        raise bad("components", "a mapping of the five component kinds")
+    for kind in KINDS:
+        entry = components.get(kind)
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise bad(f"components.{kind}", "a mapping with a 'name'")
+        if not isinstance(entry.get("kwargs") or {}, dict) or not isinstance(entry.get("provided_by") or {}, dict):
+            raise bad(f"components.{kind}", "a mapping whose 'kwargs' and 'provided_by' are mappings")
+
+
 def build_component_spec(kind: str, spec: Any) -> tuple[Component, tuple[str, dict[str, Any]]]:
     """Build a component from its spec; return it and its ``(name, kwargs)``."""
     interface, _ = check_kind(kind)
@@ -621,6 +715,7 @@ def _write_exported(block: gluon.HybridBlock, files: Sequence[Path]) -> None:
     MXNet writes both files itself, under names of its own: into a scratch folder, then each moved.
     """
     with scratch_folder(files[0].parent) as scratch, atomic_outputs(list(files)) as staged:
-        block.export(str(scratch / "block"))
+        with storage_errors(files[0]):
+            block.export(str(scratch / "block"))
         for suffix, target in zip(_EXPORT_SUFFIXES, staged):
             os.replace(scratch / f"block{suffix}", target)

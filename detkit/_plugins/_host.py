@@ -286,7 +286,9 @@ class _PluginHost:
                 continue
             try:
                 plugin = entry_point.load()
-            except Exception as error:  # any import failure must not take detkit down
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:  # any import failure, sys.exit() too, must not take detkit down
                 self._fail(state, entry_point.name, distribution, version, entry_point.value, None, _Skip(
                     f"importing {entry_point.value!r} failed: {type(error).__name__}: {error}"), strict)
                 continue
@@ -405,7 +407,9 @@ def _stage(manager: pluggy.PluginManager, plugin: object, name: str, distributio
             arguments = {argument: register for argument in implementation.argnames}
             try:
                 implementation.function(**arguments)
-            except Exception as error:  # a plugin's bug must not take detkit down
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:  # a plugin's bug, sys.exit() too, must not take detkit down
                 raise _Skip(f"its hook {hook_name}() raised {type(error).__name__}: {error}") from None
             finally:
                 open_[0] = False

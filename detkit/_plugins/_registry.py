@@ -7,7 +7,7 @@ import difflib
 import inspect
 from typing import Any, Callable, Mapping
 
-from ..errors import ComponentNotFoundError, DuplicateComponentError, InputError, PluginError
+from ..errors import ComponentNotFoundError, DetkitError, DuplicateComponentError, InputError, PluginError
 from ..interfaces import AnchorGenerator, Backbone, Component, Loss, PostProcessor, TargetAssigner
 
 #: kind -> (interface, registration hook name). The order is the data flow's.
@@ -135,7 +135,15 @@ class Registry:
         interface, _ = check_kind(kind)
         info = self.check(kind, name, kwargs)
         kwargs = dict(kwargs or {})
-        component = info.factory(**kwargs)
+        try:
+            component = info.factory(**kwargs)
+        except (DetkitError, KeyboardInterrupt):  # a checked argument: its message names it already
+            raise
+        except BaseException as error:  # a plugin's bug, sys.exit() too, must not take detkit down
+            raise PluginError(
+                f"{kind} {name!r} of plugin {info.plugin!r}{_from(info)} could not be built with "
+                f"{kwargs!r}: {type(error).__name__}: {error}"
+            ) from error
         if not isinstance(component, interface):
             raise PluginError(
                 f"{kind} {name!r} of plugin {info.plugin!r}{_from(info)} built a "

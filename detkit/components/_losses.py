@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from .._base import check_number
 from ..errors import InputError
 from ..interfaces import Loss
 
@@ -50,12 +51,11 @@ class FocalSmoothL1Loss(Loss):
                 f"got {normalization!r} instead."
             )
         self.normalization = normalization
-        for name, value in (("alpha", alpha), ("sigma", sigma)):
-            if not value > 0:
-                raise InputError(f"The '{name}' argument of FocalSmoothL1Loss must be > 0; got {value!r} instead.")
+        owner = "FocalSmoothL1Loss"
+        check_number("alpha", alpha, minimum=0, maximum=1, exclusive_minimum=True, owner=owner)  # a class weight
+        check_number("sigma", sigma, minimum=0, exclusive_minimum=True, owner=owner)
         for name, value in (("gamma", gamma), ("box_weight", box_weight)):
-            if not value >= 0:
-                raise InputError(f"The '{name}' argument of FocalSmoothL1Loss must be >= 0; got {value!r} instead.")
+            check_number(name, value, minimum=0, owner=owner)
         self.alpha = float(alpha)
         self.gamma = float(gamma)
         self.sigma = float(sigma)

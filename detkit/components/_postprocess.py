@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 from typing import Any, Sequence
 
+from .._base import check_bool, check_number
 from ..errors import InputError
 from ..interfaces import PostProcessor
 from ._targets import DEFAULT_VARIANCES, check_variances
@@ -44,11 +45,9 @@ class MultiBoxDetectionPostProcessor(PostProcessor):
     ) -> None:
         super().__init__()
         for name, value in (("nms_threshold", nms_threshold), ("score_threshold", score_threshold)):
-            if not 0 <= value <= 1:
-                raise InputError(
-                    f"The '{name}' argument of MultiBoxDetectionPostProcessor must be in [0, 1]; "
-                    f"got {value!r} instead."
-                )
+            check_number(name, value, minimum=0, maximum=1, owner="MultiBoxDetectionPostProcessor")
+        for name, value in (("force_suppress", force_suppress), ("clip", clip)):
+            check_bool(name, value, owner="MultiBoxDetectionPostProcessor")
         try:
             topk: int | None = None if isinstance(nms_topk, bool) else operator.index(nms_topk)  # numpy ints too
         except TypeError:

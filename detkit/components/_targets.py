@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+from .._base import check_int, check_number
 from ..errors import InputError
 from ..interfaces import TargetAssigner
 
@@ -55,8 +56,16 @@ class MultiBoxTargetAssigner(TargetAssigner):
         variances: Sequence[float] = DEFAULT_VARIANCES,
     ) -> None:
         super().__init__()
-        if not 0 < overlap_threshold <= 1:
-            raise InputError(f"The 'overlap_threshold' argument must be in (0, 1]; got {overlap_threshold!r} instead.")
+        owner = "MultiBoxTargetAssigner"
+        check_number("overlap_threshold", overlap_threshold, minimum=0, maximum=1, exclusive_minimum=True, owner=owner)
+        check_number("negative_mining_thresh", negative_mining_thresh, minimum=0, maximum=1, owner=owner)
+        check_number("negative_mining_ratio", negative_mining_ratio, owner=owner)
+        if not (negative_mining_ratio == -1 or negative_mining_ratio >= 0):
+            raise InputError(
+                f"The 'negative_mining_ratio' argument of {owner} must be -1 (no mining) or >= 0; "
+                f"got {negative_mining_ratio!r} instead."
+            )
+        check_int("minimum_negative_samples", minimum_negative_samples, minimum=0, owner=owner)
         self.variances = check_variances(variances)
         self.overlap_threshold = float(overlap_threshold)
         self.negative_mining_ratio = float(negative_mining_ratio)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .._base import PathLike, atomic_outputs, atomic_path
+from .._base import PathLike, atomic_outputs, atomic_path, make_dirs
 from ..errors import DownloadError
 from . import _recordio
 from ._classes import write_classes
@@ -142,7 +142,7 @@ def pikachu(
     root = Path(root)
     if (root / "synthetic.json").exists():
         raise DownloadError(f"{root}: holds the synthetic pikachu; download the real one into another folder")
-    root.mkdir(parents=True, exist_ok=True)
+    make_dirs(root)
     base = base_url if base_url.endswith("/") else base_url + "/"
     fetched = {name: download(base + name, root / name, sha1, progress=progress) for name, sha1 in PIKACHU_SHA1.items()}
     if fetched["val.rec"] or not (root / "val.idx").is_file():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import stat
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple, Sequence
@@ -19,6 +21,7 @@ from ..errors import DataError, InputError
 from . import _recordio
 from ._classes import write_classes
 from ._dataset import DetectionDataset
+from ._images import image_to_rgb8
 from ._summary import PackSummary
 
 _JPEG_QUALITY = 95  # as MXNet's im2rec.py
@@ -41,6 +44,8 @@ def _encoded_image(item: _Item) -> tuple[bytes, int, int]:
     """The bytes to store for an item's image, and its width and height; checks that it decodes."""
     where = f"{item.source}: image {item.image_path}"
     try:
+        if not stat.S_ISREG(os.stat(item.image_path).st_mode):  # before opening: a named pipe would block
+            raise DataError(f"{where} is not a regular file")
         data = item.image_path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{where} does not exist") from None
@@ -55,7 +60,7 @@ def _encoded_image(item: _Item) -> tuple[bytes, int, int]:
                 encoded = data  # stored as it is
             else:  # re-encode: one format every reader decodes, without EXIF rotation
                 buffer = io.BytesIO()
-                image.convert("RGB").save(buffer, format="JPEG", quality=_JPEG_QUALITY)
+                image_to_rgb8(image).save(buffer, format="JPEG", quality=_JPEG_QUALITY)
                 encoded = buffer.getvalue()
     except Exception as error:  # Pillow raises many types for bad files
         raise DataError(f"{where} cannot be decoded ({type(error).__name__}: {error})") from None
@@ -123,6 +128,22 @@ def _write(
     return dataset
 
 
+def _image_inside(image_dir: Path, name: str, source: str) -> Path:
+    """``image_dir / name`` when ``name`` is a relative path that stays inside ``image_dir``.
+
+    Refused otherwise (absolute, ``..``, a drive), with one message whether or
+    not the file exists, so that an annotation file cannot read, or learn of,
+    files outside the image folder.
+    """
+    relative = Path(name)
+    if relative.is_absolute() or relative.drive or relative.root or ".." in relative.parts or "\0" in name:
+        raise DataError(
+            f"{source}: the image path {name!r} is not inside the image folder {image_dir}; image paths "
+            "must be relative to it, without '..'."
+        )
+    return image_dir / relative
+
+
 # ---------------------------------------------------------------- Pascal VOC
 
 
@@ -147,6 +168,8 @@ def _number(element: ElementTree.Element, tag: str, where: str) -> float:
 def _parse_voc(xml_path: Path) -> tuple[str | None, tuple[int, int] | None, list[tuple[str, tuple, str, bool]]]:
     """``(filename, (width, height) or None, [(class name, (xmin, ymin, xmax, ymax), where, difficult)])``
     of one XML file."""
+    if not xml_path.is_file():  # a folder or a pipe named *.xml: a pipe would block the read
+        raise DataError(f"{xml_path}: not a regular file")
     try:
         root = ElementTree.parse(xml_path).getroot()
     except ElementTree.ParseError as error:
@@ -185,7 +208,11 @@ def _voc_items(xml_paths: list[Path], image_dir: Path, parsed: dict[Path, Any],
             yield (str(xml_path), str(result))
             continue
         filename, size, objects = result
-        image_path = image_dir / filename if filename else None
+        try:
+            image_path = _image_inside(image_dir, filename, str(xml_path)) if filename else None
+        except DataError as error:
+            yield (str(xml_path), str(error))
+            continue
         if image_path is None or not image_path.is_file():
             # <filename> is often missing or stale: try the annotation's own stem
             for suffix in (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".bmp"):
@@ -301,6 +328,8 @@ def pack_voc(
 
 
 def _load_coco(json_path: Path) -> dict:
+    if json_path.exists() and not json_path.is_file():  # a pipe would block the read
+        raise DataError(f"{json_path}: not a regular file")
     try:
         data = json.loads(json_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -335,7 +364,7 @@ def _coco_row(ann: Any, k: int, json_path: Path, image: Any, cat_index: dict[Any
     if image is not None:
         where += f" of image {image.get('file_name')!r}"
     category = ann.get("category_id")
-    if category not in cat_index:
+    if not _is_id(category) or category not in cat_index:
         raise DataError(f"{where}: unknown category_id {category!r}; the categories are {sorted(cat_index)}")
     bbox = ann.get("bbox")
     numbers = isinstance(bbox, list) and all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)
@@ -350,6 +379,11 @@ def _coco_row(ann: Any, k: int, json_path: Path, image: Any, cat_index: dict[Any
         raise DataError(f"{where}: box [x, y, width, height] = {bbox} lies outside the {width}x{height} image")
     # in pixels here; normalised once the image's real size is known
     return (cat_index[category], max(x, 0.0), max(y, 0.0), min(x + w, width), min(y + h, height))
+
+
+def _is_id(value: Any) -> bool:
+    """COCO ids are integers (strings accepted); anything else, unhashable lists included, is refused."""
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def pack_coco(
@@ -404,6 +438,12 @@ def pack_coco(
     data = _load_coco(json_path)
     categories = data["categories"]
     try:
+        if not all(isinstance(c, dict) and _is_id(c.get("id")) for c in categories):
+            raise TypeError("an 'id' must be an integer or a string")
+        ids = [c["id"] for c in categories]
+        repeated = sorted({repr(i) for i in ids if ids.count(i) > 1})
+        if repeated:  # a second category of one id would relabel the objects of the first
+            raise TypeError(f"the id {', '.join(repeated)} is given to more than one category")
         categories = sorted(categories, key=lambda c: c["id"])
         cat_index = {c["id"]: i for i, c in enumerate(categories)}
         classes = check_classes([str(c["name"]) for c in categories])
@@ -413,20 +453,23 @@ def pack_coco(
     for k, image in enumerate(data["images"]):
         if not (
             isinstance(image, dict)
-            and "id" in image
+            and _is_id(image.get("id"))
             and isinstance(image.get("file_name"), str)
             and all(isinstance(image.get(key), int) and image[key] > 0 for key in ("width", "height"))
         ):
             raise DataError(
-                f"{json_path}: image {k} needs 'id', 'file_name', and positive integer 'width' and 'height'"
+                f"{json_path}: image {k} needs 'id' (an integer or a string), 'file_name', and positive integer "
+                "'width' and 'height'"
             )
+        if image["id"] in images:  # the second would silently replace the first
+            raise DataError(f"{json_path}: image {k} repeats the id {image['id']!r} of another image; ids must be unique")
         images[image["id"]] = image
     rows: dict = {image_id: [] for image_id in images}
     flags: dict = {image_id: [] for image_id in images}
     areas: dict = {image_id: [] for image_id in images}
     errors: dict = {}
     for k, ann in enumerate(data["annotations"]):
-        image = images.get(ann.get("image_id")) if isinstance(ann, dict) else None
+        image = images.get(ann.get("image_id")) if isinstance(ann, dict) and _is_id(ann.get("image_id")) else None
         try:
             if image is None:
                 raise DataError(
@@ -455,8 +498,12 @@ def pack_coco(
                 continue
             wheres = [f"{source}: object {i}" for i in range(len(rows[image_id]))]
             size = (image["width"], image["height"])
-            yield _Item(source, image_dir / image["file_name"], size, rows[image_id], wheres, flags[image_id],
-                        areas[image_id])
+            try:
+                image_path = _image_inside(image_dir, image["file_name"], source)
+            except DataError as error:
+                yield (source, str(error))
+                continue
+            yield _Item(source, image_path, size, rows[image_id], wheres, flags[image_id], areas[image_id])
 
     return _write(
         items(),

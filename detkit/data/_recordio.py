@@ -179,6 +179,8 @@ def scan_offsets(path: Path) -> list[int]:
 def read_index(idx_path: Path) -> tuple[list[int], list[int]]:
     """Parse an ``.idx`` file into ``(keys, offsets)``; raise :class:`DataError` naming a bad line."""
     keys, offsets = [], []
+    seen_keys: dict[int, int] = {}
+    seen_offsets: dict[int, int] = {}
     with open(idx_path, encoding="ascii", errors="replace") as file:
         for number, line in enumerate(file, start=1):
             if not line.strip():
@@ -193,6 +195,14 @@ def read_index(idx_path: Path) -> tuple[list[int], list[int]]:
                     f"{idx_path}: line {number} is not 'key<TAB>byte offset': {line.strip()[:60]!r}; "
                     "rebuild the index with `detkit data index FILE.rec`"
                 ) from None
+            # A record listed twice would be read twice (a doubled dataset), a key twice is ambiguous.
+            for what, value, seen in (("offset", offset, seen_offsets), ("key", key, seen_keys)):
+                if value in seen:
+                    raise DataError(
+                        f"{idx_path}: line {number} repeats the {what} {value} of line {seen[value]}; each record "
+                        "must be listed once: rebuild the index with `detkit data index FILE.rec`"
+                    )
+                seen[value] = number
             keys.append(key)
             offsets.append(offset)
     return keys, offsets

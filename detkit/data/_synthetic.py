@@ -13,7 +13,7 @@ from PIL import Image
 
 from tqdm.auto import tqdm
 
-from .._base import PathLike, atomic_outputs, check_int
+from .._base import PathLike, atomic_outputs, check_int, make_dirs
 from ..errors import DataError, InputError
 from . import _recordio
 from ._classes import write_classes
@@ -46,6 +46,8 @@ def _sample_record_args(args: tuple[int, int, int, int]) -> bytes:
 
 def _reusable(root: Path, arguments: dict) -> bool:
     """Whether ``root`` holds a complete set made with ``arguments`` (checked against its SHA-1 sums)."""
+    if not (root / MANIFEST).is_file():  # missing, or a pipe that would block the read
+        return False
     try:
         manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -54,7 +56,7 @@ def _reusable(root: Path, arguments: dict) -> bool:
         return False
     files = manifest.get("sha1", {})
     try:
-        return all(files.get(name) == sha1_of(root / name) for name in _OUTPUTS)
+        return all((root / name).is_file() and files.get(name) == sha1_of(root / name) for name in _OUTPUTS)
     except OSError:
         return False
 
@@ -137,7 +139,7 @@ def synthetic_pikachu(
 
 def _generate(root: Path, arguments: dict, *, progress: bool, workers: int) -> None:
 
-    root.mkdir(parents=True, exist_ok=True)
+    make_dirs(root)
     counts = {"train": arguments["num_train"], "val": arguments["num_val"]}
     executor = ProcessPoolExecutor(workers) if workers > 1 else None
     try:

@@ -91,6 +91,10 @@ def as_rgb_array(image: Any) -> np.ndarray:
         image = np.repeat(image[:, :, None], 3, axis=2)
     if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
         raise InputError(f"Each image array must have shape (H, W, 3) (RGB, channels last); got {image.shape} instead.")
+    if image.dtype.kind not in "uif":
+        raise InputError(
+            f"Each image array must hold numbers (uint8 RGB, channels last); got dtype {image.dtype} instead."
+        )
     if image.dtype != np.uint8:
         if not np.isfinite(image).all() or image.min() < 0 or image.max() > 255:
             raise InputError("Each image array must hold values in [0, 255] (uint8 RGB, channels last).")
