@@ -85,6 +85,10 @@ class TrainConfig:
     lr_schedule: str = _field("constant", "Learning-rate schedule.", choices=("constant", "cosine", "step"))
     warmup_epochs: float = _field(0.0, "Linear learning-rate warm-up, in epochs (cosine or step only).", minimum=0)
     devices: Union[str, List[str]] = _field("auto", "'auto' (every GPU, else the CPU) or a list such as [gpu(0), gpu(1)].")
+    kvstore: Optional[str] = _field(None, "MXNet's kvstore: null (the default for the devices; dist_sync for a "
+                                    "worker of detkit launch), local, device, or dist_sync / dist_device_sync "
+                                    "to train under detkit launch (batch_size is then per worker).",
+                                    choices=(None, "local", "device", "nccl", "dist_sync", "dist_device_sync"))
     seed: Optional[int] = _field(0, "Random seed of the run: initial weights, data order, crops (null: a random one).",
                                  minimum=0)
     output_dir: str = _field("runs/pikachu", "Where the checkpoints, the trained model, metrics and pictures go.")
@@ -114,7 +118,7 @@ class Config:
         """The ``train`` section as keyword arguments of :func:`detkit.fit`: the recipe in Python.
 
         Returns ``epochs``, ``batch_size``, ``optimizer``, ``optimizer_params``,
-        ``lr_schedule``, ``warmup_epochs``, ``devices``, ``seed`` and ``quiet``
+        ``lr_schedule``, ``warmup_epochs``, ``devices``, ``seed``, ``quiet`` and ``kvstore``
         (not where results go: ``checkpoint_dir`` and ``resume`` are the caller's).
         A recipe is the model and the training together: build the detector
         from the same configuration (:func:`~detkit.config.build_detector`), since
@@ -138,7 +142,7 @@ class Config:
             "epochs": train.epochs, "batch_size": train.batch_size, "optimizer": train.optimizer,
             "optimizer_params": dict(train.optimizer_params), "lr_schedule": train.lr_schedule,
             "warmup_epochs": train.warmup_epochs, "devices": parse_devices(train.devices), "seed": train.seed,
-            "quiet": train.quiet,
+            "quiet": train.quiet, "kvstore": train.kvstore,
         }
 
 

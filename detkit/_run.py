@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -13,7 +14,7 @@ import mxnet as mx
 from . import data as data_module
 from ._base import atomic_write_text, folder_lock, make_dirs
 from ._config import Config, ModelConfig, TrainConfig, parse_devices, validate_config
-from ._engine import Callback, evaluate, fit
+from ._engine import Callback, evaluate, fit, is_lead_worker, lead_first, worker_rank
 from ._model import SSDDetector, draw_detections
 from .data._classes import find_classes, read_classes
 from .errors import CheckpointError, ConfigError, InputError
@@ -70,21 +71,30 @@ def run_config(config: Config) -> tuple[Any, Any]:
     ``config.yaml`` (the resolved configuration), ``history.json`` and
     ``history.png`` (per-epoch figures), ``metrics.json`` (the final validation
     metrics) and ``detections/`` (validation images with their detections).
+
+    In a distributed job (``train.kvstore`` dist_sync, the default under ``detkit launch``)
+    rank 0 prepares the data first and alone writes into ``train.output_dir``
+    (a folder every worker reads, for resuming); every worker trains.
     """
     validate_config(config)  # a Config changed in Python is checked as a file is
     output = Path(config.train.output_dir)
+    kvstore = config.train.kvstore
+    if kvstore is None and os.environ.get("DMLC_ROLE") == "worker":
+        kvstore = "dist_sync"  # a worker of `detkit launch`
+    if worker_rank(kvstore) != 0:  # another worker of a distributed job: rank 0 holds the folder
+        return _run_locked(config, output, kvstore)
     with folder_lock(output, "a training"):  # a second training into the same folder fails here
-        return _run_locked(config, output)
+        return _run_locked(config, output, kvstore)
 
 
-def _run_locked(config: Config, output: Path) -> tuple[Any, Any]:
+def _run_locked(config: Config, output: Path, kvstore: str | None) -> tuple[Any, Any]:
     if not config.train.resume and (output / "checkpoints" / "last.json").exists():
         # Before anything is written: a second training must not replace the first one's files.
         raise CheckpointError(
             f"{output} holds an earlier training (checkpoints/last.json); set train.resume=true to continue it, "
             "or choose another train.output_dir."
         )
-    train_data, val_data = _datasets(config)
+    train_data, val_data = lead_first(kvstore, lambda: _datasets(config))
     model = config.model
     classes = model.classes or list(train_data.classes)
     if list(train_data.classes) != classes:
@@ -107,11 +117,14 @@ def _run_locked(config: Config, output: Path) -> tuple[Any, Any]:
             optimizer=train.optimizer, optimizer_params=train.optimizer_params, lr_schedule=train.lr_schedule,
             warmup_epochs=train.warmup_epochs, devices=parse_devices(train.devices), seed=train.seed,
             checkpoint_dir=output / "checkpoints", resume=train.resume, quiet=train.quiet, callbacks=[started],
+            kvstore=kvstore,
         )
     except InputError as error:
         if started.done or isinstance(error, ConfigError):
             raise
         raise _in_config_terms(error, "train", TrainConfig) from None
+    if not is_lead_worker():  # in a distributed job, rank 0 writes the outputs
+        return detector, history
     detector.save(output / "model")
     atomic_write_text(output / "history.json", history.to_json())
     if len(history):
@@ -134,8 +147,9 @@ class _WriteConfig(Callback):
         self.output, self.config, self.done = output, config, False
 
     def on_train_begin(self, detector: Any, history: Any) -> None:
-        make_dirs(self.output)
-        atomic_write_text(self.output / "config.yaml", self.config.to_yaml())
+        if is_lead_worker():  # in a distributed job, rank 0 alone
+            make_dirs(self.output)
+            atomic_write_text(self.output / "config.yaml", self.config.to_yaml())
         self.done = True
 
 

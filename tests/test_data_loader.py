@@ -222,7 +222,7 @@ def test_stopping_early_leaves_no_thread_behind(dataset):
     assert threading.active_count() <= before
 
 
-def test_shares_for_several_machines_are_disjoint_and_cover_the_epoch(tmp_path) -> None:
+def test_shares_for_several_machines_are_disjoint_equal_and_cover_the_epoch(tmp_path) -> None:
     import detkit
 
     train, _ = detkit.data.synthetic_pikachu(tmp_path, num_train=10, num_val=2, image_size=64, seed=1, progress=False)
@@ -234,9 +234,13 @@ def test_shares_for_several_machines_are_disjoint_and_cover_the_epoch(tmp_path) 
     whole = images(train.loader(2, 64, train=False, shuffle=True, seed=4))
     shares = [images(train.loader(2, 64, train=False, shuffle=True, seed=4, num_parts=3, part_index=p))
               for p in range(3)]
-    assert sorted(sum(shares, [])) == sorted(whole)
-    assert [len(s) for s in shares] == [4, 3, 3]
-    assert len(train.loader(2, 64, train=True, num_parts=3, part_index=0)) == 2
+    # Equal shares: the 10th image of the shuffled epoch is left out, so that no machine runs an extra batch.
+    assert [len(s) for s in shares] == [3, 3, 3]
+    assert len(set(sum(shares, []))) == 9
+    assert sorted(sum(shares, [])) == sorted(whole[:9])
+    assert [len(train.loader(2, 64, train=True, num_parts=3, part_index=p)) for p in range(3)] == [2, 2, 2]
+    assert [len(train.loader(2, 64, train=True, num_parts=3, part_index=p, last_batch="discard"))
+            for p in range(3)] == [1, 1, 1]
     with pytest.raises(InputError, match="'part_index'"):
         train.loader(2, 64, train=True, num_parts=2, part_index=2)
     with pytest.raises(InputError, match="'num_parts'"):

@@ -13,7 +13,7 @@ import mxnet as mx
 
 from .._base import check_positive_int
 from .._config import load_config
-from .._engine import evaluate
+from .._engine import evaluate, is_lead_worker
 from .._model import SSDDetector, draw_detections
 from .._run import run_config
 from ..data import DetectionDataset
@@ -78,6 +78,8 @@ def _train(args: argparse.Namespace) -> int:
         print(config.to_yaml(), end="")
         return 0
     detector, history = run_config(config)
+    if not is_lead_worker():  # in a distributed job, rank 0 reports
+        return 0
     output = Path(config.train.output_dir)
     print(f"trained {len(history)} epoch{'s' if len(history) != 1 else ''}; the model is in {output / 'model'}")
     metrics = output / "metrics.json"

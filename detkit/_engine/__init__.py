@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._distributed import (DEFAULT_TIMEOUT, TIMEOUT_VARIABLE, WATCHDOG_EXIT_STATUS, is_lead_worker, lead_first,
+                           worker_rank)
 from ._evaluate import evaluate
 from ._fit import CHECKPOINT_FORMAT, DEFAULT_BATCH_SIZE, SEED_OPTIMIZER_PARAMS, Callback, check_optimizer, fit
 from ._history import History
@@ -10,9 +12,15 @@ from ._metric import DetectionMetric
 __all__ = [
     "CHECKPOINT_FORMAT",
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_TIMEOUT",
     "SEED_OPTIMIZER_PARAMS",
+    "TIMEOUT_VARIABLE",
+    "WATCHDOG_EXIT_STATUS",
     "Callback", "DetectionMetric", "History",
     "check_optimizer",
     "evaluate",
     "fit",
+    "is_lead_worker",
+    "lead_first",
+    "worker_rank",
 ]

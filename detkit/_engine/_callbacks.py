@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any, Dict, Mapping, cast
+from typing import TYPE_CHECKING, Any, Dict, Mapping, cast
 
 import mxnet as mx
 from mxnet import gluon
@@ -20,11 +20,14 @@ from tqdm.auto import tqdm
 
 from .._base import PathLike
 from .._model import SSDDetector, check_saved_weights
-from ..errors import CheckpointError, NonFiniteLossError
+from ..errors import CheckpointError, NonFiniteLossError, TrainingError
 from ._checkpoints import CHECKPOINT_FORMAT, Checkpoints, check_resumable, read_checkpoint
 from ._evaluate import NonFiniteDetectionsError, evaluate
 from ._history import History
 from ._optimizer_state import load_optimizer_state
+
+if TYPE_CHECKING:
+    from ._distributed import Coordinator
 
 __all__ = ["Callback", "Checkpointing", "Progress", "Recorder", "Validation", "print_line"]
 
@@ -59,11 +62,15 @@ def print_line(line: str) -> None:
 
 
 class Validation(Callback):
-    """Evaluates ``data`` after every epoch and adds VOC mAP@0.5 (area and 11-point) and COCO mAP to the record."""
+    """Evaluates ``data`` after every epoch and adds VOC mAP@0.5 (area and 11-point) and COCO mAP to the record.
 
-    def __init__(self, data: Any, batch_size: int) -> None:
+    In a distributed run (a ``coordinator``) every worker holds rank 0's figures.
+    """
+
+    def __init__(self, data: Any, batch_size: int, coordinator: Coordinator | None = None) -> None:
         self.data = data
         self.batch_size = batch_size
+        self.coordinator = coordinator
 
     def on_epoch_end(self, epoch: int, record: Mapping[str, Any], detector: SSDDetector) -> None:
         # On the first device; the weights are equal on all of them.
@@ -75,8 +82,12 @@ class Validation(Callback):
                 "are NaN or infinite; training stopped. The checkpoints on disk are intact. Lower the learning "
                 "rate, add warm-up, or check the labels.", epoch=epoch, batch=error.batch,
             ) from None
+        keys = ("map_50", "map_50_voc07", "map_50_95")
+        values = [float(scores[key]) for key in keys]
+        if self.coordinator is not None:
+            values = [float(v) for v in self.coordinator.broadcast(values)]
         # fit hands built-in callbacks the epoch's record itself (a dict), to add to.
-        cast(Dict[str, Any], record).update({key: scores[key] for key in ("map_50", "map_50_voc07", "map_50_95")})
+        cast(Dict[str, Any], record).update(zip(keys, values))
 
 
 class Recorder(Callback):
@@ -110,13 +121,21 @@ class Checkpointing(Callback):
     :meth:`restore` (before the trainer exists) loads the weights and returns
     the seed, the next epoch and the history of the run to resume;
     :meth:`attach` (once it exists) gives the trainer and loads its states.
+
+    In a distributed run (a ``coordinator``) every worker restores from the
+    same folder (a checkpoint holds nothing of one rank: the weights, the
+    optimizer state and the history are equal on all workers, so ranks may
+    change between runs), and rank 0 alone writes; the others wait until the
+    checkpoint is complete, and stop with it when rank 0 cannot write it.
     """
 
-    def __init__(self, directory: PathLike, settings: Mapping[str, Any], *, resume: bool, quiet: bool) -> None:
+    def __init__(self, directory: PathLike, settings: Mapping[str, Any], *, resume: bool, quiet: bool,
+                 coordinator: Coordinator | None = None) -> None:
         self.checkpoints = Checkpoints(directory)
         self.settings = dict(settings)
         self.resume = resume
         self.quiet = quiet
+        self.coordinator = coordinator
         self._resume_from: Any = None
         self._trainer: gluon.Trainer | None = None
         self._seed = 0
@@ -125,7 +144,8 @@ class Checkpointing(Callback):
 
     def restore(self, detector: SSDDetector) -> tuple[int, int, History] | None:
         """Load the last checkpoint's weights into ``detector``; return ``(seed, next epoch, history)``."""
-        self.checkpoints.remove_staged()  # of a run that was killed while writing (fit holds the lock)
+        if self.coordinator is None or self.coordinator.rank == 0:  # the writer, who holds the lock
+            self.checkpoints.remove_staged()  # of a run that was killed while writing (fit holds the lock)
         last = self.checkpoints.path("last")
         if last is not None and not self.resume:
             raise CheckpointError(
@@ -160,10 +180,26 @@ class Checkpointing(Callback):
         score = _score(record)
         is_best = score > self._best
         self._best = max(self._best, score)
-        self.checkpoints.write(epoch, detector, self._trainer, {
-            "format": CHECKPOINT_FORMAT, "epoch": epoch, "seed": self._seed, "history": self._history.records,
-            "settings": self.settings,
-        }, best=is_best)
+        state = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "seed": self._seed, "history": self._history.records,
+                 "settings": self.settings}
+        if self.coordinator is None:
+            self.checkpoints.write(epoch, detector, self._trainer, state, best=is_best)
+            return
+        failure: Exception | None = None
+        if self.coordinator.rank == 0:
+            try:
+                self.checkpoints.write(epoch, detector, self._trainer, state, best=is_best)
+            except Exception as error:  # every worker stops with it, below
+                failure = error
+        # Also the barrier: no worker goes on before the checkpoint is complete.
+        failed = self.coordinator.allreduce([failure is not None])[0]
+        if failure is not None:
+            raise failure
+        if failed:
+            raise TrainingError(
+                f"Rank 0 could not write the checkpoint of epoch {epoch + 1} in {self.checkpoints.directory} "
+                "(its own message says why); training stopped. The previous checkpoints are intact."
+            )
 
 
 def _score(record: Mapping[str, Any]) -> float:

@@ -15,9 +15,10 @@ from mxnet import gluon
 from .._base import PathLike, check_bool, check_int, check_number, check_positive_int, folder_lock
 from .._blocks import can_fuse_batch_norm_relu
 from .._model import SSDDetector
-from ..errors import InputError
+from ..errors import CheckpointError, InputError
 from ._callbacks import Callback, Checkpointing, Progress, Recorder, Validation
 from ._checkpoints import CHECKPOINT_FORMAT
+from ._distributed import Coordinator, dist_store, is_distributed, timeout_seconds
 from ._history import History
 from ._optimizer_state import initialize_trainer
 from ._step import TrainingGraph, check_weights_finite, train_epoch
@@ -49,7 +50,7 @@ def fit(
     resume: bool = False,
     seed: int | None = None,
     quiet: bool = False,
-    kvstore: str | None = None,
+    kvstore: Any = None,
 ) -> History:
     """Train ``detector`` on ``train_data``; return the per-epoch :class:`History`.
 
@@ -70,7 +71,8 @@ def fit(
     epochs : int
         The total number of epochs (when resuming, including those already done).
     batch_size : int, default 32
-        Images per step, split evenly over the devices.
+        Images per step, split evenly over the devices; in a distributed run, per
+        worker (the global batch is ``batch_size`` times the number of workers).
     optimizer : str, default "sgd"
         An MXNet optimizer name (``"sgd"``, ``"nag"``, ``"adam"``, ...).
     optimizer_params : mapping, optional
@@ -101,11 +103,16 @@ def fit(
         random one is drawn (and checkpointed) when not given.
     quiet : bool, default False
         No progress bar and no summary lines.
-    kvstore : str, optional
+    kvstore : str or mxnet.kvstore.KVStore, optional
         MXNet's kvstore for the gradients: default ``"device"`` for several
-        devices, none for one; ``"dist_sync"`` and friends train across machines
-        (launched with MXNet's ``tools/launch.py``), each machine reading its own
-        share of every epoch (``loader(num_parts=..., part_index=...)``).
+        devices, none for one. ``"dist_sync"`` (or ``"dist_device_sync"``, or such
+        a KVStore object) trains on several processes or machines started by
+        ``detkit launch`` (see the guide "Training on several machines"): each
+        worker reads an equal share of every epoch, the update equals that of one
+        process at the global batch with the same learning rate, the seed is rank
+        0's, the BatchNorm statistics are averaged at each epoch's end, the history
+        and validation are the whole job's, and rank 0 writes the checkpoints (in
+        a folder every worker reads). One distributed fit per process.
 
     Returns
     -------
@@ -135,7 +142,8 @@ def fit(
                  devices=devices, checkpoint_dir=checkpoint_dir, resume=resume, kvstore=kvstore, seed=seed)
     check_bool("quiet", quiet)
     with contextlib.ExitStack() as held:
-        if checkpoint_dir is not None:  # one training at a time in a checkpoint directory
+        # One training at a time in a checkpoint directory; in a distributed run, its writer: rank 0.
+        if checkpoint_dir is not None and (plan.coordinator is None or plan.coordinator.rank == 0):
             held.enter_context(folder_lock(checkpoint_dir, "training checkpoints"))
         return _fit(detector, train_data, val_data, plan, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                     lr_schedule=lr_schedule, warmup_epochs=warmup_epochs, callbacks=callbacks,
@@ -146,8 +154,9 @@ def _fit(detector: SSDDetector, train_data: Any, val_data: Any, plan: _Plan, *, 
          optimizer: str, lr_schedule: Any, warmup_epochs: float, callbacks: Sequence[Callback],
          checkpoint_dir: PathLike | None, resume: bool, seed: int | None, quiet: bool) -> History:
     """:func:`fit` once its arguments are checked (and its checkpoint directory locked)."""
+    coordinator = plan.coordinator
     history = History()
-    checkpointing = (Checkpointing(checkpoint_dir, plan.settings, resume=resume, quiet=quiet)
+    checkpointing = (Checkpointing(checkpoint_dir, plan.settings, resume=resume, quiet=quiet, coordinator=coordinator)
                      if checkpoint_dir is not None else None)
     start_epoch = 0
     restored = checkpointing.restore(detector) if checkpointing is not None else None
@@ -155,7 +164,10 @@ def _fit(detector: SSDDetector, train_data: Any, val_data: Any, plan: _Plan, *, 
         seed, start_epoch, history = restored
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
-    built_in: list[Callback] = [Validation(val_data, batch_size)] if val_data is not None else []
+    if coordinator is not None:
+        seed, start_epoch = _start_of_rank_zero(coordinator, seed, start_epoch, checkpoint_dir)
+        quiet = quiet or coordinator.rank != 0  # one progress display for the job: rank 0's
+    built_in: list[Callback] = [Validation(val_data, batch_size, coordinator)] if val_data is not None else []
     built_in += [Recorder(history)] + ([] if quiet else [Progress(epochs)])
     built_in += [checkpointing] if checkpointing is not None else []
 
@@ -187,7 +199,9 @@ def _fit(detector: SSDDetector, train_data: Any, val_data: Any, plan: _Plan, *, 
         weights.reset_ctx(plan.contexts)
         detector.ctx = plan.contexts[0]  # evaluation and checkpoints run where the weights now are
         # The optimizer state stays in the trainer's updaters (not a kvstore), where checkpoints read it;
-        # only asynchronous distributed training must update on the kvstore.
+        # only asynchronous distributed training must update on the kvstore (fit refuses it). Distributed:
+        # the servers add the gradients up and every worker applies the same update, so that all hold
+        # the same optimizer state, which rank 0 checkpoints.
         on_kvstore = None if "async" in str(getattr(plan.store, "type", plan.store)) else False
         trainer = gluon.Trainer(weights, optimizer, params, kvstore=plan.store, update_on_kvstore=on_kvstore)
         initialize_trainer(trainer)
@@ -197,13 +211,18 @@ def _fit(detector: SSDDetector, train_data: Any, val_data: Any, plan: _Plan, *, 
             callback.on_train_begin(detector, history)
         for epoch in range(start_epoch, epochs):
             mx.random.seed(_epoch_seed(seed, epoch) % (2**31))
-            record = train_epoch(graph, trainer, loader(epoch), plan.contexts, epoch, epochs, term_names, quiet)
+            record = train_epoch(graph, trainer, loader(epoch), plan.contexts, epoch, epochs, term_names, quiet,
+                                 coordinator=coordinator)
             record["learning_rate"] = float(trainer.learning_rate)
+            if coordinator is not None:
+                _average_statistics(coordinator, weights)
             check_weights_finite(weights, epoch)
             for callback in built_in:
                 callback.on_epoch_end(epoch, record, detector)
             # Every user callback sees the epoch, even when an earlier one asks to stop.
             stops = [bool(callback.on_epoch_end(epoch, dict(record), detector)) for callback in callbacks]
+            if coordinator is not None:  # rank 0 decides for the job
+                stops = [bool(coordinator.broadcast([any(stops)])[0])]
             if any(stops):
                 break
     finally:
@@ -224,6 +243,7 @@ class _Plan:
     optimizer_params: dict[str, Any]
     num_objects: int
     settings: dict[str, Any]  # what must not change between a run and its resumption
+    coordinator: Coordinator | None = None  # in a distributed run
 
 
 def _plan(detector: SSDDetector, train_data: Any, val_data: Any, *, epochs: int, batch_size: int, optimizer: str,
@@ -269,11 +289,11 @@ def _plan(detector: SSDDetector, train_data: Any, val_data: Any, *, epochs: int,
             f"got {batch_size} instead."
         )
     store: Any = kvstore if kvstore is not None else ("device" if len(contexts) > 1 else None)
-    shard: dict[str, int] = {}
-    if isinstance(store, str) and store.startswith("dist"):
-        # Each machine of a distributed run reads its own share of every epoch.
-        store = mx.kv.create(store)
-        shard = {"num_parts": store.num_workers, "part_index": store.rank}
+    if is_distributed(store) and "async" in (store if isinstance(store, str) else store.type):
+        raise InputError(
+            f"The 'kvstore' argument must be a synchronous kvstore such as 'dist_sync' (every worker the same "
+            f"weights, an exact resume); got {store if isinstance(store, str) else store.type!r} instead."
+        )
     params = {**SEED_OPTIMIZER_PARAMS, **dict(optimizer_params or {})}
     check_optimizer(optimizer, params)
     num_objects = max(getattr(train_data, "max_objects", 0),
@@ -286,7 +306,16 @@ def _plan(detector: SSDDetector, train_data: Any, val_data: Any, *, epochs: int,
         # Every optimizer setting (the seed's defaults included): resuming with another one is refused.
         "optimizer_params": {key: _plain(value) for key, value in sorted(params.items()) if key != "lr_scheduler"},
     }
-    return _Plan(contexts, store, shard, params, num_objects, settings)
+    shard: dict[str, int] = {}
+    coordinator = None
+    if is_distributed(store):
+        # Each worker reads its own, equal share of every epoch (whatever form the kvstore takes).
+        timeout = timeout_seconds()
+        store = dist_store(store)
+        coordinator = Coordinator(store, timeout)
+        shard = {"num_parts": coordinator.num_workers, "part_index": coordinator.rank}
+    settings["workers"] = coordinator.num_workers if coordinator is not None else 1
+    return _Plan(contexts, store, shard, params, num_objects, settings, coordinator)
 
 
 def _plain(value: Any) -> Any:
@@ -341,6 +370,35 @@ def _lr_scheduler(schedule: Any, base_lr: float, epochs: int, batches_per_epoch:
     # "step": divide by 10 at 2/3 and 5/6 of training.
     steps = sorted({max(int(total * 2 / 3), warmup + 1), max(int(total * 5 / 6), warmup + 2)})
     return mx.lr_scheduler.MultiFactorScheduler(step=steps, factor=0.1, base_lr=base_lr, warmup_steps=warmup)
+
+
+def _start_of_rank_zero(coordinator: Coordinator, seed: int, start_epoch: int,
+                        checkpoint_dir: PathLike | None) -> tuple[int, int]:
+    """Rank 0's seed and first epoch for every worker; an error on all when a worker resumed elsewhere."""
+    seed_zero, start_zero = (int(v) for v in coordinator.broadcast([seed, start_epoch]))
+    differ = coordinator.allreduce([start_epoch != start_zero])[0]
+    if differ:
+        raise CheckpointError(
+            f"The workers found different checkpoints in {checkpoint_dir} (rank 0 starts at epoch "
+            f"{start_zero + 1}, {int(differ)} worker(s) elsewhere): the checkpoint directory must be one folder "
+            "that every worker reads, on a shared file system."
+        )
+    return seed_zero, start_zero
+
+
+def _average_statistics(coordinator: Coordinator, weights: gluon.ParameterDict) -> None:
+    """Every parameter without a gradient (BatchNorm's running statistics): the mean over workers and devices."""
+    statistics = [p for p in weights.values() if p.grad_req == "null"]
+    if not statistics:
+        return
+    local = [sum(d.asnumpy().astype(np.float64) for d in p.list_data()) for p in statistics]
+    total = coordinator.allreduce(np.concatenate([value.ravel() for value in local]))
+    count = coordinator.num_workers * len(statistics[0].list_data())
+    offset = 0
+    for parameter, value in zip(statistics, local):
+        mean = total[offset: offset + value.size].reshape(value.shape) / count
+        parameter.set_data(mx.nd.array(mean, dtype=parameter.dtype))
+        offset += value.size
 
 
 def _has_flagged_objects(data: Any) -> bool:

@@ -6,7 +6,7 @@ import contextlib
 import math
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mxnet as mx
 import numpy as np
@@ -16,6 +16,9 @@ from tqdm.auto import tqdm
 from .._blocks import fused_batch_norm_relu
 from .._model import SSDDetector
 from ..errors import NonFiniteLossError
+
+if TYPE_CHECKING:
+    from ._distributed import Coordinator
 
 __all__ = ["TrainingGraph", "check_weights_finite", "train_epoch"]
 
@@ -106,8 +109,37 @@ class TrainingGraph(gluon.HybridBlock):
 
 
 def train_epoch(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, contexts: list[mx.Context],
-                epoch: int, epochs: int, term_names: list[str], quiet: bool) -> dict[str, Any]:
-    """Run one epoch of steps; return its record (the loss terms, the seed's metrics, time and speed)."""
+                epoch: int, epochs: int, term_names: list[str], quiet: bool,
+                coordinator: Coordinator | None = None) -> dict[str, Any]:
+    """Run one epoch of steps; return its record (the loss terms, the seed's metrics, time and speed).
+
+    With a ``coordinator`` (a distributed run) every step is normalised by the
+    global batch, the watchdog counts the epoch, and the record is the whole
+    job's: sums over the workers, ``seconds`` their mean.
+    """
+    with coordinator.watchdog.armed() if coordinator is not None else contextlib.nullcontext():
+        totals, seconds = _steps(graph, trainer, loader, contexts, epoch, epochs, term_names, quiet, coordinator)
+    if coordinator is not None:
+        summed = coordinator.allreduce(np.append(totals, seconds))
+        totals, seconds = summed[:-1], float(summed[-1]) / coordinator.num_workers
+    images = totals[0]
+    record: dict[str, Any] = {"epoch": epoch + 1}
+    for position, name in enumerate(term_names):
+        record[name] = float(totals[1 + position] / images)
+    correct, counted, box_error, offsets = totals[-4:]
+    record["class_accuracy"] = float(correct / max(counted, 1))
+    record["box_mae"] = float(box_error / max(offsets, 1))
+    record["seconds"] = seconds
+    record["images_per_second"] = float(images / seconds) if seconds > 0 else float("nan")
+    return record
+
+
+def _steps(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, contexts: list[mx.Context], epoch: int,
+           epochs: int, term_names: list[str], quiet: bool,
+           coordinator: Coordinator | None) -> tuple[np.ndarray, float]:
+    """The epoch's steps; return the column sums of the stats (see :class:`TrainingGraph`) and the seconds."""
+    # Trainer.step divides the summed gradients by the images they come from: all workers' images.
+    workers = coordinator.num_workers if coordinator is not None else 1
     bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
                disable=quiet, dynamic_ncols=True, file=sys.stderr)
     sums = mx.nd.zeros((len(term_names) + 5,), ctx=contexts[0])  # see TrainingGraph's stats
@@ -126,7 +158,9 @@ def train_epoch(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, conte
         with autograd.record():
             outputs = [graph(*arrays) for arrays in zip(*inputs)]
         autograd.backward([loss for loss, _ in outputs])
-        trainer.step(batch.data.shape[0])
+        trainer.step(batch.data.shape[0] * workers)
+        if coordinator is not None:
+            coordinator.watchdog.beat()
         for _, stats in outputs:
             stats = stats.as_in_context(contexts[0])
             sums += stats
@@ -145,17 +179,7 @@ def train_epoch(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, conte
     _check_finite(unchecked, epoch)
     totals = sums.asnumpy()
     bar.close()
-    seconds = time.perf_counter() - started
-    images = totals[0]
-    record: dict[str, Any] = {"epoch": epoch + 1}
-    for position, name in enumerate(term_names):
-        record[name] = float(totals[1 + position] / images)
-    correct, counted, box_error, offsets = totals[-4:]
-    record["class_accuracy"] = float(correct / max(counted, 1))
-    record["box_mae"] = float(box_error / max(offsets, 1))
-    record["seconds"] = seconds
-    record["images_per_second"] = float(images / seconds) if seconds > 0 else float("nan")
-    return record
+    return totals, time.perf_counter() - started
 
 
 def _check_finite(stats: list[tuple[int, mx.nd.NDArray]], epoch: int) -> np.ndarray:

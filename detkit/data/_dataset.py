@@ -259,7 +259,14 @@ class DetectionDataset:
         num_parts, part_index : int, default 1 and 0
             For training on several machines: the epoch's images (shuffled alike on
             every machine, given the same ``seed``) are dealt into ``num_parts``
-            disjoint shares, and this loader reads share ``part_index``.
+            disjoint shares of equal size, and this loader reads share ``part_index``:
+            of every ``num_parts * batch_size`` consecutive images, the
+            ``part_index``-th ``batch_size``, so that ``num_parts`` machines see in each
+            step what one machine at batch ``num_parts * batch_size`` sees on as many
+            devices (with the same crops). The last ``len(dataset) % num_parts`` images
+            of each (shuffled) epoch are left out, so that every machine runs the same
+            number of batches (an unequal count would leave one machine waiting for
+            the others forever).
 
         Returns
         -------
@@ -338,8 +345,20 @@ class DetectionLoader:
         self._epoch = 0
 
     def _share(self) -> int:
-        """How many images this loader's share of an epoch holds."""
-        return len(range(self.part_index, len(self.dataset), self.num_parts))
+        """How many images this loader's share of an epoch holds: the same for every part."""
+        return len(self.dataset) // self.num_parts
+
+    def _share_positions(self) -> np.ndarray:
+        """The positions, in the epoch's order, of this loader's share, in the order it reads them."""
+        usable = self._share() * self.num_parts
+        positions = np.arange(usable)
+        if self.num_parts == 1:
+            return positions
+        block = self.batch_size * self.num_parts  # one step of every part
+        full = usable // block * block
+        steps = positions[:full].reshape(-1, self.num_parts, self.batch_size)[:, self.part_index].ravel()
+        rest = positions[full:].reshape(self.num_parts, -1)[self.part_index]  # a shorter last step, dealt alike
+        return np.concatenate([steps, rest])
 
     def __len__(self) -> int:
         n = self._share()
@@ -355,7 +374,8 @@ class DetectionLoader:
         order = np.arange(len(dataset))
         if self.shuffle:
             order = np.random.default_rng([self._entropy, epoch]).permutation(len(dataset))
-        order = order[self.part_index::self.num_parts]  # this loader's share: one in num_parts
+        share = self._share_positions()
+        order = order[share]
         n = len(order)
         height, width = self.data_shape
         size = os.path.getsize(dataset.rec_path)
@@ -368,8 +388,9 @@ class DetectionLoader:
                 if j % _DECODE_THREADS != part:
                     continue
                 index = int(order[position % n])
-                # Keyed by the position in the whole epoch, so that every share crops differently.
-                overall = position * self.num_parts + self.part_index
+                # Keyed by the position in the whole epoch, so that every share crops differently
+                # (a padding image, past the share's end, by one of its own).
+                overall = int(share[position]) if position < n else position * self.num_parts + self.part_index
                 rng = np.random.default_rng([self._entropy, epoch, overall]) if self.train else None
                 objects, sizes[j] = dataset._sample(files[part], size, index, (height, width), rng, data[j])
                 # Ordinary objects first: the target assigner reads the rows up to the first -1, and

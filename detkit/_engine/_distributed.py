@@ -1,0 +1,258 @@
+"""Training on several machines: one worker's view of MXNet's parameter-server kvstore (ps-lite).
+
+A distributed :func:`fit` runs the same loop on every worker; what keeps the
+workers in step goes through the kvstore of the job, on keys of detkit's own
+far above the trainer's (one key per parameter):
+
+- the seed and the epoch to start from are rank 0's, broadcast to all;
+- the gradients are summed by the servers and every worker applies the same
+  update locally (``update_on_kvstore=False``), so that every worker holds the
+  same weights *and* the same optimizer state, which rank 0 can checkpoint;
+- at each epoch's end the BatchNorm running statistics are averaged over the
+  workers, the per-epoch sums (loss, images, ...) are added up, and the
+  validation figures are rank 0's;
+- rank 0 alone writes checkpoints; the others wait for it.
+
+MXNet's dist kvstore exchanges float32 whatever the array's type; integers
+below 2**24 are exact, and :meth:`Coordinator.broadcast` sends float64 values
+exactly as four 16-bit pieces each.
+
+A worker blocked on a dead peer waits inside MXNet forever (ps-lite's
+``PS_HEARTBEAT_TIMEOUT`` does not end it), so a :class:`Watchdog` thread ends
+the process when the job has made no progress for ``DETKIT_DISTRIBUTED_TIMEOUT``
+seconds (default 60).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import sys
+import threading
+import time
+from typing import Any, Callable, Iterator, TypeVar, cast
+
+import mxnet as mx
+import numpy as np
+
+from ..errors import InputError, TrainingError
+
+T = TypeVar("T")
+
+__all__ = ["DEFAULT_TIMEOUT", "TIMEOUT_VARIABLE", "WATCHDOG_EXIT_STATUS", "Coordinator", "Watchdog", "dist_store", "is_distributed",
+           "is_lead_worker", "lead_first", "process_store", "timeout_seconds", "worker_rank"]
+
+#: The environment variable that bounds, in seconds, how long a worker waits for the rest of its job.
+TIMEOUT_VARIABLE = "DETKIT_DISTRIBUTED_TIMEOUT"
+DEFAULT_TIMEOUT = 60.0
+#: The exit status of a worker that its watchdog ended.
+WATCHDOG_EXIT_STATUS = 3
+_KEY_BASE = 1 << 24  # detkit's keys; the trainer's are 0 .. number of parameters - 1
+
+_store: Any = None  # ps-lite starts once per process: the one dist kvstore of this process
+_fitted: set[int] = set()  # the handles of dist kvstores a fit has used
+_keys: dict[int, int] = {}  # array size -> detkit's key for it (a key is initialised once per job)
+
+
+def is_distributed(kvstore: Any) -> bool:
+    """Whether ``kvstore`` (a name or a KVStore) is one of MXNet's distributed kvstores."""
+    kind = kvstore if isinstance(kvstore, str) else getattr(kvstore, "type", "")
+    return isinstance(kind, str) and kind.startswith("dist")
+
+
+def timeout_seconds() -> float:
+    """The watchdog's timeout: ``DETKIT_DISTRIBUTED_TIMEOUT`` seconds, default 60."""
+    text = os.environ.get(TIMEOUT_VARIABLE, "")
+    if not text:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise InputError(f"The {TIMEOUT_VARIABLE} variable must be a positive number of seconds; got {text!r} instead.")
+    return value
+
+
+def dist_store(kvstore: Any) -> Any:
+    """The dist kvstore that ``kvstore`` names or is, created once per process, for one :func:`fit`."""
+    store = process_store(kvstore)
+    handle = store_handle(store)
+    if handle in _fitted:
+        raise InputError(
+            "A distributed kvstore serves one fit per process (its keys live on the servers until the job "
+            "ends); run each training as its own job, or continue one with resume=True."
+        )
+    _fitted.add(handle)
+    return store
+
+
+def process_store(kvstore: Any) -> Any:
+    """The one dist kvstore of this process: created from a name on the first call, or the object given."""
+    global _store
+    if isinstance(kvstore, str):
+        if _store is None:
+            if not os.environ.get("DMLC_ROLE"):
+                raise InputError(
+                    f"The kvstore {kvstore!r} needs a distributed job: start the training with "
+                    "`detkit launch` (see the guide 'Training on several machines')."
+                )
+            with Watchdog(timeout_seconds(), "waiting for the scheduler, the servers and the other workers").armed():
+                _store = mx.kv.create(kvstore)
+            atexit.register(_close_store)
+        elif _store.type != kvstore:
+            raise InputError(
+                f"The 'kvstore' argument must stay {_store.type!r} in this process (ps-lite starts once "
+                f"per process); got {kvstore!r} instead."
+            )
+        store = _store
+    else:
+        if _store is not None and store_handle(kvstore) != store_handle(_store):
+            raise InputError("The 'kvstore' argument must be the one dist kvstore of this process; got another.")
+        if _store is None:
+            atexit.register(_close_store)
+        store = _store = kvstore
+    return store
+
+
+def store_handle(store: Any) -> int:
+    return int(getattr(store.handle, "value", None) or 0)
+
+
+def _close_store() -> None:
+    # Free the kvstore before MXNet shuts its engine down (atexit runs this first): its
+    # destructor waits for every worker, then rank 0 stops the servers and the job ends.
+    # The trainer (kept by the detector's parameters) may still hold the Python object:
+    # its handle becomes null, which MXKVStoreFree ignores.
+    global _store
+    store, _store = _store, None
+    if store is not None and store_handle(store):
+        mx.base.check_call(mx.base._LIB.MXKVStoreFree(store.handle))
+        store.handle = mx.base.KVStoreHandle()
+
+
+def is_lead_worker() -> bool:
+    """True outside a distributed job, and on rank 0 of one: the process that writes shared files."""
+    return _store is None or int(_store.rank) == 0
+
+
+def worker_rank(kvstore: Any) -> int:
+    """This worker's rank in the distributed job of ``kvstore`` (joining it); 0 outside one."""
+    return int(process_store(kvstore).rank) if is_distributed(kvstore) else 0
+
+
+def lead_first(kvstore: Any, work: Callable[[], T]) -> T:
+    """``work()`` on rank 0 first, then on the other workers once it succeeded; just ``work()`` outside a job.
+
+    For what must happen once, such as generating a synthetic dataset into a shared folder.
+    """
+    if not is_distributed(kvstore):
+        return work()
+    coordinator = Coordinator(process_store(kvstore), timeout_seconds())
+    failure: Exception | None = None
+    result: Any = None
+    if coordinator.rank == 0:
+        try:
+            result = work()
+        except Exception as error:  # every worker stops with it, below
+            failure = error
+    failed = coordinator.allreduce([failure is not None])[0]
+    if failure is not None:
+        raise failure
+    if failed:
+        raise TrainingError("Rank 0 could not prepare the data (its own message says why); this worker stops.")
+    return cast(T, result) if coordinator.rank == 0 else work()
+
+
+class Watchdog:
+    """Ends this process, with a message, when the job makes no progress for ``timeout`` seconds.
+
+    It counts only while armed (:meth:`armed`: while this worker waits on the
+    job, in training steps and exchanges); :meth:`beat` marks progress. Work of
+    this worker alone (validation, checkpoints, the user's callbacks) is not
+    counted, nor is anything after an exception.
+    """
+
+    def __init__(self, timeout: float, doing: str) -> None:
+        self.timeout = float(timeout)
+        self.doing = doing
+        self._last = time.monotonic()
+        self._armed = 0
+        self._thread: threading.Thread | None = None
+
+    def beat(self) -> None:
+        """Progress: the timeout starts afresh."""
+        self._last = time.monotonic()
+
+    @contextlib.contextmanager
+    def armed(self) -> Iterator[None]:
+        """Counted inside."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watch, name="detkit-watchdog", daemon=True)
+            self._thread.start()
+        self.beat()
+        self._armed += 1
+        try:
+            yield
+        finally:
+            self._armed -= 1
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(min(1.0, self.timeout / 10))
+            if self._armed and time.monotonic() - self._last > self.timeout:
+                sys.stdout.flush()
+                print(
+                    f"detkit: error: the distributed job made no progress for {self.timeout:g} s while "
+                    f"{self.doing}: a worker, server or scheduler stopped or cannot be reached. This worker "
+                    f"stops; the checkpoints on disk are intact. (Set {TIMEOUT_VARIABLE} to wait longer.)",
+                    file=sys.stderr, flush=True,
+                )
+                os._exit(WATCHDOG_EXIT_STATUS)
+
+
+class Coordinator:
+    """The exchanges that keep the workers of one distributed :func:`fit` in step, under a watchdog.
+
+    Every worker must make the same calls in the same order (each is a
+    collective operation of the job).
+    """
+
+    def __init__(self, store: Any, timeout: float) -> None:
+        self.store = store
+        self.rank = int(store.rank)
+        self.num_workers = int(store.num_workers)
+        self.watchdog = Watchdog(timeout, f"training (worker {self.rank} of {self.num_workers})")
+
+    def _exchange(self, values: np.ndarray) -> np.ndarray:
+        size = int(values.size)
+        key = _keys.get(size)
+        if key is None:
+            # A key is initialised once per job, by rank 0's value, with a barrier (MXNet's kvstore.init).
+            key = _keys[size] = _KEY_BASE + len(_keys)
+            with self.watchdog.armed():
+                self.store.init(key, mx.nd.zeros((size,)))
+        with self.watchdog.armed():
+            out = mx.nd.zeros((size,))
+            self.store.push(key, mx.nd.array(values.ravel(), dtype="float32"))
+            self.store.pull(key, out=out)
+            return out.asnumpy()
+
+    def allreduce(self, values: Any) -> np.ndarray:
+        """The sum over the workers of ``values`` (float32 precision), as float64."""
+        array = np.asarray(values, dtype=np.float64)
+        return self._exchange(array.astype(np.float32)).astype(np.float64).reshape(array.shape)
+
+    def broadcast(self, values: Any) -> np.ndarray:
+        """Rank 0's ``values`` (float64), exactly, on every worker."""
+        array = np.ascontiguousarray(values, dtype="<f8")
+        pieces = array.view("<u2").astype(np.float32)  # four exact 16-bit pieces per value
+        if self.rank != 0:
+            pieces[:] = 0
+        summed = self._exchange(pieces)
+        return np.rint(summed).astype("<u2").view("<f8").reshape(array.shape)
+
+    def barrier(self) -> None:
+        """Wait until every worker gets here."""
+        self.allreduce(np.zeros(1))

@@ -1,0 +1,392 @@
+"""Training on several processes with MXNet's parameter server: loopback jobs on 127.0.0.1.
+
+The jobs (a scheduler, one server, two workers) train the same saved detector on
+31 images of 64 px at batch 4 per worker: 15 images a worker, 3 steps an epoch.
+Each takes a few seconds; they are marked ``distributed``
+(``pytest -m "not distributed"`` leaves them out).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import detkit
+from detkit import SSDDetector
+from detkit._cli._launch import child_environment, format_environment, plan_job, read_hosts
+from detkit._engine._distributed import WATCHDOG_EXIT_STATUS
+from detkit.config import load_config
+from detkit.data import DetectionDataset
+from detkit.errors import ConfigError, InputError
+
+WORKER = Path(__file__).with_name("distributed_worker.py")
+JOB_SECONDS = 120  # far above a job's few seconds: only a hang reaches it
+distributed = pytest.mark.distributed
+
+
+def _launch(*arguments: str, env: dict[str, str] | None = None, timeout: float = JOB_SECONDS,
+            **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "detkit.cli", "launch", *arguments], capture_output=True,
+                          text=True, timeout=timeout, env=env, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """The data, the initial detector and the uninterrupted two-worker run of two epochs."""
+    root = tmp_path_factory.mktemp("distributed")
+    detkit.data.synthetic_pikachu(root / "data", num_train=31, num_val=4, image_size=64, progress=False)
+    mx.random.seed(3)
+    detector = SSDDetector(["pikachu"], data_shape=64)
+    detector._materialize()
+    detector.save(root / "initial")
+    run = _launch("-n", "2", "-s", "1", "--timeout", "30", "--", sys.executable, str(WORKER), str(root / "data"),
+                  str(root / "initial"), str(root / "whole"), "--checkpoints", str(root / "whole" / "checkpoints"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    return root
+
+
+def _weights(folder: Path, rank: int) -> dict[str, np.ndarray]:
+    with np.load(folder / f"rank-{rank}.npz") as saved:
+        return dict(saved)
+
+
+def _datasets(root: Path) -> tuple[DetectionDataset, DetectionDataset]:
+    return (DetectionDataset(root / "data" / "train.rec", classes=["pikachu"]),
+            DetectionDataset(root / "data" / "val.rec", classes=["pikachu"]))
+
+
+@distributed
+def test_two_workers_end_with_identical_weights_statistics_and_history(job) -> None:
+    first, second = _weights(job / "whole", 0), _weights(job / "whole", 1)
+    assert first.keys() == second.keys()
+    statistics = [name for name in first if name.endswith(("running_mean", "running_var"))]
+    assert statistics  # the BatchNorm statistics are compared too
+    for name in first:
+        assert np.array_equal(first[name], second[name]), name
+    initial = SSDDetector.load(job / "initial").network._collect_params_with_prefix()
+    assert not np.array_equal(first[statistics[0]], initial[statistics[0]].data().asnumpy())
+    histories = [json.loads((job / "whole" / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert histories[0] == histories[1]
+    assert [r["epoch"] for r in histories[0]] == [1, 2]
+    # The whole job's figures: 2 workers x 3 steps x 4 images in each epoch's seconds.
+    for record in histories[0]:
+        assert record["images_per_second"] == pytest.approx(24 / record["seconds"])
+        assert "map_50" in record
+    # One writer: complete checkpoints, nothing half-written, the history of the job.
+    checkpoints = job / "whole" / "checkpoints"
+    names = sorted(p.name for p in checkpoints.iterdir() if p.name != ".detkit.lock")  # rank 0's lock stays
+    assert names in (["best.json", "epoch-0001", "epoch-0002", "last.json"], ["best.json", "epoch-0002", "last.json"])
+    state = json.loads((checkpoints / "epoch-0002" / "state.json").read_text())
+    assert state["history"] == histories[0] and state["settings"]["workers"] == 2
+    for rank in (0, 1):
+        assert "one fit per process" in (job / "whole" / f"rank-{rank}.second-fit").read_text()
+
+
+@distributed
+def test_two_workers_update_as_one_process_at_the_global_batch(job) -> None:
+    # One process on two devices at batch 8 (4 a device) sees the same images, the same crops and the
+    # same BatchNorm batches as two workers at batch 4, with the same learning rate. With the same
+    # number of threads per process (1, as detkit launch gives each worker here) the trainable
+    # weights after 6 steps agree within 1e-6 of their size (measured: bit-identical); other thread
+    # counts change the float rounding of the convolutions, which training amplifies to ~1e-3.
+    # (On one device at batch 8, BatchNorm would normalise over 8 images instead of 4.)
+    reference = subprocess.run([sys.executable, str(WORKER), str(job / "data"), str(job / "initial"),
+                                str(job / "whole"), "--single"], capture_output=True, text=True,
+                               timeout=JOB_SECONDS, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    workers, single = _weights(job / "whole", 0), _weights(job / "whole", "single")
+    initial = SSDDetector.load(job / "initial").network._collect_params_with_prefix()
+    trainable = [name for name, p in initial.items() if p.grad_req != "null"]
+    assert trainable
+    for name in trainable:
+        assert not np.array_equal(workers[name], initial[name].data().asnumpy())
+        np.testing.assert_allclose(single[name], workers[name], rtol=0, atol=1e-6 * np.abs(workers[name]).max(),
+                                   err_msg=name)
+    records = [json.loads((job / "whole" / f"rank-{r}.json").read_text()) for r in (0, "single")]
+    # (Not the validation mAP: one process keeps its first device's BatchNorm statistics, a job their mean.)
+    for key in ("loss", "class_accuracy", "box_mae", "learning_rate"):
+        assert [r[key] for r in records[1]] == pytest.approx([r[key] for r in records[0]], rel=1e-5, abs=1e-6), key
+
+
+@distributed
+def test_resume_equals_the_uninterrupted_run(job) -> None:
+    common = [sys.executable, str(WORKER), str(job / "data"), str(job / "initial"), str(job / "resumed"),
+              "--checkpoints", str(job / "resumed" / "checkpoints")]
+    first = _launch("-n", "2", "--timeout", "30", "--", *common, "--epochs", "1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    # Resumed with the kvstore given as an object: sharded all the same.
+    second = _launch("-n", "2", "--timeout", "30", "--", *common, "--epochs", "2", "--resume", "--object")
+    assert second.returncode == 0, second.stderr[-3000:]
+    whole, resumed = _weights(job / "whole", 0), _weights(job / "resumed", 1)
+    for name in whole:
+        assert np.array_equal(whole[name], resumed[name]), name
+    histories = [json.loads((job / folder / "rank-0.json").read_text()) for folder in ("whole", "resumed")]
+    for a, b in zip(*histories):
+        assert {k: v for k, v in a.items() if k not in ("seconds", "images_per_second")} == \
+            {k: v for k, v in b.items() if k not in ("seconds", "images_per_second")}
+
+
+@distributed
+def test_a_dead_worker_ends_the_job_and_the_last_checkpoint_stays(job) -> None:
+    folder = job / "dead"
+    started = time.monotonic()
+    run = _launch("-n", "2", "--timeout", "20", "--", sys.executable, str(WORKER), str(job / "data"),
+                  str(job / "initial"), str(folder), "--checkpoints", str(folder / "checkpoints"), "--epochs", "3",
+                  "--die", "1", "1")
+    assert run.returncode == 9, run.stderr[-3000:]
+    assert time.monotonic() - started < 60
+    # (ps-lite numbers the workers in the order they join: rank 1 is either launched worker.)
+    assert re.search(r"the worker [01] \(pid \d+\) exited with status 9: stopping the job", run.stderr)
+    assert json.loads((folder / "checkpoints" / "last.json").read_text())["checkpoint"] == "epoch-0001"
+    SSDDetector.load(folder / "checkpoints" / "epoch-0001")
+    assert not list((folder / "checkpoints").glob("*partial*"))
+
+
+@distributed
+def test_the_watchdog_stops_a_worker_whose_peer_died_without_a_launcher(job, tmp_path) -> None:
+    # Started as a cluster manager would, from the printed environments: nobody watches the processes.
+    folder = tmp_path / "run"
+    worker = [sys.executable, str(WORKER), str(job / "data"), str(job / "initial"), str(folder), "--epochs", "3",
+              "--die", "1", "1"]
+    from detkit._cli._launch import free_port
+
+    processes = plan_job(worker, workers=2, servers=1, scheduler="127.0.0.1", port=free_port(), timeout=10,
+                         python=sys.executable)
+    children = [subprocess.Popen(p.command, env=child_environment(p, 1), stderr=subprocess.PIPE, text=True,
+                                 start_new_session=True) for p in processes]
+    try:
+        started = time.monotonic()
+        statuses = {}
+        while time.monotonic() - started < JOB_SECONDS and len(statuses) < 2:
+            for index in (-2, -1):
+                if index not in statuses and children[index].poll() is not None:
+                    statuses[index] = (children[index].returncode, time.monotonic())
+            time.sleep(0.1)
+        assert sorted(code for code, _ in statuses.values()) == [WATCHDOG_EXIT_STATUS, 9]
+        died = min(t for _, t in statuses.values())
+        assert max(t for _, t in statuses.values()) - died < 10 + 15
+        survivor = next(children[i] for i, (code, _) in statuses.items() if code == WATCHDOG_EXIT_STATUS)
+        message = survivor.stderr.read()
+        assert "made no progress for 10 s" in message and "checkpoints on disk are intact" in message
+    finally:
+        for child in children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            if child.stderr:
+                child.stderr.close()
+
+
+@distributed
+def test_ssh_mode_runs_each_process_through_ssh(tmp_path) -> None:
+    # A fake ssh on PATH: it records its arguments and runs the remote command here.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "ssh.log"
+    (bin_dir / "ssh").write_text(
+        f"#!/bin/sh\nprintf '%s\\n' \"$*\" >> {log}\neval \"last=\\${{$#}}\"\nexec sh -c \"$last\"\n"
+    )
+    (bin_dir / "ssh").chmod(0o755)
+    hosts = tmp_path / "hosts"
+    hosts.write_text("# two machines\n127.0.0.1\n\nuser@127.0.0.1  # the second\n")
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PORT": "1"}
+    # One write a line (the workers share the launcher's stdout).
+    code = ("import os, mxnet as mx; kv = mx.kv.create('dist_sync'); "
+            "os.write(1, f'rank {kv.rank} of {kv.num_workers}\\n'.encode())")
+    run = _launch("-n", "2", "--hosts", str(hosts), "--port", str(_port()), "--timeout", "20", "--",
+                  sys.executable, "-c", code, env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert sorted(line.strip() for line in run.stdout.splitlines() if line.startswith("rank")) == \
+        ["rank 0 of 2", "rank 1 of 2"]
+    calls = log.read_text().splitlines()
+    assert len(calls) == 4  # scheduler, server, two workers
+    assert all(call.startswith("-tt -o BatchMode=yes") for call in calls)
+    assert sum(" user@127.0.0.1 " in call for call in calls) == 1  # worker 1 on the second host
+    assert all(f"cd {tmp_path} && exec env DMLC_ROLE=" in call for call in calls)
+    assert all(" PORT=" not in call for call in calls)
+
+
+def _port() -> int:
+    from detkit._cli._launch import free_port
+
+    return free_port()
+
+
+def test_print_env_gives_each_role_its_variables_and_command(capsys) -> None:
+    from detkit.cli import main
+
+    assert main(["launch", "-n", "3", "-s", "2", "--print-env", "--scheduler", "10.0.0.1", "--port", "9000",
+                 "--timeout", "45", "--", "detkit", "train", "my config.yaml"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+    assert len(lines) == 3
+    common = ("DMLC_PS_ROOT_URI=10.0.0.1 DMLC_PS_ROOT_PORT=9000 DMLC_NUM_SERVER=2 DMLC_NUM_WORKER=3 "
+              "DETKIT_DISTRIBUTED_TIMEOUT=45")
+    assert lines[0] == f"DMLC_ROLE=scheduler {common} {sys.executable} -c 'import mxnet'"
+    assert lines[1] == f"DMLC_ROLE=server {common} {sys.executable} -c 'import mxnet'"
+    assert lines[2] == f"DMLC_ROLE=worker {common} detkit train 'my config.yaml'"
+
+
+def test_children_get_no_inherited_port_or_dmlc_variables() -> None:
+    job = plan_job(["true"], workers=2, servers=1, scheduler="127.0.0.1", port=1234, timeout=60,
+                   python=sys.executable)
+    env = child_environment(job[-1], 2, {"PORT": "9", "DMLC_ROLE": "server", "DMLC_INTERFACE": "eth9", "HOME": "/h"})
+    assert "PORT" not in env and "DMLC_INTERFACE" not in env and env["HOME"] == "/h"
+    assert env["DMLC_ROLE"] == "worker" and env["DMLC_PS_ROOT_PORT"] == "1234" and env["DMLC_NODE_HOST"] == "127.0.0.1"
+    assert [p.name for p in job] == ["scheduler", "server 0", "worker 0", "worker 1"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"command": []}, "command"),
+    ({"workers": 0}, "at least one worker"),
+    ({"port": 70000}, "'port'"),
+    ({"timeout": 0}, "'timeout'"),
+])
+def test_plan_job_rejects_bad_arguments(kwargs, match) -> None:
+    arguments = {"command": ["true"], "workers": 2, "servers": 1, "scheduler": "127.0.0.1", "port": 1, "timeout": 1.0,
+                 "python": "python", **kwargs}
+    with pytest.raises(InputError, match=match):
+        plan_job(**arguments)
+
+
+def test_hosts_files(tmp_path) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text("a\n# comment\n\nuser@b # trailing\n")
+    assert read_hosts(str(hosts)) == ["a", "user@b"]
+    hosts.write_text("a b\n")
+    with pytest.raises(InputError, match="line 1"):
+        read_hosts(str(hosts))
+    hosts.write_text("# nothing\n")
+    with pytest.raises(InputError, match="names no host"):
+        read_hosts(str(hosts))
+    with pytest.raises(InputError, match="cannot be read"):
+        read_hosts(str(tmp_path / "missing"))
+
+
+def test_print_env_needs_the_scheduler_address(capsys) -> None:
+    from detkit.cli import main
+
+    assert main(["launch", "--print-env", "--", "detkit", "train"]) == 2
+    assert "--scheduler" in capsys.readouterr().err
+    assert "DMLC_ROLE=worker" in format_environment(plan_job(["x"], workers=1, servers=1, scheduler="h", port=1,
+                                                             timeout=1, python="p"))
+
+
+def test_signals_stop_every_process_of_the_job(tmp_path) -> None:
+    # Workers that never join the job: the scheduler and the server wait for them until the launcher stops all.
+    pids = tmp_path / "pids"
+    code = f"import os, time; open({str(pids)!r} + str(os.getpid()), 'w').close(); time.sleep(60)"
+    launcher = subprocess.Popen([sys.executable, "-m", "detkit.cli", "launch", "-n", "2", "--", sys.executable, "-c",
+                                 code], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + JOB_SECONDS
+        while len(list(tmp_path.glob("pids*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        launcher.send_signal(signal.SIGINT)
+        assert launcher.wait(30) == 130
+        assert "SIGINT received: stopping the job" in launcher.stderr.read()
+        for marker in tmp_path.glob("pids*"):
+            pid = int(marker.name[len("pids"):])
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        launcher.wait()
+        launcher.stderr.close()
+
+
+def test_a_kvstore_needs_a_job_and_must_be_synchronous(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("DMLC_ROLE", raising=False)
+    train, _ = detkit.data.synthetic_pikachu(tmp_path, num_train=4, num_val=1, image_size=64, progress=False)
+    detector = SSDDetector(["pikachu"], data_shape=64)
+    with pytest.raises(InputError, match="detkit launch"):
+        detkit.fit(detector, train, epochs=1, batch_size=2, kvstore="dist_sync", quiet=True)
+    with pytest.raises(InputError, match="synchronous"):
+        detkit.fit(detector, train, epochs=1, batch_size=2, kvstore="dist_async", quiet=True)
+    monkeypatch.setenv("DMLC_ROLE", "worker")
+    monkeypatch.setenv("DETKIT_DISTRIBUTED_TIMEOUT", "soon")
+    with pytest.raises(InputError, match="DETKIT_DISTRIBUTED_TIMEOUT"):
+        detkit.fit(detector, train, epochs=1, batch_size=2, kvstore="dist_sync", quiet=True)
+
+
+def test_train_kvstore_in_the_configuration() -> None:
+    assert load_config(None, ["train.kvstore=dist_sync"]).train.kvstore == "dist_sync"
+    assert load_config(None, []).train.kvstore is None
+    with pytest.raises(ConfigError, match="train.kvstore"):
+        load_config(None, ["train.kvstore=dist_async"])
+
+
+def _guide_blocks() -> tuple[str, list[str]]:
+    """The guide's configuration file and its local-mode commands, as written."""
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "guides" / "distributed.rst").read_text(encoding="utf-8")
+    config = re.search(r":caption: distributed\.yaml\n\n((?:   .*\n|\n)+)", guide)
+    assert config, "the guide's distributed.yaml block is missing"
+    yaml_text = "\n".join(line[3:] for line in config.group(1).splitlines())
+    console = re.search(r"\.\. code-block:: console\n\n((?:   .*\n)+)", guide)
+    assert console, "the guide's first console block is missing"
+    commands = [line.strip()[2:] for line in console.group(1).splitlines() if line.strip().startswith("$ ")]
+    return yaml_text, commands
+
+
+@distributed
+def test_the_guide_commands_run_as_written(tmp_path) -> None:
+    import shlex
+
+    yaml_text, commands = _guide_blocks()
+    assert [c.split(" -- ")[0] for c in commands] == ["detkit launch -n 2 -s 1"] * 2
+    (tmp_path / "distributed.yaml").write_text(yaml_text)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for command in commands:
+        run = subprocess.run(shlex.split(command), cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=JOB_SECONDS)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert run.stdout.count("trained ") == 1  # rank 0 reports
+    output = tmp_path / "runs" / "distributed"
+    history = json.loads((output / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert SSDDetector.load(output / "model").classes == ["pikachu"]
+    assert json.loads((output / "checkpoints" / "last.json").read_text())["checkpoint"] == "epoch-0003"
+    assert (output / "metrics.json").is_file() and len(list((output / "detections").iterdir())) == 1
+
+
+@distributed
+def test_the_watchdog_stops_the_workers_when_the_server_dies(job, tmp_path) -> None:
+    from detkit._cli._launch import free_port
+
+    folder = tmp_path / "run"
+    worker = [sys.executable, str(WORKER), str(job / "data"), str(job / "initial"), str(folder), "--epochs", "50",
+              "--checkpoints", str(folder / "checkpoints")]
+    processes = plan_job(worker, workers=2, servers=1, scheduler="127.0.0.1", port=free_port(), timeout=10,
+                         python=sys.executable)
+    children = [subprocess.Popen(p.command, env=child_environment(p, 1), stderr=subprocess.PIPE, text=True,
+                                 start_new_session=True) for p in processes]
+    try:
+        deadline = time.monotonic() + JOB_SECONDS
+        while not (folder / "checkpoints" / "last.json").is_file() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (folder / "checkpoints" / "last.json").is_file()
+        os.killpg(children[1].pid, signal.SIGKILL)  # the server, in the middle of training
+        killed = time.monotonic()
+        for child in children[2:]:
+            assert child.wait(JOB_SECONDS) == WATCHDOG_EXIT_STATUS
+            assert "made no progress for 10 s" in child.stderr.read()
+        assert time.monotonic() - killed < 10 + 15
+        last = json.loads((folder / "checkpoints" / "last.json").read_text())["checkpoint"]
+        SSDDetector.load(folder / "checkpoints" / last)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            if child.stderr:
+                child.stderr.close()
