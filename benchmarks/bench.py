@@ -261,7 +261,8 @@ def phase_detkit_precision(args):
                    devices=ctx, seed=0, quiet=True)
         trained = (f"examples/quickstart.yaml's recipe, {t.epochs} epochs at {config.model.data_shape} px, "
                    f"{time.perf_counter() - start:.0f} s")
-    rows = precision_rows(detector, val, args["image_path"], args["batch_size"], args["repeats"],
+    calibration = detkit.data.DetectionDataset(args["train_rec"], None, classes=["pikachu"])
+    rows = precision_rows(detector, val, calibration, args["image_path"], args["batch_size"], args["repeats"],
                           args["calibration_batches"])
     rows["conv_gflops"] = conv_rates(ctx)
     rows["model"] = {"trained": trained, "data_shape": list(detector.data_shape)}

@@ -336,7 +336,12 @@ def _check_value(value: Any, hint: Any, metadata: Mapping[str, Any], key: str) -
             raise ConfigError(f"must be at least {minimum}; got {value!r}", key)
         if maximum is not None and isinstance(number, (int, float)) and number > maximum:
             raise ConfigError(f"must be at most {maximum}; got {value!r}", key)
-    return float(value) if hint is float else value
+    if hint is float:
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond any float
+            raise ConfigError(f"must be a finite number; got {value!r}", key) from None
+    return value
 
 
 def _check_semantics(config: Config) -> None:

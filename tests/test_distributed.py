@@ -281,6 +281,20 @@ def test_print_env_needs_the_scheduler_address(capsys) -> None:
                                                              timeout=1, python="p"))
 
 
+@pytest.mark.parametrize("arguments, message", [
+    (["--timeout", "inf"], "The --timeout option must be a finite number > 0"),
+    (["--timeout", "0"], "The --timeout option must be a finite number > 0"),
+    (["--threads", "-2"], "The --threads option must be a positive int"),
+    (["--scheduler", "no-such-host.invalid"], "is not an address of this machine"),
+])
+def test_bad_launch_options_are_one_line_errors(arguments, message, capsys) -> None:
+    from detkit.cli import main
+
+    assert main(["launch", *arguments, "--", "detkit", "train"]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1, error
+
+
 def test_signals_stop_every_process_of_the_job(tmp_path) -> None:
     # Workers that never join the job: the scheduler and the server wait for them until the launcher stops all.
     pids = tmp_path / "pids"

@@ -67,7 +67,10 @@ def check_number(name: str, value: Any, *, minimum: float | None = None, maximum
     NaN, infinities, bools and text are refused; ``exclusive_minimum`` makes the
     lower bound strict (a learning rate must be above 0, not at it).
     """
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+    try:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+    except OverflowError:  # an int beyond any float
+        ok = False
     if ok and minimum is not None:
         ok = value > minimum if exclusive_minimum else value >= minimum
     if ok and maximum is not None:

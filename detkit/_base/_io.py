@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import secrets
 import shutil
@@ -32,6 +33,7 @@ _HINTS = {
     errno.EPERM: "permission denied; choose a folder you may write to",
     errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
     errno.EEXIST: "a file stands where a folder is needed; choose another path",
+    errno.ELOOP: "it is a symbolic link, which detkit does not follow there; remove the link",
 }
 
 
@@ -227,3 +229,12 @@ def scratch_folder(parent: PathLike) -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def file_digest(path: PathLike, algorithm: str = "sha256") -> str:
+    """The ``algorithm`` digest (``"sha256"``, ``"sha1"``, ...) of the file ``path``, as hex digits."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

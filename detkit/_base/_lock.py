@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -84,9 +85,13 @@ def folder_lock(folder: PathLike, purpose: str) -> Iterator[Path]:
                           "purpose": purpose}
     if fcntl is not None:
         try:
-            handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            # Never through a symbolic link: the lock is written to, and must be this folder's own file.
+            handle = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except OSError as error:
             raise storage_error(path, error) from error
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            os.close(handle)
+            raise StorageError(f"{path} is not a regular file; delete it so that detkit can lock {folder}.")
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

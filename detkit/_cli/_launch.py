@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from .._base import check_int, check_number
 from .._engine import DEFAULT_TIMEOUT, TIMEOUT_VARIABLE
 from ..errors import InputError
 
@@ -154,7 +155,8 @@ def local_threads(workers: int) -> int:
 
 def ssh_command(process: Process, directory: str, timeout: float) -> list[str]:
     """The ssh command line that runs ``process`` on its host, in ``directory``, with its environment."""
-    assert process.host is not None
+    if process.host is None:
+        raise InputError(f"The {process.role} has no host to run on; give a hosts file (--hosts).")
     variables = " ".join(f"{k}={shlex.quote(v)}" for k, v in process.env.items())
     remote = f"cd {shlex.quote(directory)} && exec env {variables} {shlex.join(process.command)}"
     alive = max(1, int(timeout // 4))
@@ -185,9 +187,15 @@ def read_hosts(path: str) -> list[str]:
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on ``host`` now (the system's choice for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+            return int(probe.getsockname()[1])
+    except OSError as error:  # an unknown name, or an address of another machine
+        raise InputError(
+            f"The scheduler address {host!r} is not an address of this machine ({error.strerror or error}); "
+            "in local mode leave --scheduler out, or give an address of this machine."
+        ) from None
 
 
 def format_environment(job: Sequence[Process]) -> str:
@@ -205,6 +213,9 @@ def format_environment(job: Sequence[Process]) -> str:
 
 
 def _launch(args: argparse.Namespace) -> int:
+    check_number("timeout", args.timeout, minimum=0, exclusive_minimum=True)  # finite: not inf, not nan
+    if args.threads is not None:
+        check_int("threads", args.threads, minimum=1)
     command = list(args.worker_command)
     if command[:1] == ["--"]:
         command = command[1:]

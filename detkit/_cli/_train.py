@@ -69,7 +69,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     quantize.add_argument("--batch-size", type=int, default=32, help="images per calibration batch (default 32)")
     quantize.add_argument("--calibration", choices=("naive", "entropy"), default="naive",
                           help="how each layer's range is chosen (default naive: the min/max seen)")
-    quantize.set_defaults(handler=_quantize)
+    quantize.set_defaults(handler=_quantize, flags={"num_batches": "--batches", "calibration_data": "DATA"})
 
 
 def _train(args: argparse.Namespace) -> int:

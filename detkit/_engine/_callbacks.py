@@ -85,7 +85,7 @@ class Validation(Callback):
         keys = ("map_50", "map_50_voc07", "map_50_95")
         values = [float(scores[key]) for key in keys]
         if self.coordinator is not None:
-            values = [float(v) for v in self.coordinator.broadcast(values)]
+            values = [float(v) for v in self.coordinator.broadcast(values, wait_for_lead=True)]
         # fit hands built-in callbacks the epoch's record itself (a dict), to add to.
         cast(Dict[str, Any], record).update(zip(keys, values))
 
@@ -192,7 +192,7 @@ class Checkpointing(Callback):
             except Exception as error:  # every worker stops with it, below
                 failure = error
         # Also the barrier: no worker goes on before the checkpoint is complete.
-        failed = self.coordinator.allreduce([failure is not None])[0]
+        failed = self.coordinator.allreduce([failure is not None], wait_for_lead=True)[0]
         if failure is not None:
             raise failure
         if failed:

@@ -125,7 +125,10 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         ("epoch", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
         ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
         ("history", lambda v: isinstance(v, list) and all(
-            isinstance(r, dict) and isinstance(r.get("loss"), (int, float)) for r in v)),
+            isinstance(r, dict) and isinstance(r.get("loss"), (int, float)) and all(
+                isinstance(name, str) and (value is None or (isinstance(value, (int, float))
+                                                            and not isinstance(value, bool)))
+                for name, value in r.items()) for r in v)),
         ("settings", lambda v: isinstance(v, dict)),
     ):
         if key not in state or not valid(state[key]):

@@ -157,7 +157,7 @@ def lead_first(kvstore: Any, work: Callable[[], T]) -> T:
             result = work()
         except Exception as error:  # every worker stops with it, below
             failure = error
-    failed = coordinator.allreduce([failure is not None])[0]
+    failed = coordinator.allreduce([failure is not None], wait_for_lead=True)[0]
     if failure is not None:
         raise failure
     if failed:
@@ -225,32 +225,38 @@ class Coordinator:
         self.num_workers = int(store.num_workers)
         self.watchdog = Watchdog(timeout, f"training (worker {self.rank} of {self.num_workers})")
 
-    def _exchange(self, values: np.ndarray) -> np.ndarray:
+    def _exchange(self, values: np.ndarray, wait_for_lead: bool = False) -> np.ndarray:
         size = int(values.size)
         key = _keys.get(size)
-        if key is None:
-            # A key is initialised once per job, by rank 0's value, with a barrier (MXNet's kvstore.init).
-            key = _keys[size] = _KEY_BASE + len(_keys)
-            with self.watchdog.armed():
+        # While the others wait for work of rank 0 alone (data preparation, validation, a checkpoint),
+        # the watchdog does not count: that work takes as long as it takes. If rank 0 dies meanwhile,
+        # the launcher ends the job (a cluster manager's kill-on-bad-exit does the same).
+        watched = contextlib.nullcontext() if wait_for_lead else self.watchdog.armed()
+        with watched:
+            if key is None:
+                # A key is initialised once per job, by rank 0's value, with a barrier (MXNet's kvstore.init).
+                key = _keys[size] = _KEY_BASE + len(_keys)
                 self.store.init(key, mx.nd.zeros((size,)))
-        with self.watchdog.armed():
             out = mx.nd.zeros((size,))
             self.store.push(key, mx.nd.array(values.ravel(), dtype="float32"))
             self.store.pull(key, out=out)
             return out.asnumpy()
 
-    def allreduce(self, values: Any) -> np.ndarray:
-        """The sum over the workers of ``values`` (float32 precision), as float64."""
-        array = np.asarray(values, dtype=np.float64)
-        return self._exchange(array.astype(np.float32)).astype(np.float64).reshape(array.shape)
+    def allreduce(self, values: Any, *, wait_for_lead: bool = False) -> np.ndarray:
+        """The sum over the workers of ``values`` (float32 precision), as float64.
 
-    def broadcast(self, values: Any) -> np.ndarray:
-        """Rank 0's ``values`` (float64), exactly, on every worker."""
+        ``wait_for_lead``: the exchange waits for work of rank 0 alone, which the watchdog does not count.
+        """
+        array = np.asarray(values, dtype=np.float64)
+        return self._exchange(array.astype(np.float32), wait_for_lead).astype(np.float64).reshape(array.shape)
+
+    def broadcast(self, values: Any, *, wait_for_lead: bool = False) -> np.ndarray:
+        """Rank 0's ``values`` (float64), exactly, on every worker (``wait_for_lead`` as :meth:`allreduce`)."""
         array = np.ascontiguousarray(values, dtype="<f8")
         pieces = array.view("<u2").astype(np.float32)  # four exact 16-bit pieces per value
         if self.rank != 0:
             pieces[:] = 0
-        summed = self._exchange(pieces)
+        summed = self._exchange(pieces, wait_for_lead)
         return np.rint(summed).astype("<u2").view("<f8").reshape(array.shape)
 
     def barrier(self) -> None:

@@ -198,12 +198,11 @@ def _fit(detector: SSDDetector, train_data: Any, val_data: Any, plan: _Plan, *, 
     try:
         weights.reset_ctx(plan.contexts)
         detector.ctx = plan.contexts[0]  # evaluation and checkpoints run where the weights now are
-        # The optimizer state stays in the trainer's updaters (not a kvstore), where checkpoints read it;
-        # only asynchronous distributed training must update on the kvstore (fit refuses it). Distributed:
+        # The optimizer state stays in the trainer's updaters (not a kvstore), where checkpoints read it
+        # (asynchronous distributed training would need it on the kvstore; _plan refuses it). Distributed:
         # the servers add the gradients up and every worker applies the same update, so that all hold
         # the same optimizer state, which rank 0 checkpoints.
-        on_kvstore = None if "async" in str(getattr(plan.store, "type", plan.store)) else False
-        trainer = gluon.Trainer(weights, optimizer, params, kvstore=plan.store, update_on_kvstore=on_kvstore)
+        trainer = gluon.Trainer(weights, optimizer, params, kvstore=plan.store, update_on_kvstore=False)
         initialize_trainer(trainer)
         if checkpointing is not None:
             checkpointing.attach(trainer, seed, history)
@@ -392,8 +391,10 @@ def _average_statistics(coordinator: Coordinator, weights: gluon.ParameterDict) 
     if not statistics:
         return
     local = [sum(d.asnumpy().astype(np.float64) for d in p.list_data()) for p in statistics]
-    total = coordinator.allreduce(np.concatenate([value.ravel() for value in local]))
-    count = coordinator.num_workers * len(statistics[0].list_data())
+    # The device count travels with the sums: workers may hold different numbers of devices.
+    devices = float(len(statistics[0].list_data()))
+    total = coordinator.allreduce(np.concatenate([value.ravel() for value in local] + [np.array([devices])]))
+    count = total[-1]
     offset = 0
     for parameter, value in zip(statistics, local):
         mean = total[offset: offset + value.size].reshape(value.shape) / count

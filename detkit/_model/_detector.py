@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -24,6 +23,7 @@ from .._base import (
     check_positive_int,
     check_size,
     distribution_version,
+    file_digest,
     make_dirs,
     scratch_folder,
     storage_errors,
@@ -405,9 +405,15 @@ class SSDDetector:
         copy = SSDDetector(self.classes, scale_filters=self.scale_filters, data_shape=self.data_shape, ctx=self.ctx,
                            hybridize=self.hybridized, **{kind: spec for kind, spec in self._specs.items()})
         copy._materialize()
-        # The same weights: the two networks have one structure, so their parameters pair up in order.
-        for source, target in zip(self.network.collect_params().values(), copy.network.collect_params().values()):
-            target.set_data(source.data(self.ctx))
+        # The same weights -- the network's and any a component has (a plugin's post-processor, say):
+        # the copy has one structure, so the parameters pair up in order.
+        for mine, theirs in [(self.network, copy.network)] + [
+                (self._components[kind], copy._components[kind]) for kind in ("target_assigner", "loss", "post_processor")]:
+            sources, targets = list(mine.collect_params().values()), list(theirs.collect_params().values())
+            if len(sources) != len(targets):
+                raise InputError("The detector's parameters do not pair up with its copy's; it cannot be quantized.")
+            for source, target in zip(sources, targets):
+                target.set_data(source.data(self.ctx))
         copy.network.hybridize(static_alloc=True)  # quantization reads the graph of a network that has run
         copy.network(batches[0])
         prefix = copy.anchor_generator.prefix  # anchors depend on shapes alone: keep them exact, in fp32
@@ -613,11 +619,7 @@ class SSDDetector:
 
 def file_sha256(path: PathLike) -> str:
     """The SHA-256 of the file ``path``, as hex digits."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def check_saved_weights(directory: PathLike) -> None:
@@ -653,7 +655,8 @@ def _check_sha256(directory: Path, checksums: Any, config_path: Path) -> None:
         if actual != expected.lower():
             raise CheckpointError(
                 f"The weights {path} are damaged: their SHA-256 differs from the one {config_path.name} recorded "
-                "when they were saved. Restore them from a good copy."
+                "when they were saved (or a save into this folder was interrupted). Restore them from a good "
+                "copy, or save the detector again."
             )
 
 

@@ -26,10 +26,13 @@ manifest). ``pack_voc``/``pack_coco`` write ``PREFIX.rec``, ``PREFIX.idx`` and
 output appears only once complete: it is written under a temporary name and
 renamed.
 
-A record's label is ``[4, 5, width, height, class_id, xmin, ymin, xmax, ymax, ...]``
-(header width, object width, the image size, then one row per object, boxes
-normalised to [0, 1]); the reader accepts any header width >= 2 and object
-width >= 5, and drops ``-1`` padding rows.
+A record's label is ``[4, W, width, height, class_id, xmin, ymin, xmax, ymax, ...]``
+(header width, object width ``W``, the image size, then one row per object,
+boxes normalised to [0, 1]). The synthetic and pikachu sets have ``W = 5``;
+``pack_voc``/``pack_coco`` write ``W = 7``, each object followed by its flag (0
+ordinary, 1 difficult, 2 crowd) and its area in pixels of the original image.
+The reader accepts any header width >= 2 and object width >= 5, and drops
+``-1`` padding rows.
 
 Reading is pure Python over Pillow and numpy, in a background thread with two
 decoding threads, rather than MXNet's C++ ``ImageDetRecordIter``: about as fast

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .._base import PathLike, atomic_outputs, atomic_path, make_dirs
+from .._base import PathLike, atomic_outputs, atomic_path, file_digest, make_dirs
 from ..errors import DownloadError
 from . import _recordio
 from ._classes import write_classes
@@ -36,11 +36,8 @@ _OFFLINE_HINT = (
 
 
 def sha1_of(path: Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """The SHA-1 of ``path`` (the seed publishes its files' SHA-1 sums)."""
+    return file_digest(path, "sha1")
 
 
 def download(url: str, path: PathLike, sha1: str, *, progress: bool = True, timeout: float = _TIMEOUT_S) -> bool:

@@ -135,3 +135,27 @@ def test_a_second_training_into_a_finished_ones_output_folder_changes_nothing(tm
     assert main(argv + ["--set", "train.optimizer_params={learning_rate: 0.01}"]) == 2
     assert "holds an earlier training" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".detkit.lock"} == before
+
+
+def test_a_lock_file_that_is_a_symbolic_link_is_never_written_through(tmp_path):
+    victim = tmp_path / "elsewhere.txt"
+    victim.write_text("keep me")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / LOCK_FILE).symlink_to(victim)
+    with pytest.raises(StorageError, match="symbolic link"):
+        with folder_lock(folder, "a training"):
+            pass
+    assert victim.read_text() == "keep me"
+
+
+def test_a_refused_run_leaves_no_folder_behind(tmp_path):
+    folder = tmp_path / "new"
+    with pytest.raises(RuntimeError):
+        with folder_lock(folder, "a training"):
+            raise RuntimeError("refused before anything was written")
+    assert not folder.exists()
+    folder.mkdir()
+    with folder_lock(folder, "a training"):
+        pass
+    assert folder.is_dir()  # a folder that was there before stays

@@ -65,8 +65,9 @@ def test_a_hand_edited_detector_yaml_is_a_checkpoint_error_naming_it(saved, tmp_
 
 
 STATE_EDITS = [("epoch", DELETE), ("epoch", "0"), ("epoch", -1), ("seed", DELETE), ("seed", 1.5),
-               ("history", DELETE), ("history", {}), ("history", [{"epoch": 1}]), ("settings", DELETE),
-               ("settings", [])]
+               ("history", DELETE), ("history", {}), ("history", [{"epoch": 1}]),
+               ("history", [{"epoch": 1, "loss": 1.0, "map_50": "high"}]),
+               ("history", [{"epoch": 1, "loss": 1.0, "map_50": True}]), ("settings", DELETE), ("settings", [])]
 
 
 @pytest.mark.parametrize("key, value", STATE_EDITS, ids=[f"{k}={v!r}" for k, v in STATE_EDITS])

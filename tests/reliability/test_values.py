@@ -145,12 +145,20 @@ CONFIGS = [
     ("train.threshold=.nan", "train.threshold"),
     ("train.epochs=.nan", "train.epochs"),
     ("train.epochs=1e400", "train.epochs"),
+    ("train.warmup_epochs=" + "9" * 400, "train.warmup_epochs"),  # an int beyond any float
     ("train.seed=-3", "train.seed"),
     ("model.data_shape=.nan", "model.data_shape"),
     ("model.data_shape=[64, -1]", "model.data_shape"),
     ("model.loss={name: focal_smooth_l1, gamma: .nan}", "model.loss"),
     ("data.num_train=0", "data.num_train"),
 ]
+
+
+def test_an_int_beyond_any_float_is_refused_as_a_number() -> None:
+    from detkit._base import check_number
+
+    with pytest.raises(InputError, match="finite number"):
+        check_number("learning_rate", 10 ** 400)
 
 
 @pytest.mark.parametrize("override, key", CONFIGS)
