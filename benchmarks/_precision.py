@@ -133,3 +133,47 @@ def step_alone_img_s(detector: Any, train: Any, batch_size: int, batches: int) -
     train_epoch(graph, trainer, preloaded, [ctx], 0, 2, term_names, quiet=True)  # warm-up: builds the graph
     record = train_epoch(graph, trainer, preloaded, [ctx], 1, 2, term_names, quiet=True)
     return float(record["images_per_second"])
+
+
+def gluoncv_peer(val: Any, image_size: int, batch_size: int, repeats: int, ctx: Any) -> dict[str, Any]:
+    """GluonCV's SSD (MobileNet 1.0 body, untrained, one class) at the same size, when GluonCV is installed.
+
+    Figures: its train step (forward, GluonCV's target generator and SSD loss, backward, SGD update) in
+    images/s, its inference with NMS at batch B, and its forward alone. ``{"skipped": why}`` otherwise.
+    """
+    try:
+        from gluoncv import model_zoo
+        from gluoncv.loss import SSDMultiBoxLoss
+        from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
+    except ImportError as error:  # not a dependency of detkit: an optional peer
+        return {"skipped": f"GluonCV is not installed ({error})"}
+    from mxnet import autograd, gluon
+
+    mx.random.seed(0)
+    net = model_zoo.get_model("ssd_512_mobilenet1.0_custom", classes=["pikachu"], pretrained_base=False,
+                              transfer=None)
+    net.initialize(ctx=ctx)  # GluonCV's own initializers (Xavier would refuse its batch norms' vectors)
+    net.hybridize(static_alloc=True, static_shape=True)
+    batch = next(iter(val.loader(batch_size, image_size, train=False)))
+    x = batch.data.as_in_context(ctx)
+    labels = batch.label.as_in_context(ctx)  # (B, M, 5): class id, box in [0, 1]
+    gt_boxes = labels[:, :, 1:5] * image_size
+    gt_ids = labels[:, :, :1]
+    with autograd.train_mode():
+        cls_preds, box_preds, anchors = net(x)
+    cls_targets, box_targets, _ = SSDTargetGenerator(negative_mining_ratio=-1)(anchors, cls_preds, gt_boxes, gt_ids)
+    loss = SSDMultiBoxLoss()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01, "momentum": 0.9, "wd": 5e-4})
+
+    def step() -> None:
+        with autograd.record():
+            cls, box, _ = net(x)
+            total, _, _ = loss(cls, box, cls_targets, box_targets)
+        autograd.backward(total)
+        trainer.step(batch_size)
+        mx.nd.waitall()
+
+    train_s = _median_seconds(step, repeats)
+    detect_s = _median_seconds(lambda: [o.wait_to_read() for o in net(x)], repeats)
+    return {"model": "ssd_512_mobilenet1.0_custom (untrained) at the same input size", "train_img_s":
+            batch_size / train_s, "infer_img_s": batch_size / detect_s}

@@ -26,6 +26,11 @@ Figures (JSON keys under ``detkit`` and ``tutorial``):
 - ``reader_img_s``: the training reader with random crop (``train.loader(B, S, train=True)``;
   tutorial: ``ImageDetIter``).
 - ``fit_peak_rss_mb``: peak resident memory of the training subprocess.
+- ``precision``: fp32, INT8 and bf16 of one trained detector (speed and mAP), the
+  convolution rate in fp32 and INT8, and GluonCV's SSD (MobileNet body) as a peer
+  when GluonCV is installed (it is not a dependency: put it on ``PYTHONPATH``).
+- ``step_img_s`` / ``fit_fraction_of_step``: fit's training step alone, on batches
+  already in memory, and fit's speed as a fraction of it.
 - ``conv_gflops``: the machine's 3x3 convolution speed (64->64 channels, 64x64,
   batch 32, fp32, best of 5) in that environment.
 - ``model_gflop_forward`` / ``model_gflop_train``: the network's convolution cost
@@ -240,7 +245,7 @@ def phase_detkit_precision(args):
     import mxnet as mx
 
     sys.path.insert(0, str(HERE))
-    from _precision import conv_rates, precision_rows
+    from _precision import conv_rates, gluoncv_peer, precision_rows
 
     ctx = _context(args["device"])
     val = detkit.data.DetectionDataset(args["val_rec"], args["val_idx"], classes=["pikachu"])
@@ -248,8 +253,10 @@ def phase_detkit_precision(args):
         detector = detkit.SSDDetector.load(args["model"], ctx=ctx)
         trained = f"loaded from {args['model']}"
     else:
+        # The quickstart's recipe at the benchmark's input size, so that the rows read beside the others.
         config = detkit.config.load_config(ROOT / "examples" / "quickstart.yaml",
-                                           [f"train.epochs={args['precision_epochs']}"])
+                                           [f"train.epochs={args['precision_epochs']}",
+                                            f"model.data_shape={args['image_size']}"])
         train = detkit.data.DetectionDataset(args["train_rec"], None, classes=["pikachu"])
         mx.random.seed(0)
         detector = detkit.config.build_detector(config, ["pikachu"], ctx=ctx)
@@ -259,12 +266,13 @@ def phase_detkit_precision(args):
         detkit.fit(detector, train, epochs=t.epochs, batch_size=batch_size, optimizer=t.optimizer,
                    optimizer_params=t.optimizer_params, lr_schedule=t.lr_schedule, warmup_epochs=t.warmup_epochs,
                    devices=ctx, seed=0, quiet=True)
-        trained = (f"examples/quickstart.yaml's recipe, {t.epochs} epochs at {config.model.data_shape} px, "
+        trained = (f"examples/quickstart.yaml's recipe at {config.model.data_shape} px, {t.epochs} epochs, "
                    f"{time.perf_counter() - start:.0f} s")
     calibration = detkit.data.DetectionDataset(args["train_rec"], None, classes=["pikachu"])
     rows = precision_rows(detector, val, calibration, args["image_path"], args["batch_size"], args["repeats"],
                           args["calibration_batches"])
     rows["conv_gflops"] = conv_rates(ctx)
+    rows["gluoncv"] = gluoncv_peer(val, args["image_size"], args["batch_size"], args["repeats"], ctx)
     rows["model"] = {"trained": trained, "data_shape": list(detector.data_shape)}
     return rows
 
@@ -404,6 +412,13 @@ def _precision_table(result: dict) -> str:
     if conv:
         lines.append(f"3x3 conv 64->64 at 64x64, batch 32: fp32 {conv['fp32']:.0f} GFLOP/s, "
                      f"INT8 {conv['int8']:.0f} GFLOP/s ({conv['int8'] / conv['fp32']:.2f}x)")
+    peer = p.get("gluoncv") or {}
+    if "train_img_s" in peer:
+        lines.append(f"GluonCV {peer['model']}: train step {peer['train_img_s']:.1f} img/s, inference with NMS "
+                     f"{peer['infer_img_s']:.1f} img/s (detkit fp32 here: fit {result['detkit']['train_img_s']:.1f}, "
+                     f"inference {result['detkit']['infer_img_s']:.1f})")
+    elif peer:
+        lines.append(f"GluonCV: not measured ({peer.get('skipped')})")
     d = result["detkit"]
     if d.get("step_img_s"):
         lines.append(f"fit {d['train_img_s']:.1f} img/s against its step alone {d['step_img_s']:.1f} img/s "

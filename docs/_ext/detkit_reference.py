@@ -298,6 +298,13 @@ def precision_table_rst(result: dict[str, Any]) -> list[str]:
                   f"run ({ratio:.2f}x), {verdict}; mean relative error of its outputs {bf16['relative_error']:.4f}.", ""]
     elif bf16:
         lines += [f"bfloat16 was not measured: {bf16.get('skipped')}.", ""]
+    peer = precision.get("gluoncv") or {}
+    if "train_img_s" in peer:
+        lines += [f"GluonCV's SSD, {peer['model']}, measured in the same run as a peer: its train step "
+                  f"{peer['train_img_s']:.1f} img/s, its inference with NMS {peer['infer_img_s']:.1f} img/s (detkit's "
+                  f"fp32 fit and inference are in the table above).", ""]
+    elif peer:
+        lines += [f"GluonCV's SSD was not measured: {peer.get('skipped')}.", ""]
     conv = precision.get("conv_gflops") or {}
     if conv:
         lines += [f"A 3x3 convolution 64->64 at 64x64, batch 32, ran at {conv['fp32']:.0f} GFLOP/s in fp32 and "
