@@ -11,11 +11,10 @@ from typing import Any, Sequence
 from PIL import Image
 
 from .._base import PathLike, atomic_outputs, check_int
-from ..errors import DataError, InputError
+from ..errors import DataError
 from . import _recordio
-from ._classes import find_classes, read_classes
 from ._dataset import DetectionDataset
-from ._show import _AnyClassDataset
+from ._show import _AnyClassDataset, open_to_view
 
 #: Encoded formats written as they are stored (by their leading bytes); any other is converted to PNG.
 _KEPT_FORMATS = {b"\xff\xd8\xff": ".jpg", b"\x89PNG\r\n\x1a\n": ".png"}
@@ -78,18 +77,7 @@ def extract(
     start = check_int("start", start, minimum=0)
     if num is not None:
         num = check_int("num", num, minimum=1)
-    if classes is None:
-        found = find_classes(Path(rec_path))
-        classes = read_classes(found) if found else None
-    dataset: DetectionDataset
-    if classes is None:
-        dataset = _AnyClassDataset(rec_path, idx_path)
-    else:
-        dataset = DetectionDataset(rec_path, idx_path, classes=classes)
-    if start >= len(dataset):
-        raise InputError(
-            f"The 'start' argument must be below {len(dataset)}, the number of images; got {start} instead."
-        )
+    dataset = open_to_view(rec_path, idx_path, classes, start)
     stop = len(dataset) if num is None else min(start + num, len(dataset))
     out = Path(out_dir)
     stem = dataset.rec_path.stem

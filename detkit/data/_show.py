@@ -34,6 +34,22 @@ class _AnyClassDataset(DetectionDataset):
         return f"class {class_id}"
 
 
+def open_to_view(rec_path: PathLike, idx_path: PathLike | None, classes: Sequence[str] | None,
+                 start: int) -> DetectionDataset:
+    """A ``.rec`` file opened to look at from image ``start``: with ``classes``, else the class list beside
+    it, else any class id (named ``class N``)."""
+    if classes is None:
+        found = find_classes(Path(rec_path))
+        classes = read_classes(found) if found else None
+    dataset = _AnyClassDataset(rec_path, idx_path) if classes is None else DetectionDataset(
+        rec_path, idx_path, classes=classes)
+    if start >= len(dataset):
+        raise InputError(
+            f"The 'start' argument must be below {len(dataset)}, the number of images; got {start} instead."
+        )
+    return dataset
+
+
 def _tiles(dataset: DetectionDataset, indices: list[int], tile: int, augment: bool,
            seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(RGB uint8 image, objects (K, 6))`` for the tiles, fitted into ``tile x tile``:
@@ -103,18 +119,7 @@ def show(
     """
     for name, value, minimum in (("num", num, 1), ("tile_size", tile_size, 16), ("start", start, 0)):
         check_int(name, value, minimum=minimum)
-    if classes is None:
-        found = find_classes(Path(rec_path))
-        classes = read_classes(found) if found else None
-    dataset: DetectionDataset
-    if classes is None:
-        dataset = _AnyClassDataset(rec_path, idx_path)
-    else:
-        dataset = DetectionDataset(rec_path, idx_path, classes=classes)
-    if start >= len(dataset):
-        raise InputError(
-            f"The 'start' argument must be below {len(dataset)}, the number of images; got {start} instead."
-        )
+    dataset = open_to_view(rec_path, idx_path, classes, start)
     indices = list(range(start, min(start + num, len(dataset))))
     columns = math.ceil(math.sqrt(len(indices)))
     rows = math.ceil(len(indices) / columns)
