@@ -29,3 +29,21 @@ def builtins_only(monkeypatch):
     _plugins.reset_plugins()
     yield
     _plugins.reset_plugins()
+
+
+@pytest.fixture
+def plugin_site(tmp_path, monkeypatch):
+    """An empty site directory on ``sys.path``, no plugin environment variable, and an unloaded plugin host.
+
+    Tests install fixture plugins into it; the host is reset again afterwards.
+    """
+    from detkit import _plugins
+
+    for variable in (_plugins.ENV_DISABLE_AUTOLOAD, _plugins.ENV_ONLY, _plugins.ENV_STRICT):
+        monkeypatch.delenv(variable, raising=False)
+    directory = tmp_path / "site"
+    directory.mkdir()
+    monkeypatch.syspath_prepend(str(directory))
+    _plugins.reset_plugins()
+    yield directory
+    _plugins.reset_plugins()

@@ -54,18 +54,11 @@ HOOK_NAMES = sorted(name for name, _ in inspect.getmembers(hookspecs, inspect.is
 
 
 @pytest.fixture
-def site(tmp_path, monkeypatch):
+def site(plugin_site):
     """A fresh site directory on ``sys.path``, no plugin environment variable, and an unloaded host."""
-    for variable in (ENV_DISABLE_AUTOLOAD, ENV_ONLY, ENV_STRICT):
-        monkeypatch.delenv(variable, raising=False)
-    directory = tmp_path / "site"
-    directory.mkdir()
-    monkeypatch.syspath_prepend(str(directory))
     forget_modules()
-    _plugins.reset_plugins()
-    yield directory
+    yield plugin_site
     forget_modules()
-    _plugins.reset_plugins()
 
 
 def load(site: Path, *keys: str) -> dict[str, _plugins.PluginInfo]:

@@ -12,7 +12,6 @@ from plugin_fixtures import forget_modules, install
 
 from detkit import _plugins
 from detkit._plugins import (
-    ENV_DISABLE_AUTOLOAD,
     ENV_ONLY,
     ENV_STRICT,
     PLUGIN_API_VERSION,
@@ -23,20 +22,13 @@ from detkit.errors import PluginWarning
 
 
 @pytest.fixture
-def site(tmp_path, monkeypatch):
+def site(plugin_site):
     """A site directory on ``sys.path`` with a good, a broken and an incompatible plugin installed."""
-    for variable in (ENV_DISABLE_AUTOLOAD, ENV_ONLY, ENV_STRICT):
-        monkeypatch.delenv(variable, raising=False)
-    directory = tmp_path / "site"
-    directory.mkdir()
-    monkeypatch.syspath_prepend(str(directory))
     for key in ("good", "broken_import", "incompatible"):
-        install(directory, key)
+        install(plugin_site, key)
     forget_modules()
-    _plugins.reset_plugins()
-    yield directory
+    yield plugin_site
     forget_modules()
-    _plugins.reset_plugins()
 
 
 def run(*argv: str) -> tuple[int, str]:

@@ -13,7 +13,7 @@ import pytest
 
 import detkit
 from detkit import _plugins
-from detkit._plugins import ENV_DISABLE_AUTOLOAD, ENV_ONLY, ENV_STRICT
+from detkit._plugins import ENV_STRICT
 from detkit.cli import main
 from detkit.errors import PluginError, PluginWarning
 
@@ -58,18 +58,11 @@ def register_backbones(register):
 
 
 @pytest.fixture
-def site(tmp_path, monkeypatch):
-    for variable in (ENV_DISABLE_AUTOLOAD, ENV_ONLY, ENV_STRICT):
-        monkeypatch.delenv(variable, raising=False)
-    directory = tmp_path / "site"
-    directory.mkdir()
-    monkeypatch.syspath_prepend(str(directory))
-    _plugins.reset_plugins()
-    yield directory
+def site(plugin_site):
+    yield plugin_site
     for name in list(sys.modules):
         if name.startswith("detkit_hostile_"):
             del sys.modules[name]
-    _plugins.reset_plugins()
 
 
 def _install(site, name: str, source: str) -> None:
