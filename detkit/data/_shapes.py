@@ -15,7 +15,7 @@ from ..errors import InputError
 from . import _recordio
 from ._dataset import DetectionDataset
 from ._render import _MIN_ALPHA, _SUPERSAMPLE, _background, _hsv, _random_color, fit_sprite, render_sprite
-from ._synthetic import SetKind, make_set
+from ._synthetic import SetKind, _reusable, make_set
 
 # Every kind of object, in class-id order, each with its one colour (hue in degrees, saturation, value).
 SHAPES = ("circle", "square", "triangle", "star", "cross", "ring", "hexagon", "pikachu")
@@ -209,8 +209,6 @@ def shapes_arguments(*, classes: int, objects: Any, num_train: int, num_val: int
 
 def shapes_made_with(root: PathLike, **arguments: Any) -> bool:
     """Whether ``root`` holds a complete shapes set made with these arguments (see :func:`synthetic_shapes`)."""
-    from ._synthetic import _reusable
-
     return _reusable(Path(root), shapes_arguments(**arguments), SHAPES_SET)
 
 
