@@ -61,13 +61,18 @@ class DataConfig:
     """The ``data`` section: where the images come from."""
 
     source: str = _field("synthetic", "Where the data comes from: 'synthetic' (generated offline into root), "
+                         "'shapes' (the multi-class synthetic set, generated offline into root), "
                          "'pikachu' (the seed's download into root) or 'recordio' (your own files: train, val).",
-                         choices=("synthetic", "pikachu", "recordio"))
+                         choices=("synthetic", "shapes", "pikachu", "recordio"))
     root: str = _field("data/pikachu", "Directory of the synthetic or downloaded dataset.")
     num_train: int = _field(1000, "Synthetic: training images.", minimum=1)
     num_val: int = _field(100, "Synthetic: validation images.", minimum=1)
     image_size: int = _field(256, "Synthetic: image side in pixels.", minimum=32)
     seed: int = _field(0, "Synthetic: generator seed (same seed, same files).", minimum=0)
+    num_classes: int = _field(8, "Shapes: kinds of objects (circle, square, ... pikachu: 1 to 8).", minimum=1,
+                              maximum=8)
+    objects: List[int] = _field([2, 8], "Shapes: the least and most objects in an image, [min, max].", minimum=1,
+                                maximum=30)
     train: Optional[str] = _field(None, "RecordIO: the training .rec file.")
     val: Optional[str] = _field(None, "RecordIO: the validation .rec file (optional).")
     classes: Optional[List[str]] = _field(None, "RecordIO: class names; default: the class list beside the .rec.")
@@ -366,6 +371,8 @@ def _check_semantics(config: Config) -> None:
             path = getattr(data, name)
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"the file {path} does not exist", f"data.{name}")
+    if data.source == "shapes" and (len(data.objects) != 2 or data.objects[0] > data.objects[1]):
+        raise ConfigError(f"must be [min, max] with min <= max; got {data.objects!r}", "data.objects")
     if isinstance(config.model.data_shape, list) and len(config.model.data_shape) != 2:
         raise ConfigError(f"must be S or [H, W]; got {config.model.data_shape!r}", "model.data_shape")
     train = config.train

@@ -28,6 +28,12 @@ def _datasets(config: Config) -> tuple[Any, Any]:
         return data_module.synthetic_pikachu(data.root, num_train=data.num_train, num_val=data.num_val,
                                              image_size=data.image_size, seed=data.seed,
                                              progress=not config.train.quiet)
+    if data.source == "shapes":
+        return data_module.synthetic_shapes(data.root, classes=data.num_classes,
+                                            objects=(data.objects[0], data.objects[1]),
+                                            num_train=data.num_train, num_val=data.num_val,
+                                            image_size=data.image_size, seed=data.seed,
+                                            progress=not config.train.quiet)
     if data.source == "pikachu":
         return data_module.pikachu(data.root, progress=not config.train.quiet)
     datasets: list[Any] = []

@@ -128,7 +128,7 @@ def test_no_temporary_files_left_after_failure(tmp_path, monkeypatch):
     def broken(*args):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(_synthetic, "_sample_record_args", broken)
+    monkeypatch.setattr(_synthetic, "_sample_record", broken)
     with pytest.raises(RuntimeError, match="boom"):
         synthetic_pikachu(tmp_path / "x", **SMALL)
     assert os.listdir(tmp_path / "x") == []

@@ -10,6 +10,7 @@ from ..data._download import PIKACHU_URL, pikachu, write_index
 from ..data._extract import extract
 from ..data._pack import pack_coco, pack_voc
 from ..data._show import show
+from ..data._shapes import SHAPES, shapes_made_with, synthetic_shapes
 from ..data._synthetic import made_with, synthetic_pikachu
 
 
@@ -25,12 +26,20 @@ def add_commands(subparsers: Any) -> None:
 
     synth = commands.add_parser(
         "synth",
-        help="render the synthetic pikachu dataset",
-        description="Render the synthetic pikachu dataset (train.rec/.idx, val.rec/.idx, classes.txt, preview.png). "
+        help="render a synthetic dataset (pikachu, or multi-class shapes)",
+        description="Render a synthetic dataset (train.rec/.idx, val.rec/.idx, classes.txt, preview.png): "
+        "the pikachu set (one class), or with --kind shapes the harder multi-class set (--classes, --objects). "
         "The same arguments give byte-identical files; an existing set made with them is kept "
         "(and said so), unless --force.",
     )
-    synth.add_argument("root", nargs="?", default="data/pikachu", help="output folder (default: %(default)s)")
+    synth.add_argument("root", nargs="?", default=None, help="output folder (default: data/pikachu, "
+                       "or data/shapes with --kind shapes)")
+    synth.add_argument("--kind", choices=["pikachu", "shapes"], default="pikachu",
+                       help="which set (default: %(default)s)")
+    synth.add_argument("--classes", type=int, default=None, metavar="N",
+                       help=f"shapes: kinds of objects, 1 to {len(SHAPES)} (default: {len(SHAPES)})")
+    synth.add_argument("--objects", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
+                       help="shapes: the least and most objects in an image (default: 2 8)")
     synth.add_argument("--num-train", type=int, default=1000, help="training images (default: %(default)s)")
     synth.add_argument("--num-val", type=int, default=100, help="validation images (default: %(default)s)")
     synth.add_argument("--image-size", type=int, default=256, help="image side in pixels (default: %(default)s)")
@@ -39,7 +48,7 @@ def add_commands(subparsers: Any) -> None:
     synth.add_argument("--force", action="store_true", help="render again even if ROOT holds a set made with "
                        "the same arguments")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
-    synth.set_defaults(handler=_synth)
+    synth.set_defaults(handler=_synth, parser=synth)
 
     download = commands.add_parser(
         "download",
@@ -116,14 +125,25 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    root = args.root if args.root is not None else f"data/{args.kind}"
     sizes = {"num_train": args.num_train, "num_val": args.num_val, "image_size": args.image_size, "seed": args.seed}
-    kept = not args.force and made_with(args.root, **sizes)
-    train, val = synthetic_pikachu(args.root, **sizes, progress=not args.quiet, workers=args.workers,
-                                   force=args.force)
+    if args.kind == "shapes":
+        sizes["classes"] = len(SHAPES) if args.classes is None else args.classes
+        sizes["objects"] = (2, 8) if args.objects is None else tuple(args.objects)
+        kept = not args.force and shapes_made_with(root, **sizes)
+        make: Any = synthetic_shapes
+    else:
+        if args.classes is not None or args.objects is not None:
+            args.parser.error("--classes and --objects are for --kind shapes")
+        kept = not args.force and made_with(root, **sizes)
+        make = synthetic_pikachu
+    train, val = make(root, **sizes, progress=not args.quiet, workers=args.workers, force=args.force)
     if kept:
-        print(f"{args.root}: kept the set made earlier with the same arguments (--force renders it again)")
+        print(f"{root}: kept the set made earlier with the same arguments (--force renders it again)")
     print(f"{train.rec_path}: {len(train)} images; {val.rec_path}: {len(val)} images")
-    print(f"preview: {Path(args.root) / 'preview.png'}")
+    if args.kind == "shapes":
+        print(f"classes ({len(train.classes)}): {', '.join(train.classes)}")
+    print(f"preview: {Path(root) / 'preview.png'}")
     return 0
 
 

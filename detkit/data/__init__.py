@@ -11,7 +11,9 @@ readers (``ImageDetIter``, ``ImageDetRecordIter``) read the files detkit writes.
   (200 attempts) and shuffling. :func:`preprocess` is the same resize and mean
   for one image at prediction time.
 - :func:`pikachu` downloads the seed's files with SHA-1 checks;
-  :func:`synthetic_pikachu` renders an equivalent set offline.
+  :func:`synthetic_pikachu` renders an equivalent set offline, and
+  :func:`synthetic_shapes` a harder one with eight classes, several
+  overlapping objects an image and small ones.
 - :func:`pack_voc` and :func:`pack_coco` pack your own images; :func:`show` draws
   a file's images with their boxes; :func:`extract` writes them out as image
   files, their boxes in a JSON sidecar.
@@ -50,6 +52,7 @@ from ._extract import extract
 from ._pack import pack_coco, pack_voc
 from ._summary import PackSummary
 from ._show import show
+from ._shapes import synthetic_shapes
 from ._synthetic import synthetic_pikachu
 from ._transforms import RGB_MEAN, preprocess
 
@@ -66,6 +69,7 @@ __all__ = [
     "preprocess",
     "show",
     "synthetic_pikachu",
+    "synthetic_shapes",
     "write_index",
 ]
 _publish(globals(), __all__)

@@ -152,13 +152,20 @@ def draw_character(rng: np.random.Generator, height_px: float) -> Image.Image:
     return image
 
 
-def render_sprite(rng: np.random.Generator, image_size: int) -> Image.Image:
-    """A character at a random size, rotation, flip: RGBA at final scale, cropped to its pixels."""
-    target = image_size * math.exp(rng.uniform(math.log(SIZE_RANGE[0]), math.log(SIZE_RANGE[1])))
+def render_sprite(rng: np.random.Generator, image_size: int, target: float | None = None) -> Image.Image:
+    """A character at a random size (or ``target`` pixels, the longer side of its box), rotation, flip:
+    RGBA at final scale, cropped to its pixels."""
+    if target is None:
+        target = image_size * math.exp(rng.uniform(math.log(SIZE_RANGE[0]), math.log(SIZE_RANGE[1])))
     angle = rng.uniform(-ROTATION_DEGREES, ROTATION_DEGREES)
     flip = rng.random() < 0.5
     # the drawn height is about the longer side of the upright box; scale so the final box fits `target`
-    big = draw_character(rng, target)
+    return fit_sprite(draw_character(rng, target), angle, flip, target)
+
+
+def fit_sprite(big: Image.Image, angle: float, flip: bool, target: float) -> Image.Image:
+    """A supersampled RGBA drawing flipped, rotated by ``angle`` degrees and shrunk so that the longer
+    side of its box is ``target`` pixels; faint edge pixels dropped, cropped to its pixels."""
     big = big.crop(big.getbbox())
     if flip:
         big = big.transpose(Image.Transpose.FLIP_LEFT_RIGHT)

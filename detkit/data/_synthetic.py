@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
@@ -44,15 +45,38 @@ def _sample_record_args(args: tuple[int, int, int, int]) -> bytes:
     return _sample_record(*args)
 
 
-def _reusable(root: Path, arguments: dict) -> bool:
-    """Whether ``root`` holds a complete set made with ``arguments`` (checked against its SHA-1 sums)."""
+@dataclasses.dataclass(frozen=True)
+class SetKind:
+    """A kind of synthetic set: what its manifest says made it, and how one record is rendered."""
+
+    generator: str  # the public function, as the manifest names it
+    version: int  # bump when the renderer or the packing changes, so that old sets are not re-used
+    label: str  # of the progress bar
+    render: Callable[[Any], bytes]  # a job's record data; module-level, so that worker processes can run it
+    job: Callable[[dict, int, int], Any]  # (arguments, split, index) -> the job of one image
+
+
+PIKACHU = SetKind("detkit.data.synthetic_pikachu", GENERATOR_VERSION, "synthetic pikachu", _sample_record_args,
+                  lambda arguments, split, i: (arguments["seed"], split, i, arguments["image_size"]))
+
+
+def _read_manifest(root: Path) -> dict | None:
     if not (root / MANIFEST).is_file():  # missing, or a pipe that would block the read
-        return False
+        return None
     try:
         manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _reusable(root: Path, arguments: dict, kind: SetKind = PIKACHU) -> bool:
+    """Whether ``root`` holds a complete set made with ``arguments`` (checked against its SHA-1 sums)."""
+    manifest = _read_manifest(root)
+    if manifest is None:
         return False
-    if manifest.get("arguments") != arguments or manifest.get("generator_version") != GENERATOR_VERSION:
+    if (manifest.get("arguments") != arguments or manifest.get("generator_version") != kind.version
+            or manifest.get("generator") != kind.generator):
         return False
     files = manifest.get("sha1", {})
     try:
@@ -122,22 +146,34 @@ def synthetic_pikachu(
     image_size = check_int("image_size", image_size, minimum=32)
     seed = check_int("seed", seed, minimum=0)
     workers = check_int("workers", workers, minimum=1)
-    root = Path(root)
     arguments = {"num_train": num_train, "num_val": num_val, "image_size": image_size, "seed": seed}
-    if force or not _reusable(root, arguments):
+    return make_set(Path(root), arguments, CLASSES, PIKACHU, force=force, progress=progress, workers=workers)
+
+
+def make_set(root: Path, arguments: dict, classes: list[str], kind: SetKind, *, force: bool, progress: bool,
+             workers: int) -> tuple[DetectionDataset, DetectionDataset]:
+    """Render the set of ``kind`` into ``root`` unless it holds one made with ``arguments``; open its splits."""
+    if force or not _reusable(root, arguments, kind):
+        maker = kind.generator.rsplit(".", 1)[-1]
         if not (root / MANIFEST).exists() and any((root / name).exists() for name in ("train.rec", "val.rec")):
             raise DataError(
-                f"{root}: holds a dataset that synthetic_pikachu did not make (no {MANIFEST}); "
+                f"{root}: holds a dataset that {maker} did not make (no {MANIFEST}); "
                 "choose another folder, or delete its train.rec and val.rec"
             )
-        _generate(root, arguments, progress=progress, workers=workers)
+        other = (_read_manifest(root) or {}).get("generator", kind.generator)
+        if other != kind.generator:
+            raise DataError(
+                f"{root}: holds a set that {other} made; choose another folder, or delete its {MANIFEST}"
+            )
+        _generate(root, arguments, classes, kind, progress=progress, workers=workers)
     return (
-        DetectionDataset(root / "train.rec", root / "train.idx", classes=CLASSES),
-        DetectionDataset(root / "val.rec", root / "val.idx", classes=CLASSES),
+        DetectionDataset(root / "train.rec", root / "train.idx", classes=classes),
+        DetectionDataset(root / "val.rec", root / "val.idx", classes=classes),
     )
 
 
-def _generate(root: Path, arguments: dict, *, progress: bool, workers: int) -> None:
+def _generate(root: Path, arguments: dict, classes: list[str], kind: SetKind, *, progress: bool,
+              workers: int) -> None:
 
     make_dirs(root)
     counts = {"train": arguments["num_train"], "val": arguments["num_val"]}
@@ -146,24 +182,24 @@ def _generate(root: Path, arguments: dict, *, progress: bool, workers: int) -> N
         with atomic_outputs([root / name for name in _OUTPUTS] + [root / MANIFEST]) as temps:
             paths = dict(zip(_OUTPUTS + (MANIFEST,), temps))
             for split, count in counts.items():
-                jobs = [(arguments["seed"], _SPLITS[split], i, arguments["image_size"]) for i in range(count)]
+                jobs = [kind.job(arguments, _SPLITS[split], i) for i in range(count)]
                 if executor is not None:
-                    records = executor.map(_sample_record_args, jobs, chunksize=16)
+                    records = executor.map(kind.render, jobs, chunksize=16)
                 else:
-                    records = map(_sample_record_args, jobs)
+                    records = map(kind.render, jobs)
                 with open(paths[f"{split}.rec"], "wb") as rec:
                     writer = _recordio.RecordWriter(rec)
-                    bar = tqdm(records, desc=f"synthetic pikachu ({split})", total=count, unit="img", leave=False, dynamic_ncols=True,
+                    bar = tqdm(records, desc=f"{kind.label} ({split})", total=count, unit="img", leave=False, dynamic_ncols=True,
                                disable=not progress)
                     for i, data in enumerate(bar):
                         writer.write(i, data)
                 with open(paths[f"{split}.idx"], "w", encoding="ascii", newline="\n") as idx:
                     writer.write_index(idx)
-            write_classes(paths["classes.txt"], CLASSES)
-            show(paths["train.rec"], paths["preview.png"], num=9, classes=CLASSES, idx_path=paths["train.idx"])
+            write_classes(paths["classes.txt"], classes)
+            show(paths["train.rec"], paths["preview.png"], num=9, classes=classes, idx_path=paths["train.idx"])
             manifest = {
-                "generator": "detkit.data.synthetic_pikachu",
-                "generator_version": GENERATOR_VERSION,
+                "generator": kind.generator,
+                "generator_version": kind.version,
                 "arguments": arguments,
                 "sha1": {name: sha1_of(paths[name]) for name in _OUTPUTS},
             }
