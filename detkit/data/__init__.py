@@ -51,7 +51,7 @@ from ._pack import pack_coco, pack_voc
 from ._summary import PackSummary
 from ._show import show
 from ._synthetic import synthetic_pikachu
-from ._transforms import RGB_MEAN, preprocess
+from ._transforms import RGB_MEAN, preprocess, ssd_augment
 
 __all__ = [
     "DetectionBatch",
@@ -65,6 +65,7 @@ __all__ = [
     "pikachu",
     "preprocess",
     "show",
+    "ssd_augment",
     "synthetic_pikachu",
     "write_index",
 ]
