@@ -186,3 +186,24 @@ def test_the_configuration_names_the_augmentation(tmp_path):
     path.write_text("data:\n  augment: mosaic\n")
     with pytest.raises(ConfigError, match=r"data\.augment.*seed, ssd, none"):
         load_config(path)
+
+
+def test_a_configuration_trains_with_its_augmentation(tmp_path, monkeypatch):
+    from detkit.config import preset, run_config
+    from detkit.data import DetectionLoader
+
+    seen = []
+    iterate = DetectionLoader.__iter__
+
+    def spy(self):
+        seen.append((self.train, self.augment))
+        return iterate(self)
+
+    monkeypatch.setattr(DetectionLoader, "__iter__", spy)
+    config = preset("seed", [
+        f"data.root={tmp_path / 'data'}", "data.num_train=8", "data.num_val=2", "data.image_size=64",
+        "data.augment=ssd", "model.data_shape=64", "train.epochs=1", "train.batch_size=8",
+        f"train.output_dir={tmp_path / 'run'}", "train.quiet=true", "train.num_pictures=0",
+    ])
+    run_config(config)
+    assert (True, "ssd") in seen and all(augment == "ssd" for train, augment in seen if train)

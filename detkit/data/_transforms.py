@@ -309,7 +309,7 @@ def ssd_augment(
     -----
     Expand (probability 0.5) places the image at a random spot of a canvas ``r`` times
     its size, ``r`` in [1, 4], filled with :data:`RGB_MEAN`. Each of the crop samplers
-    of :data:`SSD_CROP_MIN_IOUS` proposes a patch of side scale [0.3, 1] and aspect ratio
+    (minimum IoU none, 0.1, 0.3, 0.5, 0.7, 0.9) proposes a patch of side scale [0.3, 1] and aspect ratio
     [0.5, 2] whose IoU with at least one object reaches its minimum (the SSD paper's
     Caffe sampler), 50 attempts each; the patch is picked at random among the samplers'
     patches that keep an object and the whole image. The canvas is never built: only
