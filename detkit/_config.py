@@ -76,6 +76,9 @@ class DataConfig:
     train: Optional[str] = _field(None, "RecordIO: the training .rec file.")
     val: Optional[str] = _field(None, "RecordIO: the validation .rec file (optional).")
     classes: Optional[List[str]] = _field(None, "RecordIO: class names; default: the class list beside the .rec.")
+    augment: str = _field("seed", "Training augmentation: 'seed' (the seed's random crop), 'ssd' (SSD's photometric "
+                          "distortion, expand, IoU-constrained crop and flip) or 'none'.",
+                          choices=("seed", "ssd", "none"))
 
 
 @dataclasses.dataclass

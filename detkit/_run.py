@@ -101,6 +101,7 @@ def _run_locked(config: Config, output: Path, kvstore: str | None) -> tuple[Any,
             "or choose another train.output_dir."
         )
     train_data, val_data = lead_first(kvstore, lambda: _datasets(config))
+    train_data.augment = config.data.augment  # what fit's training loaders read (checked by the schema)
     model = config.model
     classes = model.classes or list(train_data.classes)
     if list(train_data.classes) != classes:

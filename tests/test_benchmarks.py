@@ -58,5 +58,6 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     assert "network_img_s" in precision["bf16"] or "avx512_bf16" in precision["bf16"]["skipped"]
     assert precision["conv_gflops"]["fp32"] > 0 and precision["conv_gflops"]["int8"] > 0
     assert d["step_img_s"] > 0 and math.isclose(d["fit_fraction_of_step"], d["train_img_s"] / d["step_img_s"])
+    assert d["reader_ssd_img_s"] > 0  # the reader with SSD's augmentation
     targets = {row["target"] for row in result["targets"]}
     assert {"INT8 inference at batch B / fp32", "INT8 mAP@0.5 - fp32 mAP@0.5", "fit / its training step alone"} <= targets

@@ -55,7 +55,8 @@ def fit(
     """Train ``detector`` on ``train_data``; return the per-epoch :class:`History`.
 
     The seed's recipe is the default: SGD, learning rate 0.1, weight decay 5e-4,
-    batch 32, the seed's random-crop augmentation. Each step is one static
+    batch 32, the seed's random-crop augmentation (``train_data.augment``:
+    ``DetectionDataset(..., augment="ssd")`` trains with SSD's). Each step is one static
     graph (network, target assignment, loss and metrics) on every device; the
     loop reads results back from the device only every few batches.
 

@@ -54,7 +54,7 @@ from ._summary import PackSummary
 from ._show import show
 from ._shapes import synthetic_shapes
 from ._synthetic import synthetic_pikachu
-from ._transforms import RGB_MEAN, preprocess
+from ._transforms import RGB_MEAN, preprocess, ssd_augment
 
 __all__ = [
     "DetectionBatch",
@@ -68,6 +68,7 @@ __all__ = [
     "pikachu",
     "preprocess",
     "show",
+    "ssd_augment",
     "synthetic_pikachu",
     "synthetic_shapes",
     "write_index",

@@ -18,7 +18,7 @@ from .._base import PathLike, check_classes, check_int, check_size
 from ..errors import DataError, InputError
 from . import _recordio
 from ._summary import PackSummary
-from ._transforms import decode_image, random_crop, resize_normalize
+from ._transforms import AUGMENTS, decode_image, random_crop, resize_normalize, ssd_augment
 
 # The seed pads every label to at least 3 rows ("the CUDA implementation
 # requires each image has at least 3 labels").
@@ -84,19 +84,29 @@ class DetectionDataset:
         (``detkit data index FILE.rec`` writes the index to disk).
     classes : list of str
         The class names; record class id ``i`` is ``classes[i]``.
+    augment : {"seed", "ssd", "none"}, default "seed"
+        The augmentation of its training loaders (``loader(..., train=True)``, which
+        :func:`~detkit.fit` reads): ``"seed"`` the seed's random crop, ``"ssd"`` SSD's
+        photometric distortion, expand, IoU-constrained crop and flip
+        (:func:`~detkit.data.ssd_augment`), ``"none"`` the images whole. A loader's own
+        ``augment`` argument overrides it.
 
     Attributes
     ----------
     rec_path, idx_path : pathlib.Path
         The files read (``idx_path`` is ``None`` when the index was rebuilt in memory).
     classes : list of str
+    augment : str
     pack_summary : PackSummary or None
         What :func:`pack_voc` / :func:`pack_coco` packed and skipped, for a dataset
         they returned; ``None`` otherwise.
     """
 
-    def __init__(self, rec_path: PathLike, idx_path: PathLike | None = None, *, classes: Sequence[str]) -> None:
+    def __init__(
+        self, rec_path: PathLike, idx_path: PathLike | None = None, *, classes: Sequence[str], augment: str = "seed"
+    ) -> None:
         self.classes: list[str] = check_classes(classes)
+        self.augment: str = check_augment(augment)
         self.rec_path = Path(rec_path)
         if not self.rec_path.is_file():
             raise DataError(f"{self.rec_path}: no such RecordIO file")
@@ -151,9 +161,10 @@ class DetectionDataset:
 
     def _sample(
         self, file: BinaryIO, size: int, index: int, shape_hw: tuple[int, int], rng: np.random.Generator | None,
-        out: np.ndarray,
+        out: np.ndarray, augment: str = "seed",
     ) -> tuple[np.ndarray, tuple[int, int]]:
-        """Decode image ``index``, crop it when ``rng`` is given, resize and normalise it into ``out``
+        """Decode image ``index``, augment it (``augment``, one of :data:`AUGMENTS`) when ``rng`` is given,
+        resize and normalise it into ``out``
         ``(3, H, W)``; return its objects ``(K, 7)`` ``[class_id, xmin, ymin, xmax, ymax, flag, area]``
         in the coordinates of the (cropped) image, and the decoded image's ``(width, height)``."""
         image = self._decode(file, size, index)
@@ -161,12 +172,15 @@ class DetectionDataset:
             [self._objects[index], self._flags[index][:, None], self._areas[index][:, None]], axis=1
         ).astype(np.float32)  # (K, 7)
         box = None
-        if rng is not None:
+        decoded_size = image.size
+        if rng is not None and augment == "seed":
             crop = random_crop(rng, objects, image.height, image.width)
             if crop is not None:
                 box, objects = crop
+        elif rng is not None and augment == "ssd":
+            image, objects = ssd_augment(rng, image, objects)
         resize_normalize(image, shape_hw, out=out, crop=box)
-        return objects, image.size
+        return objects, decoded_size
 
     def _where(self, index: int, offset: int | None = None) -> str:
         offset = self._offsets[index] if offset is None else offset
@@ -232,6 +246,7 @@ class DetectionDataset:
         last_batch: str = "pad",
         num_parts: int = 1,
         part_index: int = 0,
+        augment: str | None = None,
     ) -> "DetectionLoader":
         """Batches of images and labels, with the seed's pipeline.
 
@@ -242,9 +257,8 @@ class DetectionDataset:
         data_shape : int or tuple of int
             Output image size: ``S`` for ``S x S`` or ``(H, W)``.
         train : bool
-            ``True``: the seed's training augmentation, a random crop that keeps
-            more than 95 % of every object it touches (200 attempts, else the whole
-            image), and shuffling by default. ``False``: no augmentation, file order.
+            ``True``: the training augmentation (``augment``) and shuffling by
+            default. ``False``: no augmentation, file order.
         shuffle : bool, optional
             Shuffle every epoch; defaults to ``train``.
         seed : int, optional
@@ -267,6 +281,14 @@ class DetectionDataset:
             of each (shuffled) epoch are left out, so that every machine runs the same
             number of batches (an unequal count would leave one machine waiting for
             the others forever).
+        augment : {"seed", "ssd", "none"}, optional
+            The training augmentation; defaults to the dataset's :attr:`augment`.
+            ``"seed"``: the seed's random crop that keeps more than 95 % of every object
+            it touches (200 attempts, else the whole image). ``"ssd"``: SSD's
+            (:func:`~detkit.data.ssd_augment`). ``"none"``: the images whole. Ignored
+            when ``train`` is ``False``. Each image's augmentation depends only on
+            ``seed``, the epoch and the image's position in it, so a resumed run
+            reads the same batches.
 
         Returns
         -------
@@ -286,7 +308,16 @@ class DetectionDataset:
             last_batch=last_batch,
             num_parts=num_parts,
             part_index=part_index,
+            augment=augment,
         )
+
+
+def check_augment(augment: Any) -> str:
+    """Check an ``augment`` argument: one of :data:`AUGMENTS`."""
+    if not isinstance(augment, str) or augment not in AUGMENTS:
+        choices = ", ".join(repr(a) for a in AUGMENTS)
+        raise InputError(f"The 'augment' argument must be one of {choices}; got {augment!r} instead.")
+    return augment
 
 
 def _needs_more(head: bytes) -> bool:
@@ -310,8 +341,10 @@ class DetectionLoader:
         last_batch: str = "pad",
         num_parts: int = 1,
         part_index: int = 0,
+        augment: str | None = None,
     ) -> None:
         self.dataset = dataset
+        self.augment = dataset.augment if augment is None else check_augment(augment)
         self.num_parts = check_int("num_parts", num_parts, minimum=1)
         self.part_index = check_int("part_index", part_index, minimum=0)
         if self.part_index >= self.num_parts:
@@ -392,7 +425,8 @@ class DetectionLoader:
                 # (a padding image, past the share's end, by one of its own).
                 overall = int(share[position]) if position < n else position * self.num_parts + self.part_index
                 rng = np.random.default_rng([self._entropy, epoch, overall]) if self.train else None
-                objects, sizes[j] = dataset._sample(files[part], size, index, (height, width), rng, data[j])
+                objects, sizes[j] = dataset._sample(files[part], size, index, (height, width), rng, data[j],
+                                                    self.augment)
                 # Ordinary objects first: the target assigner reads the rows up to the first -1, and
                 # the training graph hides the difficult and crowd ones from it (TrainingGraph).
                 objects = objects[np.argsort(objects[:, 5] != 0, kind="stable")]
