@@ -409,7 +409,8 @@ def _precision_table(result: dict) -> str:
         ratio = bf16["network_img_s"] / bf16["fp32_network_img_s"]
         lines.append(f"bf16      network {bf16['network_img_s']:.1f} img/s against fp32's "
                      f"{bf16['fp32_network_img_s']:.1f} in the same run ({ratio:.2f}x), mean relative error "
-                     f"{bf16['relative_error']:.4f}: {'faster' if ratio > 1 else 'not faster; fp32 stays the default'}")
+                     f"{bf16['relative_error']:.4f}: "
+                     f"{'faster' if ratio >= 1.1 else 'not clearly faster (runs differ by ~10 %); fp32 stays the default'}")
     elif bf16:
         lines.append(f"bf16      not measured: {bf16.get('skipped')}")
     conv = p.get("conv_gflops") or {}
