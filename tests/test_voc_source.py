@@ -217,15 +217,43 @@ def test_configuration_keys_are_checked(tmp_path):
 
 
 def test_workers_of_a_distributed_job_pack_once(tmp_path, monkeypatch):
-    """Under ``detkit launch`` the data is prepared inside lead_first: rank 0 packs, the others reuse."""
+    """The data is prepared inside lead_first: rank 0 packs, and a worker that follows it reuses the cache."""
     from detkit import _run
 
     root = make_voc(tmp_path / "VOC")
-    calls = []
-    monkeypatch.setattr(_run, "lead_first", lambda kvstore, work: calls.append(kvstore) or work())
+    made = []
+
+    def recorded(*args, **kwargs):
+        data = prepare_voc(*args, **kwargs)
+        made.append(data.packed)
+        return data
+
+    def two_workers(kvstore, work):  # what lead_first does in a job: rank 0's work, then the others'
+        work()
+        return work()
+
+    monkeypatch.setattr(_run, "prepare_voc", recorded)
+    monkeypatch.setattr(_run, "lead_first", two_workers)
     config = preset("fast", ["data.source=voc", f"data.root={root}", f"data.cache={tmp_path / 'c'}",
                              "model.data_shape=64", "train.epochs=2", "train.batch_size=4", "train.quiet=true",
                              f"train.output_dir={tmp_path / 'run'}", "train.num_pictures=0"])
     _run.run_config(config)
-    assert calls == [None]
-    assert not prepare_voc(root, tmp_path / "c", progress=False).packed  # what a second worker then finds
+    assert made == [True, False]
+
+
+@pytest.mark.distributed
+def test_one_command_under_detkit_launch(tmp_path):
+    import subprocess
+    import sys
+
+    root = make_voc(tmp_path / "VOC", count=12)
+    command = [sys.executable, "-m", "detkit.cli", "train", "--preset", "fast", "--set", "data.source=voc",
+               "--set", f"data.root={root}", "--set", "model.data_shape=64", "--set", "train.epochs=2",
+               "--set", "train.batch_size=2", "--set", "train.num_pictures=0"]
+    run = subprocess.run([sys.executable, "-m", "detkit.cli", "launch", "-n", "2", "-s", "1", "--timeout", "30",
+                          "--", *command], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count(f"Pascal VOC {root}:") == 1 and "(packed now)" in run.stdout  # rank 0 packs and reports
+    (cache,) = (tmp_path / "data" / "cache").iterdir()  # one cache, nothing staged left beside it
+    assert not prepare_voc(root, cache, progress=False).packed
+    assert detkit.SSDDetector.load(tmp_path / "runs" / "pikachu" / "model").classes == list(VOC_CLASSES)
