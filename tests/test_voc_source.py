@@ -257,3 +257,13 @@ def test_one_command_under_detkit_launch(tmp_path):
     (cache,) = (tmp_path / "data" / "cache").iterdir()  # one cache, nothing staged left beside it
     assert not prepare_voc(root, cache, progress=False).packed
     assert detkit.SSDDetector.load(tmp_path / "runs" / "pikachu" / "model").classes == list(VOC_CLASSES)
+
+
+def test_the_example_configuration(tmp_path):
+    from detkit.config import load_config
+
+    example = Path(__file__).parent.parent / "examples" / "voc.yaml"
+    with pytest.raises(ConfigError, match=r"data.root: the folder VOCdevkit/VOC2007 does not exist; set data.root"):
+        load_config(example)
+    config = load_config(example, [f"data.root={make_voc(tmp_path / 'VOC')}"])
+    assert (config.data.source, config.data.augment, config.train.epochs) == ("voc", "ssd", 10)
