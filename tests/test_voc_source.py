@@ -267,3 +267,23 @@ def test_the_example_configuration(tmp_path):
         load_config(example)
     config = load_config(example, [f"data.root={make_voc(tmp_path / 'VOC')}"])
     assert (config.data.source, config.data.augment, config.train.epochs) == ("voc", "ssd", 10)
+
+
+def test_a_cache_folder_that_holds_other_files_is_never_replaced(tmp_path):
+    root = make_voc(tmp_path / "VOC")
+    precious = tmp_path / "mine"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(InputError, match=r"'cache' argument must be a new or empty folder, or an earlier cache "
+                                         r"\(with voc.json\); .*mine' holds other files"):
+        prepare_voc(root, precious, progress=False)
+    for around in (root, tmp_path):  # the dataset itself, or a folder that holds it
+        with pytest.raises(InputError, match=r"'cache' argument must be a folder outside the VOC folder"):
+            prepare_voc(root, around, progress=False)
+    (precious / "notes.txt").unlink()  # an empty folder is fine
+    assert prepare_voc(root, precious, progress=False).packed
+    manifest = json.loads((precious / "voc.json").read_text())
+    manifest["splits"] = ["../elsewhere", "val"]  # a manifest is not trusted with paths: packed again
+    (precious / "voc.json").write_text(json.dumps(manifest))
+    assert prepare_voc(root, precious, progress=False).packed
+    assert (root / "Annotations").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["VOC", "mine"]

@@ -35,6 +35,7 @@ MANIFEST = "voc.json"
 _FORMAT = 1  # of the cache; a cache of another format is packed again
 _SPLIT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*\Z")
 _FORBIDDEN_IN_ID = ("/", "\\", ":", "\0")
+_NAMES = ["train", "val"]  # the cache's files: train.rec, val.rec, ...
 
 
 class VocData(NamedTuple):
@@ -183,6 +184,21 @@ def _fingerprint(root: Path, splits: Sequence[_Split], images: Sequence[str]) ->
     return digest.hexdigest()
 
 
+def _check_cache(cache: Path, root: Path) -> None:
+    """Refuse a cache folder whose replacement would delete files that are not an earlier cache's."""
+    resolved, dataset = cache.resolve(), root.resolve()
+    if resolved == dataset or resolved in dataset.parents:
+        raise InputError(f"The 'cache' argument must be a folder outside the VOC folder {root} (it is replaced "
+                         f"whole when packed); got {str(cache)!r} instead.")
+    if cache.exists() and not cache.is_dir():
+        raise InputError(f"The 'cache' argument must be a folder; got {str(cache)!r}, which is a file, instead.")
+    if cache.is_dir() and not (cache / MANIFEST).is_file() and any(cache.iterdir()):
+        raise InputError(
+            f"The 'cache' argument must be a new or empty folder, or an earlier cache (with {MANIFEST}); "
+            f"{str(cache)!r} holds other files, which packing would replace: choose another folder."
+        )
+
+
 def _inside(relative: Any) -> bool:
     """Whether a path read from a manifest is relative and without '..' (it then stays inside its folder)."""
     if not isinstance(relative, str) or "\0" in relative:
@@ -204,6 +220,9 @@ def _reusable(cache: Path, request: dict, splits: Sequence[_Split], root: Path) 
         if not (isinstance(images, list) and all(_inside(relative) for relative in images)):
             return None
         if manifest["inputs"] != _fingerprint(root, splits, images):
+            return None
+        if manifest["splits"] != _NAMES[:len(splits)] or manifest["classes_from"] not in ("given", "voc",
+                                                                                           "annotations"):
             return None
         outputs = manifest["outputs"]
         names = [f"{split}{suffix}" for split in manifest["splits"] for suffix in (".rec", ".idx", ".classes.txt")]
@@ -237,6 +256,7 @@ def prepare_voc(
     check_split("val_split", val_split, optional=True)
     given = check_classes(classes) if classes is not None else None
     cache = Path(cache) if cache is not None else default_cache(root)
+    _check_cache(cache, root)
     train, val = _splits(root, train_split, val_split)
     splits = [split for split in (train, val) if split is not None]
     request = {
@@ -269,7 +289,7 @@ def _pack(root: Path, cache: Path, request: dict, splits: Sequence[_Split], give
                             "give the classes (data.classes)")
         classes, classes_from = ((list(VOC_CLASSES), "voc") if found <= set(VOC_CLASSES)
                                  else (sorted(found), "annotations"))
-    names = ["train", "val"][:len(splits)]
+    names = _NAMES[:len(splits)]
     images: list[Path] = []
     with atomic_directory(cache) as staged:
         for name, split, result in zip(names, splits, parsed):
