@@ -15,6 +15,7 @@ import yaml
 from ._engine import DEFAULT_BATCH_SIZE, SEED_OPTIMIZER_PARAMS, check_optimizer
 from ._model import DEFAULT_COMPONENTS, DEFAULT_DATA_SHAPE, DEFAULT_SCALE_FILTERS
 from ._plugins import KINDS, get_registry, parse_component_spec
+from .data._voc import check_split
 from .errors import ComponentNotFoundError, ConfigError, InputError
 
 __all__ = [
@@ -62,9 +63,11 @@ class DataConfig:
 
     source: str = _field("synthetic", "Where the data comes from: 'synthetic' (generated offline into root), "
                          "'shapes' (the multi-class synthetic set, generated offline into root), "
-                         "'pikachu' (the seed's download into root) or 'recordio' (your own files: train, val).",
-                         choices=("synthetic", "shapes", "pikachu", "recordio"))
-    root: str = _field("data/pikachu", "Directory of the synthetic or downloaded dataset.")
+                         "'pikachu' (the seed's download into root), 'recordio' (your own files: train, val) "
+                         "or 'voc' (a Pascal VOC folder, root, packed once into cache).",
+                         choices=("synthetic", "shapes", "pikachu", "recordio", "voc"))
+    root: str = _field("data/pikachu", "Directory of the synthetic or downloaded dataset; VOC: the VOC folder "
+                       "(JPEGImages/, Annotations/, ImageSets/Main/), only read.")
     num_train: int = _field(1000, "Synthetic: training images.", minimum=1)
     num_val: int = _field(100, "Synthetic: validation images.", minimum=1)
     image_size: int = _field(256, "Synthetic: image side in pixels.", minimum=32)
@@ -75,7 +78,15 @@ class DataConfig:
                                 maximum=30)
     train: Optional[str] = _field(None, "RecordIO: the training .rec file.")
     val: Optional[str] = _field(None, "RecordIO: the validation .rec file (optional).")
-    classes: Optional[List[str]] = _field(None, "RecordIO: class names; default: the class list beside the .rec.")
+    classes: Optional[List[str]] = _field(None, "RecordIO: class names; default: the class list beside the .rec. "
+                                          "VOC: default the 20 Pascal VOC classes when the annotations use no "
+                                          "other, else the sorted names found.")
+    train_split: str = _field("auto", "VOC: the list of ImageSets/Main that trains; 'auto': trainval when "
+                              "test.txt exists, else train.")
+    val_split: Optional[str] = _field("auto", "VOC: the list that validates; 'auto': test when test.txt exists, "
+                                      "else val (if any); null: no validation.")
+    cache: Optional[str] = _field(None, "VOC: the folder of the packed RecordIO files, reused while made from "
+                                  "the same files; default: data/cache/NAME-HASH (NAME the VOC folder's name).")
     augment: str = _field("seed", "Training augmentation: 'seed' (the seed's random crop), 'ssd' (SSD's photometric "
                           "distortion, expand, IoU-constrained crop and flip) or 'none'.",
                           choices=("seed", "ssd", "none"))
@@ -374,6 +385,15 @@ def _check_semantics(config: Config) -> None:
             path = getattr(data, name)
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"the file {path} does not exist", f"data.{name}")
+    if data.source == "voc":
+        if not Path(data.root).is_dir():
+            raise ConfigError(f"the folder {data.root} does not exist; set data.root to your Pascal VOC folder "
+                              "(the one with JPEGImages/ and Annotations/)", "data.root")
+        for name in ("train_split", "val_split"):
+            try:
+                check_split(name, getattr(data, name), optional=name == "val_split")
+            except InputError as error:
+                raise ConfigError(str(error).replace(f"The '{name}' argument", "The value"), f"data.{name}") from None
     if data.source == "shapes" and (len(data.objects) != 2 or data.objects[0] > data.objects[1]):
         raise ConfigError(f"must be [min, max] with min <= max; got {data.objects!r}", "data.objects")
     if isinstance(config.model.data_shape, list) and len(config.model.data_shape) != 2:

@@ -13,10 +13,11 @@ import mxnet as mx
 
 from . import data as data_module
 from ._base import atomic_write_text, folder_lock, make_dirs
-from ._config import Config, ModelConfig, TrainConfig, parse_devices, validate_config
+from ._config import Config, DataConfig, ModelConfig, TrainConfig, parse_devices, validate_config
 from ._engine import Callback, evaluate, fit, is_lead_worker, lead_first, worker_rank
 from ._model import SSDDetector, draw_detections
 from .data._classes import find_classes, read_classes
+from .data._voc import prepare_voc
 from .errors import CheckpointError, ConfigError, InputError
 
 __all__ = ["build_detector", "run_config"]
@@ -36,6 +37,17 @@ def _datasets(config: Config) -> tuple[Any, Any]:
                                             progress=not config.train.quiet)
     if data.source == "pikachu":
         return data_module.pikachu(data.root, progress=not config.train.quiet)
+    if data.source == "voc":
+        try:
+            voc = prepare_voc(data.root, data.cache, train_split=data.train_split, val_split=data.val_split,
+                              classes=data.classes, progress=not config.train.quiet)
+        except ConfigError:
+            raise
+        except InputError as error:
+            raise _in_config_terms(error, "data", DataConfig) from None
+        if not config.train.quiet and is_lead_worker():
+            print(voc.summary(), flush=True)
+        return voc.train, voc.val
     datasets: list[Any] = []
     for name in ("train", "val"):
         path = getattr(data, name)

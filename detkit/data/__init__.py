@@ -14,7 +14,8 @@ readers (``ImageDetIter``, ``ImageDetRecordIter``) read the files detkit writes.
   :func:`synthetic_pikachu` renders an equivalent set offline, and
   :func:`synthetic_shapes` a harder one with eight classes, several
   overlapping objects an image and small ones.
-- :func:`pack_voc` and :func:`pack_coco` pack your own images; :func:`show` draws
+- :func:`pack_voc` and :func:`pack_coco` pack your own images, and
+  :func:`pascal_voc` a whole Pascal VOC folder's splits into a cache it reuses; :func:`show` draws
   a file's images with their boxes; :func:`extract` writes them out as image
   files, their boxes in a JSON sidecar.
 
@@ -55,6 +56,7 @@ from ._show import show
 from ._shapes import synthetic_shapes
 from ._synthetic import synthetic_pikachu
 from ._transforms import RGB_MEAN, preprocess, ssd_augment
+from ._voc import pascal_voc
 
 __all__ = [
     "DetectionBatch",
@@ -65,6 +67,7 @@ __all__ = [
     "extract",
     "pack_coco",
     "pack_voc",
+    "pascal_voc",
     "pikachu",
     "preprocess",
     "show",

@@ -81,6 +81,7 @@ def _write(
     skip_invalid: bool,
     progress: bool,
     ignored_crowd: int = 0,
+    images_used: list[Path] | None = None,
 ) -> DetectionDataset:
     out_prefix = Path(out_prefix)
     paths = [out_prefix.with_name(out_prefix.name + suffix) for suffix in (".rec", ".idx", ".classes.txt")]
@@ -112,6 +113,8 @@ def _write(
                     continue
                 writer.write(images, _recordio.pack_detection(images, encoded, rows, width, height, flags, areas))
                 images += 1
+                if images_used is not None:
+                    images_used.append(item.image_path)
                 objects += len(rows)
                 difficult += int(np.sum(flags == _recordio.DIFFICULT))
                 crowd += int(np.sum(flags == _recordio.CROWD))
@@ -305,6 +308,19 @@ def pack_voc(
     xml_paths = sorted(annotation_dir.glob("*.xml"))
     if not xml_paths:
         raise DataError(f"{annotation_dir}: no *.xml annotation files")
+    parsed = parse_voc_files(xml_paths, skip_invalid=skip_invalid)
+    if classes is None:
+        names = voc_class_names(parsed)
+        if not names:
+            raise DataError(f"{annotation_dir}: the annotations name no objects; pass the classes explicitly")
+        classes = sorted(names)
+    return pack_voc_parsed(xml_paths, image_dir, parsed, out_prefix, classes, skip_invalid=skip_invalid,
+                           progress=progress)
+
+
+def parse_voc_files(xml_paths: Sequence[Path], *, skip_invalid: bool = False) -> dict[Path, Any]:
+    """Each VOC XML file parsed (see :func:`_parse_voc`); an invalid one raises, or is kept as its
+    :class:`DataError` with ``skip_invalid``."""
     parsed: dict[Path, Any] = {}
     for xml_path in xml_paths:
         try:
@@ -313,15 +329,24 @@ def pack_voc(
             if not skip_invalid:
                 raise
             parsed[xml_path] = error
-    if classes is None:
-        names = {name for result in parsed.values() if not isinstance(result, DataError) for name, *_ in result[2]}
-        if not names:
-            raise DataError(f"{annotation_dir}: the annotations name no objects; pass the classes explicitly")
-        classes = sorted(names)
+    return parsed
+
+
+def voc_class_names(parsed: dict[Path, Any]) -> set[str]:
+    """The class names that the parsed annotations use."""
+    return {name for result in parsed.values() if not isinstance(result, DataError) for name, *_ in result[2]}
+
+
+def pack_voc_parsed(xml_paths: Sequence[Path], image_dir: Path, parsed: dict[Path, Any], out_prefix: PathLike,
+                    classes: Sequence[str], *, skip_invalid: bool = False, progress: bool = True,
+                    images_used: list[Path] | None = None) -> DetectionDataset:
+    """Pack the annotations ``xml_paths`` (parsed by :func:`parse_voc_files`) as :func:`pack_voc` does;
+    the image of each packed record is appended to ``images_used``."""
     classes = check_classes(classes)
     class_ids = {name: i for i, name in enumerate(classes)}
-    items = _voc_items(xml_paths, image_dir, parsed, class_ids)
-    return _write(items, len(xml_paths), out_prefix, classes, skip_invalid=skip_invalid, progress=progress)
+    items = _voc_items(list(xml_paths), image_dir, parsed, class_ids)
+    return _write(items, len(xml_paths), out_prefix, classes, skip_invalid=skip_invalid, progress=progress,
+                  images_used=images_used)
 
 
 # ---------------------------------------------------------------- COCO
