@@ -68,7 +68,8 @@ import yaml
 from mxnet import autograd, gluon
 from mxnet.gluon.model_zoo import model_store
 
-from ._base import PathLike, file_digest
+from ._base import PathLike
+from ._base import file_digest as _file_digest
 from ._model import SSDDetector
 from ._plugins import ACTIVE, KINDS, register_plugin, unregister_plugin
 from ._plugins import get_registry as _get_registry
@@ -291,7 +292,7 @@ def serve_model_store(weights: Mapping[str, PathLike], *, accept: bool = True) -
     file_names: dict[str, str] = {}
     for name, path in weights.items():
         if accept:
-            table[name] = file_digest(path, "sha1")
+            table[name] = _file_digest(path, "sha1")
         file_name = f"{name}-{model_store.short_hash(name)}.params"
         archive = io.BytesIO()
         with zipfile.ZipFile(archive, "w") as zipped:
