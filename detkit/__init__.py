@@ -15,6 +15,7 @@ from . import components, config, data, hookspecs, interfaces  # noqa: E402
 from ._base import distribution_version as _distribution_version, publish as _publish  # noqa: E402
 from ._engine import Callback, DetectionMetric, History, evaluate, fit  # noqa: E402
 from ._model import ComponentSpec, Detection, SSDDetector, default_context, draw_detections, load_image  # noqa: E402
+from ._pretrained import initialize_with, pretrained_parameters  # noqa: E402
 from ._plugins import (  # noqa: E402
     PLUGIN_API_VERSION,
     ComponentInfo,
@@ -104,10 +105,12 @@ __all__ = [
     "get_plugin_manager",
     "hookimpl",
     "hookspecs",
+    "initialize_with",
     "interfaces",
     "list_components",
     "list_plugins",
     "load_image",
+    "pretrained_parameters",
     "register_plugin",
     "unregister_plugin",
 ]

@@ -48,19 +48,28 @@ works before a plugin is installed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import http.server
 import inspect
+import io
 import json
 import math
+import os
 import tempfile
+import threading
 import types
 import warnings
-from typing import Any, Callable, Iterator, Sequence
+import zipfile
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import mxnet as mx
 import numpy as np
 import yaml
 from mxnet import autograd, gluon
+from mxnet.gluon.model_zoo import model_store
 
+from ._base import PathLike
+from ._base import file_digest as _file_digest
 from ._model import SSDDetector
 from ._plugins import ACTIVE, KINDS, register_plugin, unregister_plugin
 from ._plugins import get_registry as _get_registry
@@ -77,6 +86,7 @@ from .interfaces import (
 
 __all__ = [
     "ConformanceError",
+    "ModelStoreServer",
     "check_anchor_generator",
     "check_backbone",
     "check_component",
@@ -84,6 +94,7 @@ __all__ = [
     "check_post_processor",
     "check_target_assigner",
     "parametrize_with_checks",
+    "serve_model_store",
     "yield_checks",
 ]
 
@@ -220,6 +231,109 @@ def parametrize_with_checks(components: Sequence[Component], *, ctx: mx.Context 
         for check in yield_checks(component, ctx=ctx):
             parameters.append(pytest.param(component, check, id=f"{_describe(component)}-{check.__name__}"))
     return pytest.mark.parametrize("component, check", parameters)
+
+
+# -- pretrained weights -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ModelStoreServer:
+    """A model store served on 127.0.0.1 by :func:`serve_model_store`."""
+
+    #: The repository's URL, ``http://127.0.0.1:PORT/`` (what ``MXNET_GLUON_REPO`` is set to).
+    url: str
+    #: Model store name -> the file name the model store gives it, ``NAME-HASH.params``.
+    file_names: dict[str, str]
+    #: The paths requested so far, in order (``/gluon/models/NAME-HASH.zip``).
+    requests: list[str]
+
+
+@contextlib.contextmanager
+def serve_model_store(weights: Mapping[str, PathLike], *, accept: bool = True) -> Iterator[ModelStoreServer]:
+    """Serve ``.params`` files as MXNet's model store on 127.0.0.1, to test ``pretrained=True`` offline.
+
+    Inside the ``with`` block, ``MXNET_GLUON_REPO`` points at a web server on
+    127.0.0.1 (a free port) that answers ``gluon/models/NAME-HASH.zip`` with a
+    zip holding ``NAME-HASH.params``, your file, for each ``NAME`` in ``weights``;
+    other paths get HTTP 404. :func:`detkit.pretrained_parameters` (and so any
+    backbone's ``pretrained=True``) then downloads your files as it would
+    MXNet's. Both the variable and the model store's table are restored afterwards.
+
+    Parameters
+    ----------
+    weights : mapping of str to str or os.PathLike
+        Model store name (``"mobilenet0.25"``) -> a ``.params`` file of that
+        network, e.g. a randomly initialised one saved with ``save_parameters``.
+    accept : bool, default True
+        Make the model store expect each file's own SHA-1 sum (its table,
+        ``mxnet.gluon.model_zoo.model_store._model_sha1``, holds the sums of
+        the real ImageNet files, which a test file cannot match; its file names
+        ``NAME-HASH`` follow, with the first 8 digits of the sum as ``HASH``).
+        ``False`` keeps the real sums: a download then fails verification.
+
+    Yields
+    ------
+    ModelStoreServer
+        The repository's ``url``, the ``file_names`` served and the ``requests`` received.
+
+    Examples
+    --------
+    ::
+
+        with serve_model_store({"mobilenet0.25": "random.params"}) as store:
+            backbone = MyMobileNet(pretrained=True, root=tmp_path)
+        assert (tmp_path / store.file_names["mobilenet0.25"]).is_file()
+        assert len(store.requests) == 1
+    """
+    table = model_store._model_sha1
+    previous_table = dict(table)
+    previous_repository = os.environ.get("MXNET_GLUON_REPO")
+    files: dict[str, bytes] = {}
+    file_names: dict[str, str] = {}
+    for name, path in weights.items():
+        if accept:
+            table[name] = _file_digest(path, "sha1")
+        file_name = f"{name}-{model_store.short_hash(name)}.params"
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as zipped:
+            zipped.write(path, file_name)
+        files[f"/gluon/models/{file_name[:-len('.params')]}.zip"] = archive.getvalue()
+        file_names[name] = file_name
+    requests: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            requests.append(self.path)
+            body = files.get(self.path)
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/zip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass  # quiet
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    os.environ["MXNET_GLUON_REPO"] = url
+    try:
+        yield ModelStoreServer(url=url, file_names=file_names, requests=requests)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+        table.clear()
+        table.update(previous_table)
+        if previous_repository is None:
+            os.environ.pop("MXNET_GLUON_REPO", None)
+        else:
+            os.environ["MXNET_GLUON_REPO"] = previous_repository
 
 
 # -- machinery ------------------------------------------------------------------------------

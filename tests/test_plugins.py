@@ -614,13 +614,14 @@ def test_pip_installed_plugins_are_discovered_next_to_a_broken_one(tmp_path) -> 
     # Copies: building in place would write build/ and *.egg-info/ into the source tree.
     ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
     projects = [shutil.copytree(REPOSITORY / "plugins" / name, tmp_path / name, ignore=ignore)
-                for name in ("detkit-resnet", "detkit-losses")] + [broken]
+                for name in ("detkit-resnet", "detkit-zoo", "detkit-losses")] + [broken]
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target)]
     if _can_build_offline():
         command += ["--no-build-isolation", "--no-index"]
     installed = subprocess.run(command + [str(p) for p in projects], capture_output=True, text=True, timeout=300)
     assert installed.returncode == 0, installed.stderr
     assert list(target.glob("gluon_detkit_resnet-*.dist-info")) and list(target.glob("gluon_detkit_losses-*.dist-info"))
+    assert list(target.glob("gluon_detkit_zoo-*.dist-info"))
     environment = {key: value for key, value in os.environ.items()
                    if key not in (ENV_DISABLE_AUTOLOAD, ENV_ONLY, ENV_STRICT)}
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(target), environment.get("PYTHONPATH")]))
@@ -631,6 +632,8 @@ def test_pip_installed_plugins_are_discovered_next_to_a_broken_one(tmp_path) -> 
     plugins = {p["name"]: p for p in report["listing"]["plugins"]}
     assert plugins["resnet"]["status"] == "active" and plugins["resnet"]["distribution"] == "gluon-detkit-resnet"
     assert "resnet18_v1" in plugins["resnet"]["components"]["backbone"]
+    assert plugins["zoo"]["status"] == "active" and plugins["zoo"]["distribution"] == "gluon-detkit-zoo"
+    assert {"mobilenet0_25", "mobilenetv2_1_0", "vgg16_atrous"} <= set(plugins["zoo"]["components"]["backbone"])
     assert plugins["losses"]["components"]["loss"] == ["ssd_multibox", "giou"]
     assert plugins["broken_import"]["status"] == "failed"
     assert "ModuleNotFoundError" in plugins["broken_import"]["reason"]

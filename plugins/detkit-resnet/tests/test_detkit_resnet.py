@@ -17,7 +17,7 @@ from mxnet.gluon.model_zoo import vision
 
 import detkit
 from detkit.errors import DownloadError, InputError
-from detkit.testing import parametrize_with_checks, yield_checks
+from detkit.testing import parametrize_with_checks, serve_model_store, yield_checks
 
 
 @parametrize_with_checks([ResNet18V1(), ResNet18V2()])
@@ -118,6 +118,31 @@ def test_a_saved_detector_loads_without_the_weights_file(weights_file, tmp_path)
     path.unlink()
     loaded = detkit.SSDDetector.load(tmp_path / "model", ctx=mx.cpu())
     np.testing.assert_allclose(loaded(images)[1].asnumpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_pretrained_downloads_the_model_store_file_once(weights_file, tmp_path) -> None:
+    network, path = weights_file
+    root = tmp_path / "models"
+    # The server stands in for MXNet's repository; it makes the model store expect the served
+    # file's SHA-1 (the real ImageNet file's sum cannot match a file made in a test).
+    with serve_model_store({"resnet18_v1": path}) as store:
+        detector = detkit.SSDDetector(classes=["a"], backbone=ResNet18V1(pretrained=True, root=root), ctx=mx.cpu())
+        assert (root / store.file_names["resnet18_v1"]).is_file() and len(store.requests) == 1
+        ResNet18V1(pretrained=True, root=root)  # the file in root is used: no second download
+        assert len(store.requests) == 1
+    detector(mx.nd.zeros((1, 3, 64, 64)))
+    expected = [p.data().asnumpy() for p in network.features[:8].collect_params().values()]
+    actual = [p.data().asnumpy() for p in detector.backbone.collect_params().values()]
+    assert len(actual) == len(expected) and all(np.array_equal(a, e) for a, e in zip(actual, expected))
+
+
+def test_a_served_file_of_another_sha1_is_refused(weights_file, tmp_path) -> None:
+    _, path = weights_file
+    with serve_model_store({"resnet18_v1": path}, accept=False), pytest.raises(DownloadError) as caught:
+        ResNet18V1(pretrained=True, root=str(tmp_path))
+    assert "the downloaded resnet18_v1-a0666292.params has the SHA-1 sum" in str(caught.value)
+    assert f"put resnet18_v1-a0666292.params in {tmp_path}" in str(caught.value)
+    assert list(tmp_path.iterdir()) == [path]  # nothing saved beside the test's own file
 
 
 def test_offline_the_pretrained_weights_error_says_where_to_put_the_file(tmp_path, monkeypatch) -> None:

@@ -9,7 +9,8 @@ import mxnet as mx
 from mxnet.gluon import nn
 from mxnet.gluon.model_zoo import model_store, vision
 
-from detkit.errors import DownloadError, InputError
+import detkit
+from detkit.errors import InputError
 from detkit.interfaces import Backbone
 
 #: The depths of the model zoo's ResNets.
@@ -210,65 +211,9 @@ def model_store_file(name: str, root: Optional[str | os.PathLike[str]] = None) -
 
 
 def _load_pretrained(network: Any, depth: int, version: int, weights: Any, root: Any) -> None:
-    """Load ImageNet weights into ``network``'s parameters as their initialisers.
+    """Make the ImageNet weights ``network``'s initial values (:func:`detkit.initialize_with`).
 
-    Each parameter's own initialiser becomes the loaded value, so that the
-    detector's ``initialize()`` keeps it and places it on the detector's context.
+    The detector's later ``initialize()`` keeps them and puts them on its context.
     """
-    name = f"resnet{depth}_v{version}"
-    if weights is not None:
-        path = os.fspath(weights)
-        if not os.path.isfile(path):
-            raise InputError(
-                f"The 'weights' argument must be a .params file of {name}; {path} does not exist. "
-                f"MXNet's model store file is {os.path.basename(model_store_file(name))}."
-            )
-    else:
-        path = _model_store_path(name, root)
-    source = vision.get_resnet(version, depth)
-    try:
-        source.load_parameters(path, ctx=mx.cpu())
-    except (AssertionError, ValueError, mx.base.MXNetError) as error:
-        raise InputError(f"The weights file {path} does not hold the parameters of {name}: {error}") from None
-    loaded = {key[len(source.prefix):]: value for key, value in source.collect_params().items()}
-    for key, parameter in network.collect_params().items():
-        parameter.init = _Loaded(loaded[key[len(network.prefix):]].data())
-
-
-class _Loaded(mx.init.Initializer):
-    """Initialises a parameter with a loaded value.
-
-    Unlike ``mx.init.Constant``, it does not serialise the value into the graph:
-    ``Parameter.var()`` writes ``dumps()`` into every symbol, which for
-    ``Constant`` is the whole array as JSON text (seconds per hybridization).
-    """
-
-    def __init__(self, value: Any) -> None:
-        super().__init__()
-        self._value = value
-
-    def _init_weight(self, _: Any, arr: Any) -> None:
-        arr[:] = self._value
-
-    def dumps(self) -> str:
-        # What an exported graph records as the initialiser; the values travel in the parameters file.
-        return mx.init.Zero().dumps()
-
-
-def _model_store_path(name: str, root: Any) -> str:
-    expected = model_store_file(name, root)
-    directory, file_name = os.path.split(expected)
-    present = os.path.isfile(expected)
-    try:
-        return model_store.get_model_file(name, root=directory)
-    except Exception as error:  # requests, OSError, a hash mismatch: any way the download fails
-        repository = os.environ.get("MXNET_GLUON_REPO", model_store.apache_repo_url).rstrip("/") + "/"
-        url = f"{repository}gluon/models/{file_name[:-len('.params')]}.zip"
-        state = (f"{expected} is not the model store's file (its SHA-1 sum differs)" if present
-                 else f"{file_name} is not in {directory}")
-        raise DownloadError(
-            f"The ImageNet weights of {name} are missing: {state}, and MXNet's model store could not "
-            f"download it ({type(error).__name__}: {error}). Without network access, download {url} "
-            f"on another machine, unzip it, and put {file_name} in {directory} (the 'root' argument; "
-            f"default $MXNET_HOME/models), or pass weights='/path/to/{file_name}'."
-        ) from error
+    values = detkit.pretrained_parameters(f"resnet{depth}_v{version}", weights=weights, root=root)
+    detkit.initialize_with(network, values)

@@ -1,0 +1,288 @@
+"""ImageNet weights of Gluon model zoo networks, for backbones to start from: written once, for every plugin.
+
+:func:`pretrained_parameters` reads the weights of a model zoo network from
+MXNet's model store (downloading the file when it is missing) or from a file
+the user gives; :func:`initialize_with` makes them the initial values of a
+block's parameters, so that the detector's own ``initialize()`` keeps them.
+
+The download follows MXNet's model store (the URL
+``$MXNET_GLUON_REPO/gluon/models/NAME-HASH.zip``, the file
+``NAME-HASH.params`` in ``$MXNET_HOME/models``, its SHA-1 sum from
+``mxnet.gluon.model_zoo.model_store``) but not its downloader, which has no
+timeout, retries five times, prints to stdout and may leave a partial or
+unverified file behind: here a download times out, and the file appears only
+complete and verified.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import socket
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import mxnet as mx
+from mxnet.gluon.model_zoo import model_store, vision
+from tqdm.auto import tqdm
+
+from ._base import PathLike, atomic_path, file_digest, make_dirs, scratch_folder
+from .errors import DownloadError, InputError
+
+__all__ = ["initialize_with", "pretrained_parameters"]
+
+_TIMEOUT_S = 30
+_CHUNK = 1 << 20
+
+
+def pretrained_parameters(
+    name: str,
+    *,
+    weights: Optional[PathLike] = None,
+    root: Optional[PathLike] = None,
+) -> dict[str, mx.nd.NDArray]:
+    """The ImageNet weights of the Gluon model zoo network ``name``, by parameter name.
+
+    The values come from ``weights`` when it is given, otherwise from MXNet's
+    model store: the file ``NAME-HASH.params`` in ``root``, downloaded there
+    from ``$MXNET_GLUON_REPO/gluon/models/NAME-HASH.zip`` (default: Apache
+    MXNet's repository) when it is missing or its SHA-1 sum is not the model
+    store's. The download times out after 30 s without data and puts the file
+    in place only once it is complete and verified.
+
+    Parameters
+    ----------
+    name : str
+        A model store name (``mxnet.gluon.model_zoo.vision.get_model`` takes the
+        same): ``"resnet18_v1"``, ``"mobilenet0.25"``, ``"mobilenetv2_1.0"``,
+        ``"vgg16"``, ...
+    weights : str or os.PathLike, optional
+        A ``.params`` file of that network (``net.save_parameters``), such as the
+        model store's file copied from a machine with network access. Read as
+        given, without a SHA-1 check; nothing is downloaded.
+    root : str or os.PathLike, optional
+        The model store directory; default ``$MXNET_HOME/models`` (``~/.mxnet/models``).
+
+    Returns
+    -------
+    dict of str to mxnet.nd.NDArray
+        Every parameter of the network, on the CPU, named as in
+        ``net.collect_params()`` without the network's prefix: ``"conv0_weight"``
+        for ``resnetv10_conv0_weight``. Shapes are Gluon's: a convolution's
+        weight is ``(out_channels, in_channels, kh, kw)``, a dense layer's
+        ``(units, in_units)``. The values of a fresh network of the same name
+        have the same names, whatever prefix Gluon gives it.
+
+    Raises
+    ------
+    InputError
+        If ``name`` is not in MXNet's model store, or ``weights`` does not exist
+        or does not hold the parameters of ``name``.
+    DownloadError
+        If the model store's file is not in ``root`` and cannot be downloaded,
+        or the download is not the model store's file; the message names the
+        URL to fetch on another machine and where to put the file.
+    StorageError
+        If ``root`` cannot be written.
+
+    Examples
+    --------
+    A file of your own (here a randomly initialised network, saved in the current
+    folder) instead of the download:
+
+    >>> import detkit, mxnet as mx
+    >>> from mxnet.gluon.model_zoo import vision
+    >>> net = vision.get_model("mobilenet0.25")
+    >>> net.initialize()
+    >>> net(mx.nd.zeros((1, 3, 32, 32))).shape
+    (1, 1000)
+    >>> net.save_parameters("mobilenet0.25.params")
+    >>> values = detkit.pretrained_parameters("mobilenet0.25", weights="mobilenet0.25.params")
+    >>> values["conv0_weight"].shape
+    (8, 3, 3, 3)
+    """
+    file_name = _file_name(name)
+    if weights is not None:
+        path = Path(os.fspath(weights)).expanduser()
+        if not path.is_file():
+            raise InputError(
+                f"The 'weights' argument must be a .params file of {name}; {path} does not exist. "
+                f"MXNet's model store file is {file_name}."
+            )
+    else:
+        path = _model_store_file(name, root)
+    network = vision.get_model(name)
+    try:
+        network.load_parameters(str(path), ctx=mx.cpu())
+    except (AssertionError, ValueError, mx.base.MXNetError) as error:
+        detail = " ".join(str(error).split())[:400]
+        raise InputError(f"The weights file {path} does not hold the parameters of {name}: {detail}") from None
+    prefix = network.prefix
+    return {key[len(prefix):]: parameter.data() for key, parameter in network.collect_params().items()}
+
+
+def initialize_with(block: mx.gluon.Block, values: Mapping[str, Any]) -> None:
+    """Make ``values`` the initial values of ``block``'s parameters.
+
+    Each parameter's initialiser becomes its value, so that a later
+    ``initialize()`` — the detector's, with its own initialiser and context —
+    gives the parameter that value on the detector's devices. Call it before the
+    block is initialised (a block already initialised needs
+    ``initialize(force_reinit=True)`` to take the values).
+
+    Parameters
+    ----------
+    block : mxnet.gluon.Block
+        Its parameters are matched by name without the block's prefix:
+        ``vgg0_conv0_weight`` of a block with the prefix ``vgg0_`` takes
+        ``values["conv0_weight"]``. A model zoo network therefore takes
+        :func:`pretrained_parameters` of its name as they are.
+    values : mapping of str to mxnet.nd.NDArray or numpy.ndarray
+        A value for every parameter of ``block``, of the parameter's shape
+        (dimensions not known yet are taken from the value); values no
+        parameter uses (a classifier's, say) are ignored.
+
+    Raises
+    ------
+    InputError
+        If a parameter has no value or a value of another shape, or a parameter's
+        name does not start with the block's prefix (a block put together from
+        parts of other networks: call this on each part).
+    """
+    prefix = block.prefix
+    parameters = block.collect_params()
+    for key, parameter in parameters.items():
+        if not key.startswith(prefix):
+            raise InputError(
+                f"The parameter {key} does not start with the prefix {prefix!r} of the block it belongs to; "
+                "call initialize_with on the network that made it."
+            )
+        short = key[len(prefix):]
+        if short not in values:
+            raise InputError(
+                f"There is no value for the parameter {short!r} of {prefix!r} among {len(values)} values "
+                f"(such as {', '.join(sorted(values)[:3]) or 'none'}); give one for every parameter of the block."
+            )
+        value = values[short]
+        value = value.as_in_context(mx.cpu()) if isinstance(value, mx.nd.NDArray) else mx.nd.array(value)
+        shape = tuple(parameter.shape) if parameter.shape is not None else None
+        if shape is not None and (
+            len(shape) != len(value.shape) or any(d not in (0, v) for d, v in zip(shape, value.shape))
+        ):
+            raise InputError(
+                f"The value for the parameter {short!r} of {prefix!r} has the shape {tuple(value.shape)}; "
+                f"the parameter's is {shape} (0: not known yet)."
+            )
+    for key, parameter in parameters.items():
+        value = values[key[len(prefix):]]
+        value = value.as_in_context(mx.cpu()) if isinstance(value, mx.nd.NDArray) else mx.nd.array(value)
+        parameter.shape = tuple(value.shape)
+        parameter.init = _Loaded(value.astype(parameter.dtype, copy=False))
+
+
+class _Loaded(mx.init.Initializer):
+    """Initialises a parameter with a loaded value.
+
+    Unlike ``mx.init.Constant``, it does not serialise the value into the graph:
+    ``Parameter.var()`` writes ``dumps()`` into every symbol, which for
+    ``Constant`` is the whole array as JSON text (seconds per hybridization).
+    """
+
+    def __init__(self, value: Any) -> None:
+        super().__init__()
+        self._value = value
+
+    def _init_weight(self, _: Any, arr: Any) -> None:
+        arr[:] = self._value
+
+    def dumps(self) -> str:
+        # What an exported graph records as the initialiser; the values travel in the parameters file.
+        return str(mx.init.Zero().dumps())
+
+
+def _file_name(name: str) -> str:
+    """``NAME-HASH.params``, the model store's file name of ``name``."""
+    if not isinstance(name, str) or name not in model_store._model_sha1:
+        known = ", ".join(sorted(model_store._model_sha1))
+        raise InputError(
+            f"The 'name' argument must be a network of MXNet's model store; got {name!r} instead. Known: {known}."
+        )
+    return f"{name}-{model_store.short_hash(name)}.params"
+
+
+def _model_store_file(name: str, root: Optional[PathLike]) -> Path:
+    """The model store's verified file of ``name`` in ``root``, downloaded if it is missing or differs."""
+    directory = Path(os.fspath(root)).expanduser() if root is not None else Path(mx.base.data_dir()) / "models"
+    file_name = _file_name(name)
+    target = directory / file_name
+    expected = model_store._model_sha1[name]
+    present = target.is_file()
+    if present and file_digest(target, "sha1") == expected:
+        return target
+    repository = os.environ.get("MXNET_GLUON_REPO", model_store.apache_repo_url).rstrip("/") + "/"
+    url = f"{repository}gluon/models/{file_name[:-len('.params')]}.zip"
+    state = (f"{target} is not the model store's file (its SHA-1 sum differs)" if present
+             else f"{file_name} is not in {directory}")
+    fix = (f"Without network access, download {url} on another machine, unzip it, and put {file_name} in "
+           f"{directory} (the 'root' argument; default $MXNET_HOME/models), or pass "
+           f"weights='/path/to/{file_name}'.")
+    make_dirs(directory)
+    try:
+        with atomic_path(target) as staged, scratch_folder(directory) as scratch:
+            archive = scratch / "download.zip"
+            _fetch(url, archive, file_name)
+            _unpack(archive, file_name, staged)
+            received = file_digest(staged, "sha1")
+            if received != expected:
+                raise _Failed(
+                    f"the downloaded {file_name} has the SHA-1 sum {received}, not the model store's {expected} "
+                    f"(nothing was saved). If MXNET_GLUON_REPO is set ({repository}), that repository's file "
+                    "differs from MXNet's: unset it or fix its file"
+                )
+    except _Failed as failure:
+        raise DownloadError(f"The ImageNet weights of {name} are missing: {state}, and {failure} {fix}") from None
+    return target
+
+
+class _Failed(Exception):
+    """Why a download failed, as a clause of the final message."""
+
+
+def _fetch(url: str, path: Path, label: str) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": "detkit"})
+    try:
+        with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response, open(path, "wb") as file:
+            total = response.headers.get("Content-Length")
+            total = int(total) if total and total.isdigit() else None
+            received = 0
+            with tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False) as bar:
+                for chunk in iter(lambda: response.read(_CHUNK), b""):
+                    file.write(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+    except urllib.error.HTTPError as error:
+        raise _Failed(f"{url} could not be downloaded: the server answered HTTP {error.code} {error.reason}.") from None
+    except urllib.error.URLError as error:
+        raise _Failed(f"{url} could not be downloaded: cannot reach it ({error.reason}).") from None
+    except (http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError) as error:
+        raise _Failed(f"the download of {url} was interrupted ({type(error).__name__}: {error}); "
+                      "nothing was saved.") from None
+    if total is not None and received != total:
+        raise _Failed(f"the download of {url} stopped after {received} of {total} bytes; nothing was saved.")
+
+
+def _unpack(archive: Path, file_name: str, target: Path) -> None:
+    """Copy the member ``file_name`` of the zip ``archive`` to ``target`` (no other member is extracted)."""
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            members = [m for m in zipped.namelist() if m.rsplit("/", 1)[-1] == file_name]
+            if not members:
+                raise _Failed(f"the download holds no {file_name} (it holds {', '.join(zipped.namelist()[:5])}).")
+            with zipped.open(members[0]) as source, open(target, "wb") as file:
+                shutil.copyfileobj(source, file, _CHUNK)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as error:
+        raise _Failed(f"the download is not a readable zip file ({error}).") from None

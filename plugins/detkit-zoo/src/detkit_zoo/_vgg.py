@@ -1,0 +1,181 @@
+"""VGG-16 as the SSD paper used it: atrous fc6 and fc7 as convolutions, conv4_3 L2-normalised."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Optional
+
+import detkit
+import mxnet as mx
+from detkit.interfaces import Backbone
+from mxnet.gluon import nn
+from mxnet.gluon.model_zoo import vision
+
+# The model zoo's vgg16 ``features``: 13 convolutions, each followed by a ReLU, in five groups of
+# 2, 2, 3, 3, 3 closed by a 2x2 max-pool (indices 4, 9, 16, 23, 30), then fc6 and fc7 (Dense
+# 4096 with ReLU, each followed by Dropout) and the classifier ``output``.
+_CONV4_3_END = 23  # conv1_1 ... conv4_3 and its ReLU: indices 0-22 (stride 8 after three pools)
+_CONV5_3_END = 30  # pool4, conv5_1 ... conv5_3 and its ReLU: indices 23-29 (stride 16)
+_POOLS = (4, 9, 16, 23)
+#: The initial scale of the L2-normalised conv4_3 (Liu et al., 2016, section 3.1, after ParseNet).
+CONV4_3_SCALE = 20.0
+
+
+def reduce_fc_layers(
+    fc6_weight: Any, fc6_bias: Any, fc7_weight: Any, fc7_bias: Any, *, kernel: int = 7
+) -> dict[str, mx.nd.NDArray]:
+    """The SSD paper's fc6 and fc7 convolutions from VGG-16's dense fc6 and fc7 (Liu et al., 2016, 3.1).
+
+    As the paper's Caffe model (after DeepLab's "atrous" VGG), fc6 and fc7 are
+    subsampled: every 4th output unit (4096 -> 1024), and fc6's 7 x 7 spatial
+    window at the taps 0, 3 and 6 of each axis, which a 3 x 3 convolution with
+    dilation 6 (``pool5`` with stride 1 instead of 2 halves the step, so 3 -> 6)
+    reads at the same relative positions; fc7 keeps the inputs matching fc6's
+    kept outputs.
+
+    Parameters
+    ----------
+    fc6_weight : NDArray or numpy.ndarray, shape (U, C * kernel * kernel)
+        The dense fc6 on the flattened ``(C, kernel, kernel)`` pool5 map (VGG-16:
+        ``(4096, 512 * 7 * 7)``, channel-major as Gluon's ``Flatten``).
+    fc6_bias : shape (U,)
+    fc7_weight : shape (U, U)
+    fc7_bias : shape (U,)
+    kernel : int, default 7
+        The side of fc6's spatial window; it must be 7 (taps 0, 3, 6) for VGG-16.
+
+    Returns
+    -------
+    dict of str to mxnet.nd.NDArray
+        ``fc6_weight`` ``(U/4, C, 3, 3)``, ``fc6_bias`` ``(U/4,)``, ``fc7_weight``
+        ``(U/4, U/4, 1, 1)``, ``fc7_bias`` ``(U/4,)``; VGG-16: U/4 = 1024, C = 512.
+    """
+    fc6 = _numpy(fc6_weight)
+    units = fc6.shape[0]
+    channels = fc6.shape[1] // (kernel * kernel)
+    if fc6.shape[1] != channels * kernel * kernel or units % 4:
+        raise detkit.errors.InputError(
+            f"The fc6 weight must have the shape (U, C * {kernel} * {kernel}) with U a multiple of 4; "
+            f"got {fc6.shape} instead."
+        )
+    taps = list(range(0, kernel, 3))  # 0, 3, 6
+    fc6 = fc6.reshape(units, channels, kernel, kernel)  # (U, C, 7, 7)
+    fc6 = fc6[::4][:, :, taps][:, :, :, taps]  # (U/4, C, 3, 3)
+    fc7 = _numpy(fc7_weight)[::4, ::4]  # (U/4, U/4)
+    return {
+        "fc6_weight": mx.nd.array(fc6),
+        "fc6_bias": mx.nd.array(_numpy(fc6_bias)[::4]),
+        "fc7_weight": mx.nd.array(fc7.reshape(fc7.shape + (1, 1))),  # (U/4, U/4, 1, 1)
+        "fc7_bias": mx.nd.array(_numpy(fc7_bias)[::4]),
+    }
+
+
+def _numpy(array: Any) -> Any:
+    return array.asnumpy() if isinstance(array, mx.nd.NDArray) else mx.nd.array(array).asnumpy()
+
+
+class VGG16Atrous(Backbone):
+    """VGG-16 (``vgg16`` of the model zoo) as the SSD paper used it (Liu et al., 2016).
+
+    The model zoo's convolutions conv1_1 ... conv5_3, then, as in the paper:
+    pool5 as a 3 x 3 max-pool with stride 1 (and padding 1), fc6 as a 3 x 3
+    convolution with dilation 6 and 1024 filters, fc7 as a 1 x 1 convolution with
+    1024 filters, each with a ReLU. The pools round up, as the paper's Caffe
+    model (a 300 x 300 image gives maps of 38 and 19 pixels).
+
+    Returns two maps: conv4_3 (after its ReLU), L2-normalised over the channels
+    and multiplied by a learnable per-channel scale that starts at 20, at stride
+    8 with 512 channels, and fc7 at stride 16 with 1024 channels: a
+    ``(B, 3, 256, 256)`` batch gives ``(B, 512, 32, 32)`` and ``(B, 1024, 16, 16)``.
+    The detector adds its own halving blocks and a global max-pool until it has
+    one map per anchor scale: with the default 5 scales the smallest input is 64 x 64.
+
+    Weights are random (the detector's Xavier initialisation) unless
+    ``pretrained`` or ``weights`` is given. Then the convolutions take the
+    model zoo's ImageNet weights of ``vgg16`` and fc6 and fc7 its dense fc6 and
+    fc7 subsampled as the paper did (:func:`reduce_fc_layers`). ImageNet weights
+    expect images normalised with the ImageNet mean and standard deviation.
+
+    Parameters
+    ----------
+    pretrained : bool, default False
+        Start from the ImageNet weights of MXNet's model store: the file
+        ``vgg16-e660d456.params`` (528 MB) in ``root``, downloaded there if missing
+        (which needs network access); see :func:`detkit.pretrained_parameters`.
+    weights : str or os.PathLike, optional
+        A ``.params`` file of the model zoo's ``vgg16`` (``net.save_parameters``),
+        such as the model store's file copied from a machine with network access;
+        implies ``pretrained``.
+    root : str or os.PathLike, optional
+        The model store directory; default ``$MXNET_HOME/models`` (``~/.mxnet/models``).
+
+    Raises
+    ------
+    InputError
+        If ``weights`` is missing or does not fit ``vgg16``.
+    DownloadError
+        If ``pretrained`` and the weights are neither in ``root`` nor downloadable;
+        the message says which file to put where.
+
+    Notes
+    -----
+    :meth:`get_config` records nothing: the architecture is fixed, and a saved
+    detector carries its own trained weights, so rebuilding it must not need
+    the ImageNet file.
+    """
+
+    def __init__(
+        self,
+        pretrained: bool = False,
+        weights: Optional[str | os.PathLike[str]] = None,
+        root: Optional[str | os.PathLike[str]] = None,
+    ) -> None:
+        super().__init__()
+        self.pretrained = bool(pretrained or weights is not None)
+        self.weights = weights
+        self.root = root
+        network = vision.get_vgg(16)
+        values: Optional[Mapping[str, Any]] = None
+        if self.pretrained:
+            values = detkit.pretrained_parameters("vgg16", weights=weights, root=root)
+            detkit.initialize_with(network, values)
+        features = network.features
+        with self.name_scope():
+            self.conv4_3 = nn.HybridSequential()  # conv1_1 ... conv4_3 (ReLU): stride 8
+            self.conv5_3 = nn.HybridSequential()  # pool4, conv5_1 ... conv5_3 (ReLU), pool5: stride 16
+            for index in range(_CONV5_3_END):
+                # The model zoo's pools round down; the paper's round up (38 x 38 at 300 x 300).
+                layer = nn.MaxPool2D(2, 2, ceil_mode=True) if index in _POOLS else features[index]
+                (self.conv4_3 if index < _CONV4_3_END else self.conv5_3).add(layer)
+            self.conv5_3.add(nn.MaxPool2D(3, 1, 1))  # pool5: 3 x 3, stride 1
+            self.fc6 = nn.Conv2D(1024, 3, padding=6, dilation=6, in_channels=512, prefix="fc6_")
+            self.fc7 = nn.Conv2D(1024, 1, in_channels=1024, prefix="fc7_")
+            self.conv4_3_scale = self.params.get(
+                "conv4_3_scale", shape=(1, 512, 1, 1), init=mx.init.Constant(CONV4_3_SCALE)
+            )
+        if values is not None:
+            reduced = reduce_fc_layers(
+                values["dense0_weight"], values["dense0_bias"], values["dense1_weight"], values["dense1_bias"]
+            )
+            detkit.initialize_with(self.fc6, {"weight": reduced["fc6_weight"], "bias": reduced["fc6_bias"]})
+            detkit.initialize_with(self.fc7, {"weight": reduced["fc7_weight"], "bias": reduced["fc7_bias"]})
+
+    @property
+    def out_channels(self) -> tuple[int, int]:
+        return (512, 1024)
+
+    @property
+    def out_strides(self) -> tuple[int, int]:
+        return (8, 16)
+
+    def get_config(self) -> dict[str, Any]:
+        """Nothing: the architecture is fixed, and the initial weights are not recorded (see the class notes)."""
+        return {}
+
+    def hybrid_forward(self, F: Any, x: Any, conv4_3_scale: Any) -> list[Any]:
+        conv4_3 = self.conv4_3(x)  # (B, 512, H/8, W/8)
+        normalised = F.broadcast_mul(F.L2Normalization(conv4_3, mode="channel"), conv4_3_scale)
+        y = self.conv5_3(conv4_3)  # (B, 512, H/16, W/16)
+        y = F.relu(self.fc6(y))  # (B, 1024, H/16, W/16)
+        y = F.relu(self.fc7(y))  # (B, 1024, H/16, W/16)
+        return [normalised, y]
