@@ -41,9 +41,6 @@ from .errors import DownloadError, InputError
 
 __all__ = ["ImageNetInput", "initialize_pretrained", "initialize_with", "pretrained_parameters"]
 
-#: Values by parameter name, or a function without arguments that returns them.
-Values = Union[Mapping[str, Any], Callable[[], Mapping[str, Any]]]
-
 _TIMEOUT_S = 30
 _CHUNK = 1 << 20
 
@@ -127,7 +124,7 @@ def pretrained_parameters(
     return {key[len(prefix):]: parameter.data() for key, parameter in network.collect_params().items()}
 
 
-def initialize_with(block: mx.gluon.Block, values: Values) -> None:
+def initialize_with(block: mx.gluon.Block, values: Union[Mapping[str, Any], Callable[[], Mapping[str, Any]]]) -> None:
     """Make ``values`` the initial values of ``block``'s parameters.
 
     Each parameter's initialiser becomes its value, so that a later

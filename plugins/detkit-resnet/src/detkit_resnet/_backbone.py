@@ -67,7 +67,8 @@ class ResNetBackbone(Backbone):
     pretrained : bool, default False
         Start from the ImageNet weights of MXNet's model store: the file
         ``resnet{depth}_v{version}-<hash>.params`` in ``root``, downloaded there
-        if missing (which needs network access).
+        if missing (which needs network access) when the parameters are
+        initialised; see :func:`detkit.pretrained_parameters`.
     weights : str or os.PathLike, optional
         A ``.params`` file of the model zoo network (``net.save_parameters``), such
         as the model store's file copied from a machine with network access;
