@@ -250,8 +250,9 @@ class ImageNetInput(mx.gluon.HybridBlock):
 
     detkit's readers give RGB images on the 0-255 scale minus
     :data:`detkit.data.RGB_MEAN`; the model zoo's ImageNet weights were trained
-    on ``(x / 255 - mean) / std`` with the ImageNet :attr:`MEAN` and
-    :attr:`STD` (per channel, RGB, on the 0-1 scale). This block computes,
+    on ``(x / 255 - mean) / std`` with the ImageNet mean ``MEAN`` = (0.485,
+    0.456, 0.406) and standard deviation ``STD`` = (0.229, 0.224, 0.225) (class
+    attributes; per channel, RGB, on the 0-1 scale). This block computes,
     per channel, ``(x + RGB_MEAN - 255 * MEAN) / (255 * STD)``: put it first in a
     backbone cut from a model zoo network, whether or not it starts from the
     ImageNet weights, so that the architecture of a saved detector does not
