@@ -15,7 +15,7 @@ from . import components, config, data, hookspecs, interfaces  # noqa: E402
 from ._base import distribution_version as _distribution_version, publish as _publish  # noqa: E402
 from ._engine import Callback, DetectionMetric, History, evaluate, fit  # noqa: E402
 from ._model import ComponentSpec, Detection, SSDDetector, default_context, draw_detections, load_image  # noqa: E402
-from ._pretrained import initialize_with, pretrained_parameters  # noqa: E402
+from ._pretrained import ImageNetInput, initialize_pretrained, initialize_with, pretrained_parameters  # noqa: E402
 from ._plugins import (  # noqa: E402
     PLUGIN_API_VERSION,
     ComponentInfo,
@@ -85,6 +85,7 @@ __all__ = [
     "Detection",
     "DetectionMetric",
     "History",
+    "ImageNetInput",
     "Loss",
     "PLUGIN_API_VERSION",
     "PluginInfo",
@@ -105,6 +106,7 @@ __all__ = [
     "get_plugin_manager",
     "hookimpl",
     "hookspecs",
+    "initialize_pretrained",
     "initialize_with",
     "interfaces",
     "list_components",

@@ -3,7 +3,12 @@
 :func:`pretrained_parameters` reads the weights of a model zoo network from
 MXNet's model store (downloading the file when it is missing) or from a file
 the user gives; :func:`initialize_with` makes them the initial values of a
-block's parameters, so that the detector's own ``initialize()`` keeps them.
+block's parameters, so that the detector's own ``initialize()`` keeps them;
+:func:`initialize_pretrained` does both lazily: a backbone built only to be
+checked (configuration validation, ``--print-config``) reads nothing, and the
+file is read (or downloaded) when the detector initialises its parameters.
+:class:`ImageNetInput` turns detkit's network input into the input the
+ImageNet weights were trained on.
 
 The download follows MXNet's model store (the URL
 ``$MXNET_GLUON_REPO/gluon/models/NAME-HASH.zip``, the file
@@ -24,16 +29,17 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Union
 
 import mxnet as mx
 from mxnet.gluon.model_zoo import model_store, vision
 from tqdm.auto import tqdm
 
 from ._base import PathLike, atomic_path, file_digest, make_dirs, scratch_folder
+from .data import RGB_MEAN
 from .errors import DownloadError, InputError
 
-__all__ = ["initialize_with", "pretrained_parameters"]
+__all__ = ["ImageNetInput", "initialize_pretrained", "initialize_with", "pretrained_parameters"]
 
 _TIMEOUT_S = 30
 _CHUNK = 1 << 20
@@ -105,15 +111,8 @@ def pretrained_parameters(
     >>> values["conv0_weight"].shape
     (8, 3, 3, 3)
     """
-    file_name = _file_name(name)
-    if weights is not None:
-        path = Path(os.fspath(weights)).expanduser()
-        if not path.is_file():
-            raise InputError(
-                f"The 'weights' argument must be a .params file of {name}; {path} does not exist. "
-                f"MXNet's model store file is {file_name}."
-            )
-    else:
+    path = _weights_path(name, weights)
+    if path is None:
         path = _model_store_file(name, root)
     network = vision.get_model(name)
     try:
@@ -125,7 +124,7 @@ def pretrained_parameters(
     return {key[len(prefix):]: parameter.data() for key, parameter in network.collect_params().items()}
 
 
-def initialize_with(block: mx.gluon.Block, values: Mapping[str, Any]) -> None:
+def initialize_with(block: mx.gluon.Block, values: Union[Mapping[str, Any], Callable[[], Mapping[str, Any]]]) -> None:
     """Make ``values`` the initial values of ``block``'s parameters.
 
     Each parameter's initialiser becomes its value, so that a later
@@ -134,6 +133,13 @@ def initialize_with(block: mx.gluon.Block, values: Mapping[str, Any]) -> None:
     block is initialised (a block already initialised needs
     ``initialize(force_reinit=True)`` to take the values).
 
+    ``values`` may be a function that returns them: then nothing is read now.
+    The function is called once, when the first of the block's parameters is
+    initialised (the detector's ``initialize()``; a parameter whose shape is not
+    known yet is initialised at the first forward pass), and what it raises —
+    a :class:`~detkit.errors.DownloadError`, say — reaches the caller of
+    ``initialize()``. :func:`initialize_pretrained` passes such a function.
+
     Parameters
     ----------
     block : mxnet.gluon.Block
@@ -141,7 +147,7 @@ def initialize_with(block: mx.gluon.Block, values: Mapping[str, Any]) -> None:
         ``vgg0_conv0_weight`` of a block with the prefix ``vgg0_`` takes
         ``values["conv0_weight"]``. A model zoo network therefore takes
         :func:`pretrained_parameters` of its name as they are.
-    values : mapping of str to mxnet.nd.NDArray or numpy.ndarray
+    values : mapping of str to mxnet.nd.NDArray or numpy.ndarray, or a function returning one
         A value for every parameter of ``block``, of the parameter's shape
         (dimensions not known yet are taken from the value); values no
         parameter uses (a classifier's, say) are ignored.
@@ -151,17 +157,150 @@ def initialize_with(block: mx.gluon.Block, values: Mapping[str, Any]) -> None:
     InputError
         If a parameter has no value or a value of another shape, or a parameter's
         name does not start with the block's prefix (a block put together from
-        parts of other networks: call this on each part).
+        parts of other networks: call this on each part). With a function, the
+        prefix is checked now and the values when they are read.
     """
     prefix = block.prefix
-    parameters = block.collect_params()
-    for key, parameter in parameters.items():
+    parameters = {}
+    for key, parameter in block.collect_params().items():
         if not key.startswith(prefix):
             raise InputError(
                 f"The parameter {key} does not start with the prefix {prefix!r} of the block it belongs to; "
                 "call initialize_with on the network that made it."
             )
-        short = key[len(prefix):]
+        parameters[key[len(prefix):]] = parameter
+    if callable(values) and not isinstance(values, Mapping):
+        source = _Source(prefix, parameters, values)
+        for short, parameter in parameters.items():
+            parameter.init = _Pending(source, short)
+        return
+    for short, value in _checked_values(prefix, parameters, values).items():
+        parameters[short].init = _Loaded(value)
+
+
+def initialize_pretrained(
+    block: mx.gluon.Block,
+    name: str,
+    *,
+    weights: Optional[PathLike] = None,
+    root: Optional[PathLike] = None,
+    convert: Optional[Callable[[dict[str, mx.nd.NDArray]], Mapping[str, Any]]] = None,
+) -> None:
+    """Start ``block`` from the ImageNet weights of the model zoo network ``name``, read when it is initialised.
+
+    The lazy form of ``initialize_with(block, pretrained_parameters(name, ...))``:
+    only the arguments are checked now (a backbone built to check a
+    configuration reads and downloads nothing); the weights are read, or
+    downloaded, once, when the block's parameters are first initialised — in a
+    detector, by its constructor. Parameters whose shape is not known yet take
+    the shape of the parameter of the same name of ``name`` (found without
+    reading any file), so that they too are initialised by ``initialize()``.
+
+    Parameters
+    ----------
+    block : mxnet.gluon.Block
+        The model zoo network ``name`` (``vision.get_model(name)``), or, with
+        ``convert``, any block whose parameters ``convert`` gives values for;
+        matched by name without the block's prefix (see :func:`initialize_with`).
+    name : str
+        A model store name: ``"resnet18_v1"``, ``"mobilenet0.25"``, ``"vgg16"``, ...
+    weights, root : str or os.PathLike, optional
+        As for :func:`pretrained_parameters`: a ``.params`` file to read instead
+        of the model store's, and the model store directory.
+    convert : callable, optional
+        Called once with the values of ``name`` (:func:`pretrained_parameters`)
+        when they are read; returns the values of ``block``'s parameters.
+
+    Raises
+    ------
+    InputError
+        Now, if ``name`` is not in MXNet's model store or ``weights`` does not exist.
+        Later, from ``initialize()``, the errors of :func:`pretrained_parameters`
+        (``InputError``, ``DownloadError``, ``StorageError``) and of :func:`initialize_with`.
+
+    Examples
+    --------
+    >>> import detkit
+    >>> from mxnet.gluon.model_zoo import vision
+    >>> network = vision.get_model("mobilenet0.25")
+    >>> detkit.initialize_pretrained(network, "mobilenet0.25")    # reads nothing yet
+    >>> network.features[0].weight.shape                           # known before the weights are read
+    (8, 3, 3, 3)
+    """
+    _weights_path(name, weights)
+    shapes = _zoo_shapes(name)
+    prefix = block.prefix
+    for key, parameter in block.collect_params().items():
+        short = key[len(prefix):] if key.startswith(prefix) else None
+        if short in shapes and (parameter.shape is None or 0 in tuple(parameter.shape)):
+            known = tuple(parameter.shape or ())
+            if not known or (len(known) == len(shapes[short])
+                             and all(d in (0, v) for d, v in zip(known, shapes[short]))):
+                parameter.shape = shapes[short]
+
+    def load() -> Mapping[str, Any]:
+        values = pretrained_parameters(name, weights=weights, root=root)
+        return values if convert is None else convert(values)
+
+    initialize_with(block, load)
+
+
+class ImageNetInput(mx.gluon.HybridBlock):
+    """detkit's network input turned into the input Gluon model zoo ImageNet weights expect.
+
+    detkit's readers give RGB images on the 0-255 scale minus
+    :data:`detkit.data.RGB_MEAN`; the model zoo's ImageNet weights were trained
+    on ``(x / 255 - mean) / std`` with the ImageNet mean ``MEAN`` = (0.485,
+    0.456, 0.406) and standard deviation ``STD`` = (0.229, 0.224, 0.225) (class
+    attributes; per channel, RGB, on the 0-1 scale). This block computes,
+    per channel, ``(x + RGB_MEAN - 255 * MEAN) / (255 * STD)``: put it first in a
+    backbone cut from a model zoo network, whether or not it starts from the
+    ImageNet weights, so that the architecture of a saved detector does not
+    depend on where its initial weights came from.
+
+    The constants are part of the graph: the block has no parameters, so
+    nothing is saved, trained or decayed, and it runs on any context and in
+    any precision. Input and output are ``(B, 3, H, W)``.
+
+    Examples
+    --------
+    >>> import mxnet as mx
+    >>> from detkit import ImageNetInput
+    >>> from detkit.data import RGB_MEAN
+    >>> block = ImageNetInput()
+    >>> image = mx.nd.full((1, 3, 1, 1), 255.0) - mx.nd.array(RGB_MEAN).reshape((1, 3, 1, 1))   # white
+    >>> [round(float(v), 3) for v in block(image).reshape(-1).asnumpy()]    # (1 - mean) / std
+    [2.249, 2.429, 2.64]
+    """
+
+    #: The ImageNet per-channel mean (R, G, B) of images on the 0-1 scale.
+    MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    #: The ImageNet per-channel standard deviation (R, G, B) of images on the 0-1 scale.
+    STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def __init__(self, prefix: Optional[str] = None, params: Any = None) -> None:
+        super().__init__(prefix=prefix, params=params)
+        # x * scale + shift = (x + RGB_MEAN - 255 * MEAN) / (255 * STD), as Python floats in the graph.
+        self._scale = tuple(1.0 / (255.0 * s) for s in self.STD)
+        self._shift = tuple((m0 - 255.0 * m) / (255.0 * s) for m0, m, s in zip(RGB_MEAN, self.MEAN, self.STD))
+
+    def hybrid_forward(self, F: Any, x: Any) -> Any:
+        channels = F.split(x, num_outputs=3, axis=1)  # three (B, 1, H, W)
+        return F.concat(*[c * scale + shift for c, scale, shift in zip(channels, self._scale, self._shift)], dim=1)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(mean={self.MEAN}, std={self.STD}, input_mean={tuple(RGB_MEAN)})"
+
+
+def _checked_values(prefix: str, parameters: Mapping[str, Any], values: Any) -> dict[str, mx.nd.NDArray]:
+    """The value of each parameter (short name -> CPU array of its dtype); its unknown dimensions set from it."""
+    if not isinstance(values, Mapping):
+        raise InputError(
+            f"The values for the parameters of {prefix!r} must be a mapping of parameter names to arrays; "
+            f"got a {type(values).__name__} instead."
+        )
+    checked = {}
+    for short, parameter in parameters.items():
         if short not in values:
             raise InputError(
                 f"There is no value for the parameter {short!r} of {prefix!r} among {len(values)} values "
@@ -177,11 +316,44 @@ def initialize_with(block: mx.gluon.Block, values: Mapping[str, Any]) -> None:
                 f"The value for the parameter {short!r} of {prefix!r} has the shape {tuple(value.shape)}; "
                 f"the parameter's is {shape} (0: not known yet)."
             )
-    for key, parameter in parameters.items():
-        value = values[key[len(prefix):]]
-        value = value.as_in_context(mx.cpu()) if isinstance(value, mx.nd.NDArray) else mx.nd.array(value)
+        checked[short] = value
+    for short, value in checked.items():
+        parameter = parameters[short]
         parameter.shape = tuple(value.shape)
-        parameter.init = _Loaded(value.astype(parameter.dtype, copy=False))
+        checked[short] = value.astype(parameter.dtype, copy=False)
+    return checked
+
+
+class _Source:
+    """The values of one :func:`initialize_with` call, read by the first of its parameters initialised."""
+
+    def __init__(self, prefix: str, parameters: Mapping[str, Any], load: Callable[[], Any]) -> None:
+        self._prefix = prefix
+        self._parameters: Optional[Mapping[str, Any]] = parameters
+        self._load: Optional[Callable[[], Any]] = load
+        self._values: Optional[dict[str, mx.nd.NDArray]] = None
+
+    def value(self, short: str) -> mx.nd.NDArray:
+        if self._values is None:
+            assert self._load is not None and self._parameters is not None
+            self._values = _checked_values(self._prefix, self._parameters, self._load())
+            self._load = self._parameters = None  # called once; the values stay, as initialize_with's would
+        return self._values[short]
+
+
+class _Pending(mx.init.Initializer):
+    """Initialises a parameter with its value of a :class:`_Source`, read on the first call."""
+
+    def __init__(self, source: _Source, short: str) -> None:
+        super().__init__()
+        self._source = source
+        self._short = short
+
+    def _init_weight(self, _: Any, arr: Any) -> None:
+        arr[:] = self._source.value(self._short)
+
+    def dumps(self) -> str:
+        return str(mx.init.Zero().dumps())
 
 
 class _Loaded(mx.init.Initializer):
@@ -202,6 +374,39 @@ class _Loaded(mx.init.Initializer):
     def dumps(self) -> str:
         # What an exported graph records as the initialiser; the values travel in the parameters file.
         return str(mx.init.Zero().dumps())
+
+
+def _weights_path(name: str, weights: Optional[PathLike]) -> Optional[Path]:
+    """``weights`` as a path, checked to exist, after checking ``name``; ``None`` without ``weights``."""
+    file_name = _file_name(name)
+    if weights is None:
+        return None
+    path = Path(os.fspath(weights)).expanduser()
+    if not path.is_file():
+        raise InputError(
+            f"The 'weights' argument must be a .params file of {name}; {path} does not exist. "
+            f"MXNet's model store file is {file_name}."
+        )
+    return path
+
+
+def _zoo_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    """The parameter shapes of the model zoo network ``name`` without its prefix, inferred without data.
+
+    Symbolic shape inference at ImageNet's input size (a few milliseconds, even for ResNet-152);
+    empty if it fails, and the shapes are then found at the first forward pass.
+    """
+    network = vision.get_model(name)
+    size = 299 if name.startswith("inception") else 224
+    try:
+        output = network(mx.sym.var("data"))
+        arguments, _, auxiliary = output.infer_shape(data=(1, 3, size, size))
+    except (mx.base.MXNetError, ValueError, TypeError):
+        return {}
+    names = output.list_arguments() + output.list_auxiliary_states()
+    prefix = network.prefix
+    return {key[len(prefix):]: tuple(shape) for key, shape in zip(names, list(arguments) + list(auxiliary))
+            if key.startswith(prefix)}
 
 
 def _file_name(name: str) -> str:

@@ -256,8 +256,8 @@ def serve_model_store(weights: Mapping[str, PathLike], *, accept: bool = True) -
     127.0.0.1 (a free port) that answers ``gluon/models/NAME-HASH.zip`` with a
     zip holding ``NAME-HASH.params``, your file, for each ``NAME`` in ``weights``;
     other paths get HTTP 404. :func:`detkit.pretrained_parameters` (and so any
-    backbone's ``pretrained=True``) then downloads your files as it would
-    MXNet's. Both the variable and the model store's table are restored afterwards.
+    backbone's ``pretrained=True``, when its parameters are initialised) then
+    downloads your files as it would MXNet's; ``requests`` shows whether it did. Both the variable and the model store's table are restored afterwards.
 
     Parameters
     ----------
@@ -281,7 +281,8 @@ def serve_model_store(weights: Mapping[str, PathLike], *, accept: bool = True) -
     ::
 
         with serve_model_store({"mobilenet0.25": "random.params"}) as store:
-            backbone = MyMobileNet(pretrained=True, root=tmp_path)
+            backbone = MyMobileNet(pretrained=True, root=tmp_path)   # reads nothing yet
+            backbone.initialize()                                     # downloads (as a detector would)
         assert (tmp_path / store.file_names["mobilenet0.25"]).is_file()
         assert len(store.requests) == 1
     """

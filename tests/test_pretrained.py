@@ -168,3 +168,117 @@ def test_a_missing_file_on_the_server_is_an_http_error(saved_network, tmp_path) 
     with serve_model_store({"mobilenet0.5": path}):  # serves another network only
         with pytest.raises(DownloadError, match="the server answered HTTP 404"):
             detkit.pretrained_parameters(NAME, root=tmp_path)
+
+
+# -- lazy loading ------------------------------------------------------------------------------
+
+
+def test_initialize_with_a_function_calls_it_once_when_the_parameters_are_initialised(saved_network) -> None:
+    network, path = saved_network
+    calls = []
+
+    def load():
+        calls.append(1)
+        return detkit.pretrained_parameters(NAME, weights=path)
+
+    fresh = vision.get_model(NAME)
+    detkit.initialize_pretrained(fresh, NAME, weights=path)  # shapes known: initialize() reads the values
+    detkit.initialize_with(fresh, load)
+    assert calls == []
+    fresh.initialize(mx.init.Xavier(), ctx=mx.cpu())
+    assert calls == [1]  # once for every parameter, before any forward pass
+    images = mx.nd.random.uniform(shape=(2, 3, 32, 32))
+    np.testing.assert_array_equal(fresh(images).asnumpy(), network(images).asnumpy())
+    fresh.initialize(force_reinit=True)  # the values are kept: not read again
+    assert calls == [1]
+    np.testing.assert_array_equal(fresh(images).asnumpy(), network(images).asnumpy())
+
+
+def test_a_parameter_of_unknown_shape_takes_its_lazy_value_at_the_first_forward() -> None:
+    dense = nn.Dense(3, prefix="fc_")  # in_units unknown: the weight is deferred until the first forward
+    calls = []
+    detkit.initialize_with(dense, lambda: calls.append(1) or {"weight": np.ones((3, 2)), "bias": np.arange(3)})
+    dense.initialize()
+    assert calls == [1]  # the bias (3,) is initialised now, and reads the values
+    with pytest.raises(mx.gluon.parameter.DeferredInitializationError):
+        dense.weight.data()
+    np.testing.assert_array_equal(dense(mx.nd.array([[1, 2]])).asnumpy(), [[3, 4, 5]])
+    assert calls == [1]
+
+
+def test_what_the_function_raises_reaches_initialize_and_bad_values_are_refused_then() -> None:
+    dense = nn.Dense(3, in_units=2, prefix="fc_")
+
+    def offline():
+        raise DownloadError("The ImageNet weights of x are missing.")
+
+    detkit.initialize_with(dense, offline)
+    with pytest.raises(DownloadError, match="The ImageNet weights of x are missing"):
+        dense.initialize()
+    other = nn.Dense(3, in_units=2, prefix="fc_")
+    detkit.initialize_with(other, lambda: {"weight": np.zeros((4, 2)), "bias": np.zeros(3)})
+    with pytest.raises(InputError, match=r"'weight' of 'fc_' has the shape \(4, 2\); the parameter's is \(3, 2\)"):
+        other.initialize()
+
+
+def test_initialize_pretrained_checks_its_arguments_now_and_reads_at_initialize(saved_network, tmp_path) -> None:
+    network, path = saved_network
+    with pytest.raises(InputError, match="must be a network of MXNet's model store; got 'mobilenet9' instead"):
+        detkit.initialize_pretrained(vision.get_model(NAME), "mobilenet9")
+    with pytest.raises(InputError, match=r"must be a \.params file of mobilenet0\.25; .*nowhere\.params does not exist"):
+        detkit.initialize_pretrained(vision.get_model(NAME), NAME, weights=tmp_path / "nowhere.params")
+    fresh = vision.get_model(NAME)
+    with serve_model_store({NAME: path}) as store:
+        detkit.initialize_pretrained(fresh, NAME, root=tmp_path / "models")
+        assert store.requests == [] and not (tmp_path / "models").exists()
+        assert all(0 not in p.shape for p in fresh.collect_params().values())  # inferred without the file
+        fresh.initialize(mx.init.Xavier())
+        assert len(store.requests) == 1
+    images = mx.nd.random.uniform(shape=(1, 3, 32, 32))
+    np.testing.assert_array_equal(fresh(images).asnumpy(), network(images).asnumpy())
+
+
+def test_initialize_pretrained_offline_fails_at_initialize_with_the_download_error(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MXNET_GLUON_REPO", f"http://127.0.0.1:{_closed_port()}/")
+    fresh = vision.get_model(NAME)
+    detkit.initialize_pretrained(fresh, NAME, root=tmp_path)  # nothing happens yet
+    with pytest.raises(DownloadError, match=f"{NAME}-.*params is not in {tmp_path}"):
+        fresh.initialize()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_initialize_pretrained_converts_the_values(saved_network) -> None:
+    _, path = saved_network
+    head = nn.Dense(2, in_units=8, prefix="head_")
+    detkit.initialize_pretrained(head, NAME, weights=path, convert=lambda values: {
+        "weight": values["conv0_weight"].reshape((8, -1))[:, :8][:2] * 0 + 1, "bias": mx.nd.zeros(2)})
+    head.initialize()
+    np.testing.assert_array_equal(head.weight.data().asnumpy(), np.ones((2, 8)))
+
+
+# -- the ImageNet input ----------------------------------------------------------------------------
+
+
+def test_imagenet_input_maps_detkit_input_to_the_imagenet_normalisation() -> None:
+    rgb = np.random.default_rng(0).uniform(0, 255, size=(2, 3, 5, 7)).astype("float32")
+    mean = np.array([0.485, 0.456, 0.406], "float32").reshape(1, 3, 1, 1)
+    std = np.array([0.229, 0.224, 0.225], "float32").reshape(1, 3, 1, 1)
+    detkit_input = mx.nd.array(rgb - np.array(detkit.data.RGB_MEAN, "float32").reshape(1, 3, 1, 1))
+    expected = (rgb / 255 - mean) / std
+    block = detkit.ImageNetInput()
+    np.testing.assert_allclose(block(detkit_input).asnumpy(), expected, rtol=1e-5, atol=1e-5)
+    block.hybridize(static_alloc=True)
+    np.testing.assert_allclose(block(detkit_input).asnumpy(), expected, rtol=1e-5, atol=1e-5)
+    symbol = block(mx.sym.var("data"))
+    assert symbol.list_arguments() == ["data"] and symbol.list_auxiliary_states() == []
+
+
+def test_imagenet_input_has_nothing_to_train_and_runs_in_half_precision() -> None:
+    block = detkit.ImageNetInput()
+    assert list(block.collect_params()) == []
+    block.initialize()  # nothing to do
+    block.cast("float16")
+    output = block(mx.nd.zeros((1, 3, 2, 2), dtype="float16"))
+    assert output.dtype == np.float16
+    expected = (np.array(detkit.data.RGB_MEAN) / 255 - np.array(block.MEAN)) / np.array(block.STD)
+    np.testing.assert_allclose(output.asnumpy()[0, :, 0, 0], expected, rtol=1e-2)

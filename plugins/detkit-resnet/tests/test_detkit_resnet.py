@@ -126,10 +126,12 @@ def test_pretrained_downloads_the_model_store_file_once(weights_file, tmp_path) 
     # The server stands in for MXNet's repository; it makes the model store expect the served
     # file's SHA-1 (the real ImageNet file's sum cannot match a file made in a test).
     with serve_model_store({"resnet18_v1": path}) as store:
-        detector = detkit.SSDDetector(classes=["a"], backbone=ResNet18V1(pretrained=True, root=root), ctx=mx.cpu())
+        backbone = ResNet18V1(pretrained=True, root=root)
+        assert store.requests == [] and not root.exists()  # building the backbone reads nothing
+        detector = detkit.SSDDetector(classes=["a"], backbone=backbone, ctx=mx.cpu())
         assert (root / store.file_names["resnet18_v1"]).is_file() and len(store.requests) == 1
-        ResNet18V1(pretrained=True, root=root)  # the file in root is used: no second download
-        assert len(store.requests) == 1
+        detkit.SSDDetector(classes=["a"], backbone=ResNet18V1(pretrained=True, root=root), ctx=mx.cpu())
+        assert len(store.requests) == 1  # the file in root is used: no second download
     detector(mx.nd.zeros((1, 3, 64, 64)))
     expected = [p.data().asnumpy() for p in network.features[:8].collect_params().values()]
     actual = [p.data().asnumpy() for p in detector.backbone.collect_params().values()]
@@ -138,8 +140,9 @@ def test_pretrained_downloads_the_model_store_file_once(weights_file, tmp_path) 
 
 def test_a_served_file_of_another_sha1_is_refused(weights_file, tmp_path) -> None:
     _, path = weights_file
+    backbone = ResNet18V1(pretrained=True, root=str(tmp_path))
     with serve_model_store({"resnet18_v1": path}, accept=False), pytest.raises(DownloadError) as caught:
-        ResNet18V1(pretrained=True, root=str(tmp_path))
+        backbone.initialize()
     assert "the downloaded resnet18_v1-a0666292.params has the SHA-1 sum" in str(caught.value)
     assert f"put resnet18_v1-a0666292.params in {tmp_path}" in str(caught.value)
     assert list(tmp_path.iterdir()) == [path]  # nothing saved beside the test's own file
@@ -147,8 +150,9 @@ def test_a_served_file_of_another_sha1_is_refused(weights_file, tmp_path) -> Non
 
 def test_offline_the_pretrained_weights_error_says_where_to_put_the_file(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MXNET_GLUON_REPO", "http://127.0.0.1:9/")  # nothing listens there: the download fails
+    backbone = ResNet18V1(pretrained=True, root=str(tmp_path))  # reads nothing yet
     with pytest.raises(DownloadError) as caught:
-        ResNet18V1(pretrained=True, root=str(tmp_path))
+        detkit.SSDDetector(classes=["a"], backbone=backbone, ctx=mx.cpu())
     message = str(caught.value)
     assert isinstance(caught.value, OSError)
     assert f"resnet18_v1-a0666292.params is not in {tmp_path}" in message
@@ -175,7 +179,39 @@ def test_bad_arguments_raise_and_explain(kwargs, fragment) -> None:
     assert fragment in str(caught.value)
 
 
-def test_weights_of_another_network_are_refused(weights_file) -> None:
+def test_weights_of_another_network_are_refused_when_read(weights_file) -> None:
     _, path = weights_file
+    backbone = ResNetBackbone(depth=34, weights=str(path))  # the file exists: read when the detector initialises
     with pytest.raises(InputError, match=f"The weights file {path} does not hold the parameters of resnet34_v1"):
-        ResNetBackbone(depth=34, weights=str(path))
+        detkit.SSDDetector(classes=["a"], backbone=backbone, ctx=mx.cpu())
+
+
+def test_building_a_pretrained_backbone_reads_nothing(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MXNET_GLUON_REPO", "http://127.0.0.1:9/")  # nothing listens there
+    backbone = detkit.build_component("backbone", "resnet50_v2", pretrained=True, root=str(tmp_path))
+    assert backbone.pretrained and list(tmp_path.iterdir()) == []
+    # The shapes are known without the file, so that the detector's initialize() reads it, not its first forward.
+    assert all(0 not in p.shape for p in backbone.collect_params().values())
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_pretrained_body_on_detkit_input_is_the_model_zoo_network_on_imagenet_input(version, tmp_path) -> None:
+    store = f"resnet18_v{version}"
+    network = vision.get_model(store)
+    network.initialize(mx.init.Xavier())
+    network(mx.nd.zeros((1, 3, 32, 32)))
+    path = tmp_path / f"{store}.params"
+    network.save_parameters(str(path))
+    with serve_model_store({store: path}) as served:
+        backbone = ResNetBackbone(version=version, stages=[1], pretrained=True, root=tmp_path / "models")
+        detkit.SSDDetector(classes=["a"], backbone=backbone, ctx=mx.cpu(), data_shape=128)
+    assert len(served.requests) == 1
+    rgb = np.random.default_rng(version).uniform(0, 255, size=(1, 3, 64, 64)).astype("float32")
+    mean = np.array(detkit.ImageNetInput.MEAN, "float32").reshape(1, 3, 1, 1)
+    std = np.array(detkit.ImageNetInput.STD, "float32").reshape(1, 3, 1, 1)
+    (features,) = backbone(mx.nd.array(rgb - np.array(detkit.data.RGB_MEAN, "float32").reshape(1, 3, 1, 1)))
+    stem = 4 if version == 1 else 5  # v2: the data BatchNorm first
+    expected = network.features[: stem + 1](mx.nd.array((rgb / 255 - mean) / std))  # the stem and stage 1
+    assert features.shape == expected.shape == (1, 64, 16, 16)
+    np.testing.assert_allclose(features.asnumpy(), expected.asnumpy(), rtol=1e-4, atol=1e-4)
+    assert isinstance(backbone.input, detkit.ImageNetInput) and list(backbone.input.collect_params()) == []

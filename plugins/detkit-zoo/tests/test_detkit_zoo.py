@@ -113,7 +113,7 @@ def test_conv4_3_is_l2_normalised_with_a_learnable_scale() -> None:
     np.testing.assert_array_equal(backbone.conv4_3_scale.data().asnumpy().ravel(), np.full(512, 20.0))
     images = mx.nd.random.uniform(shape=(1, 3, 64, 64))
     normalised, _ = backbone(images)
-    raw = backbone.conv4_3(images).asnumpy()
+    raw = backbone.conv4_3(backbone.input(images)).asnumpy()
     norms = np.sqrt((raw ** 2).sum(axis=1, keepdims=True))
     np.testing.assert_allclose(normalised.asnumpy(), 20.0 * raw / np.maximum(norms, 1e-10), rtol=1e-4, atol=1e-5)
     with mx.autograd.record():
@@ -190,10 +190,12 @@ def test_vgg16_atrous_starts_from_the_converted_model_zoo_weights(monkeypatch) -
         asked.append((name, weights, root))
         return values
 
-    monkeypatch.setattr(detkit, "pretrained_parameters", fake)
+    # What detkit.initialize_pretrained reads through, when the parameters are initialised.
+    monkeypatch.setattr(detkit._pretrained, "pretrained_parameters", fake)
     backbone = VGG16Atrous(pretrained=True, root="/models")
-    assert asked == [("vgg16", None, "/models")] and backbone.pretrained and backbone.get_config() == {}
+    assert asked == [] and backbone.pretrained and backbone.get_config() == {}  # nothing read yet
     detector = detkit.SSDDetector(classes=["a"], backbone=backbone, ctx=mx.cpu())
+    assert asked == [("vgg16", None, "/models")]  # read once, for the convolutions and fc6 and fc7
     convs = [p for k, p in backbone.collect_params().items() if "_conv" in k and "scale" not in k]
     expected = [p for k, p in network.collect_params().items() if "_conv" in k]
     assert len(convs) == 26 and all(np.array_equal(a.data().asnumpy(), e.data().asnumpy())
@@ -211,8 +213,9 @@ def test_vgg16_atrous_starts_from_the_converted_model_zoo_weights(monkeypatch) -
 
 def test_vgg16_atrous_refuses_weights_of_another_network(tmp_path, mobilenet_file) -> None:
     _, path = mobilenet_file
+    backbone = VGG16Atrous(weights=path)  # the file exists: it is read when the detector initialises
     with pytest.raises(InputError, match=f"The weights file {path} does not hold the parameters of vgg16"):
-        VGG16Atrous(weights=path)
+        detkit.SSDDetector(classes=["a"], backbone=backbone, ctx=mx.cpu())
 
 
 # -- weights --------------------------------------------------------------------------------
@@ -240,10 +243,13 @@ def test_pretrained_downloads_the_model_store_file_once(mobilenet_file, tmp_path
     # The server stands in for MXNet's repository; it makes the model store expect the served
     # file's SHA-1 (the real ImageNet file's sum cannot match a file made in a test).
     with serve_model_store({"mobilenet0.25": path}) as store:
-        detector = detkit.SSDDetector(classes=["a"], backbone=MobileNet0_25(pretrained=True, root=root), ctx=mx.cpu())
+        backbone = MobileNet0_25(pretrained=True, root=root)
+        assert store.requests == [] and not root.exists()  # building the backbone reads nothing
+        detector = detkit.SSDDetector(classes=["a"], backbone=backbone, ctx=mx.cpu())
         assert [p.name for p in root.iterdir()] == [store.file_names["mobilenet0.25"]] and len(store.requests) == 1
-        MobileNet0_25(pretrained=True, root=root)  # the file in root is used: no second download
-        assert len(store.requests) == 1
+        detector(mx.nd.zeros((1, 3, 64, 64)))
+        detkit.SSDDetector(classes=["a"], backbone=MobileNet0_25(pretrained=True, root=root), ctx=mx.cpu())
+        assert len(store.requests) == 1  # the file in root is used: no second download
     detector(mx.nd.zeros((1, 3, 64, 64)))
     actual = [p.data().asnumpy() for p in detector.backbone.collect_params().values()]
     expected = _body_values(network)
@@ -253,8 +259,9 @@ def test_pretrained_downloads_the_model_store_file_once(mobilenet_file, tmp_path
 def test_a_served_file_of_another_sha1_is_refused(mobilenet_file, tmp_path) -> None:
     _, path = mobilenet_file
     file_name = f"mobilenet0.25-{model_store.short_hash('mobilenet0.25')}.params"
+    backbone = MobileNetBackbone(multiplier=0.25, pretrained=True, root=tmp_path)
     with serve_model_store({"mobilenet0.25": path}, accept=False), pytest.raises(DownloadError) as caught:
-        MobileNetBackbone(multiplier=0.25, pretrained=True, root=tmp_path)
+        backbone.initialize()
     assert f"the downloaded {file_name} has the SHA-1 sum" in str(caught.value)
     assert f"put {file_name} in {tmp_path}" in str(caught.value)
     assert list(tmp_path.iterdir()) == []
@@ -265,8 +272,9 @@ def test_offline_the_pretrained_weights_error_says_where_to_put_the_file(tmp_pat
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     monkeypatch.setenv("MXNET_GLUON_REPO", f"http://127.0.0.1:{port}/")
+    backbone = MobileNetV2_0_25(pretrained=True, root=str(tmp_path))  # reads nothing yet
     with pytest.raises(DownloadError) as caught:
-        MobileNetV2_0_25(pretrained=True, root=str(tmp_path))
+        detkit.SSDDetector(classes=["a"], backbone=backbone, ctx=mx.cpu())
     message = str(caught.value)
     file_name = f"mobilenetv2_0.25-{model_store.short_hash('mobilenetv2_0.25')}.params"
     assert f"{file_name} is not in {tmp_path}" in message
@@ -318,7 +326,112 @@ def test_bad_arguments_raise_and_explain(kwargs, fragment) -> None:
     assert fragment in str(caught.value)
 
 
-def test_weights_of_another_width_are_refused(mobilenet_file) -> None:
+def test_weights_of_another_width_are_refused_when_read(mobilenet_file) -> None:
     _, path = mobilenet_file
+    backbone = MobileNetBackbone(multiplier=0.5, weights=path)
     with pytest.raises(InputError, match=f"The weights file {path} does not hold the parameters of mobilenet0.5"):
-        MobileNetBackbone(multiplier=0.5, weights=path)
+        detkit.SSDDetector(classes=["a"], backbone=backbone, ctx=mx.cpu())
+
+
+# -- lazy loading: validating or printing a configuration reads nothing --------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_validating_a_config_with_a_pretrained_backbone_downloads_nothing(mobilenet_file, tmp_path,
+                                                                         monkeypatch) -> None:
+    from detkit.config import load_config, preset
+
+    _, path = mobilenet_file
+    spec = f"model.backbone={{name: mobilenet0_25, pretrained: true, root: {tmp_path / 'models'}}}"
+    with serve_model_store({"mobilenet0.25": path}) as store:
+        assert preset("fast", [spec]).model.backbone["pretrained"] is True
+        config = tmp_path / "config.yaml"
+        config.write_text(f"model:\n  backbone: {{name: vgg16_atrous, pretrained: true, root: {tmp_path}}}\n")
+        assert load_config(config).model.backbone["name"] == "vgg16_atrous"
+        assert store.requests == []  # served, and never asked
+    monkeypatch.setenv("MXNET_GLUON_REPO", f"http://127.0.0.1:{_closed_port()}/")
+    assert preset("seed", [spec.replace("mobilenet0_25", "mobilenetv2_1_0")]).model.backbone["pretrained"] is True
+    assert not (tmp_path / "models").exists()
+
+
+def test_train_offline_with_a_pretrained_backbone_is_one_error_line(tmp_path, capsys, monkeypatch) -> None:
+    from detkit.cli import main
+
+    port = _closed_port()
+    monkeypatch.setenv("MXNET_GLUON_REPO", f"http://127.0.0.1:{port}/")
+    root = tmp_path / "models"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"model:\n  backbone: {{name: mobilenet0_25, pretrained: true, root: {root}}}\n  data_shape: 64\n"
+        f"data:\n  root: {tmp_path / 'data'}\n  num_train: 2\n  num_val: 1\n  image_size: 64\n"
+        f"train:\n  epochs: 1\n  output_dir: {tmp_path / 'run'}\n  quiet: true\n"
+    )
+    assert main(["train", str(config), "--print-config"]) == 0  # checked and printed: nothing read
+    capsys.readouterr()
+    assert main(["train", str(config)]) != 0
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    file_name = f"mobilenet0.25-{model_store.short_hash('mobilenet0.25')}.params"
+    assert len(lines) == 1 and lines[0].startswith("detkit: error: The ImageNet weights of mobilenet0.25 are missing")
+    assert f"put {file_name} in {root}" in lines[0] and f"http://127.0.0.1:{port}/gluon/models/" in lines[0]
+    assert "Traceback" not in captured.err + captured.out
+
+
+# -- the ImageNet input --------------------------------------------------------------------------
+
+
+def _imagenet_image(seed: int) -> tuple[mx.nd.NDArray, mx.nd.NDArray]:
+    """One image as detkit's readers give it (RGB minus RGB_MEAN) and as the model zoo expects it."""
+    rgb = np.random.default_rng(seed).uniform(0, 255, size=(1, 3, 64, 64)).astype("float32")
+    mean = np.array(detkit.ImageNetInput.MEAN, "float32").reshape(1, 3, 1, 1)
+    std = np.array(detkit.ImageNetInput.STD, "float32").reshape(1, 3, 1, 1)
+    detkit_input = rgb - np.array(detkit.data.RGB_MEAN, "float32").reshape(1, 3, 1, 1)
+    return mx.nd.array(detkit_input), mx.nd.array((rgb / 255 - mean) / std)
+
+
+@pytest.mark.parametrize(("cls", "store", "end"), [(MobileNet0_25, "mobilenet0.25", 21),
+                                                   (MobileNetV2_0_25, "mobilenetv2_0.25", 6)])
+def test_a_pretrained_body_on_detkit_input_is_the_model_zoo_network_on_imagenet_input(
+        cls, store, end, tmp_path) -> None:
+    network = vision.get_model(store)
+    network.initialize(mx.init.Xavier())
+    network(mx.nd.zeros((1, 3, 32, 32)))
+    path = tmp_path / f"{store}.params"
+    network.save_parameters(str(path))
+    with serve_model_store({store: path}) as served:
+        backbone = cls(stages=[1], pretrained=True, root=tmp_path / "models")  # stride 4: the zoo's features[:end]
+        detkit.SSDDetector(classes=["a"], backbone=backbone, ctx=mx.cpu(), data_shape=128)
+    assert len(served.requests) == 1
+    detkit_input, imagenet_input = _imagenet_image(0)
+    (features,) = backbone(detkit_input)
+    expected = network.features[:end](imagenet_input)
+    assert features.shape == expected.shape
+    np.testing.assert_allclose(features.asnumpy(), expected.asnumpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backbone", [MobileNet0_25(), MobileNetV2_0_25(), VGG16Atrous()],
+                         ids=["mobilenet0_25", "mobilenetv2_0_25", "vgg16_atrous"])
+def test_every_zoo_body_starts_with_the_imagenet_input(backbone) -> None:
+    assert isinstance(backbone.input, detkit.ImageNetInput)
+    assert list(backbone.input.collect_params()) == []  # nothing to train, decay or save
+    backbone.initialize()
+    detkit_input, imagenet_input = _imagenet_image(1)
+    np.testing.assert_allclose(backbone.input(detkit_input).asnumpy(), imagenet_input.asnumpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_detector_with_a_zoo_body_quantizes() -> None:
+    detector = detkit.SSDDetector(classes=["a"], backbone="mobilenet0_25", data_shape=64, ctx=mx.cpu())
+    images = [mx.nd.random.uniform(-100, 100, shape=(2, 3, 64, 64))]
+    try:
+        quantized = detector.quantize(images, num_batches=1)
+    except detkit.errors.MissingDependencyError:
+        pytest.skip("this MXNet build has no MKL-DNN INT8 backend")
+    assert quantized.precision == "int8" and detector.precision == "float32"
+    anchors, class_preds, _ = quantized(images[0])
+    expected = detector(images[0])[1]
+    assert class_preds.shape == expected.shape and np.isfinite(class_preds.asnumpy()).all()

@@ -45,9 +45,16 @@ class ResNetBackbone(Backbone):
     BatchNorm and ReLU, as in the classifier; the maps of earlier stages are the
     stages' raw (pre-activation) outputs.
 
+    The body starts with :class:`detkit.ImageNetInput`, which turns detkit's
+    input (RGB minus :data:`detkit.data.RGB_MEAN`, 0-255) into the ImageNet
+    normalisation the model zoo's weights were trained on; always, so that the
+    architecture does not depend on where the initial weights come from.
+
     Weights are random (the detector's Xavier initialisation) unless
-    ``pretrained`` or ``weights`` is given. ImageNet weights expect images
-    normalised with the ImageNet mean and standard deviation.
+    ``pretrained`` or ``weights`` is given. They are then read (or downloaded)
+    when the parameters are first initialised — by the detector's constructor —
+    not when the backbone is built: checking a configuration reads nothing
+    (:func:`detkit.initialize_pretrained`).
 
     Parameters
     ----------
@@ -60,7 +67,8 @@ class ResNetBackbone(Backbone):
     pretrained : bool, default False
         Start from the ImageNet weights of MXNet's model store: the file
         ``resnet{depth}_v{version}-<hash>.params`` in ``root``, downloaded there
-        if missing (which needs network access).
+        if missing (which needs network access) when the parameters are
+        initialised; see :func:`detkit.pretrained_parameters`.
     weights : str or os.PathLike, optional
         A ``.params`` file of the model zoo network (``net.save_parameters``), such
         as the model store's file copied from a machine with network access;
@@ -71,11 +79,11 @@ class ResNetBackbone(Backbone):
     Raises
     ------
     InputError
-        If an argument is out of range, or ``weights`` is missing or does not
-        fit the network.
+        If an argument is out of range or ``weights`` does not exist; when the
+        parameters are initialised, if ``weights`` does not fit the network.
     DownloadError
-        If ``pretrained`` and the weights are neither in ``root`` nor downloadable;
-        the message says which file to put where.
+        When the parameters are initialised, if ``pretrained`` and the weights are
+        neither in ``root`` nor downloadable; the message says which file to put where.
 
     Notes
     -----
@@ -118,11 +126,12 @@ class ResNetBackbone(Backbone):
         self.root = root
 
         network = vision.get_resnet(self.version, self.depth)
-        if self.pretrained:
-            _load_pretrained(network, self.depth, self.version, weights, root)
+        if self.pretrained:  # read when the detector initialises the parameters, not now
+            detkit.initialize_pretrained(network, self.model_name, weights=weights, root=root)
         features = network.features
         stem = _STEM_BLOCKS[self.version]
         with self.name_scope():
+            self.input = detkit.ImageNetInput()
             self.stem = nn.HybridSequential()
             for index in range(stem):
                 self.stem.add(features[index])
@@ -152,7 +161,7 @@ class ResNetBackbone(Backbone):
         return {"depth": self.depth, "version": self.version, "stages": list(self.stages)}
 
     def hybrid_forward(self, F: Any, x: Any) -> list[Any]:
-        x = self.stem(x)  # (B, 64, H/4, W/4)
+        x = self.stem(self.input(x))  # (B, 64, H/4, W/4)
         outputs = []
         for number in range(1, len(self.body) + 1):
             x = self.body[number - 1](x)  # (B, channels of stage number, H/s, W/s)
@@ -209,11 +218,3 @@ def model_store_file(name: str, root: Optional[str | os.PathLike[str]] = None) -
     root = os.path.expanduser(os.fspath(root)) if root is not None else os.path.join(mx.base.data_dir(), "models")
     return os.path.join(root, f"{name}-{model_store.short_hash(name)}.params")
 
-
-def _load_pretrained(network: Any, depth: int, version: int, weights: Any, root: Any) -> None:
-    """Make the ImageNet weights ``network``'s initial values (:func:`detkit.initialize_with`).
-
-    The detector's later ``initialize()`` keeps them and puts them on its context.
-    """
-    values = detkit.pretrained_parameters(f"resnet{depth}_v{version}", weights=weights, root=root)
-    detkit.initialize_with(network, values)

@@ -14,7 +14,8 @@ paper used it::
 The MobileNets return the feature maps of stages 2, 3 and 4 (strides 8, 16 and
 32) by default (see :class:`MobileNetBackbone`); ``vgg16_atrous`` returns the
 L2-normalised conv4_3 (stride 8) and fc7 (stride 16) (see :class:`VGG16Atrous`).
-ImageNet weights come through :func:`detkit.pretrained_parameters`.
+Each body starts with :class:`detkit.ImageNetInput`; ImageNet weights come through
+:func:`detkit.initialize_pretrained`, read when the detector is built.
 """
 
 from __future__ import annotations

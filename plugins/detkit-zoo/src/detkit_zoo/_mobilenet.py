@@ -57,9 +57,16 @@ class MobileNetBackbone(Backbone):
     of each stride (linear), except at stride 32, where the map is the final
     1 x 1 convolution to 1280 channels (ReLU6) as in SSDLite.
 
+    The body starts with :class:`detkit.ImageNetInput`, which turns detkit's
+    input (RGB minus :data:`detkit.data.RGB_MEAN`, 0-255) into the ImageNet
+    normalisation the model zoo's weights were trained on; always, so that the
+    architecture does not depend on where the initial weights come from.
+
     Weights are random (the detector's Xavier initialisation) unless
-    ``pretrained`` or ``weights`` is given. ImageNet weights expect images
-    normalised with the ImageNet mean and standard deviation.
+    ``pretrained`` or ``weights`` is given. They are then read (or downloaded)
+    when the parameters are first initialised — by the detector's constructor —
+    not when the backbone is built: checking a configuration reads nothing
+    (:func:`detkit.initialize_pretrained`).
 
     Parameters
     ----------
@@ -72,8 +79,8 @@ class MobileNetBackbone(Backbone):
     pretrained : bool, default False
         Start from the ImageNet weights of MXNet's model store: the file
         ``mobilenet0.25-<hash>.params`` (``mobilenetv2_0.25-...`` for v2) in ``root``,
-        downloaded there if missing (which needs network access); see
-        :func:`detkit.pretrained_parameters`.
+        downloaded there if missing (which needs network access) when the
+        parameters are initialised; see :func:`detkit.pretrained_parameters`.
     weights : str or os.PathLike, optional
         A ``.params`` file of the model zoo network (``net.save_parameters``), such
         as the model store's file copied from a machine with network access;
@@ -84,11 +91,11 @@ class MobileNetBackbone(Backbone):
     Raises
     ------
     InputError
-        If an argument is out of range, or ``weights`` is missing or does not
-        fit the network.
+        If an argument is out of range or ``weights`` does not exist; when the
+        parameters are initialised, if ``weights`` does not fit the network.
     DownloadError
-        If ``pretrained`` and the weights are neither in ``root`` nor downloadable;
-        the message says which file to put where.
+        When the parameters are initialised, if ``pretrained`` and the weights are
+        neither in ``root`` nor downloadable; the message says which file to put where.
 
     Notes
     -----
@@ -134,13 +141,12 @@ class MobileNetBackbone(Backbone):
         self.root = root
 
         network = (vision.get_mobilenet if self.version == 1 else vision.get_mobilenet_v2)(self.multiplier)
-        if self.pretrained:
-            detkit.initialize_with(
-                network, detkit.pretrained_parameters(self.model_name, weights=weights, root=root)
-            )
+        if self.pretrained:  # read when the detector initialises the parameters, not now
+            detkit.initialize_pretrained(network, self.model_name, weights=weights, root=root)
         features = network.features
         ends = _STAGE_ENDS[self.version]
         with self.name_scope():
+            self.input = detkit.ImageNetInput()
             self.stem = nn.HybridSequential()
             for index in range(_STEM_BLOCKS):
                 self.stem.add(features[index])
@@ -175,7 +181,7 @@ class MobileNetBackbone(Backbone):
         return {"multiplier": self.multiplier, "version": self.version, "stages": list(self.stages)}
 
     def hybrid_forward(self, F: Any, x: Any) -> list[Any]:
-        x = self.stem(x)  # (B, 32 * multiplier, H/2, W/2)
+        x = self.stem(self.input(x))  # (B, 32 * multiplier, H/2, W/2)
         outputs = []
         for number in range(1, len(self.body) + 1):
             x = self.body[number - 1](x)  # (B, channels of stage number, H/s, W/s), s = 2 ** (number + 1)

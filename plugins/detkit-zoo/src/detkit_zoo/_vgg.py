@@ -90,18 +90,26 @@ class VGG16Atrous(Backbone):
     The detector adds its own halving blocks and a global max-pool until it has
     one map per anchor scale: with the default 5 scales the smallest input is 64 x 64.
 
+    The body starts with :class:`detkit.ImageNetInput`, which turns detkit's
+    input (RGB minus :data:`detkit.data.RGB_MEAN`, 0-255) into the ImageNet
+    normalisation the model zoo's weights were trained on (VGG has no
+    BatchNorm to absorb another scale); always, so that the architecture does
+    not depend on where the initial weights come from.
+
     Weights are random (the detector's Xavier initialisation) unless
     ``pretrained`` or ``weights`` is given. Then the convolutions take the
     model zoo's ImageNet weights of ``vgg16`` and fc6 and fc7 its dense fc6 and
-    fc7 subsampled as the paper did (:func:`reduce_fc_layers`). ImageNet weights
-    expect images normalised with the ImageNet mean and standard deviation.
+    fc7 subsampled as the paper did (:func:`reduce_fc_layers`), read once when
+    the parameters are first initialised — by the detector's constructor — not
+    when the backbone is built (:func:`detkit.initialize_pretrained`).
 
     Parameters
     ----------
     pretrained : bool, default False
         Start from the ImageNet weights of MXNet's model store: the file
         ``vgg16-e660d456.params`` (528 MB) in ``root``, downloaded there if missing
-        (which needs network access); see :func:`detkit.pretrained_parameters`.
+        (which needs network access) when the parameters are initialised; see
+        :func:`detkit.pretrained_parameters`.
     weights : str or os.PathLike, optional
         A ``.params`` file of the model zoo's ``vgg16`` (``net.save_parameters``),
         such as the model store's file copied from a machine with network access;
@@ -112,10 +120,11 @@ class VGG16Atrous(Backbone):
     Raises
     ------
     InputError
-        If ``weights`` is missing or does not fit ``vgg16``.
+        If ``weights`` does not exist; when the parameters are initialised, if it
+        does not fit ``vgg16``.
     DownloadError
-        If ``pretrained`` and the weights are neither in ``root`` nor downloadable;
-        the message says which file to put where.
+        When the parameters are initialised, if ``pretrained`` and the weights are
+        neither in ``root`` nor downloadable; the message says which file to put where.
 
     Notes
     -----
@@ -135,12 +144,14 @@ class VGG16Atrous(Backbone):
         self.weights = weights
         self.root = root
         network = vision.get_vgg(16)
-        values: Optional[Mapping[str, Any]] = None
-        if self.pretrained:
-            values = detkit.pretrained_parameters("vgg16", weights=weights, root=root)
-            detkit.initialize_with(network, values)
         features = network.features
+        with network.name_scope():
+            # fc6 and fc7 are named as the network's layers (vgg0_fc6_...), so that one block holds every
+            # parameter that takes vgg16's weights under the network's prefix (see below).
+            fc6 = nn.Conv2D(1024, 3, padding=6, dilation=6, in_channels=512, prefix="fc6_")
+            fc7 = nn.Conv2D(1024, 1, in_channels=1024, prefix="fc7_")
         with self.name_scope():
+            self.input = detkit.ImageNetInput()
             self.conv4_3 = nn.HybridSequential()  # conv1_1 ... conv4_3 (ReLU): stride 8
             self.conv5_3 = nn.HybridSequential()  # pool4, conv5_1 ... conv5_3 (ReLU), pool5: stride 16
             for index in range(_CONV5_3_END):
@@ -148,17 +159,17 @@ class VGG16Atrous(Backbone):
                 layer = nn.MaxPool2D(2, 2, ceil_mode=True) if index in _POOLS else features[index]
                 (self.conv4_3 if index < _CONV4_3_END else self.conv5_3).add(layer)
             self.conv5_3.add(nn.MaxPool2D(3, 1, 1))  # pool5: 3 x 3, stride 1
-            self.fc6 = nn.Conv2D(1024, 3, padding=6, dilation=6, in_channels=512, prefix="fc6_")
-            self.fc7 = nn.Conv2D(1024, 1, in_channels=1024, prefix="fc7_")
+            self.fc6 = fc6
+            self.fc7 = fc7
             self.conv4_3_scale = self.params.get(
                 "conv4_3_scale", shape=(1, 512, 1, 1), init=mx.init.Constant(CONV4_3_SCALE)
             )
-        if values is not None:
-            reduced = reduce_fc_layers(
-                values["dense0_weight"], values["dense0_bias"], values["dense1_weight"], values["dense1_bias"]
-            )
-            detkit.initialize_with(self.fc6, {"weight": reduced["fc6_weight"], "bias": reduced["fc6_bias"]})
-            detkit.initialize_with(self.fc7, {"weight": reduced["fc7_weight"], "bias": reduced["fc7_bias"]})
+        if self.pretrained:
+            # The convolutions and fc6 and fc7, under the network's prefix: one lazy read of vgg16's file.
+            with network.name_scope():
+                pretrained = nn.HybridSequential(prefix="")
+            pretrained.add(*[features[index] for index in range(_CONV5_3_END) if index not in _POOLS], fc6, fc7)
+            detkit.initialize_pretrained(pretrained, "vgg16", weights=weights, root=root, convert=_converted)
 
     @property
     def out_channels(self) -> tuple[int, int]:
@@ -173,9 +184,17 @@ class VGG16Atrous(Backbone):
         return {}
 
     def hybrid_forward(self, F: Any, x: Any, conv4_3_scale: Any) -> list[Any]:
-        conv4_3 = self.conv4_3(x)  # (B, 512, H/8, W/8)
+        conv4_3 = self.conv4_3(self.input(x))  # (B, 512, H/8, W/8)
         normalised = F.broadcast_mul(F.L2Normalization(conv4_3, mode="channel"), conv4_3_scale)
         y = self.conv5_3(conv4_3)  # (B, 512, H/16, W/16)
         y = F.relu(self.fc6(y))  # (B, 1024, H/16, W/16)
         y = F.relu(self.fc7(y))  # (B, 1024, H/16, W/16)
         return [normalised, y]
+
+
+def _converted(values: Mapping[str, Any]) -> dict[str, Any]:
+    """vgg16's values with the SSD paper's fc6 and fc7 (:func:`reduce_fc_layers`) added."""
+    reduced = reduce_fc_layers(
+        values["dense0_weight"], values["dense0_bias"], values["dense1_weight"], values["dense1_bias"]
+    )
+    return {**values, **reduced}
