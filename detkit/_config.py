@@ -165,10 +165,19 @@ class Config:
         }
 
 
+# The anchor sizes of the "ssd" preset, one pair per feature map (fractions of the
+# image side): SSD's scales s = 0.07 (SSD512's smallest), 0.15, 0.33, 0.51, 0.69,
+# 0.87, and on each map s_k and sqrt(s_k * s_k+1), on the last map s_k and s_k+1.
+# The seed's smallest anchor, 0.2, matches no object of a tenth of the image side.
+_SSD_ANCHOR_SIZES: List[List[float]] = [[0.07, 0.1025], [0.15, 0.2225], [0.33, 0.41], [0.51, 0.5932], [0.69, 0.87]]
+
 #: Named recipes: ``"seed"`` is the tutorial's training recipe exactly (detection
 #: keeps each image's 400 best boxes before NMS, where the tutorial keeps all: see
 #: ``MultiBoxDetectionPostProcessor``); ``"fast"`` reaches a higher mAP in fewer
-#: epochs with the same components (see the training guide).
+#: epochs with the same components; ``"ssd"`` is the recipe for real data: a
+#: ResNet-18 body from ImageNet weights (gluon-detkit-resnet), SSD's anchor scales,
+#: hard-negative mining (``ssd_multibox``, gluon-detkit-losses) and SSD's
+#: augmentation (see the training guide).
 PRESETS: Mapping[str, Mapping[str, Any]] = {
     "seed": {},
     "fast": {
@@ -180,7 +189,24 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
             "warmup_epochs": 1.0,
         },
     },
+    "ssd": {
+        "model": {
+            "backbone": {"name": "resnet18_v1", "pretrained": True},
+            "anchor_generator": {"name": "multibox_prior", "sizes": _SSD_ANCHOR_SIZES},
+            "loss": "ssd_multibox",
+        },
+        "data": {"augment": "ssd"},
+        "train": {
+            "epochs": 10,
+            "optimizer_params": {"learning_rate": 0.005, "momentum": 0.9, "wd": 0.0005},
+            "lr_schedule": "cosine",
+            "warmup_epochs": 1.0,
+        },
+    },
 }
+
+# The plugins whose components a preset uses (distribution names), named when one is missing.
+_PRESET_PLUGINS: Mapping[str, Sequence[str]] = {"ssd": ("gluon-detkit-resnet", "gluon-detkit-losses")}
 
 
 def preset(name: str, overrides: Sequence[str] = ()) -> Config:
@@ -194,7 +220,7 @@ def preset(name: str, overrides: Sequence[str] = ()) -> Config:
     """
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; the presets are: {', '.join(PRESETS)}", "preset")
-    return _from_mapping(json.loads(json.dumps(PRESETS[name])), overrides, source=f"preset {name!r}")
+    return _from_mapping(json.loads(json.dumps(PRESETS[name])), overrides, base=name)
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *, base: str | None = None) -> Config:
@@ -243,7 +269,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
     if base not in PRESETS:
         raise ConfigError(f"unknown preset {base!r}; the presets are: {', '.join(PRESETS)}", "preset")
     merged = _merge(json.loads(json.dumps(PRESETS[base])), raw)
-    return _from_mapping(merged, overrides, source=str(path))
+    return _from_mapping(merged, overrides, base=base)
 
 
 def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
@@ -256,7 +282,7 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return base
 
 
-def _from_mapping(raw: dict[str, Any], overrides: Sequence[str], source: str) -> Config:
+def _from_mapping(raw: dict[str, Any], overrides: Sequence[str], base: str) -> Config:
     for assignment in overrides:
         key, separator, text = assignment.partition("=")
         if not separator or not key.strip():
@@ -273,7 +299,17 @@ def _from_mapping(raw: dict[str, Any], overrides: Sequence[str], source: str) ->
                 raise ConfigError(f"{part!r} is not a section", key.strip())
         target[parts[-1]] = value
     config = _build(Config, raw, "")
-    _check_semantics(config)
+    try:
+        _check_semantics(config)
+    except ConfigError as error:
+        plugins = _PRESET_PLUGINS.get(base, ())
+        if not (plugins and isinstance(error.__context__, ComponentNotFoundError)):
+            raise
+        # A preset that names another plugin's component: say which distributions to install.
+        raise ConfigError(
+            f"{str(error).partition(': ')[2]} The preset {base!r} uses components of {' and '.join(plugins)}: "
+            f"install them (pip install {' '.join(plugins)}) or choose other components.", error.key,
+        ) from None
     return config
 
 

@@ -229,3 +229,41 @@ def test_run_config_writes_nothing_before_fit_accepts_the_configuration(tmp_path
     assert main(["train", str(_write(tmp_path, text))]) == 2
     assert "detkit: error: train.warmup_epochs: the warm-up (1 epoch) must be shorter" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_ssd_preset_is_the_recipe_for_real_data(monkeypatch) -> None:
+    # Validating names the ImageNet weights but reads nothing: nothing listens on port 9.
+    monkeypatch.setenv("MXNET_GLUON_REPO", "http://127.0.0.1:9/")
+    config = preset("ssd")
+    assert config.model.backbone == {"name": "resnet18_v1", "pretrained": True}
+    assert config.model.loss == "ssd_multibox" and config.data.augment == "ssd"
+    sizes = config.model.anchor_generator["sizes"]
+    assert sizes[0][0] < 0.1  # SSD's scales start below the seed's 0.2: small objects get anchors
+    assert [pair[0] for pair in sizes] == sorted(pair[0] for pair in sizes)
+    assert config.train.lr_schedule == "cosine" and config.train.warmup_epochs < config.train.epochs
+
+
+def test_the_ssd_preset_trains_from_random_weights_at_a_small_size(tmp_path) -> None:
+    import mxnet as mx
+
+    import detkit
+
+    train, val = detkit.data.synthetic_pikachu(tmp_path / "pikachu", num_train=8, num_val=4, image_size=96,
+                                               progress=False)
+    config = preset("ssd", ["model.backbone.pretrained=false", "model.data_shape=64", "train.epochs=2",
+                            "train.batch_size=4", "train.warmup_epochs=0.5", "train.quiet=true"])
+    detector = build_detector(config, train.classes, ctx=mx.cpu())
+    train.augment = config.data.augment
+    history = detkit.fit(detector, train, val, **config.fit_arguments())
+    assert history["epoch"] == [1, 2]
+    assert all(np.isfinite(loss) and loss > 0 for loss in history["loss"])
+    assert all(0 <= value <= 1 for value in history["map_50"])
+
+
+def test_a_preset_names_the_plugins_it_needs_when_they_are_missing(builtins_only) -> None:
+    with pytest.raises(ConfigError) as caught:
+        preset("ssd")
+    assert caught.value.key == "model.backbone"
+    message = str(caught.value)
+    assert "There is no backbone named 'resnet18_v1'" in message
+    assert "pip install gluon-detkit-resnet gluon-detkit-losses" in message

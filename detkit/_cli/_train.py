@@ -29,7 +29,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("config", nargs="?", help="a YAML configuration file")
     train.add_argument("--preset", default=None,
-                       help="the recipe to start from: seed or fast (default: the file's `preset:`, else seed)")
+                       help="the recipe to start from: seed, fast or ssd (default: the file's `preset:`, else seed)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a key, e.g. --set train.epochs=5 (repeatable)")
     train.add_argument("--print-config", action="store_true", help="print the resolved configuration and stop")
