@@ -12,7 +12,7 @@ Directives
 ``.. detkit-cli-reference::``
     Every ``detkit`` command, subcommand and option, read from the argument
     parser that ``detkit`` itself uses.
-``.. detkit-measured:: profile|benchmark|precision PATH``
+``.. detkit-measured:: profile|benchmark|precision|recipes PATH``
     Tables of the figures that ``benchmarks/profile_step.py`` or
     ``benchmarks/bench.py`` wrote to ``PATH`` (relative to the repository), so
     that the page shows what was measured, not a copy of it.
@@ -51,6 +51,7 @@ from detkit_reference import (
     precision_table_rst,
     presets_rst,
     profile_table_rst,
+    recipes_table_rst,
 )
 
 # -- directives ----------------------------------------------------------------------------
@@ -94,7 +95,8 @@ class MeasuredDirective(_GeneratedDirective):
         kind, relative = self.arguments
         path = Path(__file__).resolve().parents[2] / relative
         self.env.note_dependency(str(path))
-        tables = {"profile": profile_table_rst, "benchmark": benchmark_table_rst, "precision": precision_table_rst}
+        tables = {"profile": profile_table_rst, "benchmark": benchmark_table_rst, "precision": precision_table_rst,
+                  "recipes": recipes_table_rst}
         if kind not in tables:
             raise self.error(f"detkit-measured: the kind must be one of {', '.join(tables)}; got {kind!r}")
         if not path.is_file():

@@ -269,6 +269,28 @@ def benchmark_table_rst(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def recipes_table_rst(result: dict[str, Any]) -> list[str]:
+    """Each recipe's last epoch and its time, from ``benchmarks/recipes.py``'s JSON."""
+    recipes = result.get("recipes") or {}
+    if not recipes:
+        return ["This results file has no recipes yet: run ``python benchmarks/recipes.py``.", ""]
+    first = next(iter(recipes.values()))
+    base = sum(r["seconds"] for r in first) / len(first)
+    rows = []
+    for name, records in recipes.items():
+        seconds = sum(r["seconds"] for r in records) / len(records)
+        last = records[-1]
+        rows.append([f"``{name}``", str(last["epoch"]), f"{last['map_50']:.3f}", f"{last['map_50_95']:.3f}",
+                     f"{seconds:.0f} ({seconds / base:.1f}x)", f"{sum(r['seconds'] for r in records) / 60:.1f}"])
+    return [
+        f"The last epoch of each recipe, measured in one run ({result.get('machine', 'see the JSON file')}); "
+        f"seconds of training per epoch (validation not counted), the ratio to ``{next(iter(recipes))}``'s:",
+        "",
+        *_list_table(["recipe", "epochs", "mAP@0.5", "mAP@[.5:.95]", "seconds / epoch", "training minutes"], rows,
+                     "22 10 14 16 22 16"),
+    ]
+
+
 def precision_table_rst(result: dict[str, Any]) -> list[str]:
     """fp32, INT8 and bf16 of one trained detector, from ``benchmarks/bench.py``'s JSON (its ``precision``)."""
     precision = result.get("precision") or {}
