@@ -152,6 +152,20 @@ def test_a_dead_worker_ends_the_job_and_the_last_checkpoint_stays(job) -> None:
     assert not list((folder / "checkpoints").glob("*partial*"))
 
 
+def _start_unwatched(processes: list, logs: list[Path]) -> list[subprocess.Popen]:
+    """Start a job's processes as a cluster manager would, each in its own session, stderr to a file.
+
+    A file, not a pipe: an unread pipe fills up (ps-lite logs every failed
+    reconnection once a peer is gone) and then blocks the child in a write.
+    """
+    children = []
+    for process, log in zip(processes, logs):
+        with log.open("w") as stream:
+            children.append(subprocess.Popen(process.command, env=child_environment(process, 1), stderr=stream,
+                                             start_new_session=True))
+    return children
+
+
 @distributed
 def test_the_watchdog_stops_a_worker_whose_peer_died_without_a_launcher(job, tmp_path) -> None:
     # Started as a cluster manager would, from the printed environments: nobody watches the processes.
@@ -162,8 +176,8 @@ def test_the_watchdog_stops_a_worker_whose_peer_died_without_a_launcher(job, tmp
 
     processes = plan_job(worker, workers=2, servers=1, scheduler="127.0.0.1", port=free_port(), timeout=10,
                          python=sys.executable)
-    children = [subprocess.Popen(p.command, env=child_environment(p, 1), stderr=subprocess.PIPE, text=True,
-                                 start_new_session=True) for p in processes]
+    logs = [tmp_path / f"stderr-{index}.txt" for index in range(len(processes))]
+    children = _start_unwatched(processes, logs)
     try:
         started = time.monotonic()
         statuses = {}
@@ -175,16 +189,14 @@ def test_the_watchdog_stops_a_worker_whose_peer_died_without_a_launcher(job, tmp
         assert sorted(code for code, _ in statuses.values()) == [WATCHDOG_EXIT_STATUS, 9]
         died = min(t for _, t in statuses.values())
         assert max(t for _, t in statuses.values()) - died < 10 + 15
-        survivor = next(children[i] for i, (code, _) in statuses.items() if code == WATCHDOG_EXIT_STATUS)
-        message = survivor.stderr.read()
+        survivor = next(i for i, (code, _) in statuses.items() if code == WATCHDOG_EXIT_STATUS)
+        message = logs[survivor].read_text()
         assert "made no progress for 10 s" in message and "checkpoints on disk are intact" in message
     finally:
         for child in children:
             if child.poll() is None:
                 os.killpg(child.pid, signal.SIGKILL)
             child.wait()
-            if child.stderr:
-                child.stderr.close()
 
 
 @distributed
@@ -382,8 +394,8 @@ def test_the_watchdog_stops_the_workers_when_the_server_dies(job, tmp_path) -> N
               "--checkpoints", str(folder / "checkpoints")]
     processes = plan_job(worker, workers=2, servers=1, scheduler="127.0.0.1", port=free_port(), timeout=10,
                          python=sys.executable)
-    children = [subprocess.Popen(p.command, env=child_environment(p, 1), stderr=subprocess.PIPE, text=True,
-                                 start_new_session=True) for p in processes]
+    logs = [tmp_path / f"stderr-{index}.txt" for index in range(len(processes))]
+    children = _start_unwatched(processes, logs)
     try:
         deadline = time.monotonic() + JOB_SECONDS
         while not (folder / "checkpoints" / "last.json").is_file() and time.monotonic() < deadline:
@@ -391,9 +403,9 @@ def test_the_watchdog_stops_the_workers_when_the_server_dies(job, tmp_path) -> N
         assert (folder / "checkpoints" / "last.json").is_file()
         os.killpg(children[1].pid, signal.SIGKILL)  # the server, in the middle of training
         killed = time.monotonic()
-        for child in children[2:]:
+        for child, log in zip(children[2:], logs[2:]):
             assert child.wait(JOB_SECONDS) == WATCHDOG_EXIT_STATUS
-            assert "made no progress for 10 s" in child.stderr.read()
+            assert "made no progress for 10 s" in log.read_text()
         assert time.monotonic() - killed < 10 + 15
         last = json.loads((folder / "checkpoints" / "last.json").read_text())["checkpoint"]
         SSDDetector.load(folder / "checkpoints" / last)
@@ -402,5 +414,3 @@ def test_the_watchdog_stops_the_workers_when_the_server_dies(job, tmp_path) -> N
             if child.poll() is None:
                 os.killpg(child.pid, signal.SIGKILL)
             child.wait()
-            if child.stderr:
-                child.stderr.close()
