@@ -21,27 +21,21 @@ complete and verified.
 
 from __future__ import annotations
 
-import http.client
 import os
 import shutil
-import socket
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
 
 import mxnet as mx
 from mxnet.gluon.model_zoo import model_store, vision
-from tqdm.auto import tqdm
 
-from ._base import PathLike, atomic_path, file_digest, make_dirs, scratch_folder
+from ._base import FetchFailed, PathLike, atomic_path, fetch, file_digest, make_dirs, scratch_folder
 from .data import RGB_MEAN
 from .errors import DownloadError, InputError
 
 __all__ = ["ImageNetInput", "initialize_pretrained", "initialize_with", "pretrained_parameters"]
 
-_TIMEOUT_S = 30
 _CHUNK = 1 << 20
 
 
@@ -439,7 +433,10 @@ def _model_store_file(name: str, root: Optional[PathLike]) -> Path:
     try:
         with atomic_path(target) as staged, scratch_folder(directory) as scratch:
             archive = scratch / "download.zip"
-            _fetch(url, archive, file_name)
+            try:
+                fetch(url, archive, label=file_name)
+            except FetchFailed as failure:
+                raise _Failed(f"the download failed: {failure}.") from None
             _unpack(archive, file_name, staged)
             received = file_digest(staged, "sha1")
             if received != expected:
@@ -455,29 +452,6 @@ def _model_store_file(name: str, root: Optional[PathLike]) -> Path:
 
 class _Failed(Exception):
     """Why a download failed, as a clause of the final message."""
-
-
-def _fetch(url: str, path: Path, label: str) -> None:
-    request = urllib.request.Request(url, headers={"User-Agent": "detkit"})
-    try:
-        with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response, open(path, "wb") as file:
-            total = response.headers.get("Content-Length")
-            total = int(total) if total and total.isdigit() else None
-            received = 0
-            with tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False) as bar:
-                for chunk in iter(lambda: response.read(_CHUNK), b""):
-                    file.write(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-    except urllib.error.HTTPError as error:
-        raise _Failed(f"{url} could not be downloaded: the server answered HTTP {error.code} {error.reason}.") from None
-    except urllib.error.URLError as error:
-        raise _Failed(f"{url} could not be downloaded: cannot reach it ({error.reason}).") from None
-    except (http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError) as error:
-        raise _Failed(f"the download of {url} was interrupted ({type(error).__name__}: {error}); "
-                      "nothing was saved.") from None
-    if total is not None and received != total:
-        raise _Failed(f"the download of {url} stopped after {received} of {total} bytes; nothing was saved.")
 
 
 def _unpack(archive: Path, file_name: str, target: Path) -> None:

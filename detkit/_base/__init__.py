@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ._checks import check_bool, check_classes, check_int, check_number, check_positive_int, check_size
 from ._draw import PALETTE, LabelledBox, draw_boxes
+from ._fetch import FetchFailed, fetch
 from ._io import (
     PathLike,
     atomic_directory,
@@ -25,6 +26,7 @@ from ._public import DISTRIBUTION, current_distribution, distribution_version, p
 
 __all__ = [
     "DISTRIBUTION",
+    "FetchFailed",
     "LabelledBox",
     "PALETTE",
     "PathLike",
@@ -41,6 +43,7 @@ __all__ = [
     "current_distribution",
     "distribution_version",
     "draw_boxes",
+    "fetch",
     "file_digest",
     "folder_lock",
     "fsync_dir",

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import http.client
-import os
-import socket
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from .._base import PathLike, atomic_outputs, atomic_path, file_digest, make_dirs
+from .._base import FetchFailed, PathLike, atomic_outputs, atomic_path, fetch, file_digest, make_dirs
 from ..errors import DownloadError
 from . import _recordio
 from ._classes import write_classes
@@ -27,8 +19,7 @@ PIKACHU_SHA1 = {
     "val.rec": "d6c33f799b4d058e82f2cb5bd9a976f69d72d520",
 }
 PIKACHU_CLASSES = ["pikachu"]
-_TIMEOUT_S = 30
-_CHUNK = 1 << 16
+_TIMEOUT_S = 30.0
 _OFFLINE_HINT = (
     "Without network access, make the synthetic pikachu instead: "
     "detkit.data.synthetic_pikachu(root), or `detkit data synth ROOT`"
@@ -52,46 +43,14 @@ def download(url: str, path: PathLike, sha1: str, *, progress: bool = True, time
     if path.is_file() and sha1_of(path) == sha1:
         return False
     with atomic_path(path) as temp:
-        request = urllib.request.Request(url, headers={"User-Agent": "detkit"})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                total = response.headers.get("Content-Length")
-                total = int(total) if total and total.isdigit() else None
-                digest = hashlib.sha1()
-                received = 0
-                bar = tqdm(total=total, unit="B", unit_scale=True, desc=path.name, leave=False, disable=not progress)
-                try:
-                    with open(temp, "wb") as file:
-                        while True:
-                            chunk = response.read(_CHUNK)
-                            if not chunk:
-                                break
-                            file.write(chunk)
-                            digest.update(chunk)
-                            received += len(chunk)
-                            bar.update(len(chunk))
-                finally:
-                    bar.close()
-        except urllib.error.HTTPError as error:
+            received = fetch(url, temp, label=path.name, progress=progress, timeout=timeout)
+        except FetchFailed as failure:
+            raise DownloadError(f"{failure}. {_OFFLINE_HINT}") from None
+        if received != sha1:
             raise DownloadError(
-                f"{url}: the server answered HTTP {error.code} {error.reason}. {_OFFLINE_HINT}"
-            ) from None
-        except urllib.error.URLError as error:
-            raise DownloadError(f"cannot reach {url} ({error.reason}). {_OFFLINE_HINT}") from None
-        except (http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError) as error:
-            raise DownloadError(
-                f"{url}: the transfer was interrupted ({type(error).__name__}: {error}); "
-                f"nothing was saved. Try again. {_OFFLINE_HINT}"
-            ) from None
-        if total is not None and received != total:
-            raise DownloadError(
-                f"{url}: the transfer was interrupted after {received} of {total} bytes; "
-                f"nothing was saved. Try again."
-            )
-        if digest.hexdigest() != sha1:
-            raise DownloadError(
-                f"{url}: SHA-1 mismatch: expected {sha1}, got {digest.hexdigest()} "
-                f"({received} bytes); the file was not saved"
+                f"{url}: SHA-1 mismatch: expected {sha1}, got {received} "
+                f"({temp.stat().st_size} bytes); the file was not saved"
             )
     return True
 
