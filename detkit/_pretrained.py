@@ -21,11 +21,12 @@ complete and verified.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Union
 
 import mxnet as mx
 from mxnet.gluon.model_zoo import model_store, vision
@@ -335,6 +336,24 @@ class _Source:
         return self._values[short]
 
 
+_checkpoint_follows = 0  # > 0 inside checkpoint_weights_follow()
+
+
+@contextlib.contextmanager
+def checkpoint_weights_follow() -> Iterator[None]:
+    """Within, pending ImageNet weights are not read: the parameters start at zero.
+
+    For a detector whose every weight a checkpoint replaces next (a resumed
+    run): resuming must not need the ImageNet file, nor the network to fetch it.
+    """
+    global _checkpoint_follows
+    _checkpoint_follows += 1
+    try:
+        yield
+    finally:
+        _checkpoint_follows -= 1
+
+
 class _Pending(mx.init.Initializer):
     """Initialises a parameter with its value of a :class:`_Source`, read on the first call."""
 
@@ -344,6 +363,9 @@ class _Pending(mx.init.Initializer):
         self._short = short
 
     def _init_weight(self, _: Any, arr: Any) -> None:
+        if _checkpoint_follows:
+            arr[:] = 0  # the checkpoint's value replaces it
+            return
         arr[:] = self._source.value(self._short)
 
     def dumps(self) -> str:

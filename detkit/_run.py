@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -16,6 +17,7 @@ from ._base import atomic_write_text, folder_lock, make_dirs
 from ._config import Config, DataConfig, ModelConfig, TrainConfig, parse_devices, validate_config
 from ._engine import Callback, evaluate, fit, is_lead_worker, lead_first, worker_rank
 from ._model import SSDDetector, draw_detections
+from ._pretrained import checkpoint_weights_follow
 from .data._classes import find_classes, read_classes
 from .data._voc import prepare_voc
 from .errors import CheckpointError, ConfigError, InputError
@@ -121,8 +123,11 @@ def _run_locked(config: Config, output: Path, kvstore: str | None) -> tuple[Any,
                           "model.classes")
     if config.train.seed is not None:
         mx.random.seed(config.train.seed)  # the initial weights too, so that a run repeats exactly
+    # Resuming: the checkpoint holds every weight, so a backbone's ImageNet file is not read (nor downloaded).
+    resuming = config.train.resume and (output / "checkpoints" / "last.json").exists()
     try:
-        detector = build_detector(config, classes)
+        with checkpoint_weights_follow() if resuming else contextlib.nullcontext():
+            detector = build_detector(config, classes)
     except ConfigError:
         raise
     except InputError as error:

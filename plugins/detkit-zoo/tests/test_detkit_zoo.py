@@ -382,6 +382,36 @@ def test_train_offline_with_a_pretrained_backbone_is_one_error_line(tmp_path, ca
     assert "Traceback" not in captured.err + captured.out
 
 
+def test_resuming_a_run_reads_no_imagenet_weights(tmp_path, monkeypatch) -> None:
+    import shutil
+
+    from detkit.config import load_config, run_config
+
+    network = vision.get_model("mobilenet0.25")
+    network.initialize(mx.init.Xavier())  # weights a short training can start from
+    network(mx.nd.zeros((1, 3, 32, 32)))
+    path = tmp_path / "mobilenet0.25-test.params"
+    network.save_parameters(str(path))
+    root = tmp_path / "models"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"model:\n  backbone: {{name: mobilenet0_25, pretrained: true, root: {root}}}\n  data_shape: 64\n"
+        f"data:\n  root: {tmp_path / 'data'}\n  num_train: 4\n  num_val: 2\n  image_size: 64\n"
+        f"train:\n  epochs: 1\n  batch_size: 2\n  num_pictures: 0\n  output_dir: {tmp_path / 'run'}\n  quiet: true\n"
+    )
+    with serve_model_store({"mobilenet0.25": path}) as store:
+        run_config(load_config(config))
+        assert len(store.requests) == 1
+    # Offline, without the ImageNet file: the checkpoint holds every weight the run needs.
+    shutil.rmtree(root)
+    monkeypatch.setenv("MXNET_GLUON_REPO", f"http://127.0.0.1:{_closed_port()}/")
+    _, history = run_config(load_config(config, ["train.epochs=2", "train.resume=true"]))
+    assert history["epoch"] == [1, 2] and not root.exists()
+    # A new run (nothing to resume) still needs the weights, and says so.
+    with pytest.raises(DownloadError, match="The ImageNet weights of mobilenet0.25 are missing"):
+        run_config(load_config(config, [f"train.output_dir={tmp_path / 'other'}"]))
+
+
 # -- the ImageNet input --------------------------------------------------------------------------
 
 
