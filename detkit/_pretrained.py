@@ -25,6 +25,7 @@ import contextlib
 import os
 import shutil
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Union
 
@@ -38,6 +39,9 @@ from .errors import DownloadError, InputError
 __all__ = ["ImageNetInput", "initialize_pretrained", "initialize_with", "pretrained_parameters"]
 
 _CHUNK = 1 << 20
+# The largest file of MXNet's model store is vgg19_bn's, about 550 MB: a download, or a zip member,
+# above this is refused as it arrives rather than written out.
+_MAX_WEIGHTS_BYTES = 2 << 30
 
 
 def pretrained_parameters(
@@ -52,8 +56,11 @@ def pretrained_parameters(
     model store: the file ``NAME-HASH.params`` in ``root``, downloaded there
     from ``$MXNET_GLUON_REPO/gluon/models/NAME-HASH.zip`` (default: Apache
     MXNet's repository) when it is missing or its SHA-1 sum is not the model
-    store's. The download times out after 30 s without data and puts the file
-    in place only once it is complete and verified.
+    store's. The download times out after 30 s without data, counts as stalled
+    below 10 kB in a minute, refuses anything larger than 2 GiB as it arrives,
+    and puts the file in place only once it is complete and verified. A process
+    killed outright while downloading may leave a hidden ``.NAME-HASH.params.*.part``
+    file and a ``.scratch.*.tmp`` folder in ``root``: delete them.
 
     Parameters
     ----------
@@ -456,7 +463,7 @@ def _model_store_file(name: str, root: Optional[PathLike]) -> Path:
         with atomic_path(target) as staged, scratch_folder(directory) as scratch:
             archive = scratch / "download.zip"
             try:
-                fetch(url, archive, label=file_name)
+                fetch(url, archive, label=file_name, max_bytes=_MAX_WEIGHTS_BYTES)
             except FetchFailed as failure:
                 raise _Failed(f"the download failed: {failure}.") from None
             _unpack(archive, file_name, staged)
@@ -477,13 +484,22 @@ class _Failed(Exception):
 
 
 def _unpack(archive: Path, file_name: str, target: Path) -> None:
-    """Copy the member ``file_name`` of the zip ``archive`` to ``target`` (no other member is extracted)."""
+    """Copy the member ``file_name`` of the zip ``archive`` to ``target`` (no other member is extracted).
+
+    The member's declared size is checked first (zipfile stops reading at it), so
+    that a zip bomb cannot fill the disk before the SHA-1 check refuses it.
+    """
     try:
         with zipfile.ZipFile(archive) as zipped:
-            members = [m for m in zipped.namelist() if m.rsplit("/", 1)[-1] == file_name]
+            members = [m for m in zipped.infolist() if m.filename.rsplit("/", 1)[-1] == file_name]
             if not members:
                 raise _Failed(f"the download holds no {file_name} (it holds {', '.join(zipped.namelist()[:5])}).")
+            if members[0].file_size > _MAX_WEIGHTS_BYTES:
+                raise _Failed(f"the download's {file_name} would be {members[0].file_size} bytes, more than the "
+                              f"{_MAX_WEIGHTS_BYTES} a model store file has at most (nothing was saved).")
             with zipped.open(members[0]) as source, open(target, "wb") as file:
                 shutil.copyfileobj(source, file, _CHUNK)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as error:
+    # zlib.error: a damaged deflate stream; RuntimeError: an encrypted member; NotImplementedError:
+    # an unknown compression method.
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, RuntimeError, NotImplementedError) as error:
         raise _Failed(f"the download is not a readable zip file ({error}).") from None

@@ -73,7 +73,7 @@ from ._base import file_digest as _file_digest
 from ._model import SSDDetector
 from ._plugins import ACTIVE, KINDS, register_plugin, unregister_plugin
 from ._plugins import get_registry as _get_registry
-from .errors import PluginWarning
+from .errors import InputError, PluginWarning
 from .hookspecs import hookimpl
 from .interfaces import (
     AnchorGenerator,
@@ -287,14 +287,19 @@ def serve_model_store(weights: Mapping[str, PathLike], *, accept: bool = True) -
         assert len(store.requests) == 1
     """
     table = model_store._model_sha1
-    previous_table = dict(table)
-    previous_repository = os.environ.get("MXNET_GLUON_REPO")
     files: dict[str, bytes] = {}
     file_names: dict[str, str] = {}
+    sums: dict[str, str] = {}
+    for name, path in weights.items():  # every file read before anything global changes
+        if not os.path.isfile(path):
+            raise InputError(f"The weights file {path} of {name!r} does not exist; give serve_model_store "
+                             "a .params file for each name.")
+        sums[name] = _file_digest(path, "sha1")
     for name, path in weights.items():
-        if accept:
-            table[name] = _file_digest(path, "sha1")
-        file_name = f"{name}-{model_store.short_hash(name)}.params"
+        if not accept and name not in table:
+            raise InputError(f"{name!r} is not a network of MXNet's model store; with accept=False, serve "
+                             "only model store names.")
+        file_name = f"{name}-{(sums[name] if accept else table[name])[:8]}.params"  # model_store.short_hash's
         archive = io.BytesIO()
         with zipfile.ZipFile(archive, "w") as zipped:
             zipped.write(path, file_name)
@@ -322,8 +327,13 @@ def serve_model_store(weights: Mapping[str, PathLike], *, accept: bool = True) -
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
-    os.environ["MXNET_GLUON_REPO"] = url
+    previous_table = dict(table)
+    previous_repository = os.environ.get("MXNET_GLUON_REPO")
     try:
+        # MXNet's global table and the environment change only here, inside the try that restores them.
+        if accept:
+            table.update(sums)
+        os.environ["MXNET_GLUON_REPO"] = url
         yield ModelStoreServer(url=url, file_names=file_names, requests=requests)
     finally:
         server.shutdown()

@@ -282,3 +282,53 @@ def test_imagenet_input_has_nothing_to_train_and_runs_in_half_precision() -> Non
     assert output.dtype == np.float16
     expected = (np.array(detkit.data.RGB_MEAN) / 255 - np.array(block.MEAN)) / np.array(block.STD)
     np.testing.assert_allclose(output.asnumpy()[0, :, 0, 0], expected, rtol=1e-2)
+
+
+def test_a_download_larger_than_any_model_store_file_is_refused_unwritten(saved_network, tmp_path,
+                                                                          monkeypatch) -> None:
+    from detkit import _pretrained
+
+    _, path = saved_network
+    monkeypatch.setattr(_pretrained, "_MAX_WEIGHTS_BYTES", 1000)  # the served file is about 2 MB
+    with serve_model_store({NAME: path}), pytest.raises(DownloadError, match="more than the 1000 expected at most"):
+        detkit.pretrained_parameters(NAME, root=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_zip_member_declared_larger_than_the_cap_is_not_extracted(tmp_path, monkeypatch) -> None:
+    import zipfile
+
+    from detkit import _pretrained
+
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
+        zipped.writestr("w.params", b"\0" * 100_000)  # 100 kB that compress to about 100 bytes
+    monkeypatch.setattr(_pretrained, "_MAX_WEIGHTS_BYTES", 10_000)
+    with pytest.raises(_pretrained._Failed, match="would be 100000 bytes, more than the 10000"):
+        _pretrained._unpack(archive, "w.params", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_damaged_zip_is_a_download_failure_not_a_traceback(tmp_path) -> None:
+    import zipfile
+
+    from detkit import _pretrained
+
+    archive = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
+        zipped.writestr("w.params", bytes(range(256)) * 400)
+    data = bytearray(archive.read_bytes())
+    start = data.index(b"w.params") + len("w.params")  # the deflate stream follows the local header's name
+    data[start + 10:start + 40] = b"\xff" * 30
+    archive.write_bytes(bytes(data))
+    with pytest.raises(_pretrained._Failed, match="the download is not a readable zip file"):
+        _pretrained._unpack(archive, "w.params", tmp_path / "out")
+
+
+def test_serve_model_store_changes_nothing_global_when_a_file_is_missing(saved_network, tmp_path) -> None:
+    _, path = saved_network
+    table = dict(model_store._model_sha1)
+    with pytest.raises(InputError, match="does not exist"):
+        with serve_model_store({NAME: path, "mobilenet0.5": tmp_path / "missing.params"}):
+            pass
+    assert model_store._model_sha1 == table
