@@ -287,3 +287,159 @@ def test_a_cache_folder_that_holds_other_files_is_never_replaced(tmp_path):
     (precious / "voc.json").write_text(json.dumps(manifest))
     assert prepare_voc(root, precious, progress=False).packed
     assert (root / "Annotations").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["VOC", "mine"]
+
+
+def test_a_folder_with_a_foreign_voc_json_is_never_replaced(tmp_path):
+    """Only a folder holding a cache's manifest and nothing but the cache's own files is an earlier cache."""
+    root = make_voc(tmp_path / "VOC")
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "voc.json").write_text('{"my": "label map"}')
+    (project / "thesis.tex").write_text("two years of work")
+    (project / "src" / "train.py").write_text("print(1)")
+
+    def contents(folder):
+        return {path.relative_to(folder).as_posix(): path.read_bytes() if path.is_file() else None
+                for path in folder.rglob("*")}
+
+    before = contents(project)
+    with pytest.raises(InputError) as caught:
+        prepare_voc(root, project, progress=False)
+    message = str(caught.value)
+    assert message.startswith("The 'cache' argument must be a new or empty folder, or an earlier cache (with "
+                              f"voc.json); {str(project)!r} holds other files (a voc.json that is not a cache's "
+                              "manifest; src/, thesis.tex), which packing would replace")
+    assert "\n" not in message and contents(project) == before
+
+    cache = tmp_path / "cache"  # a real cache, with a file of someone else's added: refused as well
+    prepare_voc(root, cache, progress=False)
+    (cache / "notes.txt").write_text("mine")
+    before = contents(cache)
+    with pytest.raises(InputError, match=r"/cache' holds other files \(notes.txt\), which packing would replace"):
+        prepare_voc(root, cache, val_split=None, progress=False)
+    assert contents(cache) == before
+    (cache / "notes.txt").unlink()
+    (cache / "val.rec").unlink()  # the cache's own files only, some missing: an earlier cache, packed again
+    assert prepare_voc(root, cache, val_split=None, progress=False).packed
+    assert sorted(path.name for path in cache.iterdir()) == ["train.classes.txt", "train.idx", "train.rec",
+                                                              "voc.json"]
+    manifest = json.loads((cache / "voc.json").read_text())
+    manifest["request"]["format"] = "1"  # a field of the wrong type: not a manifest this module wrote
+    (cache / "voc.json").write_text(json.dumps(manifest))
+    before = contents(cache)
+    with pytest.raises(InputError, match=r"holds other files \(a voc.json that is not a cache's manifest; "
+                                         r"train.classes.txt, train.idx, train.rec\)"):
+        prepare_voc(root, cache, progress=False)
+    assert contents(cache) == before
+
+
+def test_a_deeply_nested_manifest_is_refused_not_a_traceback(tmp_path):
+    from detkit.data._voc import _reusable
+
+    root = make_voc(tmp_path / "VOC")
+    cache = tmp_path / "cache"
+    prepare_voc(root, cache, progress=False)
+    nested = "[" * 200_000 + "]" * 200_000
+    (cache / "voc.json").write_text(nested)
+    with pytest.raises(RecursionError):
+        json.loads(nested)  # what the manifest's reader meets
+    assert _reusable(cache, {}, [], root) is None  # a damaged manifest: not reused, packed again
+    with pytest.raises(InputError, match=r"holds other files \(a voc.json that is not a cache's manifest; "
+                                         r"train.classes.txt, train.idx, train.rec, val.classes.txt, val.idx and "
+                                         r"1 more\)"):
+        prepare_voc(root, cache, progress=False)
+    assert (cache / "voc.json").read_text() == nested  # left as it was
+
+
+def test_names_longer_than_the_file_system_allows(tmp_path):
+    root = make_voc(tmp_path / "VOC")
+    split = root / "ImageSets" / "Main" / "train.txt"
+    split.write_text("2008_000000\n" + "a" * 300 + "\n")
+    with pytest.raises(DataError) as caught:
+        prepare_voc(root, tmp_path / "cache", progress=False)
+    message = str(caught.value)
+    assert message.startswith(f"{split}, line 2: the id 'aaaa")
+    assert message.endswith("(300 characters) cannot name an annotation file (File name too long); correct the line.")
+    with pytest.raises(InputError, match=r"'train_split' argument names the list .*, which does not exist"):
+        prepare_voc(root, tmp_path / "cache", train_split="t" * 300, progress=False)
+    split.write_text("2008_000000\n2008_000002\n")
+
+    xml = root / "Annotations" / "2008_000002.xml"  # a <filename> too long: the image of the annotation's name
+    xml.write_text(xml.read_text().replace("<filename>2008_000002.jpg", "<filename>" + "b" * 300 + ".jpg"))
+    assert len(prepare_voc(root, tmp_path / "cache", progress=False).train) == 2
+    (root / "JPEGImages" / "2008_000002.jpg").unlink()  # and without one: the XML file named
+    with pytest.raises(DataError) as caught:
+        prepare_voc(root, tmp_path / "cache", progress=False)
+    message = str(caught.value)
+    assert message.startswith(f"{xml}: the <filename> 'bbbb") and "(304 characters) cannot name a file in" in message
+    assert message.endswith("(File name too long) and there is no image named 2008_000002.* there; correct "
+                            "<filename>")
+    with pytest.raises(DataError, match=r"2008_000002.xml: the <filename> 'bbb.*correct <filename>"):
+        detkit.data.pack_voc(root / "JPEGImages", root / "Annotations", tmp_path / "packed" / "all",
+                             classes=["bird", "cat", "dog"], progress=False)
+
+
+def test_a_cache_that_is_a_symlink_is_written_where_it_points(tmp_path):
+    root = make_voc(tmp_path / "VOC")
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    link.symlink_to(real, target_is_directory=True)
+    data = prepare_voc(root, link, progress=False)
+    assert data.packed and data.cache == link and link.is_symlink()
+    assert (real / "voc.json").is_file()
+    (root / "ImageSets" / "Main" / "val.txt").write_text("2008_000000\n")
+    assert prepare_voc(root, link, progress=False).packed  # packed again: the link stays, nothing is left over
+    assert link.is_symlink() and link.resolve() == real.resolve() and len((real / "val.rec").read_bytes()) > 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["VOC", "link", "real"]
+    assert not prepare_voc(root, link, progress=False).packed
+
+
+def test_atomic_directory_replaces_a_symlink_without_leaving_it(tmp_path):
+    from detkit._base import atomic_directory
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "kept").write_text("the link's target is not touched")
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    with atomic_directory(link) as staged:
+        (staged / "new").write_text("new")
+    assert not link.is_symlink() and sorted(path.name for path in link.iterdir()) == ["new"]
+    assert (real / "kept").is_file() and sorted(path.name for path in tmp_path.iterdir()) == ["link", "real"]
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "missing", target_is_directory=True)
+    with atomic_directory(dangling) as staged:
+        (staged / "new").write_text("new")
+    assert dangling.is_dir() and not dangling.is_symlink()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["dangling", "link", "real"]
+
+
+def test_a_cache_inside_the_dataset_is_refused(tmp_path, monkeypatch, capsys):
+    root = make_voc(tmp_path / "VOC")
+    inside = root / "JPEGImages" / "cache"
+    with pytest.raises(InputError) as caught:
+        prepare_voc(root, inside, progress=False)
+    assert str(caught.value) == (f"The 'cache' argument must be a folder outside the VOC folder {root}, which is "
+                                 f"only read; got {str(inside)!r}, which is inside it, instead: choose a folder "
+                                 "elsewhere.")
+    link = tmp_path / "link"  # the same through a symlink
+    link.symlink_to(root / "JPEGImages", target_is_directory=True)
+    with pytest.raises(InputError, match=r"got '.*link/cache' \(which resolves to .*JPEGImages/cache\), which is "
+                                         r"inside it"):
+        prepare_voc(root, link / "cache", progress=False)
+
+    monkeypatch.chdir(root)  # the default cache, data/cache/..., would then be inside the dataset
+    with pytest.raises(InputError) as caught:
+        prepare_voc(".", progress=False)
+    message = str(caught.value)
+    assert message.startswith(f"The default cache {default_cache('.')} in the working directory {root} lies "
+                              f"inside the VOC folder {root}, which is only read; run from another folder, or set "
+                              "data.cache")
+    assert "\n" not in message
+    base = ["train", "--set", "data.source=voc", "--set", "data.root=.", "--set", "train.quiet=true",
+            "--set", f"train.output_dir={tmp_path / 'run'}"]
+    assert main(base) == 2
+    error = capsys.readouterr().err
+    assert "The default cache data/cache/VOC-" in error and "set data.cache" in error and "Traceback" not in error
+    assert sorted(path.name for path in root.iterdir()) == ["Annotations", "ImageSets", "JPEGImages"]
+    assert not (tmp_path / "run").exists()

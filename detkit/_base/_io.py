@@ -185,7 +185,9 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
 
     A folder that already stands at ``path`` is moved aside first and removed
     after the swap, so at every instant ``path`` is either the old complete
-    folder, absent (between two renames), or the new complete one.
+    folder, absent (between two renames), or the new complete one. A symbolic
+    link at ``path`` is replaced by the new folder and removed, not followed
+    (resolve ``path`` first to write where a link points).
     """
     target = Path(path)
     make_dirs(target.parent)
@@ -204,7 +206,7 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
         try:
             _fsync_tree(staged)
             old = None
-            if target.exists():
+            if os.path.lexists(target):  # a dangling symlink included: renaming a folder onto it fails
                 old = _staged_name(target, ".old")
                 os.replace(target, old)
             os.replace(staged, target)
@@ -212,7 +214,11 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
         except OSError as error:
             raise storage_error(target, error) from error
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            if old.is_symlink() or not old.is_dir():  # rmtree refuses these: they would stay as .NAME.*.old
+                with contextlib.suppress(OSError):
+                    old.unlink()
+            else:
+                shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
 

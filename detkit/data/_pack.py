@@ -131,6 +131,21 @@ def _write(
     return dataset
 
 
+def file_exists(path: Path) -> bool:
+    """Whether ``path`` is a file; False too for a path the file system refuses (a name too long)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def shortened(text: str, limit: int = 60) -> str:
+    """``text`` quoted for a message, its middle left out when it is longer than ``limit``."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit // 2]!r}...{text[-limit // 4:]!r} ({len(text)} characters)"
+
+
 def _image_inside(image_dir: Path, name: str, source: str) -> Path:
     """``image_dir / name`` when ``name`` is a relative path that stays inside ``image_dir``.
 
@@ -216,13 +231,23 @@ def _voc_items(xml_paths: list[Path], image_dir: Path, parsed: dict[Path, Any],
         except DataError as error:
             yield (str(xml_path), str(error))
             continue
-        if image_path is None or not image_path.is_file():
+        refused = None  # why the file system refused <filename> (a name longer than it allows, ...)
+        try:
+            found = image_path is not None and image_path.is_file()
+        except OSError as error:
+            found, refused = False, error.strerror or str(error)
+        if not found:
             # <filename> is often missing or stale: try the annotation's own stem
             for suffix in (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".bmp"):
                 candidate = image_dir / (xml_path.stem + suffix)
-                if candidate.is_file():
-                    image_path = candidate
+                if file_exists(candidate):
+                    image_path, refused = candidate, None
                     break
+        if refused is not None:
+            yield (str(xml_path), f"{xml_path}: the <filename> {shortened(str(filename))} cannot name a file in "
+                                  f"{image_dir} ({refused}) and there is no image named {xml_path.stem}.* there; "
+                                  "correct <filename>")
+            continue
         if image_path is None:
             yield (str(xml_path), f"{xml_path}: no <filename> and no image named {xml_path.stem}.* in {image_dir}")
             continue

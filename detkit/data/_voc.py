@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Sequence
 from .._base import PathLike, atomic_directory, check_classes
 from ..errors import DataError, InputError
 from ._dataset import DetectionDataset
-from ._pack import pack_voc_parsed, parse_voc_files, voc_class_names
+from ._pack import file_exists, pack_voc_parsed, parse_voc_files, shortened, voc_class_names
 
 __all__ = ["MANIFEST", "VOC_CLASSES", "VocData", "check_split", "default_cache", "pascal_voc", "prepare_voc"]
 
@@ -127,7 +127,14 @@ def _read_split(root: Path, name: str) -> _Split:
             raise DataError(f"{path}, line {number}: the id {ident!r} repeats line {seen[ident]}; remove one of them.")
         seen[ident] = number
         xml_path = root / "Annotations" / f"{ident}.xml"
-        if not xml_path.is_file():
+        try:
+            exists = xml_path.is_file()
+        except OSError as error:  # a name longer than the file system allows, ...
+            raise DataError(
+                f"{path}, line {number}: the id {shortened(ident)} cannot name an annotation file "
+                f"({error.strerror or error}); correct the line."
+            ) from None
+        if not exists:
             raise DataError(
                 f"{path}, line {number}: the image {ident!r} has no annotation {xml_path}; add the file, remove "
                 "the line, or choose another split."
@@ -158,7 +165,7 @@ def _splits(root: Path, train_split: str, val_split: str | None) -> tuple[_Split
     if val_split == "auto":
         val_split = "test" if has_test else ("val" if (main / "val.txt").is_file() else None)
     for argument, name in (("train_split", train_split), ("val_split", val_split)):
-        if name is not None and not (main / f"{name}.txt").is_file():
+        if name is not None and not file_exists(main / f"{name}.txt"):
             raise InputError(
                 f"The '{argument}' argument names the list {main / (name + '.txt')}, which does not exist; the "
                 f"lists there are: {', '.join(available) or 'none'}."
@@ -184,18 +191,71 @@ def _fingerprint(root: Path, splits: Sequence[_Split], images: Sequence[str]) ->
     return digest.hexdigest()
 
 
-def _check_cache(cache: Path, root: Path) -> None:
-    """Refuse a cache folder whose replacement would delete files that are not an earlier cache's."""
-    resolved, dataset = cache.resolve(), root.resolve()
-    if resolved == dataset or resolved in dataset.parents:
+def _manifest(cache: Path) -> dict | None:
+    """The parsed ``voc.json`` of ``cache`` when it has the fields this module writes, of their types; else
+    None. (Their values are checked when reused: a manifest names no file to read or delete.)"""
+    path = cache / MANIFEST
+    try:
+        if not path.is_file():  # a folder or a pipe: not a manifest (a pipe would block the read)
+            return None
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8 or JSON, nested too deep
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    request, splits = manifest.get("request"), manifest.get("splits")
+    if not (isinstance(request, dict) and type(request.get("format")) is int
+            and isinstance(request.get("root"), str)
+            and all(key in request and (request[key] is None or isinstance(request[key], str))
+                    for key in ("train_split", "val_split"))
+            and "classes" in request and (request["classes"] is None or isinstance(request["classes"], list))
+            and isinstance(splits, list) and all(isinstance(split, str) for split in splits)):
+        return None
+    return manifest
+
+
+def _check_cache(cache: Path, root: Path, shown: Path, *, default: bool) -> None:
+    """Refuse a cache folder inside the dataset, or whose replacement would delete files that are not an
+    earlier cache's. ``cache`` is resolved; ``shown`` is the path as given (for messages)."""
+    dataset = root.resolve()
+    named = repr(str(shown)) + (f" (which resolves to {cache})" if os.path.abspath(shown) != str(cache) else "")
+    if cache == dataset or cache in dataset.parents:
         raise InputError(f"The 'cache' argument must be a folder outside the VOC folder {root} (it is replaced "
-                         f"whole when packed); got {str(cache)!r} instead.")
+                         f"whole when packed); got {named}, which holds it, instead.")
+    if dataset in cache.parents:
+        if default:
+            raise InputError(
+                f"The default cache {shown} in the working directory {Path.cwd()} lies inside the VOC folder "
+                f"{dataset}, which is only read; run from another folder, or set data.cache (in Python the cache "
+                "argument) to a folder outside it."
+            )
+        raise InputError(f"The 'cache' argument must be a folder outside the VOC folder {root}, which is only "
+                         f"read; got {named}, which is inside it, instead: choose a folder elsewhere.")
     if cache.exists() and not cache.is_dir():
-        raise InputError(f"The 'cache' argument must be a folder; got {str(cache)!r}, which is a file, instead.")
-    if cache.is_dir() and not (cache / MANIFEST).is_file() and any(cache.iterdir()):
+        raise InputError(f"The 'cache' argument must be a folder; got {named}, which is a file, instead.")
+    if not cache.is_dir():
+        return
+    try:
+        with os.scandir(cache) as scan:
+            entries = sorted((entry.name, entry.is_dir(follow_symlinks=False)) for entry in scan)
+    except OSError as error:
+        raise InputError(f"The 'cache' argument must be a folder that can be read; got {named}, which cannot "
+                         f"({error.strerror or error}), instead.") from None
+    if not entries:
+        return
+    manifest = _manifest(cache)
+    # a cache's files: its manifest, and those of the splits a cache has (one of an earlier packing included)
+    own = {MANIFEST} | {f"{split}{suffix}" for split in (_NAMES if manifest else [])
+                        for suffix in (".rec", ".idx", ".classes.txt")}
+    other = [f"{name}/" if is_dir else name for name, is_dir in entries
+             if (is_dir or name not in own) and (name, is_dir) != (MANIFEST, False)]
+    if manifest is None or other:
+        listed = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+        if manifest is None and (MANIFEST, False) in entries:
+            listed = f"a {MANIFEST} that is not a cache's manifest" + (f"; {listed}" if listed else "")
         raise InputError(
             f"The 'cache' argument must be a new or empty folder, or an earlier cache (with {MANIFEST}); "
-            f"{str(cache)!r} holds other files, which packing would replace: choose another folder."
+            f"{named} holds other files ({listed}), which packing would replace: choose another folder."
         )
 
 
@@ -229,8 +289,8 @@ def _reusable(cache: Path, request: dict, splits: Sequence[_Split], root: Path) 
         if sorted(outputs) != sorted(names) or any(outputs[name] != _stat(cache / name) for name in names):
             return None
         check_classes(manifest["classes"])
-    except (OSError, ValueError, KeyError, TypeError, InputError):
-        return None  # unreadable, damaged, or made from other files: packed again
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, InputError):
+        return None  # unreadable, damaged (nested too deep included), or made from other files: packed again
     return manifest
 
 
@@ -255,8 +315,14 @@ def prepare_voc(
     check_split("train_split", train_split)
     check_split("val_split", val_split, optional=True)
     given = check_classes(classes) if classes is not None else None
-    cache = Path(cache) if cache is not None else default_cache(root)
-    _check_cache(cache, root)
+    default = cache is None
+    shown = Path(cache) if cache is not None else default_cache(root)
+    try:  # written where a symlink points: the link itself stays
+        cache = shown.resolve()
+    except (OSError, RuntimeError) as error:  # a symlink loop
+        raise InputError(f"The 'cache' argument must be a folder path; got {str(shown)!r}, which cannot be "
+                         f"resolved ({error}), instead.") from None
+    _check_cache(cache, root, shown, default=default)
     train, val = _splits(root, train_split, val_split)
     splits = [split for split in (train, val) if split is not None]
     request = {
@@ -273,7 +339,7 @@ def prepare_voc(
     names = manifest["classes"]
     datasets = [DetectionDataset(cache / f"{split}.rec", cache / f"{split}.idx", classes=names)
                 for split in manifest["splits"]]
-    return VocData(datasets[0], datasets[1] if len(datasets) > 1 else None, root, cache, packed, train.name,
+    return VocData(datasets[0], datasets[1] if len(datasets) > 1 else None, root, shown, packed, train.name,
                    val.name if val is not None else None, manifest["classes_from"])
 
 
@@ -333,7 +399,9 @@ def pascal_voc(
     cache : str or os.PathLike, optional
         The folder of the packed files (``train.rec``, ``val.rec``, their
         ``.idx`` and ``.classes.txt``, and the ``voc.json`` manifest); its
-        contents are replaced when packed again. Default:
+        contents are replaced when packed again, so it must be a new or empty
+        folder or an earlier cache, outside ``root`` (a symbolic link is
+        followed: the cache is written where it points). Default:
         ``data/cache/NAME-HASH`` in the working directory (``NAME`` the VOC
         folder's name, ``HASH`` 8 hex digits of its absolute path).
     train_split, val_split : str
@@ -359,10 +427,12 @@ def pascal_voc(
     Raises
     ------
     detkit.errors.InputError
-        A missing folder, a split list that does not exist, an invalid split name.
+        A missing folder, a split list that does not exist, an invalid split
+        name, a cache inside ``root`` or one that holds other files than an
+        earlier cache's.
     detkit.errors.DataError
         Naming the list file and line of an id that is not a plain file name
-        (``/``, ``..``, an absolute path) or has no annotation, and, as
+        (``/``, ``..``, an absolute path, too long) or has no annotation, and, as
         :func:`pack_voc`, the file of an invalid annotation or image.
     """
     data = prepare_voc(root, cache, train_split=train_split, val_split=val_split, classes=classes,
