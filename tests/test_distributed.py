@@ -386,8 +386,12 @@ def test_the_guide_commands_run_as_written(tmp_path) -> None:
 
 
 @distributed
-def test_the_watchdog_stops_the_workers_when_the_server_dies(job, tmp_path) -> None:
+def test_the_watchdog_stops_the_workers_when_the_server_dies(job, tmp_path, monkeypatch) -> None:
     from detkit._cli._launch import free_port
+
+    # The server dies just after a checkpoint: the workers may still be waiting for worker 0's work
+    # alone (validation, the checkpoint), which the lead timeout bounds; here as short as the job's.
+    monkeypatch.setenv("DETKIT_DISTRIBUTED_LEAD_TIMEOUT", "10")
 
     folder = tmp_path / "run"
     worker = [sys.executable, str(WORKER), str(job / "data"), str(job / "initial"), str(folder), "--epochs", "50",
@@ -414,3 +418,17 @@ def test_the_watchdog_stops_the_workers_when_the_server_dies(job, tmp_path) -> N
             if child.poll() is None:
                 os.killpg(child.pid, signal.SIGKILL)
             child.wait()
+
+
+def test_a_wait_for_worker_0_alone_is_bounded_by_the_lead_timeout() -> None:
+    # A worker blocked while worker 0 validates or checkpoints (here: a sleep) stops after the lead
+    # timeout, not never: a server that dies in that window must not leave the job hanging.
+    code = ("import time\nfrom detkit._engine._distributed import Watchdog\n"
+            "watchdog = Watchdog(60, 'training')\n"
+            "with watchdog.armed(1.0, 'waiting for worker 0'):\n    time.sleep(60)\n")
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=JOB_SECONDS)
+    assert run.returncode == WATCHDOG_EXIT_STATUS
+    assert "made no progress for 1 s while waiting for worker 0" in run.stderr
+    assert "Set DETKIT_DISTRIBUTED_LEAD_TIMEOUT to wait longer" in run.stderr
+    assert time.monotonic() - started < 30

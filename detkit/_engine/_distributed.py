@@ -40,12 +40,17 @@ from ..errors import InputError, TrainingError
 
 T = TypeVar("T")
 
-__all__ = ["DEFAULT_TIMEOUT", "TIMEOUT_VARIABLE", "WATCHDOG_EXIT_STATUS", "Coordinator", "Watchdog", "dist_store", "is_distributed",
-           "is_lead_worker", "lead_first", "process_store", "timeout_seconds", "worker_rank"]
+__all__ = ["DEFAULT_LEAD_TIMEOUT", "DEFAULT_TIMEOUT", "LEAD_TIMEOUT_VARIABLE", "TIMEOUT_VARIABLE", "WATCHDOG_EXIT_STATUS",
+           "Coordinator", "Watchdog", "dist_store", "is_distributed", "is_lead_worker", "lead_first",
+           "lead_timeout_seconds", "process_store", "timeout_seconds", "worker_rank"]
 
 #: The environment variable that bounds, in seconds, how long a worker waits for the rest of its job.
 TIMEOUT_VARIABLE = "DETKIT_DISTRIBUTED_TIMEOUT"
 DEFAULT_TIMEOUT = 60.0
+#: The environment variable that bounds, in seconds, how long workers wait for work rank 0 does alone
+#: (preparing data, validating, writing a checkpoint); default :data:`DEFAULT_LEAD_TIMEOUT`.
+LEAD_TIMEOUT_VARIABLE = "DETKIT_DISTRIBUTED_LEAD_TIMEOUT"
+DEFAULT_LEAD_TIMEOUT = 1800.0
 #: The exit status of a worker that its watchdog ended.
 WATCHDOG_EXIT_STATUS = 3
 _KEY_BASE = 1 << 24  # detkit's keys; the trainer's are 0 .. number of parameters - 1
@@ -72,6 +77,22 @@ def timeout_seconds() -> float:
         value = -1.0
     if not value > 0:
         raise InputError(f"The {TIMEOUT_VARIABLE} variable must be a positive number of seconds; got {text!r} instead.")
+    return value
+
+
+def lead_timeout_seconds() -> float:
+    """How long workers wait for rank 0's work alone: ``DETKIT_DISTRIBUTED_LEAD_TIMEOUT`` seconds, default 1800."""
+    text = os.environ.get(LEAD_TIMEOUT_VARIABLE, "")
+    if not text:
+        return DEFAULT_LEAD_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise InputError(
+            f"The {LEAD_TIMEOUT_VARIABLE} variable must be a positive number of seconds; got {text!r} instead."
+        )
     return value
 
 
@@ -179,6 +200,8 @@ class Watchdog:
         self.doing = doing
         self._last = time.monotonic()
         self._armed = 0
+        self._limit = self.timeout  # of the innermost armed(): the job's timeout, or the wait for rank 0
+        self._waiting_for = ""
         self._thread: threading.Thread | None = None
 
     def beat(self) -> None:
@@ -186,27 +209,34 @@ class Watchdog:
         self._last = time.monotonic()
 
     @contextlib.contextmanager
-    def armed(self) -> Iterator[None]:
-        """Counted inside."""
+    def armed(self, timeout: float | None = None, waiting_for: str = "") -> Iterator[None]:
+        """Counted inside, with ``timeout`` instead of the job's (``waiting_for``: what is awaited, for the message)."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._watch, name="detkit-watchdog", daemon=True)
             self._thread.start()
+        previous = self._limit, self._waiting_for
+        self._limit = self.timeout if timeout is None else float(timeout)
+        self._waiting_for = waiting_for
         self.beat()
         self._armed += 1
         try:
             yield
         finally:
             self._armed -= 1
+            self._limit, self._waiting_for = previous
 
     def _watch(self) -> None:
         while True:
             time.sleep(min(1.0, self.timeout / 10))
-            if self._armed and time.monotonic() - self._last > self.timeout:
+            limit = self._limit
+            if self._armed and time.monotonic() - self._last > limit:
+                variable = LEAD_TIMEOUT_VARIABLE if self._waiting_for else TIMEOUT_VARIABLE
                 sys.stdout.flush()
                 print(
-                    f"detkit: error: the distributed job made no progress for {self.timeout:g} s while "
-                    f"{self.doing}: a worker, server or scheduler stopped or cannot be reached. This worker "
-                    f"stops; the checkpoints on disk are intact. (Set {TIMEOUT_VARIABLE} to wait longer.)",
+                    f"detkit: error: the distributed job made no progress for {limit:g} s while "
+                    f"{self._waiting_for or self.doing}: a worker, server or scheduler stopped or cannot be "
+                    f"reached. This worker stops; the checkpoints on disk are intact. (Set {variable} to wait "
+                    "longer.)",
                     file=sys.stderr, flush=True,
                 )
                 os._exit(WATCHDOG_EXIT_STATUS)
@@ -224,14 +254,17 @@ class Coordinator:
         self.rank = int(store.rank)
         self.num_workers = int(store.num_workers)
         self.watchdog = Watchdog(timeout, f"training (worker {self.rank} of {self.num_workers})")
+        self.lead_timeout = max(lead_timeout_seconds(), timeout)
 
     def _exchange(self, values: np.ndarray, wait_for_lead: bool = False) -> np.ndarray:
         size = int(values.size)
         key = _keys.get(size)
         # While the others wait for work of rank 0 alone (data preparation, validation, a checkpoint),
-        # the watchdog does not count: that work takes as long as it takes. If rank 0 dies meanwhile,
-        # the launcher ends the job (a cluster manager's kill-on-bad-exit does the same).
-        watched = contextlib.nullcontext() if wait_for_lead else self.watchdog.armed()
+        # the watchdog allows the lead timeout (30 minutes by default) instead of the job's: that work
+        # takes as long as it takes, but a server that dies meanwhile must not leave the job hanging.
+        # If rank 0 itself dies, the launcher ends the job at once (as a cluster manager's kill-on-bad-exit).
+        watched = (self.watchdog.armed(self.lead_timeout, "waiting for worker 0's work alone (data, validation, "
+                                       "a checkpoint)") if wait_for_lead else self.watchdog.armed())
         with watched:
             if key is None:
                 # A key is initialised once per job, by rank 0's value, with a barrier (MXNet's kvstore.init).
@@ -245,7 +278,8 @@ class Coordinator:
     def allreduce(self, values: Any, *, wait_for_lead: bool = False) -> np.ndarray:
         """The sum over the workers of ``values`` (float32 precision), as float64.
 
-        ``wait_for_lead``: the exchange waits for work of rank 0 alone, which the watchdog does not count.
+        ``wait_for_lead``: the exchange waits for work of rank 0 alone, which the watchdog allows the
+        lead timeout (``DETKIT_DISTRIBUTED_LEAD_TIMEOUT``) instead of the job's.
         """
         array = np.asarray(values, dtype=np.float64)
         return self._exchange(array.astype(np.float32), wait_for_lead).astype(np.float64).reshape(array.shape)
