@@ -68,31 +68,24 @@ def is_distributed(kvstore: Any) -> bool:
 
 def timeout_seconds() -> float:
     """The watchdog's timeout: ``DETKIT_DISTRIBUTED_TIMEOUT`` seconds, default 60."""
-    text = os.environ.get(TIMEOUT_VARIABLE, "")
-    if not text:
-        return DEFAULT_TIMEOUT
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise InputError(f"The {TIMEOUT_VARIABLE} variable must be a positive number of seconds; got {text!r} instead.")
-    return value
+    return _seconds(TIMEOUT_VARIABLE, DEFAULT_TIMEOUT)
 
 
 def lead_timeout_seconds() -> float:
     """How long workers wait for rank 0's work alone: ``DETKIT_DISTRIBUTED_LEAD_TIMEOUT`` seconds, default 1800."""
-    text = os.environ.get(LEAD_TIMEOUT_VARIABLE, "")
+    return _seconds(LEAD_TIMEOUT_VARIABLE, DEFAULT_LEAD_TIMEOUT)
+
+
+def _seconds(variable: str, default: float) -> float:
+    text = os.environ.get(variable, "")
     if not text:
-        return DEFAULT_LEAD_TIMEOUT
+        return default
     try:
         value = float(text)
     except ValueError:
         value = -1.0
     if not value > 0:
-        raise InputError(
-            f"The {LEAD_TIMEOUT_VARIABLE} variable must be a positive number of seconds; got {text!r} instead."
-        )
+        raise InputError(f"The {variable} variable must be a positive number of seconds; got {text!r} instead.")
     return value
 
 
