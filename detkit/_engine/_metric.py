@@ -370,9 +370,9 @@ class DetectionMetric:
     def reset(self) -> None:
         """Forget every batch seen so far."""
         self._num_images = 0
-        self._num_ground_truth = np.zeros(self.num_classes, dtype=np.int64)  # (C,)
-        self._num_difficult = np.zeros(self.num_classes, dtype=np.int64)  # (C,)
-        self._num_crowd = np.zeros(self.num_classes, dtype=np.int64)  # (C,)
+        self._num_ground_truth = np.zeros(self._num_groups, dtype=np.int64)  # (C,)
+        self._num_difficult = np.zeros(self._num_groups, dtype=np.int64)  # (C,)
+        self._num_crowd = np.zeros(self._num_groups, dtype=np.int64)  # (C,)
         # Objects neither difficult nor crowd in each size range of self.area_ranges.
         self._num_in_range = np.zeros((self._area_bounds.shape[0], self._num_groups), dtype=np.int64)  # (A, C')
         self._areas_known = True  # every batch came with its image sizes
