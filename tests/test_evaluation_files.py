@@ -379,9 +379,41 @@ def test_predict_coco_json_scored_by_pycocotools_equals_evaluate(tmp_path):
     assert entries and {e["image_id"] for e in entries} <= {image["id"] for image in json.loads(gt_path.read_text())["images"]}
     evaluation = coco_eval(gt_path, predicted)
     stats = [math.nan if v == -1 else float(v) for v in evaluation.stats]
+    assert stats[0] > 0 and stats[8] > 0  # an untrained detector, but not nothing
     np.testing.assert_allclose([scores["coco"][key] for key in COCO_KEYS], stats, rtol=0, atol=1e-12)
     from_file = detkit.evaluate_detections(predicted, dataset.rec_path)
     np.testing.assert_allclose([from_file["coco"][key] for key in COCO_KEYS], stats, rtol=0, atol=1e-12)
     assert from_file["map_50"] == pytest.approx(scores["map_50"], abs=1e-12, nan_ok=True)
     # evaluate --save-detections wrote the same detections
     np.testing.assert_allclose([coco_eval(gt_path, saved).stats], [evaluation.stats], rtol=0, atol=1e-12)
+
+
+def test_per_image_results_equal_pycocotools_eval_imgs(tmp_path):
+    from detkit._engine._detections import metric_for, read_detections, score_detections
+    from detkit.data._truth import load_truth
+
+    gt_path, results_path = make_coco(tmp_path, 5)
+    truth = load_truth(gt_path)
+    metric = score_detections(truth, read_detections(results_path, truth), metric_for(truth, {}))
+    per_image = metric.compute(per_image=True)["per_image"]
+    evaluation = coco_eval(gt_path, results_path)
+    ids_of: dict = {}  # pycocotools' id of each image's detections, in file order (loadRes: index + 1)
+    for index, entry in enumerate(json.loads(results_path.read_text())):
+        ids_of.setdefault(entry["image_id"], []).append(index + 1)
+    area_index = {tuple(r): a for a, r in enumerate(evaluation.params.areaRng)}
+    counted: dict = {}
+    for e in evaluation.evalImgs:
+        if e is not None:
+            for d, dt_id in enumerate(e["dtIds"]):
+                counted[dt_id, area_index[tuple(e["aRng"])]] = (e["dtMatches"][:, d] > 0, e["dtIgnore"][:, d])
+    compared = 0
+    assert [image["image_id"] for image in per_image] == [image.image_id for image in truth.images]
+    for image in per_image:
+        for j, row in enumerate(image["row"]):
+            dt_id = ids_of[image["image_id"]][row]
+            for a in range(4):
+                matched, ignored = counted[dt_id, a]
+                np.testing.assert_array_equal(image["tp"][j, a], matched & ~ignored)
+                np.testing.assert_array_equal(image["ignored"][j, a], ignored)
+                compared += 1
+    assert compared == 4 * len(json.loads(results_path.read_text()))

@@ -167,7 +167,7 @@ def _area_ranges(specs: list[str] | None) -> dict[str, tuple[float, float]] | No
 
 def _evaluate(args: argparse.Namespace) -> int:
     check_positive_int("batch_size", args.batch_size)  # before anything is loaded
-    options = dict(iou_thresholds=args.iou_thresholds, max_detections=args.max_detections,
+    options: dict[str, Any] = dict(iou_thresholds=args.iou_thresholds, max_detections=args.max_detections,
                    recall_thresholds=args.recall_thresholds, area_ranges=_area_ranges(args.area_ranges),
                    class_agnostic=args.class_agnostic, missing=-1.0 if args.missing == "-1" else math.nan,
                    detailed=args.detailed)

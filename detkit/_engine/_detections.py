@@ -199,7 +199,8 @@ def _read_coco(path: Path, truth: GroundTruth) -> list[np.ndarray]:
             raise DataError(f"{where}: 'bbox' must be [x, y, width, height], four finite numbers; got {bbox!r}")
         if not _finite(score):
             raise DataError(f"{where}: 'score' must be a finite number; got {score!r}")
-        per_image[image_index[image_id]].append([class_of[category], float(score), *(float(v) for v in bbox)])
+        per_image[image_index[image_id]].append([class_of[category], float(score),  # type: ignore[arg-type]
+                                                  *(float(v) for v in bbox)])
     out = []
     for rows in per_image:
         array = np.array(rows, dtype=np.float64).reshape(-1, 6)
@@ -357,7 +358,7 @@ def evaluate_detections(
     else:
         truth = load_truth(data, classes)
     rows = read_detections(detections, truth)
-    options = dict(iou_thresholds=iou_thresholds, max_detections=max_detections, recall_thresholds=recall_thresholds,
+    options: dict[str, Any] = dict(iou_thresholds=iou_thresholds, max_detections=max_detections, recall_thresholds=recall_thresholds,
                    area_ranges=area_ranges, class_agnostic=class_agnostic, missing=missing)
     metric = score_detections(truth, rows, metric_for(truth, options))
     return metric.compute(detailed=detailed)

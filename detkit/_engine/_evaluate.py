@@ -112,7 +112,7 @@ def evaluate(
         )
     from tqdm.auto import tqdm
 
-    options = dict(iou_thresholds=iou_thresholds, max_detections=max_detections, recall_thresholds=recall_thresholds,
+    options: dict[str, Any] = dict(iou_thresholds=iou_thresholds, max_detections=max_detections, recall_thresholds=recall_thresholds,
                    area_ranges=area_ranges, class_agnostic=class_agnostic, missing=missing)
     truth = read_sidecar(data.rec_path, classes, len(data)) if hasattr(data, "rec_path") else None
     if truth is not None:
@@ -132,13 +132,12 @@ def evaluate(
         previous = current
     if previous is not None:
         _score(metric, *previous, collected=collected, sizes=sizes, score=truth is None)
+    truth_for_file: GroundTruth | None = truth
     if truth is None and collected is not None:
         # no sidecar: pixels of the images as stored, ids their positions, categories 1, 2, ...
         images = [TruthImage(i, "", width, height, np.zeros((0, 7))) for i, (width, height) in enumerate(sizes)]
         truth_for_file = GroundTruth(str(getattr(data, "rec_path", "")), list(classes),
                                      list(range(1, len(classes) + 1)), "xyxy", images, exact=False)
-    else:
-        truth_for_file = truth
     if truth is not None and collected is not None:
         collected = [to_truth_format(rows, image, truth.box_format) for rows, image in zip(collected, truth.images)]
         score_detections(truth, collected, metric)

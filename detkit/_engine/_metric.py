@@ -79,7 +79,38 @@ class DetectionMetric:
         For the COCO-style metric only, keep the ``coco_max_detections``
         highest-scoring detections of each class in each image, as pycocotools'
         ``maxDets=100`` does (default 100). ``None`` keeps all. The VOC metrics
-        keep all detections, as the VOC devkit does.
+        keep all detections, as the VOC devkit does. AR is reported at 1, 10 and
+        this many detections (``mar_1``, ``mar_10``, ``mar_100``).
+    max_detections : sequence of int, optional
+        pycocotools' ``maxDets``, increasing, e.g. ``[1, 5, 20]``: replaces
+        ``coco_max_detections`` (its last value caps the matching); AR is
+        reported at each as ``mar_<n>``, AP at the last.
+    recall_thresholds : sequence of float, optional
+        pycocotools' ``recThrs``, non-decreasing in [0, 1]. Default: COCO's 101
+        levels ``np.linspace(0, 1, 101)``.
+    area_ranges : mapping of str to (float, float), optional
+        pycocotools' ``areaRng`` with ``areaRngLbl`` as keys (identifiers): object
+        sizes in pixels, both ends included. The first range gives ``map``,
+        ``map_50``, ``map_75`` and ``mar_<n>``; each other range ``NAME`` gives
+        ``map_NAME`` and ``mar_NAME``. Default: ``{"all": (0, 1e10), "small":
+        (0, 32**2), "medium": (32**2, 96**2), "large": (96**2, 1e10)}``.
+    class_agnostic : bool, default False
+        pycocotools' ``useCats=0``: detections match objects of any class, as
+        one class; ``per_class`` then holds the one entry ``"all classes"``.
+        Rows of equal score in an image rank by class, then row (pycocotools
+        joins an image's detections class by class).
+    box_format : {"xyxy", "xywh", "voc"}, default "xyxy"
+        How :meth:`update` reads boxes: ``"xyxy"`` continuous corners (normalised,
+        or in pixels with ``image_size`` 1 x 1); ``"xywh"`` COCO's ``[x, y, w, h]``
+        in pixels, with pycocotools' own arithmetic (right edge ``x + w``, area
+        ``w * h``); ``"voc"`` the VOC devkit's 1-based inclusive pixel corners with
+        its ``+ 1`` (width ``xmax - xmin + 1``). With the reference's arithmetic,
+        an IoU exactly at a threshold compares as there. Both pixel formats need
+        no ``image_size``.
+    missing : float, default nan
+        The value of a number with nothing to measure (a class without ground
+        truth, a size range without objects): ``nan``, or ``-1`` as pycocotools
+        and torchmetrics write it.
 
     Attributes
     ----------
@@ -88,6 +119,13 @@ class DetectionMetric:
     iou_thresholds : numpy.ndarray, shape (T,)
         The COCO-style IoU thresholds (read-only).
     coco_max_detections : int or None
+    max_detections : tuple
+        The AR limits (pycocotools' ``maxDets``).
+    recall_thresholds : numpy.ndarray, shape (R,)
+    area_ranges : dict of str to (float, float)
+    class_agnostic : bool
+    box_format : str
+    missing : float
 
     Notes
     -----
@@ -98,6 +136,14 @@ class DetectionMetric:
     are not). A box with ``xmax <= xmin`` or ``ymax <= ymin`` has zero area and
     IoU 0 with every box (pycocotools would give it a negative area).
 
+    **Inverted boxes.** A detection box with a negative width or height (an
+    inverted box) has the signed area ``w * h`` that pycocotools gives it: below
+    0, it lies outside every size range, so in the COCO metrics it is ignored
+    rather than a false positive, as in pycocotools (``loadRes`` sets its area
+    ``w * h``; ``evaluateImg`` ignores an unmatched detection outside the range).
+    Its IoU with every box is 0. The VOC metrics count it a false positive, as
+    the devkit does.
+
     **Skipped rows.** Detection and label rows whose ``class_id`` is -1 are
     padding and are skipped; any other class id must be an integer in
     ``[0, num_classes)``.
@@ -107,7 +153,10 @@ class DetectionMetric:
     (earlier :meth:`update` call first, then lower image index in the batch,
     then lower row index in the image). The same order decides which of two
     tied detections is matched first. Results are therefore deterministic and do
-    not depend on how the images are split into batches.
+    not depend on how the images are split into batches. When :meth:`update` is
+    given ``image_ids``, detections of equal score in different images rank by
+    image id instead (ascending, then row), as pycocotools ranks them
+    (``accumulate`` concatenates the images in sorted id order and sorts stably).
 
     **Matching, VOC metrics** (``ap_50``, ``ap_50_voc07``), as the VOC devkit
     ``VOCevaldet.m``: per image and class, in score order, a detection is
@@ -198,6 +247,15 @@ class DetectionMetric:
     ``map_50``: there, ``map_50`` is detkit's VOC AP at IoU 0.5 (the area under
     the precision envelope), and COCO's AP at IoU 0.5 (101 recall levels) is
     ``compute()["coco"]["map_50"]``.
+
+    .. warning:: **The ``map_50`` name trap.** torchmetrics' ``map_50`` (and
+       pycocotools' second summary line, ``AP @[ IoU=0.50 ]``) is
+       ``compute()["coco"]["map_50"]``, *not* ``compute()["map_50"]``. The two
+       differ (VOC's area AP counts difficult objects and crowd regions by the
+       devkit's rule and uses every detection; COCO's interpolates at 101 recall
+       levels, keeps ``coco_max_detections`` a class and image). When comparing
+       with a table made by torchmetrics or pycocotools, read
+       ``compute()["coco"]``.
 
     Examples
     --------
@@ -384,6 +442,7 @@ class DetectionMetric:
         self._class_ids: list[np.ndarray] = []  # (N,) int
         self._scores: list[np.ndarray] = []  # (N,) float64
         self._ranks: list[np.ndarray] = []  # (N,) int, rank among its image's detections of its class
+        self._rows: list[np.ndarray] = []  # (N,) int, the detection's row in its update() array
         self._voc_tp: list[np.ndarray] = []  # (N,) bool
         self._voc_ignored: list[np.ndarray] = []  # (N,) bool
         self._coco_tp: list[np.ndarray] = []  # (N, A, T) bool, per size range and IoU threshold
@@ -535,6 +594,7 @@ class DetectionMetric:
             gt_size = np.where(np.isnan(given), gt_size, given)
         self._areas_known &= known
 
+        det_rows = np.broadcast_to(np.arange(detections.shape[1]), detections.shape[:2])  # (B, K)
         if self.class_agnostic:
             # pycocotools' useCats=0 joins an image's objects and detections class by class (its
             # category order), then forgets the classes: stable-sort each image's rows by class.
@@ -545,8 +605,8 @@ class DetectionMetric:
             difficult, crowd, gt_valid, gt_size, box_gt_area = (
                 np.take_along_axis(a, gt_order, axis=1) for a in (difficult, crowd, gt_valid, gt_size, box_gt_area)
             )
-            det_valid, det_size, det_area = (np.take_along_axis(a, det_order, axis=1)
-                                             for a in (det_valid, det_size, det_area))
+            det_valid, det_size, det_area, det_rows = (np.take_along_axis(a, det_order, axis=1)
+                                                       for a in (det_valid, det_size, det_area, det_rows))
             labels[..., 0] = np.where(gt_valid, 0, -1)
             detections[..., 0] = np.where(det_valid, 0, -1)
 
@@ -576,6 +636,7 @@ class DetectionMetric:
         order = np.argsort(key, axis=1, kind="stable")[:, :width]  # (B, K'), K' = most detections of an image
         detections = np.take_along_axis(detections, order[..., None], axis=1)  # (B, K', 6)
         det_area = np.take_along_axis(det_area, order, axis=1)  # (B, K')
+        det_rows = np.take_along_axis(det_rows, order, axis=1)  # (B, K')
         det_out_range = np.take_along_axis(det_out_range, order[:, None, :], axis=2)  # (B, A, K')
         det_valid = np.arange(width)[None, :] < count[:, None]  # (B, K')
         if width > 0:
@@ -589,6 +650,7 @@ class DetectionMetric:
                     gt_valid[part], difficult[part], crowd[part], gt_in_range[part], det_out_range[part],
                     self._num_images + lo_image,
                 )
+                self._rows.append(det_rows[part][det_valid[part]])
         if ids is not None:
             self._image_ids.extend(ids)
         self._num_images += batch
@@ -770,7 +832,7 @@ class DetectionMetric:
 
     # ---------------------------------------------------------------- compute
 
-    def compute(self, *, detailed: bool = False) -> dict[str, Any]:
+    def compute(self, *, detailed: bool = False, per_image: bool = False) -> dict[str, Any]:
         """Compute the metrics over every batch since the last :meth:`reset`.
 
         The state is kept: more batches may follow, and ``compute`` may be
@@ -808,8 +870,32 @@ class DetectionMetric:
             ``"num_images"`` : int
                 Images seen.
 
+            ``"detailed"`` : dict, with ``detailed=True``
+                pycocotools' ``COCOeval.eval`` arrays: ``"precision"`` and
+                ``"scores"`` ``(T, R, K, A, D)`` (IoU thresholds, recall thresholds,
+                classes, area ranges, ``max_detections``), ``"recall"`` ``(T, K, A, D)``,
+                ``nan`` (or ``missing``) where not evaluated; and the axes:
+                ``"iou_thresholds"``, ``"recall_thresholds"``, ``"max_detections"``,
+                ``"area_ranges"``, ``"class_names"``. ``K`` is 1 when class-agnostic.
+            ``"per_image"`` : list of dict, with ``per_image=True``
+                For each image in arrival order: ``"image_id"`` (its id, else its
+                arrival index) and, for each of its detections in score order,
+                arrays of its ``"row"`` in the ``update()`` array, ``"class_name"``,
+                ``"score"``, ``"voc_tp"`` and ``"voc_ignored"`` (the VOC matching),
+                ``"kept"`` (within ``coco_max_detections``), and ``"tp"`` and
+                ``"ignored"`` ``(n, A, T)``, the COCO matching at each area range and
+                IoU threshold (pycocotools' ``evalImgs``; a detection neither is a false
+                positive).
+
             Every float is a Python ``float``; a mean over no class is ``nan``
-            (where pycocotools prints -1).
+            (where pycocotools prints -1), or ``missing``.
+
+        Parameters
+        ----------
+        detailed : bool, default False
+            Add pycocotools' precision, recall and score arrays.
+        per_image : bool, default False
+            Add each image's detections and how they were counted.
         """
         num_classes = self._num_groups
         thresholds = self._coco_thresholds  # (T,)
@@ -911,9 +997,36 @@ class DetectionMetric:
                 "area_ranges": dict(self.area_ranges),
                 "class_names": list(names),
             }
+        if per_image:
+            result["per_image"] = self._per_image(class_ids, scores, ranks, image_index, voc_tp, voc_ignored,
+                                                  coco_tp, coco_ignored, names)
         if self.missing == -1:
             result = _nan_to(result, -1.0)
         return result
+
+    def _per_image(self, class_ids: np.ndarray, scores: np.ndarray, ranks: np.ndarray, image_index: np.ndarray,
+                   voc_tp: np.ndarray, voc_ignored: np.ndarray, coco_tp: np.ndarray, coco_ignored: np.ndarray,
+                   names: Sequence[str]) -> list[dict[str, Any]]:
+        """Each image's detections and how they were counted (pycocotools' ``evalImgs``, per image)."""
+        rows = np.concatenate(self._rows) if self._rows else np.zeros(0, dtype=np.int64)  # (N,)
+        by_image = np.argsort(image_index, kind="stable")  # (N,), each image's in score order
+        bounds = np.searchsorted(image_index[by_image], np.arange(self._num_images + 1), side="left")
+        cap = math.inf if self.coco_max_detections is None else self.coco_max_detections
+        images = []
+        for i in range(self._num_images):
+            idx = by_image[bounds[i] : bounds[i + 1]]
+            images.append({
+                "image_id": self._image_ids[i] if self._ids_given else i,
+                "row": rows[idx],
+                "class_name": [names[c] for c in class_ids[idx]],
+                "score": scores[idx],
+                "voc_tp": voc_tp[idx],
+                "voc_ignored": voc_ignored[idx],
+                "kept": ranks[idx] < cap,
+                "tp": coco_tp[idx],
+                "ignored": coco_ignored[idx],
+            })
+        return images
 
     def _coco_level_counts(self, positives: int) -> np.ndarray:
         """The fewest true positives (R,) whose recall reaches each recall threshold, in pycocotools' floats.
@@ -1067,7 +1180,7 @@ def _as_array(value: Any, name: str, dtype: Any = np.float64) -> np.ndarray:
         ) from error
 
 
-def _increasing(value: Any, name: str, *, integers: bool = False, low: float | None = None) -> np.ndarray:
+def _increasing(value: Any, name: str, *, integers: bool = False, low: float = 0.0) -> np.ndarray:
     """``value`` as a non-empty 1-d float64 array, non-decreasing (strictly increasing for ``integers``),
     finite, in [``low``, 1] (or of integers >= 1); else :class:`InputError` naming ``name``."""
     what = "increasing integers >= 1" if integers else f"non-decreasing floats in [{low:g}, 1]"
