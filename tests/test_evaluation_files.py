@@ -417,3 +417,29 @@ def test_per_image_results_equal_pycocotools_eval_imgs(tmp_path):
                 np.testing.assert_array_equal(image["ignored"][j, a], ignored)
                 compared += 1
     assert compared == 4 * len(json.loads(results_path.read_text()))
+
+
+def test_evaluate_command_takes_cocoeval_parameters(tmp_path, capsys):
+    gt_path, results_path = make_coco(tmp_path, 6)
+    args = ["evaluate", "--detections", str(results_path), str(gt_path), "--iou-thresholds", "0.5,0.75",
+            "--max-detections", "1,5,20", "--area-range", "all=0:1e10", "--area-range", "tiny=0:400",
+            "--class-agnostic", "--missing", "-1"]
+    assert main([*args, "--json", "--detailed"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = detkit.evaluate_detections(results_path, gt_path, iou_thresholds=[0.5, 0.75],
+                                          max_detections=[1, 5, 20], area_ranges={"all": (0, 1e10), "tiny": (0, 400)},
+                                          class_agnostic=True, missing=-1, detailed=True)
+    assert printed["coco"] == expected["coco"]
+    assert list(printed["coco"]) == ["map", "map_50", "map_75", "map_tiny", "mar_1", "mar_5", "mar_20", "mar_tiny"]
+    assert np.array_equal(np.array(printed["detailed"]["precision"]), expected["detailed"]["precision"])
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "AR   @[ IoU=0.50:0.75 | area=  tiny | maxDets= 20 ]" in text and "all classes" in text
+    # mistakes: one sentence each
+    assert main(["evaluate", "--detections", str(results_path), str(gt_path), str(gt_path)]) == 2
+    assert "With --detections, give only DATA" in capsys.readouterr().err
+    assert main(["evaluate", "--detections", str(results_path), str(gt_path), "--area-range", "tiny"]) == 2
+    assert "--area-range must be NAME=LOW:HIGH" in capsys.readouterr().err
+    assert main(["evaluate", "--detections", str(results_path), str(gt_path), "--max-detections", "5,1"]) == 2
+    assert "--max-detections option of DetectionMetric must be a non-empty sequence of increasing" in \
+        capsys.readouterr().err

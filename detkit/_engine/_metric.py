@@ -421,6 +421,7 @@ class DetectionMetric:
         self.missing = float(missing)
         #: The classes as the matching sees them: one when class-agnostic (pycocotools' useCats=0).
         self._num_groups = 1 if class_agnostic else self.num_classes
+        self._group_names = ("all classes",) if class_agnostic else self.class_names
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -959,7 +960,7 @@ class DetectionMetric:
         ap_50_95 = ap_coco[0].mean(axis=1)  # (C,), nan where no ground truth
 
         evaluated = self._num_ground_truth > 0  # (C,)
-        names = ("all classes",) if self.class_agnostic else self.class_names
+        names = self._group_names
         per_class = {
             name: {
                 "ap_50": float(ap_50[c]),
@@ -1100,9 +1101,9 @@ class DetectionMetric:
             class_ids, scores, image_index = np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64)
             voc_tp = voc_ignored = np.zeros(0, dtype=bool)
         order = self._class_order(class_ids, scores, image_index)
-        bounds = np.searchsorted(class_ids[order], np.arange(self.num_classes + 1), side="left")
+        bounds = np.searchsorted(class_ids[order], np.arange(self._num_groups + 1), side="left")
         curves = {}
-        for c, name in enumerate(self.class_names):
+        for c, name in enumerate(self._group_names):
             idx = order[bounds[c] : bounds[c + 1]]
             idx = idx[~voc_ignored[idx]]  # (n,) counted detections in score order
             cum_tp = np.cumsum(voc_tp[idx])  # (n,)
@@ -1129,10 +1130,11 @@ class DetectionMetric:
 
         curves = self.precision_recall()
         scores = self.compute()["per_class"]
-        columns = math.ceil(math.sqrt(self.num_classes))
-        rows = math.ceil(self.num_classes / columns)
+        panels = self._num_groups
+        columns = math.ceil(math.sqrt(panels))
+        rows = math.ceil(panels / columns)
         figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.0 * rows), squeeze=False)
-        for panel in axes.ravel()[self.num_classes :]:
+        for panel in axes.ravel()[panels:]:
             panel.set_visible(False)
         for panel, (name, curve) in zip(axes.ravel(), curves.items()):
             recall = np.concatenate([[0.0], curve["recall"]])

@@ -127,7 +127,7 @@ def read_sidecar(rec_path: PathLike, classes: Sequence[str], num_records: int) -
     if not isinstance(record, dict):
         raise DataError(f"{path}: the sidecar names no .rec file; {fix}")
     size = os.path.getsize(rec_path)
-    if record.get("bytes") != size or record.get("sha256") != file_digest(rec_path):
+    if record.get("bytes") != size or record.get("sha256") != _rec_digest(rec_path):
         raise DataError(f"{path} is stale: it was written with another {rec_path.name} (its size or SHA-256 "
                         f"differ from the file's now); {fix}")
     try:
@@ -140,6 +140,21 @@ def read_sidecar(rec_path: PathLike, classes: Sequence[str], num_records: int) -
         raise DataError(f"{path}: the sidecar describes {len(truth.images)} images but {rec_path} holds "
                         f"{num_records} records; {fix}")
     return truth
+
+
+#: SHA-256 of the .rec files read in this process, by (path, size, modification time): validation
+#: during training reads the same sidecar every epoch.
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _rec_digest(rec_path: Path) -> str:
+    status = os.stat(rec_path)
+    key = (str(rec_path.resolve()), status.st_size, status.st_mtime_ns)
+    if key not in _DIGESTS:
+        if len(_DIGESTS) >= 8:
+            _DIGESTS.clear()
+        _DIGESTS[key] = file_digest(rec_path)
+    return _DIGESTS[key]
 
 
 def _truth_from_document(document: dict, source: str) -> GroundTruth:
