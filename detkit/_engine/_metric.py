@@ -559,10 +559,11 @@ class DetectionMetric:
         ids = self._check_image_ids(image_ids, batch)
 
         # Boxes as corners (left, top, right, bottom) with their areas, in the format's arithmetic.
-        detections = detections.copy()
-        labels = labels.copy()
-        detections[..., 2:6], det_area, det_signed = _corners(detections[..., 2:6], self.box_format)  # (B, K)
-        labels[..., 1:5], gt_area, _ = _corners(labels[..., 1:5], self.box_format)  # (B, M)
+        det_corners, det_area, det_signed = _corners(detections[..., 2:6], self.box_format)  # (B, K, 4), (B, K)
+        gt_corners, gt_area, _ = _corners(labels[..., 1:5], self.box_format)  # (B, M, 4), (B, M)
+        if self.box_format == "xywh":  # other formats are corners already
+            detections, labels = detections.copy(), labels.copy()
+            detections[..., 2:6], labels[..., 1:5] = det_corners, gt_corners
         box_gt_area = gt_area  # (B, M), for the IoU's union
         # Object sizes in pixels of the original images, when known. A detection's is its box's signed
         # area, as pycocotools' w * h: an inverted box has a negative area, outside every size range.
