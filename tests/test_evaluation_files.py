@@ -443,3 +443,25 @@ def test_evaluate_command_takes_cocoeval_parameters(tmp_path, capsys):
     assert main(["evaluate", "--detections", str(results_path), str(gt_path), "--max-detections", "5,1"]) == 2
     assert "--max-detections option of DetectionMetric must be a non-empty sequence of increasing" in \
         capsys.readouterr().err
+
+
+def test_detections_are_never_written_over_an_input(tmp_path, capsys):
+    gt_path, _ = make_coco(tmp_path, 0)
+    dataset = detkit.data.pack_coco(gt_path, tmp_path / "images", tmp_path / "packed" / "val", progress=False)
+    detector = detkit.SSDDetector(classes=dataset.classes, data_shape=64)
+    sidecar = tmp_path / "packed" / "val.eval.json"
+    before = sidecar.read_bytes()
+    with pytest.raises(InputError, match=r"is an input of this command"):
+        detkit.evaluate(detector, dataset, save_detections=sidecar)
+    with pytest.raises(InputError, match=r"must end in .json"):
+        detkit.evaluate(detector, dataset, save_detections=tmp_path / "dets.txt")
+    detector.save(tmp_path / "model")
+    image = str(tmp_path / "images" / json.loads(gt_path.read_text())["images"][0]["file_name"])
+    assert main(["predict", str(tmp_path / "model"), image, "--format", "coco-json", "--annotations", str(gt_path),
+                 "--save-detections", str(gt_path)]) == 2
+    assert "is an input of this command" in capsys.readouterr().err
+    assert sidecar.read_bytes() == before and json.loads(gt_path.read_text())["categories"]
+    assert main(["predict", str(tmp_path / "model"), image, "--format", "coco-json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert {entry["image_id"] for entry in printed} == {int(Path(image).stem)}  # the numeric stem
+    assert {entry["category_id"] for entry in printed} <= {1, 2, 3}

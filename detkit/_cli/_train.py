@@ -15,11 +15,12 @@ import numpy as np
 from .._base import check_positive_int
 from .._config import load_config
 from .._engine import evaluate, evaluate_detections, is_lead_worker
-from .._engine._detections import coco_entries, coco_ids_for, write_coco_results
+from .._engine._detections import check_results_path, coco_entries, coco_ids_for, write_coco_results
 from .._model import SSDDetector, draw_detections
 from .._run import run_config
 from ..data import DetectionDataset
 from ..data._classes import find_classes, read_classes
+from ..data._truth import sidecar_path
 from ..errors import InputError
 
 
@@ -274,6 +275,11 @@ def _predict(args: argparse.Namespace) -> int:
     if form != "coco-json" and (args.annotations or args.save_detections):
         raise InputError("--annotations and --save-detections are for --format coco-json.")
     threshold = args.threshold if args.threshold is not None else (0.0 if form == "coco-json" else 0.5)
+    if args.save_detections:
+        sources = [*args.images, *([args.annotations] if args.annotations else [])]
+        if args.annotations and Path(args.annotations).suffix == ".rec":
+            sources.append(str(sidecar_path(args.annotations)))
+        check_results_path(args.save_detections, sources)
     detector = SSDDetector.load(args.model)
     if form == "coco-json":
         ids = coco_ids_for(args.images, detector.classes, args.annotations)

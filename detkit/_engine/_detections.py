@@ -89,15 +89,27 @@ def coco_results(truth: GroundTruth, detections: Sequence[np.ndarray]) -> list[d
     return entries
 
 
+def check_results_path(path: PathLike, inputs: Sequence[PathLike] = ()) -> Path:
+    """``path`` as a COCO results file to write: ending in ``.json``, and none of ``inputs``
+    (the command's own inputs, a dataset's evaluation sidecar included)."""
+    path = Path(path)
+    if path.suffix.lower() != ".json":
+        raise InputError(f"A COCO detections file must end in .json; got {str(path)!r}.")
+    target = path.resolve()
+    for source in inputs:
+        if Path(source).resolve() == target:
+            raise InputError(f"The detections file {str(path)!r} is an input of this command ({source}); "
+                             "write the detections to another file.")
+    return path
+
+
 def write_coco_results(path: PathLike, entries: list[dict[str, Any]]) -> Path:
     """Write COCO results ``entries`` to the JSON file ``path``, atomically; returns the path.
 
     Floats are written as Python's shortest round-trip form, so reading the file gives the
     same float64 numbers back.
     """
-    path = Path(path)
-    if path.suffix.lower() != ".json":
-        raise InputError(f"A COCO detections file must end in .json; got {str(path)!r}.")
+    path = check_results_path(path)
     text = json.dumps(entries, allow_nan=False, separators=(",", ":"))
     with atomic_path(path) as staged:
         staged.write_text(text + "\n", encoding="utf-8")

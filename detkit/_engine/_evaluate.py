@@ -9,9 +9,10 @@ import numpy as np
 
 from .._base import PathLike
 from .._model import SSDDetector
-from ..data._truth import GroundTruth, TruthImage, read_sidecar
+from ..data._truth import GroundTruth, TruthImage, read_sidecar, sidecar_path
 from ..errors import InputError
-from ._detections import coco_results, metric_for, score_detections, to_truth_format, write_coco_results
+from ._detections import (check_results_path, coco_results, metric_for, score_detections, to_truth_format,
+                          write_coco_results)
 from ._metric import DetectionMetric
 
 __all__ = ["evaluate"]
@@ -110,6 +111,9 @@ def evaluate(
             f"The dataset's classes {classes} differ from the detector's {detector.classes}; "
             "evaluate a detector on data with the same classes."
         )
+    if save_detections is not None:
+        rec_path = getattr(data, "rec_path", None)
+        check_results_path(save_detections, [rec_path, sidecar_path(rec_path)] if rec_path is not None else [])
     from tqdm.auto import tqdm
 
     options: dict[str, Any] = dict(iou_thresholds=iou_thresholds, max_detections=max_detections, recall_thresholds=recall_thresholds,
