@@ -436,6 +436,8 @@ def test_evaluate_command_takes_cocoeval_parameters(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "AR   @[ IoU=0.50:0.75 | area=  tiny | maxDets= 20 ]" in text and "all classes" in text
     # mistakes: one sentence each
+    assert main([*args, "--detailed"]) == 2
+    assert "--detailed adds arrays to the JSON output; give --json" in capsys.readouterr().err
     assert main(["evaluate", "--detections", str(results_path), str(gt_path), str(gt_path)]) == 2
     assert "With --detections, give only DATA" in capsys.readouterr().err
     assert main(["evaluate", "--detections", str(results_path), str(gt_path), "--area-range", "tiny"]) == 2

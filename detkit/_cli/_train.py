@@ -162,12 +162,15 @@ def _area_ranges(specs: list[str] | None) -> dict[str, tuple[float, float]] | No
         try:
             ranges[name.strip()] = (float(low), float(high))
         except ValueError:
-            raise InputError(f"--area-range must be NAME=LOW:HIGH in pixels, e.g. small=0:1024; got {spec!r}.") from None
+            raise InputError(f"--area-range must be NAME=LOW:HIGH in pixels, e.g. small=0:1024; "
+                             f"got {spec!r}.") from None
     return ranges
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     check_positive_int("batch_size", args.batch_size)  # before anything is loaded
+    if args.detailed and not args.json:
+        raise InputError("--detailed adds arrays to the JSON output; give --json with it.")
     options: dict[str, Any] = dict(iou_thresholds=args.iou_thresholds, max_detections=args.max_detections,
                    recall_thresholds=args.recall_thresholds, area_ranges=_area_ranges(args.area_ranges),
                    class_agnostic=args.class_agnostic, missing=-1.0 if args.missing == "-1" else math.nan,

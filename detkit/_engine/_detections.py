@@ -370,7 +370,9 @@ def evaluate_detections(
     else:
         truth = load_truth(data, classes)
     rows = read_detections(detections, truth)
-    options: dict[str, Any] = dict(iou_thresholds=iou_thresholds, max_detections=max_detections, recall_thresholds=recall_thresholds,
-                   area_ranges=area_ranges, class_agnostic=class_agnostic, missing=missing)
+    options: dict[str, Any] = dict(
+        iou_thresholds=iou_thresholds, max_detections=max_detections, recall_thresholds=recall_thresholds,
+        area_ranges=area_ranges, class_agnostic=class_agnostic, missing=missing,
+    )
     metric = score_detections(truth, rows, metric_for(truth, options))
     return metric.compute(detailed=detailed)

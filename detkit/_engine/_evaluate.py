@@ -116,8 +116,10 @@ def evaluate(
         check_results_path(save_detections, [rec_path, sidecar_path(rec_path)] if rec_path is not None else [])
     from tqdm.auto import tqdm
 
-    options: dict[str, Any] = dict(iou_thresholds=iou_thresholds, max_detections=max_detections, recall_thresholds=recall_thresholds,
-                   area_ranges=area_ranges, class_agnostic=class_agnostic, missing=missing)
+    options: dict[str, Any] = dict(
+        iou_thresholds=iou_thresholds, max_detections=max_detections, recall_thresholds=recall_thresholds,
+        area_ranges=area_ranges, class_agnostic=class_agnostic, missing=missing,
+    )
     truth = read_sidecar(data.rec_path, classes, len(data)) if hasattr(data, "rec_path") else None
     if truth is not None:
         metric = metric_for(truth, options)
@@ -139,6 +141,9 @@ def evaluate(
     truth_for_file: GroundTruth | None = truth
     if truth is None and collected is not None:
         # no sidecar: pixels of the images as stored, ids their positions, categories 1, 2, ...
+        if len(sizes) != len(collected):
+            raise InputError("The data's batches give no image sizes (DetectionBatch.image_size), so the detections "
+                             "cannot be written in pixels; evaluate a detkit.data.DetectionDataset to save them.")
         images = [TruthImage(i, "", width, height, np.zeros((0, 7))) for i, (width, height) in enumerate(sizes)]
         truth_for_file = GroundTruth(str(getattr(data, "rec_path", "")), list(classes),
                                      list(range(1, len(classes) + 1)), "xyxy", images, exact=False)

@@ -83,8 +83,8 @@ def sidecar_text(rec_path: Path, rec_name: str, truth: GroundTruth) -> str:
     (named ``rec_name`` in the sidecar: the staged file is renamed later)."""
     images = []
     for image in truth.images:
-        objects = [[int(row[0]), *(float(v) for v in row[1:5]), int(row[5]), None if math.isnan(row[6]) else float(row[6])]
-                   for row in image.objects]
+        objects = [[int(row[0]), *(float(v) for v in row[1:5]), int(row[5]),
+                    None if math.isnan(row[6]) else float(row[6])] for row in image.objects]
         images.append({"id": image.image_id, "file_name": image.file_name, "width": image.width,
                        "height": image.height, "objects": objects})
     document = {
@@ -214,7 +214,8 @@ def coco_truth(json_path: PathLike) -> GroundTruth:
             raise DataError(f"{json_path}: image {k} needs 'id' (an integer or a string) and positive integer "
                             "'width' and 'height'")
         if image["id"] in images:
-            raise DataError(f"{json_path}: image {k} repeats the id {image['id']!r} of another image; ids must be unique")
+            raise DataError(f"{json_path}: image {k} repeats the id {image['id']!r} of another image; ids must be "
+                            "unique")
         images[image["id"]] = image
     rows: dict[Any, list] = {image_id: [] for image_id in images}
     for k, ann in enumerate(data["annotations"]):
@@ -303,7 +304,8 @@ def _image_size(dataset: Any, file: Any, size: int, index: int) -> tuple[int, in
         with Image.open(io.BytesIO(data[dataset._image_starts[index]:])) as image:
             return image.size
     except Exception as error:  # Pillow raises many types for bad files
-        raise DataError(f"{dataset._where(index)}: the image cannot be read ({type(error).__name__}: {error})") from None
+        raise DataError(f"{dataset._where(index)}: the image cannot be read "
+                        f"({type(error).__name__}: {error})") from None
 
 
 def load_truth(source: PathLike, classes: Sequence[str] | None = None) -> GroundTruth:
