@@ -467,3 +467,20 @@ def test_detections_are_never_written_over_an_input(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert {entry["image_id"] for entry in printed} == {int(Path(image).stem)}  # the numeric stem
     assert {entry["category_id"] for entry in printed} <= {1, 2, 3}
+
+
+def test_the_eval_config_section_gives_evaluate_its_options():
+    from detkit.config import load_config
+    from detkit.errors import ConfigError
+
+    config = load_config(None, ["eval.max_detections=[1, 5, 20]", "eval.class_agnostic=true", "eval.missing=-1",
+                                "eval.area_ranges={all: [0, 1e10], tiny: [0, 400]}"])
+    options = config.eval.metric_options()
+    assert options["max_detections"] == [1, 5, 20] and options["class_agnostic"] and options["missing"] == -1
+    metric = detkit.DetectionMetric(1, **options)
+    assert metric.area_ranges == {"all": (0.0, 1e10), "tiny": (0.0, 400.0)}
+    assert math.isnan(load_config(None).eval.metric_options()["missing"])
+    with pytest.raises(ConfigError, match=r"eval.max_detections: must be a non-empty sequence of increasing"):
+        load_config(None, ["eval.max_detections=[5, 1]"])
+    with pytest.raises(ConfigError, match=r"eval.missing: must be one of None, -1; got 0"):
+        load_config(None, ["eval.missing=0"])
