@@ -432,7 +432,8 @@ def test_evaluate_command_takes_cocoeval_parameters(tmp_path, capsys):
     assert printed["coco"] == expected["coco"]
     assert list(printed["coco"]) == ["map", "map_50", "map_75", "map_tiny", "mar_1", "mar_5", "mar_20", "mar_tiny"]
     assert np.array_equal(np.array(printed["detailed"]["precision"]), expected["detailed"]["precision"])
-    assert main(args) == 0
+    assert main([*args, "--plot", str(tmp_path / "pr.png")]) == 0
+    assert (tmp_path / "pr.png").stat().st_size > 0
     text = capsys.readouterr().out
     assert "AR   @[ IoU=0.50:0.75 | area=  tiny | maxDets= 20 ]" in text and "all classes" in text
     # mistakes: one sentence each

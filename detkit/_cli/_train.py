@@ -181,7 +181,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                              f"{args.paths}.")
         if args.save_detections is not None:
             raise InputError("--save-detections writes a model's detections; with --detections there is no model.")
-        scores = evaluate_detections(args.detections, args.paths[0], **options)
+        scores = evaluate_detections(args.detections, args.paths[0], plot=args.plot, **options)
     else:
         if len(args.paths) != 2:
             raise InputError(f"Give MODEL and DATA (or --detections FILE and DATA); got {len(args.paths)} path(s): "

@@ -327,6 +327,7 @@ def evaluate_detections(
     class_agnostic: bool = False,
     missing: float = math.nan,
     detailed: bool = False,
+    plot: PathLike | None = None,
 ) -> dict[str, Any]:
     """Score a detections file against ground truth, as pycocotools and the VOC devkit would.
 
@@ -350,6 +351,8 @@ def evaluate_detections(
         COCOeval's parameters, as :class:`DetectionMetric` takes them.
     detailed : bool, default False
         Also return pycocotools' arrays under ``"detailed"`` (see :meth:`DetectionMetric.compute`).
+    plot : str or os.PathLike, optional
+        Also draw each class's precision–recall curve (IoU 0.5) into this PNG, written atomically.
 
     Returns
     -------
@@ -375,4 +378,6 @@ def evaluate_detections(
         area_ranges=area_ranges, class_agnostic=class_agnostic, missing=missing,
     )
     metric = score_detections(truth, rows, metric_for(truth, options))
+    if plot is not None:
+        metric.plot_precision_recall(plot)
     return metric.compute(detailed=detailed)
