@@ -75,7 +75,9 @@ def evaluate(
         ``num_ground_truth``, ``num_difficult``, ``num_crowd``, ``num_detections``
         and its own ``coco`` summary), ``map_per_iou`` (the COCO-style mAP at each
         IoU threshold) and ``num_images``. See :class:`DetectionMetric` for the
-        exact conventions.
+        exact conventions. Beware the name ``map_50``: at the top level it is
+        VOC's area AP at IoU 0.5; torchmetrics' ``map_50`` (pycocotools' AP at
+        IoU 0.50) is ``["coco"]["map_50"]``.
 
     Notes
     -----
