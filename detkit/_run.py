@@ -154,7 +154,7 @@ def _run_locked(config: Config, output: Path, kvstore: str | None) -> tuple[Any,
     if len(history):
         history.plot(output / "history.png")
     if val_data is not None:
-        metrics = evaluate(detector, val_data, batch_size=train.batch_size)
+        metrics = evaluate(detector, val_data, batch_size=train.batch_size, **config.eval.metric_options())
         atomic_write_text(output / "metrics.json", json.dumps(metrics, indent=1))
         pictures = output / "detections"
         for index in range(min(train.num_pictures, len(val_data))):

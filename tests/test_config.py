@@ -135,7 +135,7 @@ def test_train_evaluate_predict_from_the_command_line(tmp_path, capsys) -> None:
         "train", "--set", f"data.root={tmp_path / 'data'}", "--set", "data.num_train=16", "--set", "data.num_val=4",
         "--set", "data.image_size=64", "--set", "model.data_shape=64", "--set", "train.epochs=1",
         "--set", "train.batch_size=8", "--set", f"train.output_dir={out}", "--set", "train.quiet=true",
-        "--set", "train.num_pictures=2",
+        "--set", "train.num_pictures=2", "--set", "eval.max_detections=[1, 5, 20]",
     ])
     assert code == 0
     printed = capsys.readouterr().out
@@ -144,6 +144,7 @@ def test_train_evaluate_predict_from_the_command_line(tmp_path, capsys) -> None:
                  "detections/val-000.png", "detections/val-001.png", "checkpoints/last.json"):
         assert (out / name).is_file(), name
     assert len(json.loads((out / "history.json").read_text())) == 1
+    assert {"mar_1", "mar_5", "mar_20"} <= set(json.loads((out / "metrics.json").read_text()))  # the eval section
     assert Config is not None and load_config(out / "config.yaml").train.epochs == 1
 
     assert main(["evaluate", str(out / "model"), str(tmp_path / "data" / "val.rec"), "--json"]) == 0

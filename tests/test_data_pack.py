@@ -108,7 +108,7 @@ def test_voc_round_trip(tmp_path):
     dataset = pack_voc(images, annotations, tmp_path / "out" / "train", progress=False)
     assert dataset.classes == CLASSES
     assert dataset.rec_path == tmp_path / "out" / "train.rec"
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["train.classes.txt", "train.idx", "train.rec"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["train.classes.txt", "train.eval.json", "train.idx", "train.rec"]
     assert (tmp_path / "out" / "train.classes.txt").read_text().split() == CLASSES
     assert dataset.pack_summary == PackSummary(images=5, objects=9, skipped=())
     assert dataset.max_objects == 3

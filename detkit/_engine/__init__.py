@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._distributed import (DEFAULT_TIMEOUT, TIMEOUT_VARIABLE, WATCHDOG_EXIT_STATUS, is_lead_worker, lead_first,
                            worker_rank)
+from ._detections import evaluate_detections
 from ._evaluate import evaluate
 from ._fit import CHECKPOINT_FORMAT, DEFAULT_BATCH_SIZE, SEED_OPTIMIZER_PARAMS, Callback, check_optimizer, fit
 from ._history import History
@@ -19,6 +20,7 @@ __all__ = [
     "Callback", "DetectionMetric", "History",
     "check_optimizer",
     "evaluate",
+    "evaluate_detections",
     "fit",
     "is_lead_worker",
     "lead_first",
