@@ -16,6 +16,7 @@ from typing import Optional, Sequence, TextIO
 
 from ._base import distribution_version as _distribution_version
 from ._cli import COMMAND_GROUPS
+from ._engine import worker_label
 from .errors import DetkitError
 
 __all__ = ["main"]
@@ -47,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = _show_warning
             return int(handler(args) or 0)
     except DetkitError as error:
-        print(f"detkit: error: {_in_flags(str(error), parser, args)}", file=sys.stderr)
+        where = worker_label()  # in a distributed job: which worker says it
+        print(f"detkit: error: {where + ': ' if where else ''}{_in_flags(str(error), parser, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("detkit: interrupted", file=sys.stderr)
