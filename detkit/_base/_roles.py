@@ -7,11 +7,14 @@ happen before that import (only the standard library is used here):
 - ``detkit launch`` itself never takes a role, whatever it inherited: it
   removes every ``DMLC_*`` variable from its own environment (its processes
   get theirs from it).
-- A scheduler or server started through detkit (``python -c 'import detkit'``,
-  what ``detkit launch`` and its ``--print-env`` lines run) gets a
-  :class:`PeerMonitor`: ps-lite never ends a scheduler or server whose workers
-  died, so the monitor ends it once a process of the job has left and the job
-  did not end with it (:data:`PEER_GRACE_SECONDS`).
+- Every process of a job that imports detkit -- the scheduler and the servers
+  that ``detkit launch`` and its ``--print-env`` lines start (``python -c
+  'import detkit'``), and workers that use detkit -- gets a
+  :class:`PeerMonitor`: ps-lite never ends a process whose peers died, so the
+  monitor ends it once a process of the job has left and the job did not end
+  with it (:data:`PEER_GRACE_SECONDS`). A dead process thus ends the others
+  within two such periods (its servers and scheduler, then the other workers),
+  whatever they were doing.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ PEER_GRACE_SECONDS = 10.0
 #: The exit status of a scheduler or server that the monitor ended.
 PEER_EXIT_STATUS = 4
 _POLL_SECONDS = 0.5
-_SERVING_ROLES = ("scheduler", "server")
+_ROLES = ("scheduler", "server", "worker")
 
 
 def is_launcher(argv: list[str]) -> bool:
@@ -46,12 +49,12 @@ def prepare_process() -> None:
             del os.environ[name]
         return
     role = os.environ.get("DMLC_ROLE", "")
-    if role in _SERVING_ROLES and os.path.isdir("/proc/self/fd"):
+    if role in _ROLES and os.path.isdir("/proc/self/fd"):
         PeerMonitor(role).start()
 
 
 class PeerMonitor:
-    """Ends this scheduler or server when a process of its job has gone and the job did not end.
+    """Ends this process of a job when another process of the job has gone and the job did not end.
 
     ps-lite keeps a TCP connection from every other process of the job to each
     scheduler and server. The monitor counts the connections to this process's
@@ -75,9 +78,9 @@ class PeerMonitor:
             time.sleep(_POLL_SECONDS)
             if self.check(connections()):
                 sys.stdout.flush()
-                print(f"detkit: error: the {self.role} of the distributed job (pid {os.getpid()}) stops: a process "
-                      f"of the job left ({self.peak} connection(s) became fewer) and the job did not end within "
-                      f"{self.grace:g} s.", file=sys.stderr, flush=True)
+                print(f"detkit: error: the {self.role} of the distributed job (pid {os.getpid()}) stops: another "
+                      f"process of the job left (its connections to this one fell below {self.peak}) and the job "
+                      f"did not end within {self.grace:g} s.", file=sys.stderr, flush=True)
                 os._exit(PEER_EXIT_STATUS)
 
     def check(self, count: int, now: float | None = None) -> bool:

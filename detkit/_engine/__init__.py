@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._distributed import (DEFAULT_TIMEOUT, RANK_FILE_VARIABLE, TIMEOUT_VARIABLE, WATCHDOG_EXIT_STATUS, is_lead_worker,
-                           lead_first, worker_label, worker_rank)
+                           lead_first, note_failure, worker_label, worker_rank)
 from ._evaluate import evaluate
 from ._fit import CHECKPOINT_FORMAT, DEFAULT_BATCH_SIZE, SEED_OPTIMIZER_PARAMS, Callback, check_optimizer, fit
 from ._history import History
@@ -23,6 +23,7 @@ __all__ = [
     "fit",
     "is_lead_worker",
     "lead_first",
+    "note_failure",
     "worker_label",
     "worker_rank",
 ]

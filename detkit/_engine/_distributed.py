@@ -46,7 +46,7 @@ T = TypeVar("T")
 
 __all__ = ["DEFAULT_LEAD_TIMEOUT", "DEFAULT_TIMEOUT", "KEY_BASE", "LEAD_TIMEOUT_VARIABLE", "TIMEOUT_VARIABLE", "WATCHDOG_EXIT_STATUS",
            "RANK_FILE_VARIABLE", "Coordinator", "Watchdog", "dist_store", "is_distributed", "is_lead_worker",
-           "lead_first", "lead_timeout_seconds", "note_failure", "process_store", "timeout_seconds", "worker_label",
+           "lead_first", "lead_timeout_seconds", "note_failure", "note_trained", "process_store", "timeout_seconds", "worker_label",
            "worker_rank"]
 
 #: The environment variable that bounds, in seconds, how long a worker waits for the rest of its job.
@@ -70,6 +70,7 @@ _store: Any = None  # ps-lite starts once per process: the one dist kvstore of t
 _fitted: set[int] = set()  # the handles of dist kvstores a fit has used
 _keys: dict[int, int] = {}  # array size -> detkit's key for it (a key is initialised once per job)
 _failure: list[BaseException] = []  # what made a distributed fit of this process fail
+_trained: list[bool] = []  # [True] once a distributed fit of this process returned
 _timeout: list[float] = [DEFAULT_TIMEOUT]  # the job's timeout, read when the store was made
 
 
@@ -187,6 +188,11 @@ def note_failure(error: BaseException) -> None:
         _failure.append(error)
 
 
+def note_trained() -> None:
+    """A distributed fit of this process returned: on exit, this worker leaves the job as MXNet does (bounded)."""
+    _trained[:] = [True]
+
+
 def worker_label() -> str:
     """``"worker R of N"`` in a distributed job this process joined, else ``""``."""
     store = _store
@@ -219,9 +225,15 @@ def _close_store() -> None:
     if store is None or not store_handle(store):
         _store = None
         return
-    if _failure:  # the others cannot meet this worker in the teardown: leave now
-        _leave(_failure_status(_failure[0]))
+    if _failure or not _trained:
+        # Failed, or leaving before its training ended: the others cannot meet this worker in MXNet's
+        # teardown (which waits for every worker), so it leaves now, and its launcher or their monitors end
+        # the job. (Python's own exit status is out of reach here: 1 when no failure was noted.)
+        _leave(_failure_status(_failure[0]) if _failure else 1)
     label = worker_label()
+    # Rank 0 waits for the others, which have nothing left to do; they may wait for work of rank 0 alone
+    # after the fit (detkit train evaluates and draws with rank 0).
+    limit = _timeout[0] if int(store.rank) == 0 else max(_timeout[0], lead_timeout_seconds())
     freed = threading.Event()
 
     def free() -> None:
@@ -229,11 +241,12 @@ def _close_store() -> None:
         freed.set()
 
     threading.Thread(target=free, name="detkit-kvstore-free", daemon=True).start()
-    if not freed.wait(_timeout[0]):
+    if not freed.wait(limit):
         sys.stdout.flush()
-        print(f"detkit: error: {label}: the distributed job did not end within {_timeout[0]:g} s of this worker's "
+        variable = TIMEOUT_VARIABLE if int(store.rank) == 0 else LEAD_TIMEOUT_VARIABLE
+        print(f"detkit: error: {label}: the distributed job did not end within {limit:g} s of this worker's "
               "end (another worker, a server or the scheduler stopped or cannot be reached); this worker stops. "
-              f"(Set {TIMEOUT_VARIABLE} to wait longer.)", file=sys.stderr, flush=True)
+              f"(Set {variable} to wait longer.)", file=sys.stderr, flush=True)
         _leave(WATCHDOG_EXIT_STATUS)
     _store = None
     store.handle = mx.base.KVStoreHandle()

@@ -18,7 +18,8 @@ from .._model import SSDDetector
 from ..errors import CheckpointError, InputError
 from ._callbacks import Callback, Checkpointing, Progress, Recorder, Validation
 from ._checkpoints import CHECKPOINT_FORMAT
-from ._distributed import KEY_BASE, Coordinator, dist_store, is_distributed, note_failure, timeout_seconds
+from ._distributed import (KEY_BASE, Coordinator, dist_store, is_distributed, note_failure, note_trained,
+                           timeout_seconds)
 from ._history import History
 from ._optimizer_state import initialize_trainer
 from ._step import TrainingGraph, check_weights_finite, train_epoch
@@ -147,13 +148,16 @@ def fit(
         if checkpoint_dir is not None and (plan.coordinator is None or plan.coordinator.rank == 0):
             held.enter_context(folder_lock(checkpoint_dir, "training checkpoints"))
         try:
-            return _fit(detector, train_data, val_data, plan, epochs=epochs, batch_size=batch_size,
-                        optimizer=optimizer, lr_schedule=lr_schedule, warmup_epochs=warmup_epochs,
-                        callbacks=callbacks, checkpoint_dir=checkpoint_dir, resume=resume, seed=seed, quiet=quiet)
+            history = _fit(detector, train_data, val_data, plan, epochs=epochs, batch_size=batch_size,
+                           optimizer=optimizer, lr_schedule=lr_schedule, warmup_epochs=warmup_epochs,
+                           callbacks=callbacks, checkpoint_dir=checkpoint_dir, resume=resume, seed=seed, quiet=quiet)
         except BaseException as error:
             if plan.coordinator is not None:  # the job cannot go on: this worker leaves it at once on exit
                 note_failure(error)
             raise
+    if plan.coordinator is not None:
+        note_trained()
+    return history
 
 
 def _fit(detector: SSDDetector, train_data: Any, val_data: Any, plan: _Plan, *, epochs: int, batch_size: int,
@@ -401,6 +405,10 @@ def _average_statistics(coordinator: Coordinator, weights: gluon.ParameterDict) 
     statistics = [p for p in weights.values() if p.grad_req == "null"]
     if not statistics:
         return
+    # Every step of the epoch finished first, and the new values in place before the next step: a
+    # hybridized (static_alloc) step on several devices does not order its statistics' updates against
+    # other reads and writes of them in MXNet's engine (measured: 4-65 % off on the second device).
+    mx.nd.waitall()
     local = [sum(d.asnumpy().astype(np.float64) for d in p.list_data()) for p in statistics]
     # The device count travels with the sums: workers may hold different numbers of devices.
     devices = float(len(statistics[0].list_data()))
@@ -411,6 +419,7 @@ def _average_statistics(coordinator: Coordinator, weights: gluon.ParameterDict) 
         mean = total[offset: offset + value.size].reshape(value.shape) / count
         parameter.set_data(mx.nd.array(mean, dtype=parameter.dtype))
         offset += value.size
+    mx.nd.waitall()
 
 
 def _has_flagged_objects(data: Any) -> bool:
