@@ -35,9 +35,6 @@ class _Die(Callback):
             os._exit(9)
 
 
-FAILURES = {"raise": None, "exit": 7, "signal": 128 + signal.SIGTERM, "kill": 9}  # how -> the exit status
-
-
 def _fail(how: str, marker: Path) -> None:
     """Fail as ``how`` says, after writing the time into ``marker``."""
     marker.write_text(repr(time.time()))
@@ -48,6 +45,8 @@ def _fail(how: str, marker: Path) -> None:
     if how == "signal":
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(60)
+    if how == "hang":
+        time.sleep(120)
     os._exit(9)
 
 
@@ -108,7 +107,7 @@ def main() -> None:
     parser.add_argument("--die", nargs=2, type=int, metavar=("RANK", "EPOCH"))
     parser.add_argument("--fail", nargs=3, metavar=("RANK", "PHASE", "HOW"),
                         help="the worker of RANK fails at PHASE (start, epoch, validation, checkpoint, teardown) "
-                             "as HOW (raise, exit, signal, kill), writing the time into OUT/failed")
+                             "as HOW (raise, exit, signal, kill, hang), writing the time into OUT/failed")
     parser.add_argument("--single", action="store_true")
     parser.add_argument("--object", action="store_true", help="pass the kvstore as a KVStore object")
     parser.add_argument("--devices", type=int, default=1, help="CPU devices of each worker (--single: in all)")

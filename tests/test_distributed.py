@@ -231,7 +231,7 @@ def test_ssh_mode_runs_each_process_through_ssh(tmp_path) -> None:
     assert len(calls) == 4  # scheduler, server, two workers
     assert all(call.startswith("-tt -o BatchMode=yes") for call in calls)
     assert sum(" user@127.0.0.1 " in call for call in calls) == 1  # worker 1 on the second host
-    assert all(f"cd {tmp_path} && exec env DMLC_ROLE=" in call for call in calls)
+    assert all(f"cd {tmp_path} && env DMLC_ROLE=" in call and call.endswith("; exit $?") for call in calls)
     assert all(" PORT=" not in call for call in calls)
 
 
@@ -476,7 +476,7 @@ def small(tmp_path_factory):
 @distributed
 @pytest.mark.parametrize("workers, servers, devices", [
     (1, 1, 1), (1, 2, 1), (2, 1, 1), (2, 2, 1), (3, 1, 1), (3, 2, 1),
-    (1, 1, 2),  # several devices a worker: the BatchNorm statistics of every device count
+    (1, 1, 2), (2, 2, 2),  # several devices a worker: the BatchNorm statistics of every device count
 ])
 def test_every_layout_trains_as_one_process_at_the_global_batch(small, workers, servers, devices) -> None:
     # W workers x D devices at 2 images a device equal one process on W x D devices at batch 2 W D: the same
@@ -594,12 +594,13 @@ def test_a_failed_worker_without_a_launcher_ends_every_process(small, tmp_path) 
 
 @distributed
 def test_the_teardown_is_bounded_when_the_scheduler_is_gone(small, tmp_path) -> None:
-    # The scheduler dies once the training is over: the workers' leaving the job (MXNet's teardown, which
-    # waits for the scheduler) ends within the timeout instead of never.
+    # Training is over; rank 1 hangs before leaving the job, then the scheduler dies. Rank 0's leaving the job
+    # (MXNet's teardown, which waits for every worker and the scheduler) ends within the job's timeout, and
+    # rank 1 and the server end through their monitors, instead of never.
     root, _ = small
     folder = tmp_path / "run"
     worker = [sys.executable, str(WORKER), str(root / "data"), str(root / "initial"), str(folder), "--batch-size",
-              "2", "--epochs", "1", "--no-val", "--no-second-fit", "--fail", "1", "teardown", "exit"]
+              "2", "--epochs", "1", "--no-val", "--no-second-fit", "--fail", "1", "teardown", "hang"]
     processes = plan_job(worker, workers=2, servers=1, scheduler="127.0.0.1", port=_port(), timeout=5,
                          python=sys.executable, threads=1)
     logs = [tmp_path / f"stderr-{index}.txt" for index in range(len(processes))]
@@ -611,9 +612,11 @@ def test_the_teardown_is_bounded_when_the_scheduler_is_gone(small, tmp_path) -> 
         os.killpg(children[0].pid, signal.SIGKILL)
         killed = time.monotonic()
         codes = [child.wait(JOB_SECONDS) for child in children[1:]]
-        assert time.monotonic() - killed < 5 + PEER_GRACE_SECONDS + 10
-        assert 7 in codes[1:]  # rank 1's own sys.exit(7): at once, without the teardown
-        assert all(code != 0 for code in codes)
+        assert time.monotonic() - killed < PEER_GRACE_SECONDS + 10
+        assert codes[0] == PEER_EXIT_STATUS  # the server
+        assert sorted(codes[1:]) == [WATCHDOG_EXIT_STATUS, PEER_EXIT_STATUS]  # rank 0 (teardown), rank 1 (hung)
+        rank_0 = next(log for log, code in zip(logs[2:], codes[1:]) if code == WATCHDOG_EXIT_STATUS).read_text()
+        assert "detkit: error: worker 0 of 2: the distributed job did not end within 5 s" in rank_0
     finally:
         for child in children:
             if child.poll() is None:
