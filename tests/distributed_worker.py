@@ -135,7 +135,8 @@ def main() -> None:
             failure = _plan_failure(int(args.fail[0]), args.fail[1], args.fail[2], Path(args.out) / "failed")
         history = detkit.fit(detector, train, val, epochs=args.epochs, batch_size=args.devices * args.batch_size,
                              kvstore=kvstore, seed=5, quiet=True, checkpoint_dir=args.checkpoints, devices=devices,
-                             resume=args.resume, callbacks=[statistics, *failure] + ([_Die(*args.die)] if args.die else []))
+                             resume=args.resume,
+                             callbacks=[statistics, *failure] + ([_Die(*args.die)] if args.die else []))
         rank = _distributed._store.rank
         try:  # a second distributed fit in this process: a clear error, not a hang
             if not args.no_second_fit:

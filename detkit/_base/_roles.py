@@ -111,7 +111,7 @@ def connections() -> int:
 
 
 def _socket_inodes() -> set[str]:
-    inodes = set()
+    inodes: set[str] = set()
     try:
         descriptors = os.listdir("/proc/self/fd")
     except OSError:

@@ -44,10 +44,10 @@ from ..errors import DetkitError, InputError, TrainingError
 
 T = TypeVar("T")
 
-__all__ = ["DEFAULT_LEAD_TIMEOUT", "DEFAULT_TIMEOUT", "KEY_BASE", "LEAD_TIMEOUT_VARIABLE", "TIMEOUT_VARIABLE", "WATCHDOG_EXIT_STATUS",
-           "RANK_FILE_VARIABLE", "Coordinator", "Watchdog", "dist_store", "is_distributed", "is_lead_worker",
-           "lead_first", "lead_timeout_seconds", "note_failure", "note_trained", "process_store", "timeout_seconds", "worker_label",
-           "worker_rank"]
+__all__ = ["DEFAULT_LEAD_TIMEOUT", "DEFAULT_TIMEOUT", "KEY_BASE", "LEAD_TIMEOUT_VARIABLE", "RANK_FILE_VARIABLE",
+           "TIMEOUT_VARIABLE", "WATCHDOG_EXIT_STATUS", "Coordinator", "Watchdog", "dist_store", "is_distributed",
+           "is_lead_worker", "lead_first", "lead_timeout_seconds", "note_failure", "note_trained", "process_store",
+           "timeout_seconds", "worker_label", "worker_rank"]
 
 #: The environment variable that bounds, in seconds, how long a worker waits for the rest of its job.
 TIMEOUT_VARIABLE = "DETKIT_DISTRIBUTED_TIMEOUT"
