@@ -26,8 +26,9 @@ of every trainable parameter (float32) and pulls the sum back, ``2 x 4 x P``
 bytes a step (P trainable values); a server receives and sends ``W x 4`` bytes a
 step for each value it holds. Which server holds what is MXNet 1.9's rule, computed
 here for each parameter: an array of at least ``MXNET_KVSTORE_BIGARRAY_BOUND``
-(10**6) values is split evenly over the servers, a smaller one goes whole to
-server ``(key x 9973) mod S`` (the trainer's key: the parameter's index). The
+values (16384 under ``detkit launch``; MXNet's default 10**6 is reported too) is
+split evenly over the servers, a smaller one goes whole to server
+``(key x 9973) mod S`` (the trainer's key: the parameter's index). The
 bytes are computed, not measured (a shared machine's loopback carries others'
 traffic too). The BatchNorm averaging
 and the epoch's figures add ``2 x 4`` bytes per running statistic once an
@@ -66,10 +67,15 @@ def _worker(args: argparse.Namespace) -> None:
     Path(args.result).write_text(json.dumps(history.records))
 
 
-def _server_values(sizes: list[int], servers: int, bound: int = 10**6) -> list[int]:
-    """How many values each server holds, by MXNet 1.9's rule (``EncodeDefaultKey`` in kvstore_dist.h)."""
+def _server_values(sizes: list[int], servers: int, bound: int) -> list[int]:
+    """How many values each server holds, by MXNet 1.9's rule (``EncodeDefaultKey`` in kvstore_dist.h).
+
+    ``sizes``: the trainer's parameters in key order, 0 for those the workers do not exchange.
+    """
     held = [0] * servers
     for key, size in enumerate(sizes):
+        if not size:
+            continue
         if size >= bound:  # split evenly over every server
             for server in range(servers):
                 held[server] += round(size / servers * (server + 1)) - round(size / servers * server)
@@ -121,7 +127,8 @@ def main() -> None:
         detector._materialize()
         detector.save(work / "initial")
         weights = detector.network.collect_params()
-        sizes = [int(p.data().size) for p in weights.values() if p.grad_req != "null"]  # in the trainer's order
+        # The trainer's key of a parameter is its index among all of them (the running statistics included).
+        sizes = [int(p.data().size) if p.grad_req != "null" else 0 for p in weights.values()]
         trainable = sum(sizes)
         statistics = sum(int(p.data().size) for p in weights.values() if p.grad_req == "null")
         me = [sys.executable, str(Path(__file__).resolve()), "--worker", "--data", str(work / "data"), "--initial",
@@ -151,7 +158,10 @@ def main() -> None:
                     speeds[name], walls[name] = speed, wall
         load_after = os.getloadavg()[0]
     step_bytes = 2 * 4 * trainable
-    server_values = {servers: _server_values(sizes, servers) for servers in (1, 2)}
+    from detkit._cli._launch import BIGARRAY_BOUND  # what detkit launch sets
+
+    server_values = {servers: _server_values(sizes, servers, BIGARRAY_BOUND) for servers in (1, 2)}
+    mxnet_default = {servers: _server_values(sizes, servers, 10**6) for servers in (1, 2)}
     report = {
         "settings": {"images": args.images, "image_size": args.image_size, "batch_size_per_worker": args.batch_size,
                      "epochs": args.epochs, "rounds": args.rounds, "quick": args.quick, "cores": cores,
@@ -170,6 +180,11 @@ def main() -> None:
         "bytes_per_step_per_server": {f"{servers}_server{'s' if servers > 1 else ''}":
                                       [2 * 2 * 4 * values for values in server_values[servers]]
                                       for servers in (1, 2)},
+        "bigarray_bound": BIGARRAY_BOUND,
+        # The same with MXNet's default bound (10**6), which detkit launch replaces: one server carries nearly all.
+        "bytes_per_step_per_server_mxnet_default_bound": {
+            f"{servers}_server{'s' if servers > 1 else ''}": [2 * 2 * 4 * values for values in mxnet_default[servers]]
+            for servers in (1, 2)},
         "bytes_per_epoch_end_per_worker": 2 * 4 * statistics,
     }
     print(f"{args.images} images of {args.image_size} px, batch {args.batch_size} a worker, {cores} cores, "

@@ -107,6 +107,7 @@ def test_two_workers_update_as_one_process_at_the_global_batch(job) -> None:
     assert reference.returncode == 0, reference.stderr[-3000:]
     workers, single = _weights(job / "whole", 0), _weights(job / "whole", "single")
     initial = SSDDetector.load(job / "initial").network._collect_params_with_prefix()
+    tolerance, floor = (1e-5, 1e-2) if workers * devices <= 2 else (1e-3, 1e-2)
     trainable = [name for name, p in initial.items() if p.grad_req != "null"]
     assert trainable
     for name in trainable:
@@ -249,7 +250,7 @@ def test_print_env_gives_each_role_its_variables_and_command(capsys) -> None:
     lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
     assert len(lines) == 3
     common = ("DMLC_PS_ROOT_URI=10.0.0.1 DMLC_PS_ROOT_PORT=9000 DMLC_NUM_SERVER=2 DMLC_NUM_WORKER=3 "
-              "DETKIT_DISTRIBUTED_TIMEOUT=45")
+              "DETKIT_DISTRIBUTED_TIMEOUT=45 MXNET_KVSTORE_BIGARRAY_BOUND=16384")
     # Threads per process: one for the scheduler and the servers, --threads for each worker.
     assert lines[0] == f"DMLC_ROLE=scheduler {common} OMP_NUM_THREADS=1 {sys.executable} -c 'import detkit'"
     assert lines[1] == f"DMLC_ROLE=server {common} OMP_NUM_THREADS=1 {sys.executable} -c 'import detkit'"
@@ -480,8 +481,11 @@ def small(tmp_path_factory):
 ])
 def test_every_layout_trains_as_one_process_at_the_global_batch(small, workers, servers, devices) -> None:
     # W workers x D devices at 2 images a device equal one process on W x D devices at batch 2 W D: the same
-    # images, crops and BatchNorm batches; weights and BatchNorm running statistics after 2 epochs agree
-    # (measured: weights bit-identical, statistics within 2e-7 of their size), with one thread a process.
+    # images, crops and BatchNorm batches; weights and BatchNorm running statistics after 2 epochs agree,
+    # with one thread a process. Two gradients add up exactly in either order (measured: bit-identical
+    # weights, statistics within 2e-7 of their size); three or four are added in another order than one
+    # process adds them (the servers add them as they arrive), a float rounding that 4 steps amplify to
+    # ~1e-4 of a weight's size. (A wrong share of the data, or wrong statistics, is off by several %.)
     root, reference = small
     folder = root / f"job-{workers}x{servers}x{devices}"
     run = _launch("-n", str(workers), "-s", str(servers), "--threads", "1", "--timeout", "30", "--",
@@ -490,6 +494,7 @@ def test_every_layout_trains_as_one_process_at_the_global_batch(small, workers, 
     assert run.returncode == 0, run.stderr[-3000:]
     single = reference(workers * devices)
     initial = SSDDetector.load(root / "initial").network._collect_params_with_prefix()
+    tolerance, floor = (1e-5, 1e-2) if workers * devices <= 2 else (1e-3, 1e-2)
     trainable = [name for name, p in initial.items() if p.grad_req != "null"]
     changed = [name for name in trainable if not np.array_equal(single[name], initial[name].data().asnumpy())]
     assert len(changed) > 0.8 * len(trainable)  # it trained (a few heads see no object at 64 px)
@@ -497,10 +502,10 @@ def test_every_layout_trains_as_one_process_at_the_global_batch(small, workers, 
         job = _weights(folder, rank)
         assert job.keys() == single.keys()
         for name, value in job.items():
-            # (Three gradients are summed in another order than one process does: float rounding, which
-            # matters only for the biases before a BatchNorm, whose gradients are rounding noise.)
+            # (Parameters of tiny values -- a bias before a BatchNorm, a young beta -- move by gradients
+            # of the size of that rounding: their tolerance has a floor.)
             np.testing.assert_allclose(value, single[name], rtol=0,
-                                       atol=max(1e-5 * np.abs(single[name]).max(), 1e-7),
+                                       atol=tolerance * max(np.abs(single[name]).max(), floor),
                                        err_msg=f"{name} of rank {rank}")
 
 

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import signal
 import os
+import signal
 import sys
 import threading
 import time
@@ -170,12 +170,13 @@ def _joined(store: Any) -> None:
         note_failure(error)
         raise
     if joined != told or told_sum != joined * told:
-        note_failure(InputError(""))
-        raise InputError(
+        error = InputError(
             f"The distributed job's size disagrees: {joined} worker(s) joined, but this worker (rank {rank}) was "
             f"told {told} (DMLC_NUM_WORKER), and the workers together {told_sum}. Start every process of the job "
             "with the same DMLC_NUM_WORKER, as many workers as it says (detkit launch -n does both)."
         )
+        note_failure(error)
+        raise error
 
 
 def note_failure(error: BaseException) -> None:
