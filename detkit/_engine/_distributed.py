@@ -170,13 +170,13 @@ def _joined(store: Any) -> None:
         note_failure(error)
         raise
     if joined != told or told_sum != joined * told:
-        error = InputError(
+        mismatch = InputError(
             f"The distributed job's size disagrees: {joined} worker(s) joined, but this worker (rank {rank}) was "
             f"told {told} (DMLC_NUM_WORKER), and the workers together {told_sum}. Start every process of the job "
             "with the same DMLC_NUM_WORKER, as many workers as it says (detkit launch -n does both)."
         )
-        note_failure(error)
-        raise error
+        note_failure(mismatch)
+        raise mismatch
 
 
 def note_failure(error: BaseException) -> None:
