@@ -2,7 +2,8 @@
 
 A distributed :func:`fit` runs the same loop on every worker; what keeps the
 workers in step goes through the kvstore of the job, on keys of detkit's own
-far above the trainer's (one key per parameter):
+(from :data:`KEY_BASE`) above the trainer's (one key per parameter, from 0),
+and small enough for every number of servers:
 
 - the seed and the epoch to start from are rank 0's, broadcast to all;
 - the gradients are summed by the servers and every worker applies the same
