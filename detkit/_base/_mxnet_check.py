@@ -8,6 +8,7 @@ import sys
 import warnings
 
 from ..errors import MissingDependencyError, PerformanceWarning
+from ._roles import prepare_process
 
 _INSTALL_HINT = (
     "detkit needs Apache MXNet 1.9.1. Install the build for your machine:\n"
@@ -54,6 +55,8 @@ def _default_threads() -> None:
 
 def require_mxnet() -> None:
     """Import MXNet once; raise :class:`~detkit.errors.MissingDependencyError` (an ImportError) naming the pip command when that fails."""
+    if "mxnet" not in sys.modules:
+        prepare_process()
     _default_threads()
     try:
         import mxnet  # noqa: F401
