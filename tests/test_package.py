@@ -45,7 +45,25 @@ def test_import_without_mxnet_names_the_pip_command() -> None:
         "except ImportError as error:\n    print(type(error).__name__); print(error)\n"
     )
     assert "MissingDependencyError" in result.stdout
-    assert "pip install 'gluon-detkit[cpu]'" in result.stdout and "pip install 'gluon-detkit[cu112]'" in result.stdout
+    # Commands that work before gluon-detkit is on the package index: MXNet alone, or detkit
+    # with its extra from a checkout or a built wheel.
+    assert "pip install mxnet==1.9.1" in result.stdout and "pip install mxnet-cu112==1.9.1" in result.stdout
+    assert "pip install '.[cpu]'" in result.stdout and "whl[cpu]" in result.stdout
+    assert "gluon-detkit[" not in result.stdout
+
+
+def test_the_detkit_command_without_mxnet_prints_one_error_line_and_exits_2(tmp_path) -> None:
+    # The installed console script, with `import mxnet` blocked at start-up (a sitecustomize).
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['mxnet'] = None\n")
+    command = os.path.join(os.path.dirname(sys.executable), "detkit")
+    if not os.path.exists(command):
+        pytest.skip("the detkit command is not installed next to this Python")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run([command, "--help"], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("detkit: error: detkit needs Apache MXNet 1.9.1"), result.stderr
+    assert result.stderr.count("detkit: error:") == 1 and "Traceback" not in result.stderr
+    assert "pip install mxnet==1.9.1" in result.stderr and result.stdout == ""
 
 
 def test_detkit_uses_every_core_unless_the_user_chose() -> None:

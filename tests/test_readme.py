@@ -46,7 +46,7 @@ def test_the_readme_python_block_trains_a_working_model(tmp_path, monkeypatch, b
     assert detector.get_config()["components"]["loss"]["kwargs"]["normalization"] == "positives"
     assert [Path(p).name for p in images] == [f"val-0000{i}.jpg" for i in range(4)]
     assert 1 <= len(detections) <= 3 and detections[0].class_name == "pikachu"  # one object per image
-    assert (tmp_path / "detections.png").is_file()
+    assert (tmp_path / "runs" / "pikachu-detections.png").is_file()
     assert detkit.SSDDetector.load(tmp_path / "runs" / "pikachu").classes == ["pikachu"]
 
 
@@ -71,3 +71,24 @@ def test_the_readme_first_command_brings_pip_up_to_date() -> None:
     assert first is not None
     assert first.group(1).startswith("python3 -m venv --upgrade-deps .venv && .venv/bin/pip install -e ")
     assert first.group(1).endswith("&& .venv/bin/detkit train examples/quickstart.yaml")
+
+
+def test_the_readme_commands_write_under_data_or_runs_and_name_files_that_exist() -> None:
+    # Outputs under data/ or runs/ (ignored by git), never loose in the checkout's root; a YAML file
+    # a command names is one of the checkout's.
+    text = README.read_text(encoding="utf-8")
+    shell = text[text.index("## From the shell"):text.index("## Documentation")]
+    commands = [line.split("#")[0].split() for line in shell.splitlines() if line.startswith("detkit ")]
+    outputs = [words[words.index("--out") + 1] for words in commands if "--out" in words]
+    assert len(outputs) >= 4
+    for output in outputs:
+        assert output.split("/")[0] in ("data", "runs"), output
+    for words in commands:
+        for word in words:
+            if word.endswith(".yaml"):
+                assert (README.parent / word).is_file(), word
+    python = python_block("## In Python")
+    for written in re.findall(r'"([^"]+\.(?:png|jpg))"', python):
+        assert written.split("/")[0] in ("data", "runs"), written
+    ignored = (README.parent / ".gitignore").read_text(encoding="utf-8").split()
+    assert "/data/" in ignored and "/runs/" in ignored
