@@ -92,3 +92,20 @@ def test_the_readme_commands_write_under_data_or_runs_and_name_files_that_exist(
         assert written.split("/")[0] in ("data", "runs"), written
     ignored = (README.parent / ".gitignore").read_text(encoding="utf-8").split()
     assert "/data/" in ignored and "/runs/" in ignored
+
+
+def test_the_install_lines_work_before_a_release() -> None:
+    # gluon-detkit is not on the package index yet: the README and the getting-started page install from a
+    # checkout or a built wheel, whose file name carries the project's version; the index only "once released".
+    root = README.parent
+    version = re.search(r'^version = "([^"]+)"', (root / "pyproject.toml").read_text(), re.M)
+    assert version is not None
+    getting_started = (root / "docs" / "getting-started.rst").read_text(encoding="utf-8")
+    for name, text in (("README.md", README.read_text(encoding="utf-8")), ("getting-started.rst", getting_started)):
+        assert "not on the package index yet" in text, name
+        for wheel in re.findall(r"gluon_detkit-([^-\s]+)-py3-none-any\.whl", text):
+            assert wheel == version.group(1), (name, wheel)
+        for match in re.finditer(r'pip install "gluon-detkit\[', text):
+            assert "Once released" in text[max(match.start() - 80, 0):match.start()], (name, match.start())
+    assert (root / "tools" / "check_release.sh").is_file()
+    assert "tools/check_release.sh" in (root / ".ci" / "run").read_text()
