@@ -267,3 +267,49 @@ def test_a_preset_names_the_plugins_it_needs_when_they_are_missing(builtins_only
     message = str(caught.value)
     assert "There is no backbone named 'resnet18_v1'" in message
     assert "pip install gluon-detkit-resnet gluon-detkit-losses" in message
+
+
+def test_ctrl_c_during_train_says_where_it_stopped_and_how_to_resume(tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-c", "import sys; from detkit.cli import main; sys.exit(main())", "train",
+               "--preset", "fast", "--set", f"data.root={tmp_path / 'data'}", "--set", "data.num_train=8",
+               "--set", "data.num_val=2", "--set", "data.image_size=64", "--set", "model.data_shape=64",
+               "--set", "train.epochs=500", "--set", "train.batch_size=8", "--set", f"train.output_dir={out}",
+               "--set", "train.quiet=true"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "checkpoints" / "last.json").is_file() and process.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.count("detkit: interrupted:") == 1, stderr
+    last = json.loads((out / "checkpoints" / "last.json").read_text())["checkpoint"]
+    assert f"the last checkpoint, after epoch {int(last.split('-')[-1])}, is {out / 'checkpoints' / last}" in stderr
+    assert f"Resume with: detkit train {out / 'config.yaml'} --set train.resume=true" in stderr
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_nothing_was_saved(tmp_path, capsys, monkeypatch) -> None:
+    import detkit._cli._train
+
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(detkit._cli._train, "run_config", interrupted)
+    assert main(["train", "--set", f"train.output_dir={tmp_path / 'run'}"]) == 130
+    assert capsys.readouterr().err == (
+        f"detkit: interrupted: no checkpoint was saved yet in {tmp_path / 'run' / 'checkpoints'}; run the same "
+        "command again to start over (an epoch is saved as it ends).\n")

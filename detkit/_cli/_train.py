@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config.to_yaml(), end="")
         return 0
-    detector, history = run_config(config)
+    try:
+        detector, history = run_config(config)
+    except KeyboardInterrupt:
+        print(f"detkit: interrupted: {_where_training_stopped(config, args)}", file=sys.stderr)
+        return 130
     if not is_lead_worker():  # in a distributed job, rank 0 reports
         return 0
     output = Path(config.train.output_dir)
@@ -88,6 +93,27 @@ def _train(args: argparse.Namespace) -> int:
         print(f"validation mAP@0.5 {scores['map_50']:.4f} (VOC07 11-point {scores['map_50_voc07']:.4f}), "
               f"mAP@[.5:.95] {scores['map_50_95']:.4f}; pictures in {output / 'detections'}")
     return 0
+
+
+def _where_training_stopped(config: Any, args: argparse.Namespace) -> str:
+    """Where an interrupted training stopped (its last checkpoint, if any) and the command that resumes it."""
+    output = Path(config.train.output_dir)
+    checkpoints = output / "checkpoints"
+    try:
+        name = json.loads((checkpoints / "last.json").read_text(encoding="utf-8"))["checkpoint"]
+        done = int(str(name).rsplit("-", 1)[-1])
+    except (OSError, ValueError, KeyError, TypeError):
+        return (f"no checkpoint was saved yet in {checkpoints}; run the same command again to start over "
+                "(an epoch is saved as it ends).")
+    if (output / "config.yaml").is_file():  # the resolved configuration of this run
+        words = ["detkit", "train", str(output / "config.yaml")]
+    else:
+        words = ["detkit", "train", *([args.config] if args.config else []),
+                 *(["--preset", args.preset] if args.preset else []),
+                 *(word for item in args.overrides for word in ("--set", item))]
+    words += ["--set", "train.resume=true"]
+    return (f"the training stopped in epoch {done + 1} of {config.train.epochs}; the last checkpoint, after epoch "
+            f"{done}, is {checkpoints / str(name)}. Resume with: {' '.join(shlex.quote(word) for word in words)}")
 
 
 def _dataset_for(detector: SSDDetector, path: str) -> DetectionDataset:
