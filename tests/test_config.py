@@ -129,6 +129,10 @@ def test_train_print_config_and_errors_from_the_command_line(tmp_path, capsys) -
     assert "detkit: error: train.epochs: must be an integer" in capsys.readouterr().err
 
 
+def _refuse_constant(name: str) -> None:
+    raise AssertionError(f"bare {name} in JSON that detkit wrote")
+
+
 def test_train_evaluate_predict_from_the_command_line(tmp_path, capsys) -> None:
     out = tmp_path / "run"
     code = main([
@@ -144,10 +148,17 @@ def test_train_evaluate_predict_from_the_command_line(tmp_path, capsys) -> None:
                  "detections/val-000.png", "detections/val-001.png", "checkpoints/last.json"):
         assert (out / name).is_file(), name
     assert len(json.loads((out / "history.json").read_text())) == 1
+    # Strict JSON (the rule of detkit._base._json): a mean over no object size is null, never a bare NaN.
+    metrics = json.loads((out / "metrics.json").read_text(), parse_constant=_refuse_constant)
+    assert None in metrics["coco"].values()  # 64-pixel images: no large objects
+    json.loads((out / "history.json").read_text(), parse_constant=_refuse_constant)
     assert Config is not None and load_config(out / "config.yaml").train.epochs == 1
 
     assert main(["evaluate", str(out / "model"), str(tmp_path / "data" / "val.rec"), "--json"]) == 0
-    scores = json.loads(capsys.readouterr().out)
+    evaluated = json.loads(capsys.readouterr().out, parse_constant=_refuse_constant)
+    assert {k: v for k, v in evaluated.items() if k != "seconds"} == \
+        {k: v for k, v in metrics.items() if k != "seconds"}  # one rule for both
+    scores = evaluated
     assert scores["num_images"] == 4 and set(scores["per_class"]) == {"pikachu"}
 
     from PIL import Image
@@ -313,3 +324,13 @@ def test_ctrl_c_before_the_first_checkpoint_says_nothing_was_saved(tmp_path, cap
     assert capsys.readouterr().err == (
         f"detkit: interrupted: no checkpoint was saved yet in {tmp_path / 'run' / 'checkpoints'}; run the same "
         "command again to start over (an epoch is saved as it ends).\n")
+
+
+def test_json_that_detkit_writes_has_null_for_non_finite_numbers() -> None:
+    from detkit import History
+    from detkit._base import json_text
+
+    text = json_text({"ap": float("nan"), "rows": [1.5, float("inf"), (float("-inf"), 2)], "n": 3})
+    assert json.loads(text, parse_constant=_refuse_constant) == {"ap": None, "rows": [1.5, None, [None, 2]], "n": 3}
+    history = History([{"epoch": 1, "loss": 0.5, "map_50": float("nan")}])
+    assert json.loads(history.to_json(), parse_constant=_refuse_constant) == [{"epoch": 1, "loss": 0.5, "map_50": None}]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from ._checks import check_bool, check_classes, check_int, check_number, check_positive_int, check_size
 from ._draw import PALETTE, LabelledBox, draw_boxes
 from ._fetch import FetchFailed, fetch
+from ._json import finite_or_null, json_text
 from ._io import (
     PathLike,
     atomic_directory,
@@ -45,8 +46,10 @@ __all__ = [
     "draw_boxes",
     "fetch",
     "file_digest",
+    "finite_or_null",
     "folder_lock",
     "fsync_dir",
+    "json_text",
     "make_dirs",
     "publish",
     "scratch_folder",

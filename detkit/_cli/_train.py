@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 import mxnet as mx
 
-from .._base import check_positive_int
+from .._base import check_positive_int, json_text
 from .._config import load_config
 from .._engine import evaluate, is_lead_worker
 from .._model import SSDDetector, draw_detections
@@ -90,9 +89,14 @@ def _train(args: argparse.Namespace) -> int:
     metrics = output / "metrics.json"
     if metrics.is_file():
         scores = json.loads(metrics.read_text())
-        print(f"validation mAP@0.5 {scores['map_50']:.4f} (VOC07 11-point {scores['map_50_voc07']:.4f}), "
-              f"mAP@[.5:.95] {scores['map_50_95']:.4f}; pictures in {output / 'detections'}")
+        print(f"validation mAP@0.5 {_number(scores['map_50'])} (VOC07 11-point {_number(scores['map_50_voc07'])}), "
+              f"mAP@[.5:.95] {_number(scores['map_50_95'])}; pictures in {output / 'detections'}")
     return 0
+
+
+def _number(value: Any) -> str:
+    """A metric read back from JSON: ``null`` (not a finite number) is ``n/a``."""
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _where_training_stopped(config: Any, args: argparse.Namespace) -> str:
@@ -133,7 +137,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     data = _dataset_for(detector, args.data)
     scores = evaluate(detector, data, batch_size=args.batch_size, progress=not args.json, plot=args.plot)
     if args.json:
-        print(json.dumps(_nan_to_null(scores), indent=1, allow_nan=False))
+        print(json_text(scores, indent=1))  # nan (a mean over no class) -> null, as in metrics.json
         return 0
     print(f"{scores['num_images']} images  mAP@0.5 {scores['map_50']:.4f}  "
           f"VOC07 11-point {scores['map_50_voc07']:.4f}  mAP@[.5:.95] {scores['map_50_95']:.4f}")
@@ -154,15 +158,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.plot:
         print(f"precision-recall curves: {args.plot}")
     return 0
-
-
-def _nan_to_null(value: Any) -> Any:
-    """``value`` with every float ``nan`` (a mean over no class) replaced by ``None``: JSON's ``null``."""
-    if isinstance(value, dict):
-        return {key: _nan_to_null(item) for key, item in value.items()}
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 #: COCO's summary as pycocotools prints it, by the names of ``scores["coco"]``.
@@ -201,8 +196,7 @@ def _predict(args: argparse.Namespace) -> int:
                 box = ", ".join(f"{v:.1f}" for v in d.box)
                 print(f"  {d.class_name} {d.score:.3f} [{box}]")
     if args.json:
-        json.dump(report, sys.stdout, indent=1)
-        print()
+        print(json_text(report, indent=1))
     return 0
 
 
