@@ -23,6 +23,7 @@ from ._io import (
     storage_errors,
 )
 from ._lock import folder_lock
+from ._native_log import QUANTIZATION_NOISE, native_stderr_filtered
 from ._public import DISTRIBUTION, current_distribution, distribution_version, publish
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "LabelledBox",
     "PALETTE",
     "PathLike",
+    "QUANTIZATION_NOISE",
     "atomic_directory",
     "atomic_outputs",
     "atomic_path",
@@ -51,6 +53,7 @@ __all__ = [
     "fsync_dir",
     "json_text",
     "make_dirs",
+    "native_stderr_filtered",
     "publish",
     "scratch_folder",
     "storage_error",
