@@ -113,3 +113,19 @@ def test_the_command_prints_help_without_arguments(capsys) -> None:
 
     assert main([]) == 0
     assert "usage: detkit" in capsys.readouterr().out
+
+
+def test_every_pyproject_gives_its_license_as_an_spdx_string() -> None:
+    # A `license = { text = ... }` table and License :: classifiers make setuptools >= 77 warn on every build.
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = [root / "pyproject.toml", *sorted(root.glob("plugins/*/pyproject.toml")),
+             root / "examples" / "plugin-template" / "pyproject.toml"]
+    assert len(files) >= 5
+    for path in files:
+        project = tomllib.loads(path.read_text(encoding="utf-8"))
+        assert project["project"]["license"] == "Apache-2.0", path
+        assert not [c for c in project["project"].get("classifiers", []) if c.startswith("License ::")], path
+        assert "setuptools>=77" in project["build-system"]["requires"], path  # the first to read the string
