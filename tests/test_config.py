@@ -334,3 +334,37 @@ def test_json_that_detkit_writes_has_null_for_non_finite_numbers() -> None:
     assert json.loads(text, parse_constant=_refuse_constant) == {"ap": None, "rows": [1.5, None, [None, 2]], "n": 3}
     history = History([{"epoch": 1, "loss": 0.5, "map_50": float("nan")}])
     assert json.loads(history.to_json(), parse_constant=_refuse_constant) == [{"epoch": 1, "loss": 0.5, "map_50": None}]
+
+
+def test_predict_a_folder_with_a_progress_bar_and_set_a_component(tmp_path, capsys) -> None:
+    from PIL import Image
+
+    from detkit import SSDDetector
+
+    SSDDetector(classes=["pikachu"], data_shape=64).save(tmp_path / "model")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("b.png", "a.jpg", "c.JPEG"):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "pictures"
+    assert main(["predict", str(tmp_path / "model"), str(folder), "--out", str(out), "--threshold", "0",
+                 "--set", "post_processor.nms_threshold=0.3", "--set", "post_processor.nms_topk=5"]) == 0
+    captured = capsys.readouterr()
+    assert sorted(path.name for path in out.iterdir()) == ["a-detections.png", "b-detections.png",
+                                                           "c-detections.png"]
+    assert "predict" in captured.err and "3/3" in captured.err  # the progress bar, on stderr
+    assert [line.split(":")[0] for line in captured.out.splitlines() if not line.startswith(" ")] == \
+        [str(folder / name) for name in ("a.jpg", "b.png", "c.JPEG")]
+    # --set reaches the post-processor: at most nms_topk detections an image.
+    assert main(["predict", str(tmp_path / "model"), str(folder), "--out", str(out), "--threshold", "0", "--json",
+                 "--set", "post_processor.nms_topk=2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report) == 3 and all(len(item["detections"]) <= 2 for item in report)
+    # A folder without images, and a --set that is not COMPONENT.KEY=VALUE: one error line each.
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(tmp_path / "model"), str(tmp_path / "empty")]) == 2
+    assert "holds no image files" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "model"), str(folder), "--set", "backbone.filters=[8]"]) == 2
+    assert "COMPONENT one of target_assigner, loss, post_processor" in capsys.readouterr().err

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import mxnet as mx
+import yaml
+from tqdm.auto import tqdm
 
 from .._base import check_positive_int, json_text
 from .._config import load_config
@@ -45,17 +47,21 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.add_argument("--plot", metavar="OUT.png", default=None,
                           help="also draw each class's precision-recall curve (IoU 0.5) into this PNG")
+    _add_component_overrides(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
     predict = subparsers.add_parser("predict", help="detect objects in images and draw them",
-                                    description="Detect objects in IMAGE files; write one PNG per image with its "
-                                                "detections to --out, and print them.")
+                                    description="Detect objects in IMAGE files, or in the image files of a "
+                                                "folder; write one PNG per image with its detections to --out, "
+                                                "and print them.")
     predict.add_argument("model", help="a directory written by SSDDetector.save")
-    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument("images", nargs="+", metavar="IMAGE",
+                         help="image files, or folders: their .jpg, .jpeg, .png and .bmp files, sorted by name")
     predict.add_argument("--threshold", type=float, default=0.5, help="minimum score (default 0.5)")
     predict.add_argument("--out", default="detections",
                          help="where the pictures go, as IMAGE-detections.png (default ./detections)")
     predict.add_argument("--json", action="store_true", help="print the detections as JSON")
+    _add_component_overrides(predict)
     predict.set_defaults(handler=_predict)
 
     quantize = subparsers.add_parser(
@@ -70,6 +76,41 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     quantize.add_argument("--calibration", choices=("naive", "entropy"), default="naive",
                           help="how each layer's range is chosen (default naive: the min/max seen)")
     quantize.set_defaults(handler=_quantize, flags={"num_batches": "--batches", "calibration_data": "DATA"})
+
+
+#: The components of a saved detector that ``--set`` may change (SSDDetector.load's swaps).
+_SWAPPABLE = ("target_assigner", "loss", "post_processor")
+#: Image files that ``detkit predict FOLDER`` takes.
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+#: Images predicted at a time by ``detkit predict`` (one progress step each).
+_PREDICT_CHUNK = 16
+
+
+def _add_component_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="COMPONENT.KEY=VALUE",
+                        help="change a component of the saved detector for this run, e.g. "
+                             "--set post_processor.nms_threshold=0.3 or --set post_processor.name=NAME "
+                             "(post_processor, target_assigner, loss; repeatable)")
+
+
+def _load_detector(args: argparse.Namespace) -> SSDDetector:
+    """``SSDDetector.load(args.model)`` with the components that ``--set`` changes."""
+    swaps: dict[str, dict[str, Any]] = {}
+    for item in getattr(args, "overrides", None) or []:
+        key, sep, text = item.partition("=")
+        kind, dot, name = key.strip().partition(".")
+        if not sep or not dot or kind not in _SWAPPABLE or not name:
+            raise InputError(
+                f"The --set option takes COMPONENT.KEY=VALUE with COMPONENT one of {', '.join(_SWAPPABLE)}, "
+                f"e.g. post_processor.nms_threshold=0.3; got {item!r} instead."
+            )
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise InputError(f"The --set option {item!r} has a value that is not YAML: {error}") from None
+        swaps.setdefault(kind, {})[name] = value
+    return SSDDetector.load(args.model, target_assigner=swaps.get("target_assigner"), loss=swaps.get("loss"),
+                            post_processor=swaps.get("post_processor"))
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -133,7 +174,7 @@ def _dataset_for(detector: SSDDetector, path: str) -> DetectionDataset:
 
 def _evaluate(args: argparse.Namespace) -> int:
     check_positive_int("batch_size", args.batch_size)  # before anything is loaded
-    detector = SSDDetector.load(args.model)
+    detector = _load_detector(args)
     data = _dataset_for(detector, args.data)
     scores = evaluate(detector, data, batch_size=args.batch_size, progress=not args.json, plot=args.plot)
     if args.json:
@@ -177,14 +218,41 @@ _COCO_LINES = (
 )
 
 
+def _image_files(paths: list[str], out: Path) -> list[str]:
+    """The image files named, a folder giving its image files (sorted; not the pictures of an earlier run)."""
+    files: list[str] = []
+    for name in paths:
+        path = Path(name)
+        if not path.is_dir():
+            files.append(name)
+            continue
+        found = sorted(
+            child for child in path.iterdir()
+            if child.is_file() and child.suffix.lower() in _IMAGE_SUFFIXES
+            and not (child.parent.resolve() == out.resolve() and "-detections" in child.stem)
+        )
+        if not found:
+            raise InputError(f"{path} holds no image files ({', '.join(_IMAGE_SUFFIXES)}); pass image files, "
+                             "or a folder of them.")
+        files.extend(str(child) for child in found)
+    return files
+
+
 def _predict(args: argparse.Namespace) -> int:
-    detector = SSDDetector.load(args.model)
     out = Path(args.out)
-    results = detector.predict(list(args.images), threshold=args.threshold)
+    images = _image_files(list(args.images), out)
+    detector = _load_detector(args)
+    results: list[Any] = []
+    with tqdm(total=len(images), unit="image", desc="predict", disable=args.json or len(images) < 2,
+              file=sys.stderr, leave=False) as bar:
+        for start in range(0, len(images), _PREDICT_CHUNK):  # a folder of any size, a step at a time
+            chunk = images[start:start + _PREDICT_CHUNK]
+            results.extend(detector.predict(chunk, threshold=args.threshold))
+            bar.update(len(chunk))
     report = []
-    inputs = {Path(image).resolve() for image in args.images}
+    inputs = {Path(image).resolve() for image in images}
     taken: set[Path] = set()
-    for image, detections in zip(args.images, results):
+    for image, detections in zip(images, results):
         picture = _picture_path(out, Path(image), inputs | taken)
         taken.add(picture.resolve())
         picture = draw_detections(image, detections, picture)
