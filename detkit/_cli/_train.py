@@ -7,7 +7,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import mxnet as mx
 import yaml
@@ -109,8 +109,7 @@ def _load_detector(args: argparse.Namespace) -> SSDDetector:
         except yaml.YAMLError as error:
             raise InputError(f"The --set option {item!r} has a value that is not YAML: {error}") from None
         swaps.setdefault(kind, {})[name] = value
-    return SSDDetector.load(args.model, target_assigner=swaps.get("target_assigner"), loss=swaps.get("loss"),
-                            post_processor=swaps.get("post_processor"))
+    return SSDDetector.load(args.model, **cast(Any, swaps))
 
 
 def _train(args: argparse.Namespace) -> int:

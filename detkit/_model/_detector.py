@@ -42,6 +42,8 @@ __all__ = ["ComponentSpec", "SSDDetector", "default_context"]
 #: ``{"name": ..., "kwargs": {...}}`` (or ``{"name": ..., **kwargs}``), or an instance.
 ComponentSpec = Union[str, Tuple[str, Mapping[str, Any]], Mapping[str, Any], Component]
 
+#: The components that :meth:`SSDDetector.load` may swap: those without weights in the network.
+_SWAPPABLE = ("target_assigner", "loss", "post_processor")
 #: The ``format`` of a saved ``detector.yaml``.
 DETECTOR_FORMAT = "detkit-detector/1"
 _CONFIG_FILE = "detector.yaml"
@@ -501,12 +503,11 @@ class SSDDetector:
 
     @classmethod
     def load(cls, directory: PathLike, *, ctx: mx.Context | None = None, hybridize: bool = True,
-             target_assigner: ComponentSpec | None = None, loss: ComponentSpec | None = None,
-             post_processor: ComponentSpec | None = None) -> SSDDetector:
+             **components: ComponentSpec) -> SSDDetector:
         """Rebuild a detector saved by :meth:`save`, on ``ctx`` (default: :func:`default_context`; the CPU for INT8).
 
-        ``target_assigner``, ``loss`` and ``post_processor`` swap a saved component
-        for another (the components without weights of their own in the network: the
+        ``components``, by kind — ``target_assigner=``, ``loss=``, ``post_processor=`` —
+        swap a saved component for another (the components without weights of their own in the network: the
         backbone and the anchor generator shape the weights and stay as saved). Each is
         a :data:`ComponentSpec`, or a mapping without ``"name"`` that changes only the
         saved component's arguments:
@@ -528,6 +529,12 @@ class SSDDetector:
             says whether it is not installed (the pip command) or installed but failed,
             incompatible or disabled (and why).
         """
+        unknown = sorted(set(components) - set(_SWAPPABLE))
+        if unknown:
+            raise InputError(
+                f"SSDDetector.load swaps only {', '.join(_SWAPPABLE)} (the components without weights in the "
+                f"network); got {', '.join(unknown)}. The backbone and the anchor generator shape the saved weights."
+            )
         directory = Path(directory)
         config_path = directory / _CONFIG_FILE
         params_path = directory / _PARAMS_FILE
@@ -555,7 +562,7 @@ class SSDDetector:
             except ComponentNotFoundError as error:
                 raise ComponentNotFoundError(f"{error}{missing_component_hint(entry.get('provided_by'))}") from None
             specs[kind] = (entry["name"], entry.get("kwargs") or {})
-        swaps = {"target_assigner": target_assigner, "loss": loss, "post_processor": post_processor}
+        swaps = {kind: components.get(kind) for kind in _SWAPPABLE}
         for kind, swap in swaps.items():
             if swap is None:
                 continue
