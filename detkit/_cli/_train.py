@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import mxnet as mx
-import numpy as np
+import yaml
+from tqdm.auto import tqdm
 
-from .._base import check_positive_int
+from .._base import check_positive_int, json_text
 from .._config import load_config
 from .._engine import evaluate, evaluate_detections, is_lead_worker
 from .._engine._detections import check_results_path, coco_entries, coco_ids_for, write_coco_results
@@ -71,13 +73,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                       help="the value of a number with nothing to measure (default nan, written null in JSON)")
     coco.add_argument("--detailed", action="store_true",
                       help="with --json, add pycocotools' precision, recall and score arrays")
+    _add_component_overrides(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
     predict = subparsers.add_parser("predict", help="detect objects in images and draw them",
-                                    description="Detect objects in IMAGE files; write one PNG per image with its "
-                                                "detections to --out, and print them.")
+                                    description="Detect objects in IMAGE files, or in the image files of a "
+                                                "folder; write one PNG per image with its detections to --out, "
+                                                "and print them.")
     predict.add_argument("model", help="a directory written by SSDDetector.save")
-    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument("images", nargs="+", metavar="IMAGE",
+                         help="image files, or folders: their .jpg, .jpeg, .png and .bmp files, sorted by name")
     predict.add_argument("--threshold", type=float, default=None,
                          help="minimum score (default 0.5; 0 for --format coco-json)")
     predict.add_argument("--out", default="detections",
@@ -93,6 +98,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                               "categories 1, 2, ...)")
     predict.add_argument("--save-detections", metavar="FILE.json", default=None,
                          help="for coco-json: write the file here (atomically) instead of printing it")
+    _add_component_overrides(predict)
     predict.set_defaults(handler=_predict)
 
     quantize = subparsers.add_parser(
@@ -109,12 +115,50 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     quantize.set_defaults(handler=_quantize, flags={"num_batches": "--batches", "calibration_data": "DATA"})
 
 
+#: The components of a saved detector that ``--set`` may change (SSDDetector.load's swaps).
+_SWAPPABLE = ("target_assigner", "loss", "post_processor")
+#: Image files that ``detkit predict FOLDER`` takes.
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+#: Images predicted at a time by ``detkit predict`` (one progress step each).
+_PREDICT_CHUNK = 16
+
+
+def _add_component_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="COMPONENT.KEY=VALUE",
+                        help="change a component of the saved detector for this run, e.g. "
+                             "--set post_processor.nms_threshold=0.3 or --set post_processor.name=NAME "
+                             "(post_processor, target_assigner, loss; repeatable)")
+
+
+def _load_detector(args: argparse.Namespace, model: str) -> SSDDetector:
+    """``SSDDetector.load(model)`` with the components that ``--set`` changes."""
+    swaps: dict[str, dict[str, Any]] = {}
+    for item in getattr(args, "overrides", None) or []:
+        key, sep, text = item.partition("=")
+        kind, dot, name = key.strip().partition(".")
+        if not sep or not dot or kind not in _SWAPPABLE or not name:
+            raise InputError(
+                f"The --set option takes COMPONENT.KEY=VALUE with COMPONENT one of {', '.join(_SWAPPABLE)}, "
+                f"e.g. post_processor.nms_threshold=0.3; got {item!r} instead."
+            )
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise InputError(f"The --set option {item!r} has a value that is not YAML: {error}") from None
+        swaps.setdefault(kind, {})[name] = value
+    return SSDDetector.load(model, **cast(Any, swaps))
+
+
 def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides, base=args.preset)
     if args.print_config:
         print(config.to_yaml(), end="")
         return 0
-    detector, history = run_config(config)
+    try:
+        detector, history = run_config(config)
+    except KeyboardInterrupt:
+        print(f"detkit: interrupted: {_where_training_stopped(config, args)}", file=sys.stderr)
+        return 130
     if not is_lead_worker():  # in a distributed job, rank 0 reports
         return 0
     output = Path(config.train.output_dir)
@@ -122,9 +166,35 @@ def _train(args: argparse.Namespace) -> int:
     metrics = output / "metrics.json"
     if metrics.is_file():
         scores = json.loads(metrics.read_text())
-        print(f"validation mAP@0.5 {scores['map_50']:.4f} (VOC07 11-point {scores['map_50_voc07']:.4f}), "
-              f"mAP@[.5:.95] {scores['map_50_95']:.4f}; pictures in {output / 'detections'}")
+        print(f"validation mAP@0.5 {_number(scores['map_50'])} (VOC07 11-point {_number(scores['map_50_voc07'])}), "
+              f"mAP@[.5:.95] {_number(scores['map_50_95'])}; pictures in {output / 'detections'}")
     return 0
+
+
+def _number(value: Any) -> str:
+    """A metric read back from JSON: ``null`` (not a finite number) is ``n/a``."""
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _where_training_stopped(config: Any, args: argparse.Namespace) -> str:
+    """Where an interrupted training stopped (its last checkpoint, if any) and the command that resumes it."""
+    output = Path(config.train.output_dir)
+    checkpoints = output / "checkpoints"
+    try:
+        name = json.loads((checkpoints / "last.json").read_text(encoding="utf-8"))["checkpoint"]
+        done = int(str(name).rsplit("-", 1)[-1])
+    except (OSError, ValueError, KeyError, TypeError):
+        return (f"no checkpoint was saved yet in {checkpoints}; run the same command again to start over "
+                "(an epoch is saved as it ends).")
+    if (output / "config.yaml").is_file():  # the resolved configuration of this run
+        words = ["detkit", "train", str(output / "config.yaml")]
+    else:
+        words = ["detkit", "train", *([args.config] if args.config else []),
+                 *(["--preset", args.preset] if args.preset else []),
+                 *(word for item in args.overrides for word in ("--set", item))]
+    words += ["--set", "train.resume=true"]
+    return (f"the training stopped in epoch {done + 1} of {config.train.epochs}; the last checkpoint, after epoch "
+            f"{done}, is {checkpoints / str(name)}. Resume with: {' '.join(shlex.quote(word) for word in words)}")
 
 
 def _dataset_for(detector: SSDDetector, path: str) -> DetectionDataset:
@@ -186,12 +256,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         if len(args.paths) != 2:
             raise InputError(f"Give MODEL and DATA (or --detections FILE and DATA); got {len(args.paths)} path(s): "
                              f"{args.paths}.")
-        detector = SSDDetector.load(args.paths[0])
+        detector = _load_detector(args, args.paths[0])
         data = _dataset_for(detector, args.paths[1])
         scores = evaluate(detector, data, batch_size=args.batch_size, progress=not args.json, plot=args.plot,
                           save_detections=args.save_detections, **options)
     if args.json:
-        print(json.dumps(_nan_to_null(scores), indent=1, allow_nan=False))
+        print(json_text(scores, indent=1))  # nan (a mean over no class) -> null, as in metrics.json
         return 0
     print(f"{scores['num_images']} images  mAP@0.5 {scores['map_50']:.4f}  "
           f"VOC07 11-point {scores['map_50_voc07']:.4f}  mAP@[.5:.95] {scores['map_50_95']:.4f}")
@@ -213,22 +283,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.plot:
         print(f"precision-recall curves: {args.plot}")
     return 0
-
-
-def _nan_to_null(value: Any) -> Any:
-    """``value`` with every float ``nan`` (a mean over no class) replaced by ``None``: JSON's ``null``;
-    numpy arrays as nested lists, numpy numbers as Python's."""
-    if isinstance(value, np.ndarray):
-        return _nan_to_null(value.tolist())
-    if isinstance(value, np.generic):
-        return _nan_to_null(value.item())
-    if isinstance(value, list):
-        return [_nan_to_null(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _nan_to_null(item) for key, item in value.items()}
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def _coco_lines(coco: dict[str, float], options: dict[str, Any]) -> list[tuple[str, str]]:
@@ -271,6 +325,26 @@ _COCO_LINES = (
 )
 
 
+def _image_files(paths: list[str], out: Path) -> list[str]:
+    """The image files named, a folder giving its image files (sorted; not the pictures of an earlier run)."""
+    files: list[str] = []
+    for name in paths:
+        path = Path(name)
+        if not path.is_dir():
+            files.append(name)
+            continue
+        found = sorted(
+            child for child in path.iterdir()
+            if child.is_file() and child.suffix.lower() in _IMAGE_SUFFIXES
+            and not (child.parent.resolve() == out.resolve() and "-detections" in child.stem)
+        )
+        if not found:
+            raise InputError(f"{path} holds no image files ({', '.join(_IMAGE_SUFFIXES)}); pass image files, "
+                             "or a folder of them.")
+        files.extend(str(child) for child in found)
+    return files
+
+
 def _predict(args: argparse.Namespace) -> int:
     form = args.format or ("json" if args.json else "text")
     if args.json and form != "json":
@@ -278,30 +352,37 @@ def _predict(args: argparse.Namespace) -> int:
     if form != "coco-json" and (args.annotations or args.save_detections):
         raise InputError("--annotations and --save-detections are for --format coco-json.")
     threshold = args.threshold if args.threshold is not None else (0.0 if form == "coco-json" else 0.5)
+    out = Path(args.out)
+    images = _image_files(list(args.images), out)
     if args.save_detections:
-        sources = [*args.images, *([args.annotations] if args.annotations else [])]
+        sources = [*images, *([args.annotations] if args.annotations else [])]
         if args.annotations and Path(args.annotations).suffix == ".rec":
             sources.append(str(sidecar_path(args.annotations)))
         check_results_path(args.save_detections, sources)
-    detector = SSDDetector.load(args.model)
+    detector = _load_detector(args, args.model)
     if form == "coco-json":
-        ids = coco_ids_for(args.images, detector.classes, args.annotations)
-        results = detector.predict(list(args.images), threshold=threshold)
-        entries = coco_entries(results, ids)
+        ids = coco_ids_for(images, detector.classes, args.annotations)
+        found = detector.predict(images, threshold=threshold)
+        entries = coco_entries(found, ids)
         if args.save_detections:
             path = write_coco_results(args.save_detections, entries)
-            print(f"{len(entries)} detections in {len(results)} images -> {path}", file=sys.stderr)
+            print(f"{len(entries)} detections in {len(found)} images -> {path}", file=sys.stderr)
         else:
             json.dump(entries, sys.stdout, allow_nan=False, separators=(",", ":"))
             print()
         return 0
     args.json = form == "json"
-    out = Path(args.out)
-    results = detector.predict(list(args.images), threshold=threshold)
+    results: list[Any] = []
+    with tqdm(total=len(images), unit="image", desc="predict", disable=args.json or len(images) < 2,
+              file=sys.stderr, leave=False) as bar:
+        for start in range(0, len(images), _PREDICT_CHUNK):  # a folder of any size, a step at a time
+            chunk = images[start:start + _PREDICT_CHUNK]
+            results.extend(detector.predict(chunk, threshold=threshold))
+            bar.update(len(chunk))
     report = []
-    inputs = {Path(image).resolve() for image in args.images}
+    inputs = {Path(image).resolve() for image in images}
     taken: set[Path] = set()
-    for image, detections in zip(args.images, results):
+    for image, detections in zip(images, results):
         picture = _picture_path(out, Path(image), inputs | taken)
         taken.add(picture.resolve())
         picture = draw_detections(image, detections, picture)
@@ -313,8 +394,7 @@ def _predict(args: argparse.Namespace) -> int:
                 box = ", ".join(f"{v:.1f}" for v in d.box)
                 print(f"  {d.class_name} {d.score:.3f} [{box}]")
     if args.json:
-        json.dump(report, sys.stdout, indent=1)
-        print()
+        print(json_text(report, indent=1))
     return 0
 
 

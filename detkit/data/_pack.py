@@ -7,6 +7,7 @@ import json
 import math
 import os
 import stat
+import warnings
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple, Sequence
@@ -17,7 +18,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .._base import PathLike, atomic_outputs, check_classes
-from ..errors import DataError, InputError
+from ..errors import DataError, DetkitWarning, InputError
 from . import _recordio
 from ._classes import write_classes
 from ._dataset import DetectionDataset
@@ -357,6 +358,7 @@ def pack_voc(
         names = voc_class_names(parsed)
         if not names:
             raise DataError(f"{annotation_dir}: the annotations name no objects; pass the classes explicitly")
+        warn_on_names_equal_but_for_case(names, annotation_dir)
         classes = sorted(names)
     return pack_voc_parsed(xml_paths, image_dir, parsed, out_prefix, classes, skip_invalid=skip_invalid,
                            progress=progress)
@@ -374,6 +376,21 @@ def parse_voc_files(xml_paths: Sequence[Path], *, skip_invalid: bool = False) ->
                 raise
             parsed[xml_path] = error
     return parsed
+
+
+def warn_on_names_equal_but_for_case(names: Iterable[str], where: PathLike) -> None:
+    """A :class:`~detkit.errors.DetkitWarning` when class names found in annotations differ only in case."""
+    groups: dict[str, list[str]] = {}
+    for name in sorted(names):
+        groups.setdefault(name.casefold(), []).append(name)
+    twins = [group for group in groups.values() if len(group) > 1]
+    if twins:
+        listed = "; ".join(" and ".join(repr(name) for name in group) for group in twins)
+        warnings.warn(DetkitWarning(
+            f"{where}: the annotations name {listed}, which differ only in case: each becomes a class of its own. "
+            "If they are one class, give it one spelling in the annotations; passing the classes (--classes) "
+            "chooses them and silences this."
+        ), stacklevel=3)
 
 
 def voc_class_names(parsed: dict[Path, Any]) -> set[str]:

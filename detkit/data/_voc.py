@@ -22,7 +22,14 @@ from typing import Any, NamedTuple, Sequence
 from .._base import PathLike, atomic_directory, check_classes
 from ..errors import DataError, InputError
 from ._dataset import DetectionDataset
-from ._pack import file_exists, pack_voc_parsed, parse_voc_files, shortened, voc_class_names
+from ._pack import (
+    file_exists,
+    pack_voc_parsed,
+    parse_voc_files,
+    shortened,
+    voc_class_names,
+    warn_on_names_equal_but_for_case,
+)
 from ._truth import SIDECAR_SUFFIX
 
 #: The files each packed split has in a cache.
@@ -357,6 +364,7 @@ def _pack(root: Path, cache: Path, request: dict, splits: Sequence[_Split], give
         if not found:
             raise DataError(f"{root / 'Annotations'}: the annotations of the splits name no objects; "
                             "give the classes (data.classes)")
+        warn_on_names_equal_but_for_case(found, root / "Annotations")
         classes, classes_from = ((list(VOC_CLASSES), "voc") if found <= set(VOC_CLASSES)
                                  else (sorted(found), "annotations"))
     names = _NAMES[:len(splits)]
