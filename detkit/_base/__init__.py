@@ -21,11 +21,15 @@ from ._io import (
     storage_error,
     storage_errors,
 )
+from ._folder import MANIFEST_FILE, Generation, folder_generation, owned_files, read_manifest, resolve
 from ._lock import folder_lock
+from ._safe_load import load_json_file, load_json_text, load_yaml
 from ._public import DISTRIBUTION, current_distribution, distribution_version, publish
 
 __all__ = [
     "DISTRIBUTION",
+    "Generation",
+    "MANIFEST_FILE",
     "FetchFailed",
     "LabelledBox",
     "PALETTE",
@@ -45,10 +49,17 @@ __all__ = [
     "draw_boxes",
     "fetch",
     "file_digest",
+    "folder_generation",
     "folder_lock",
     "fsync_dir",
+    "load_json_file",
+    "load_json_text",
+    "load_yaml",
     "make_dirs",
+    "owned_files",
     "publish",
+    "read_manifest",
+    "resolve",
     "scratch_folder",
     "storage_error",
     "storage_errors",
