@@ -21,7 +21,7 @@ from ._io import (
     storage_error,
     storage_errors,
 )
-from ._folder import MANIFEST_FILE, Generation, folder_generation, owned_files, read_manifest, resolve
+from ._folder import MANIFEST_FILE, Generation, folder_generation, owned_files, read_manifest, resolve, settle
 from ._lock import folder_lock
 from ._safe_load import load_json_file, load_json_text, load_yaml
 from ._public import DISTRIBUTION, current_distribution, distribution_version, publish
@@ -61,6 +61,7 @@ __all__ = [
     "read_manifest",
     "resolve",
     "scratch_folder",
+    "settle",
     "storage_error",
     "storage_errors",
 ]

@@ -51,7 +51,7 @@ from ._io import PathLike, atomic_write_text, fsync_dir, make_dirs, storage_erro
 from ._lock import LOCK_FILE, folder_lock
 from ._safe_load import load_json_file
 
-__all__ = ["MANIFEST_FILE", "Generation", "folder_generation", "owned_files", "read_manifest", "resolve"]
+__all__ = ["MANIFEST_FILE", "Generation", "folder_generation", "owned_files", "read_manifest", "resolve", "settle"]
 
 #: The manifest of a folder that detkit writes results into: the files it made there.
 MANIFEST_FILE = ".detkit-manifest.json"
@@ -197,6 +197,18 @@ def _roll_forward(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     if settled != manifest:
         _write_manifest(folder, settled)
     return settled
+
+
+def settle(folder: PathLike) -> None:
+    """Finish a write into ``folder`` that was killed after its commit; remove what an uncommitted one left.
+
+    The caller holds the folder's lock. Afterwards every file of the committed
+    generation has its final name. A folder without a manifest is left as it is.
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder) if folder.is_dir() else None
+    if manifest is not None:
+        _roll_forward(folder, manifest)
 
 
 class Generation:
