@@ -167,8 +167,8 @@ def load_optimizer_state(trainer: gluon.Trainer, folder: Path, max_updates: int 
         raise CheckpointError(f"{source} is not a regular file; the checkpoint is damaged.")
     description = load_json_file(
         source, what="optimizer state", max_bytes=64 << 20,
-        error=lambda why: CheckpointError(f"{source} is not a valid optimizer state: {why}; the checkpoint is "
-                                          "damaged (resume from another one, or start afresh)."))
+        error=lambda why: CheckpointError(f"{source} cannot be read: {why}; the checkpoint is damaged "
+                                          "(resume from another one, or start afresh)."))
     optimizer, updaters, contexts = trainer_internals(trainer)
     try:
         _check_description(description, optimizer, max_updates)
