@@ -21,7 +21,7 @@ from ._io import (
     storage_error,
     storage_errors,
 )
-from ._folder import MANIFEST_FILE, Generation, folder_generation, owned_files, read_manifest, resolve, settle
+from ._folder import MANIFEST_FILE, Generation, check_output, folder_generation, owned_files, read_manifest, resolve, settle
 from ._lock import folder_lock
 from ._safe_load import load_json_file, load_json_text, load_yaml
 from ._public import DISTRIBUTION, current_distribution, distribution_version, publish
@@ -42,6 +42,7 @@ __all__ = [
     "check_classes",
     "check_int",
     "check_number",
+    "check_output",
     "check_positive_int",
     "check_size",
     "current_distribution",

@@ -44,14 +44,15 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from ..errors import StorageError
+from ..errors import InputError, StorageError
 from ._io import PathLike, atomic_write_text, fsync_dir, make_dirs, storage_error
 from ._lock import LOCK_FILE, folder_lock
 from ._safe_load import load_json_file
 
-__all__ = ["MANIFEST_FILE", "Generation", "folder_generation", "owned_files", "read_manifest", "resolve", "settle"]
+__all__ = ["MANIFEST_FILE", "Generation", "check_output", "folder_generation", "owned_files", "read_manifest",
+           "resolve", "settle"]
 
 #: The manifest of a folder that detkit writes results into: the files it made there.
 MANIFEST_FILE = ".detkit-manifest.json"
@@ -197,6 +198,33 @@ def _roll_forward(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     if settled != manifest:
         _write_manifest(folder, settled)
     return settled
+
+
+def check_output(output: PathLike, inputs: Mapping[str, PathLike | None], *, what: str) -> Path:
+    """Refuse an output of a command that is empty, or is or lies inside one of the same command's inputs.
+
+    ``inputs`` maps what each input is ("data set", "model") to its path
+    (``None``: none given). Returns ``output`` as a path.
+
+    Raises
+    ------
+    InputError
+        Naming the output and the input it would overwrite.
+    """
+    if not str(output).strip():
+        raise InputError(f"The {what} path is empty; give a file or folder name.")
+    target = Path(output)
+    resolved = target.resolve()
+    for label, path in inputs.items():
+        if path is None:
+            continue
+        source = Path(path).resolve()
+        if resolved == source or source in resolved.parents:
+            raise InputError(
+                f"The {what} {target} would overwrite the {label} {path} that the same command reads; "
+                f"choose another {what}."
+            )
+    return target
 
 
 def settle(folder: PathLike) -> None:

@@ -11,14 +11,14 @@ from typing import Any
 
 import mxnet as mx
 
-from .._base import check_positive_int
+from .._base import check_output, check_positive_int
 from .._config import load_config
 from .._engine import evaluate, is_lead_worker
 from .._model import SSDDetector, draw_detections
 from .._run import run_config
 from ..data import DetectionDataset
 from ..data._classes import find_classes, read_classes
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -77,6 +77,13 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config.to_yaml(), end="")
         return 0
+    if args.config is not None:  # the resolved configuration is written as OUTPUT/config.yaml
+        written = Path(config.train.output_dir) / "config.yaml"
+        if written.resolve() == Path(args.config).resolve():
+            raise ConfigError(
+                f"{config.train.output_dir!r} would write the resolved configuration over {args.config}, the "
+                "configuration file this command reads; choose another train.output_dir.",
+                "train.output_dir")
     detector, history = run_config(config)
     if not is_lead_worker():  # in a distributed job, rank 0 reports
         return 0
@@ -103,6 +110,8 @@ def _dataset_for(detector: SSDDetector, path: str) -> DetectionDataset:
 
 def _evaluate(args: argparse.Namespace) -> int:
     check_positive_int("batch_size", args.batch_size)  # before anything is loaded
+    if args.plot is not None:  # before anything is loaded: never onto the model or the data
+        check_output(args.plot, {"model": args.model, "data set": args.data}, what="--plot")
     detector = SSDDetector.load(args.model)
     data = _dataset_for(detector, args.data)
     scores = evaluate(detector, data, batch_size=args.batch_size, progress=not args.json, plot=args.plot)
@@ -181,6 +190,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
+    # The INT8 detector never goes over the float32 one it is made from, nor over the data.
+    check_output(args.out, {"model": args.model, "data set": args.data}, what="--out folder")
     detector = SSDDetector.load(args.model, ctx=mx.cpu())
     data = _dataset_for(detector, args.data)
     int8 = detector.quantize(data, num_batches=args.batches, batch_size=args.batch_size,

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .._base import PathLike
+from .._base import PathLike, check_output
 from .._model import SSDDetector
 from ..errors import InputError
 from ._metric import DetectionMetric
@@ -75,6 +75,10 @@ def evaluate(
             f"The dataset's classes {classes} differ from the detector's {detector.classes}; "
             "evaluate a detector on data with the same classes."
         )
+    if plot is not None:  # before the evaluation: never onto the data it reads
+        rec = getattr(data, "rec_path", None)
+        idx = getattr(data, "idx_path", None)
+        check_output(plot, {"data set": rec, "index": idx}, what="plot")
     from tqdm.auto import tqdm
 
     metric = DetectionMetric(detector.num_classes, detector.classes)

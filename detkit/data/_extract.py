@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from .._base import PathLike, atomic_outputs, check_int
+from .._base import PathLike, check_int, folder_generation
 from ..errors import DataError
 from . import _recordio
 from ._dataset import DetectionDataset
@@ -44,7 +44,10 @@ def extract(
          "images": [{"file": "val-00000.png", "index": 0, "width": 256, "height": 256,
                      "objects": [{"class": "pikachu", "box": [80.5, 42.0, 131.0, 97.2]}]}]}
 
-    Every file is written inside ``out_dir``, all or none (atomically).
+    Every file is written inside ``out_dir``, all or none under any kill (one generation of the
+    folder's manifest, see the reliability guide); the files of earlier extracts stay, and a file
+    of yours under a name the extract needs is refused with a :class:`~detkit.errors.StorageError`,
+    never replaced.
 
     Parameters
     ----------
@@ -109,11 +112,13 @@ def extract(
             records.append({"file": name, "index": index, "width": width, "height": height, "objects": objects})
     sidecar = {"source": str(dataset.rec_path), "classes": _class_names(dataset), "images": records}
     paths = [_inside(out, name) for name, _ in images]
-    sidecar_path = _inside(out, f"{stem}.boxes.json")
-    with atomic_outputs([*paths, sidecar_path]) as staged:
-        for temp, (_, encoded) in zip(staged, images):
-            temp.write_bytes(encoded)
-        staged[-1].write_text(json.dumps(sidecar, indent=1) + "\n", encoding="utf-8")
+    sidecar_name = _inside(out, f"{stem}.boxes.json").name
+    # One generation of the folder: every file or none (under any kill), earlier extracts kept, and a file
+    # of yours under a name it needs refused, never replaced.
+    with folder_generation(out, "extract", purpose="extracting images", keep_previous=True) as generation:
+        for name, encoded in images:
+            generation.path(name).write_bytes(encoded)
+        generation.path(sidecar_name).write_text(json.dumps(sidecar, indent=1) + "\n", encoding="utf-8")
     return paths
 
 
