@@ -34,8 +34,9 @@ def extract(
     """Write images of a detection RecordIO file as files, with their boxes in a JSON sidecar.
 
     Image ``i`` becomes ``out_dir/STEM-0000i.jpg`` (or ``.png``), ``STEM`` being the
-    ``.rec`` file's name without suffix: a JPEG or PNG record is written byte for
-    byte as stored, any other format is converted to PNG. The sidecar
+    ``.rec`` file's name without suffix: an 8-bit JPEG or PNG record is written byte for
+    byte as stored, any other (a 16-bit PNG included, scaled by its value range as
+    training and ``predict`` read it) is converted to an 8-bit PNG. The sidecar
     ``out_dir/STEM.boxes.json`` lists, for each file, its size and its objects
     with their class name and box in pixels (``[xmin, ymin, xmax, ymax]``), and
     ``"difficult": true`` or ``"crowd": true`` where the packed labels say so::
@@ -93,6 +94,8 @@ def extract(
             encoded = data[dataset._image_starts[index]:]
             image = dataset._decode(file, size, index)  # checks that it decodes, and names a damaged record
             suffix = next((kept for magic, kept in _KEPT_FORMATS.items() if encoded.startswith(magic)), None)
+            if suffix is not None and not _eight_bit(encoded):
+                suffix = None  # a 16-bit PNG: written as the 8-bit image that training and predict read
             if suffix is None:
                 buffer = io.BytesIO()
                 image.convert("RGB").save(buffer, format="PNG")
@@ -120,6 +123,15 @@ def extract(
             generation.path(name).write_bytes(encoded)
         generation.path(sidecar_name).write_text(json.dumps(sidecar, indent=1) + "\n", encoding="utf-8")
     return paths
+
+
+def _eight_bit(encoded: bytes) -> bool:
+    """Whether the encoded image holds 8-bit samples (a 16-bit PNG does not)."""
+    try:
+        with Image.open(io.BytesIO(encoded)) as opened:
+            return not (opened.mode.startswith("I") or opened.mode == "F")
+    except Exception:  # noqa: BLE001 - decoded (and its errors named) by _decode above
+        return True
 
 
 def _class_names(dataset: DetectionDataset) -> list[str]:
