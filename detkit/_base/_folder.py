@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ..errors import InputError, StorageError
-from ._io import PathLike, atomic_write_text, fsync_dir, make_dirs, storage_error
+from ._io import PathLike, fsync_dir, make_dirs, storage_error
 from ._lock import LOCK_FILE, folder_lock
 from ._safe_load import load_json_file
 
@@ -57,8 +57,9 @@ __all__ = ["MANIFEST_FILE", "Generation", "check_output", "folder_generation", "
 #: The manifest of a folder that detkit writes results into: the files it made there.
 MANIFEST_FILE = ".detkit-manifest.json"
 MANIFEST_FORMAT = "detkit-folder/1"
+_MANIFEST_STAGED = ".detkit-manifest.json.new"
 _STAGE_PREFIX = ".detkit-stage-"
-_RESERVED = {MANIFEST_FILE, LOCK_FILE}
+_RESERVED = {MANIFEST_FILE, _MANIFEST_STAGED, LOCK_FILE}
 _MAX_MANIFEST_BYTES = 16 << 20
 
 
@@ -149,7 +150,22 @@ def resolve(folder: PathLike, name: str) -> Path:
 
 
 def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    atomic_write_text(folder / MANIFEST_FILE, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    """Replace the manifest atomically: written in full beside it under a fixed name of its own, ``fsync``-ed,
+    renamed, the folder ``fsync``-ed. (A fixed name, not a fresh temporary one: a kill leaves at most this
+    one file, which the next write, holding the lock, overwrites.)"""
+    staged = folder / _MANIFEST_STAGED
+    try:
+        # Never through a symbolic link planted under that name: it would truncate the link's target.
+        handle = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            os.write(handle, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+        os.replace(staged, folder / MANIFEST_FILE)
+    except OSError as error:
+        raise storage_error(folder / MANIFEST_FILE, error) from error
+    fsync_dir(folder)
 
 
 def _remove(path: Path) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
 from mxnet import gluon
 
-from .._base import PathLike, folder_generation, load_json_file, load_json_text, read_manifest, resolve, settle, storage_errors
+from .._base import PathLike, folder_generation, load_json_file, load_json_text, resolve, settle, storage_errors
 from .._model import SSDDetector, read_detector_config
 from ..errors import CheckpointError, StorageError
 from ._optimizer_state import OPTIMIZER_FILE, save_optimizer_state
@@ -108,16 +109,11 @@ class Checkpoints:
                     generation.keep("best.json")
                     generation.keep(best_path.name)
         except StorageError as error:  # named by the checkpoint's final name, not its temporary one
-            message = str(error).replace(str(staged_root(self.directory)), str(self.directory))
+            final_name = str(self.directory)
+            pattern = re.escape(final_name) + r"/\.detkit-stage-\d+"
+            message = re.sub(pattern, lambda _match: final_name, str(error))
             raise StorageError(f"{message} The previous checkpoint is intact.") from None
         return final
-
-
-def staged_root(directory: Path) -> Path:
-    """The folder that a checkpoint's staging folder path starts with (for messages)."""
-    manifest = read_manifest(directory) if directory.is_dir() else None
-    stage = (manifest or {}).get("pending") or ".detkit-stage-"
-    return directory / stage
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""One write into a folder, to be killed at a random moment: ``python _writer_child.py WRITER FOLDER WORK``.
+"""The writers of the folder rule's kill loop (``test_folder_rule.py`` forks a process per kill and runs one).
 
+Run alone, ``python _writer_child.py WRITER FOLDER WORK`` is one such write in a fresh process, to kill by hand:
 The child prepares what it writes (imports, builds or quantizes the detector,
 ...), prints ``ready`` and waits for a line on stdin; then it writes once into
 ``FOLDER`` and exits. ``WORK`` holds the inputs that the test made (``data/``,

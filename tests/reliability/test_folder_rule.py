@@ -2,8 +2,9 @@
 
 The kill loop runs each writer (``save``, ``quantize --out``, ``extract``,
 ``synth``) into a folder that holds an earlier result of the same writer and a
-file of the user's, and SIGKILLs it at a random moment of its write, again and
-again: after every kill the folder must load as the old result or the new one,
+file of the user's, each time in a process of its own (forked from the test, so
+that detkit and MXNet are imported once), and SIGKILLs it at a random moment of
+its write, again and again: after every kill the folder must load as the old result or the new one,
 and the user's file must be byte-identical. ``DETKIT_FOLDER_KILLS`` sets the
 kills per writer (default 30; ``DETKIT_FOLDER_KILLS=300`` for the long run, see
 docs/guides/reliability.rst); ``DETKIT_RELIABILITY_SEED`` the random moments.
@@ -11,14 +12,15 @@ docs/guides/reliability.rst); ``DETKIT_RELIABILITY_SEED`` the random moments.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import mxnet as mx
@@ -30,7 +32,6 @@ from detkit import SSDDetector
 from detkit._base import MANIFEST_FILE, folder_lock, resolve
 from detkit.errors import StorageError
 
-CHILD = Path(__file__).with_name("_writer_child.py")
 KILLS = int(os.environ.get("DETKIT_FOLDER_KILLS", "30"))
 USER_BYTES = b"my notes, not detkit's\n" * 3
 
@@ -74,51 +75,58 @@ def _synth_state(folder: Path) -> int:
     return record["arguments"]["seed"]
 
 
+# Built once in this process: a forked writer inherits them and only writes (quantize --out's calibration
+# happens before its write, so the kills fall into the write itself).
+_detector = functools.lru_cache(maxsize=None)(child.detector)
+_quantized = functools.lru_cache(maxsize=None)(child.quantized)
+
 WRITERS = {
     # writer: (make the earlier result, make the new one, read the folder's state)
-    "save": (lambda f, w: child.detector(1).save(f), lambda f, w: child.detector(2).save(f), _detector_state),
-    "quantize": (lambda f, w: child.quantized(1, w).save(f), lambda f, w: child.quantized(2, w).save(f),
-                 _detector_state),
+    "save": (lambda f, w: _detector(1).save(f), lambda f, w: _detector(2).save(f), _detector_state),
+    "quantize": (lambda f, w: _quantized(1, w).save(f), lambda f, w: _quantized(2, w).save(f), _detector_state),
     "extract": (lambda f, w: child.extract(f, w, 0, 2), lambda f, w: child.extract(f, w, 1, 3), _extract_state),
     "synth": (lambda f, w: child.synth(f, 1), lambda f, w: child.synth(f, 2), _synth_state),
 }
 
 
-def _spawn(writer: str, folder: Path, work: Path) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, str(CHILD), writer, str(folder), str(work)], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert process.stdout is not None and process.stdout.readline().strip() == "ready", process.stderr.read()
-    return process
+def _fork(write) -> int:
+    """Run ``write()`` in a child process forked from this one (detkit and MXNet already imported): its pid."""
+    pid = os.fork()
+    if pid == 0:  # the child: write, and leave without pytest's exit handlers
+        code = 1
+        try:
+            write()
+            code = 0
+        except BaseException:  # noqa: BLE001 - reported by the exit status
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return pid
 
 
 @pytest.mark.parametrize("writer", sorted(WRITERS))
 def test_a_killed_write_leaves_the_old_or_the_new_result_and_the_users_file(work, tmp_path, writer) -> None:
     make_old, make_new, state = WRITERS[writer]
-    reference = tmp_path / "new"
-    make_new(reference, work)
-    new = state(reference)
+    make_old(tmp_path / "warm-up-old", work)  # builds what the writers prepare, outside the measured write
+    make_new(tmp_path / "warm-up-new", work)
+    started = time.monotonic()
+    make_new(tmp_path / "new", work)
+    seconds = time.monotonic() - started  # one write: the kills fall anywhere in it (and a little after)
+    new = state(tmp_path / "new")
     folder = tmp_path / "folder"
     make_old(folder, work)
     old = state(folder)
     assert old != new
     (folder / "notes.txt").write_bytes(USER_BYTES)
-    # How long one write takes, prepared: the kills fall anywhere in it (and a little after).
-    process = _spawn(writer, tmp_path / "timing", work)
-    started = time.monotonic()
-    process.communicate("go\n", timeout=300)
-    assert process.returncode == 0
-    seconds = time.monotonic() - started
     rng = random.Random(int(os.environ.get("DETKIT_RELIABILITY_SEED", "23")))
     outcomes = {"old": 0, "new": 0}
     for kill in range(KILLS):
-        process = _spawn(writer, folder, work)
-        assert process.stdin is not None
-        process.stdin.write("go\n")
-        process.stdin.flush()
+        # A process per kill, as a killed command is: forked at once, SIGKILLed at a random moment of its write.
+        pid = _fork(lambda: make_new(folder, work))
         time.sleep(rng.uniform(0.0, 1.1) * seconds)
-        process.send_signal(signal.SIGKILL)
-        _, err = process.communicate(timeout=300)
-        assert process.returncode in (0, -signal.SIGKILL), err
+        os.kill(pid, signal.SIGKILL)  # a child that finished is a zombie until reaped: the signal is harmless
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status) or os.WEXITSTATUS(status) == 0, f"kill {kill}: the write failed"
         found = state(folder)
         assert found in (old, new), f"kill {kill}: the folder holds neither result"
         outcomes["old" if found == old else "new"] += 1
