@@ -360,7 +360,10 @@ def folder_generation(
         If another process writes into the folder, a name the write needs is a
         file of the user's, the manifest is damaged, or the disk fails.
     """
-    folder = make_dirs(folder)
+    folder = Path(folder)
+    if locked:
+        make_dirs(folder)
+    # folder_lock makes the folder, and removes it again when a failed write leaves nothing there but the lock.
     lock = contextlib.nullcontext() if locked else folder_lock(folder, purpose)
     with lock:
         manifest = read_manifest(folder)
