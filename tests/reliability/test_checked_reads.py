@@ -16,13 +16,12 @@ import pytest
 from mxnet import autograd, gluon
 from PIL import Image
 
-import detkit
-from detkit.config import load_config
 from detkit._base import FetchFailed, check_output, fetch, load_yaml
 from detkit._engine._checkpoints import Checkpoints, read_checkpoint
 from detkit._engine._metric import DetectionMetric
 from detkit._engine._optimizer_state import OPTIMIZER_FILE, load_optimizer_state, save_optimizer_state
 from detkit._model import read_detector_config
+from detkit.config import load_config
 from detkit.data._transforms import decode_image
 from detkit.errors import CheckpointError, ConfigError, DataError, InputError
 

@@ -24,7 +24,6 @@ import traceback
 from pathlib import Path
 
 import mxnet as mx
-import numpy as np
 import pytest
 
 import detkit
