@@ -372,6 +372,14 @@ def folder_generation(
             manifest = {"format": MANIFEST_FORMAT, "kind": kind, "generation": 0, "files": sorted(previous),
                         "moving": None, "remove": [], "pending": None}
         else:
+            if manifest["kind"] != kind and manifest["files"]:
+                # Another kind of result (a model saved into a synthetic set's folder): replacing the set would
+                # delete files detkit made for another purpose.
+                raise StorageError(
+                    f"{folder} holds detkit's {manifest['kind']} files ({', '.join(sorted(manifest['files'])[:4])}"
+                    f"{', ...' if len(manifest['files']) > 4 else ''}), not a {kind}; write the {kind} into "
+                    "another folder."
+                )
             manifest = _roll_forward(folder, manifest)
             previous = frozenset(manifest["files"])
         number = manifest["generation"] + 1

@@ -171,6 +171,15 @@ def test_a_file_of_the_users_under_a_name_a_write_needs_is_refused_not_replaced(
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["val-00001.jpg"]  # all or none
 
 
+def test_a_result_of_another_kind_in_the_folder_is_not_replaced(work, tmp_path) -> None:
+    folder = tmp_path / "set"
+    child.synth(folder, 1)
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    with pytest.raises(StorageError, match="holds detkit's synthetic files .*not a detector"):
+        _detector(1).save(folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+
+
 def test_saving_while_another_process_saves_into_the_folder_is_refused(tmp_path) -> None:
     folder = tmp_path / "model"
     child.detector(1).save(folder)
