@@ -11,6 +11,7 @@ from ._detector import (
     SSDDetector,
     build_component_spec,
     check_saved_weights,
+    read_detector_config,
     default_context,
     file_sha256,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "SSDDetector",
     "build_component_spec",
     "check_saved_weights",
+    "read_detector_config",
     "default_context",
     "draw_detections",
     "file_sha256",
