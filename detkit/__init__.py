@@ -14,7 +14,16 @@ _require_mxnet()
 from . import components, config, data, hookspecs, interfaces  # noqa: E402
 from ._base import distribution_version as _distribution_version, publish as _publish  # noqa: E402
 from ._engine import Callback, DetectionMetric, History, evaluate, fit  # noqa: E402
-from ._model import ComponentSpec, Detection, SSDDetector, default_context, draw_detections, load_image  # noqa: E402
+from ._model import (  # noqa: E402
+    GLUONCV_MODELS,
+    ComponentSpec,
+    Detection,
+    SSDDetector,
+    default_context,
+    draw_detections,
+    import_gluoncv,
+    load_image,
+)
 from ._pretrained import ImageNetInput, initialize_pretrained, initialize_with, pretrained_parameters  # noqa: E402
 from ._plugins import (  # noqa: E402
     PLUGIN_API_VERSION,
@@ -84,6 +93,7 @@ __all__ = [
     "ComponentSpec",
     "Detection",
     "DetectionMetric",
+    "GLUONCV_MODELS",
     "History",
     "ImageNetInput",
     "Loss",
@@ -106,6 +116,7 @@ __all__ = [
     "get_plugin_manager",
     "hookimpl",
     "hookspecs",
+    "import_gluoncv",
     "initialize_pretrained",
     "initialize_with",
     "interfaces",

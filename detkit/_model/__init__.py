@@ -14,6 +14,7 @@ from ._detector import (
     default_context,
     file_sha256,
 )
+from ._gluoncv import GLUONCV_MODELS, import_gluoncv
 from ._predict import Detection, draw_detections, load_image
 
 __all__ = [
@@ -23,11 +24,13 @@ __all__ = [
     "DETECTOR_FORMAT",
     "ComponentSpec",
     "Detection",
+    "GLUONCV_MODELS",
     "SSDDetector",
     "build_component_spec",
     "check_saved_weights",
     "default_context",
     "draw_detections",
     "file_sha256",
+    "import_gluoncv",
     "load_image",
 ]
