@@ -243,7 +243,7 @@ def _copy(detector: SSDDetector, values: Mapping[str, mx.nd.NDArray], path: Path
     network = detector.network
     features = detector.backbone
     pairs: list[tuple[Any, str]] = []  # (parameter, GluonCV's name)
-    body = features.body  # type: ignore[attr-defined]
+    body = features.body
     if vgg:
         convs = [layer for part in (body.conv4_3, body.conv5_3) for layer in part if isinstance(layer, nn.Conv2D)]
         convs += [body.fc6, body.fc7]
@@ -252,7 +252,7 @@ def _copy(detector: SSDDetector, values: Mapping[str, mx.nd.NDArray], path: Path
         for conv, gluoncv in zip(convs, names):
             pairs += [(conv.weight, f"{gluoncv}.weight"), (conv.bias, f"{gluoncv}.bias")]
         pairs.append((body.conv4_3_scale, "features.norm4.scale"))
-        for index, layer in enumerate(features.layers):  # type: ignore[attr-defined]
+        for index, layer in enumerate(features.layers):
             for position, block in enumerate(layer):
                 if isinstance(block, nn.Conv2D):
                     pairs += [(block.weight, f"features.extras.{index}.{position}.weight"),
@@ -269,7 +269,7 @@ def _copy(detector: SSDDetector, values: Mapping[str, mx.nd.NDArray], path: Path
             if match is None:
                 raise CheckpointError(f"The body parameter {key} has no model zoo name to take GluonCV's value from.")
             pairs.append((parameter, f"features.{found[0]}{short[match.end():]}"))
-        for index, layer in enumerate(features.layers):  # type: ignore[attr-defined]
+        for index, layer in enumerate(features.layers):
             # conv, BatchNorm, ReLU for the 1 x 1 transition, then the same for the 3 x 3 convolution.
             for position, kind in ((0, "trans_conv"), (3, "conv")):
                 pairs.append((layer[position].weight, f"features.expand_{kind}{index}_weight"))
