@@ -15,7 +15,6 @@ from . import components, config, data, hookspecs, interfaces  # noqa: E402
 from ._base import distribution_version as _distribution_version, publish as _publish  # noqa: E402
 from ._engine import Callback, DetectionMetric, History, evaluate, fit  # noqa: E402
 from ._model import (  # noqa: E402
-    GLUONCV_MODELS,
     ComponentSpec,
     Detection,
     SSDDetector,
@@ -93,7 +92,6 @@ __all__ = [
     "ComponentSpec",
     "Detection",
     "DetectionMetric",
-    "GLUONCV_MODELS",
     "History",
     "ImageNetInput",
     "Loss",

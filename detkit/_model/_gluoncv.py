@@ -120,18 +120,18 @@ def import_gluoncv(
     up to float rounding. Save it with :meth:`SSDDetector.save`, fine-tune it
     with :meth:`SSDDetector.with_classes` and :func:`detkit.fit`.
 
-    Supported: :data:`GLUONCV_MODELS` (``ssd_300_vgg16_atrous``,
+    Supported: ``ssd_300_vgg16_atrous``,
     ``ssd_512_vgg16_atrous``, ``ssd_512_resnet18_v1``, ``ssd_512_resnet50_v1``,
-    ``ssd_512_mobilenet1.0``, ``ssd_300_mobilenet0.25``), each with ``_voc``,
+    ``ssd_512_mobilenet1.0`` and ``ssd_300_mobilenet0.25``, each with ``_voc``,
     ``_coco`` or ``_custom``. Needs the plugins gluon-detkit-zoo (and
     gluon-detkit-resnet for the ResNets).
 
     Parameters
     ----------
     source : str or os.PathLike
-        A GluonCV model zoo name with published weights (a key of
-        :data:`~detkit._pretrained.GLUONCV_SSD_SHA1`, such as
-        ``"ssd_512_mobilenet1.0_voc"``): its file is read from ``root``, or
+        A GluonCV model zoo name with published weights (``ssd_300_vgg16_atrous``,
+        ``ssd_512_vgg16_atrous``, ``ssd_512_resnet50_v1`` and ``ssd_512_mobilenet1.0``,
+        each ``_voc`` or ``_coco``): its file is read from ``root``, or
         downloaded there and checked against GluonCV's SHA-1 sum. Or a
         ``.params`` file: GluonCV's own, or a network of yours saved with
         ``net.save_parameters`` (then give ``name``).

@@ -20,7 +20,7 @@ from .._blocks import HalvingBlock
 from ..hookspecs import Register, hookimpl
 from ._anchors import SEED_RATIOS, SEED_SIZES, MultiBoxPriorAnchors
 from ._backbone import ToyBackbone
-from ._gluoncv import GLUONCV_RATIOS, GluonCVAnchors, GluonCVDecoder
+from ._gluoncv import GluonCVAnchors, GluonCVDecoder
 from ._losses import FocalSmoothL1Loss
 from ._postprocess import MultiBoxDetectionPostProcessor
 from ._targets import DEFAULT_VARIANCES, MultiBoxTargetAssigner
@@ -28,7 +28,6 @@ from ._targets import DEFAULT_VARIANCES, MultiBoxTargetAssigner
 __all__ = [
     "DEFAULT_VARIANCES",
     "FocalSmoothL1Loss",
-    "GLUONCV_RATIOS",
     "GluonCVAnchors",
     "GluonCVDecoder",
     "HalvingBlock",

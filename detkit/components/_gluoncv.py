@@ -20,10 +20,6 @@ from ..errors import InputError
 from ..interfaces import AnchorGenerator, PostProcessor
 from ._targets import DEFAULT_VARIANCES, check_variances
 
-#: GluonCV's SSD anchor ratios on 6 scales (``ssd_300_vgg16_atrous``, ``ssd_512_resnet50_v1``, ...).
-GLUONCV_RATIOS = ((1.0, 2.0, 0.5),) + ((1.0, 2.0, 0.5, 3.0, 1.0 / 3),) * 3 + ((1.0, 2.0, 0.5),) * 2
-
-
 def _numbers(argument: str, value: Any, owner: str) -> list[float]:
     if not isinstance(value, (list, tuple)) or not value or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in value):

@@ -39,7 +39,7 @@ def test_the_installed_distribution_is_discovered() -> None:
     (plugin,) = [p for p in detkit.list_plugins() if p.name == "zoo"]
     assert (plugin.status, plugin.distribution, plugin.version) == ("active", "gluon-detkit-zoo", distribution.version)
     assert plugin.api == detkit_zoo.DETKIT_PLUGIN_API
-    assert plugin.components == {"backbone": ["mobilenet", *detkit_zoo.VARIANTS, "vgg16_atrous"]}
+    assert plugin.components == {"backbone": ["mobilenet", *detkit_zoo.VARIANTS, "vgg16_atrous", "gluoncv_features"]}
 
 
 @pytest.mark.parametrize(
