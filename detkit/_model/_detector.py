@@ -261,8 +261,8 @@ class SSDDetector:
         classes: Sequence[str],
         reuse: Mapping[Union[str, int], Union[str, int]] | None = None,
         *,
-        target_assigner: ComponentSpec | None = None,
-        loss: ComponentSpec | None = None,
+        target_assigner: Any = None,  # a ComponentSpec or None (Sphinx cannot render an alias in a union)
+        loss: Any = None,
     ) -> SSDDetector:
         """A copy of this detector for other classes: its weights, with class heads reset (GluonCV's ``reset_class``).
 
@@ -304,11 +304,11 @@ class SSDDetector:
                              "(SSDDetector.load of the folder it was quantized from) and call with_classes on it.")
         classes = check_classes(classes)
         mapping = _class_mapping(self.classes, classes, reuse)
-        specs = {kind: self._specs[kind] for kind in KINDS}
+        specs: dict[str, Any] = {kind: self._specs[kind] for kind in KINDS}
         if target_assigner is not None:
-            specs["target_assigner"] = target_assigner  # type: ignore[assignment]
+            specs["target_assigner"] = target_assigner
         if loss is not None:
-            specs["loss"] = loss  # type: ignore[assignment]
+            specs["loss"] = loss
         copy = type(self)(classes, scale_filters=self.scale_filters, data_shape=self.data_shape, ctx=self.ctx,
                           hybridize=self.hybridized, **specs)
         self._materialize()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import mxnet as mx
 from mxnet.gluon import nn
@@ -102,7 +102,7 @@ def import_gluoncv(
     name: str | None = None,
     classes: Sequence[str] | None = None,
     data_shape: int | Sequence[int] | None = None,
-    root: PathLike | None = None,
+    root: Optional[PathLike] = None,
     target_assigner: ComponentSpec = "multibox_target",
     loss: ComponentSpec = "focal_smooth_l1",
     ctx: mx.Context | None = None,
