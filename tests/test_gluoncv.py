@@ -139,6 +139,28 @@ def test_wrong_files_and_names_are_refused_in_one_sentence(tmp_path) -> None:
         detkit.import_gluoncv("ssd_512_resnet18_v1_voc")
 
 
+def test_the_command_imports_a_file_and_never_overwrites_it(tmp_path, capsys) -> None:
+    from detkit.cli import main
+
+    name = "ssd_512_mobilenet1.0_voc"
+    net = gluoncv_network(name, 128)
+    net.save_parameters(str(tmp_path / f"{name}-0123abcd.params"))  # the name is read from the file name
+    out = tmp_path / "model"
+    assert main(["import", "gluoncv", str(tmp_path / f"{name}-0123abcd.params"), "--data-shape", "128",
+                 "--out", str(out)]) == 0
+    assert f"saved to {out}" in capsys.readouterr().out
+    assert_same_detections(SSDDetector.load(out, ctx=mx.cpu()), net, 128)
+    # A file named as the detector's weights, imported into its own folder, is refused before anything is written.
+    (tmp_path / "mine").mkdir()
+    net.save_parameters(str(tmp_path / "mine" / "network.params"))
+    before = (tmp_path / "mine" / "network.params").read_bytes()
+    assert main(["import", "gluoncv", str(tmp_path / "mine" / "network.params"), "--name", name,
+                 "--out", str(tmp_path / "mine")]) == 2
+    assert "would overwrite the file being imported" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "network.params").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["network.params"]
+
+
 def test_reset_classes_keeps_the_rows_of_classes_in_both_as_gluoncv(tmp_path) -> None:
     name = "ssd_512_mobilenet1.0_voc"
     net = gluoncv_network(name, 128)

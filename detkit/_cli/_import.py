@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from .._model import GLUONCV_MODELS, import_gluoncv
 from .._pretrained import GLUONCV_SSD_SHA1
+from ..errors import InputError
+
+# What SSDDetector.save writes into its folder.
+SAVED_FILES = ("detector.yaml", "network.params", "target_assigner.params", "loss.params", "post_processor.params")
 
 __all__ = ["add_commands"]
 
@@ -38,6 +43,10 @@ def add_commands(subparsers: Any) -> None:
 
 def _gluoncv(args: argparse.Namespace) -> int:
     classes = [c.strip() for c in args.classes.split(",")] if args.classes is not None else None
+    source, out = Path(args.source).expanduser(), Path(args.out).expanduser()
+    if source.is_file() and source.resolve() in {(out / name).resolve() for name in SAVED_FILES}:
+        raise InputError(f"The --out folder {out} would overwrite the file being imported, {source}; "
+                         "choose another --out.")
     detector = import_gluoncv(args.source, name=args.name, classes=classes, data_shape=args.data_shape,
                               root=args.root)
     out = detector.save(args.out)
