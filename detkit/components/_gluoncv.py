@@ -174,8 +174,8 @@ class GluonCVDecoder(PostProcessor):
     >>> detections = decoder(class_preds, mx.nd.zeros((1, 8)), anchors)
     >>> detections.shape
     (1, 5, 6)
-    >>> detections[0, :2, :2].asnumpy().round(3).tolist()                           # class id, score
-    [[0.0, 0.987], [1.0, 0.987]]
+    >>> [[int(c), round(float(s), 3)] for c, s in detections[0, :2, :2].asnumpy()]   # class id, score
+    [[0, 0.987], [1, 0.987]]
     """
 
     def __init__(
