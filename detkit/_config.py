@@ -57,6 +57,11 @@ class ModelConfig:
     target_assigner: Component = _field(DEFAULT_COMPONENTS["target_assigner"], "Target assigner (name or mapping).")
     loss: Component = _field(DEFAULT_COMPONENTS["loss"], "Loss (name or mapping).")
     post_processor: Component = _field(DEFAULT_COMPONENTS["post_processor"], "Post-processor (name or mapping).")
+    init: Optional[str] = _field(None, "A saved detector (SSDDetector.save, e.g. of detkit import gluoncv) to "
+                                 "fine-tune: its network, weights and input size, with the class heads reset "
+                                 "for the data's classes (the rows of classes it already has kept); "
+                                 "target_assigner and loss come from this section, the other model keys are "
+                                 "not used.")
 
 
 @dataclasses.dataclass
@@ -448,6 +453,10 @@ def _check_semantics(config: Config) -> None:
             registry.build(kind, *parse_component_spec(kind, spec))
         except (ComponentNotFoundError, InputError) as error:
             raise ConfigError(str(error), key) from None
+    init = config.model.init
+    if init is not None and not (Path(init) / "detector.yaml").is_file():
+        raise ConfigError(f"{init} holds no saved detector (detector.yaml, written by SSDDetector.save or "
+                          "detkit import gluoncv)", "model.init")
     data = config.data
     if data.source == "recordio":
         if data.train is None:

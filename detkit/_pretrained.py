@@ -36,7 +36,8 @@ from ._base import FetchFailed, PathLike, atomic_path, fetch, file_digest, make_
 from .data import RGB_MEAN
 from .errors import DownloadError, InputError
 
-__all__ = ["ImageNetInput", "initialize_pretrained", "initialize_with", "pretrained_parameters"]
+__all__ = ["GLUONCV_SSD_SHA1", "ImageNetInput", "gluoncv_model_file", "initialize_pretrained", "initialize_with",
+           "pretrained_parameters"]
 
 _CHUNK = 1 << 20
 # The largest file of MXNet's model store is vgg19_bn's, about 550 MB: a download, or a zip member,
@@ -432,22 +433,48 @@ def _zoo_shapes(name: str) -> dict[str, tuple[int, ...]]:
             if key.startswith(prefix)}
 
 
-def _file_name(name: str) -> str:
+#: The SHA-1 sums of GluonCV's model store files of its SSDs (``gluoncv.model_zoo.model_store``,
+#: GluonCV 0.10.5), downloaded from the same repository as MXNet's (``gluon/models/NAME-HASH.zip``).
+GLUONCV_SSD_SHA1: dict[str, str] = {
+    "ssd_300_vgg16_atrous_voc": "0e169fbb64efdee6985c3c175ec4298c4bda0298",
+    "ssd_300_vgg16_atrous_coco": "b302ad8a8660345c368448141d8acf30b5a3801d",
+    "ssd_512_vgg16_atrous_voc": "daf8181b615b480236fcb8474545077891276945",
+    "ssd_512_vgg16_atrous_coco": "5c86064290c05eccbdd88475376c71c595c8325c",
+    "ssd_512_resnet50_v1_voc": "9c8b225a552614e4284a0f647331bfdc6940eb4a",
+    "ssd_512_resnet50_v1_coco": "c48351620d4f0cbc49e4f7a84c8e67ef8fdc6e09",
+    "ssd_512_mobilenet1.0_voc": "37c180765a4eb3e67751d6bacac47bb9156f5fff",
+    "ssd_512_mobilenet1.0_coco": "da9756faa5b9b4e34dedcf83ee0733d5895796ad",
+}
+
+
+def gluoncv_model_file(name: str, root: Optional[PathLike] = None) -> Path:
+    """GluonCV's model store file of the detector ``name`` in ``root``, downloaded and verified if missing.
+
+    The same download as :func:`pretrained_parameters`' (timeouts, size cap, SHA-1 check, the file in
+    place only when complete), with the sums of :data:`GLUONCV_SSD_SHA1`.
+    """
+    return _model_store_file(name, root, GLUONCV_SSD_SHA1, "GluonCV's trained weights",
+                             f"import the file itself (detkit import gluoncv /path/to/{{}} --name {name})")
+
+
+def _file_name(name: str, table: Optional[Mapping[str, str]] = None) -> str:
     """``NAME-HASH.params``, the model store's file name of ``name``."""
-    if not isinstance(name, str) or name not in model_store._model_sha1:
-        known = ", ".join(sorted(model_store._model_sha1))
-        raise InputError(
-            f"The 'name' argument must be a network of MXNet's model store; got {name!r} instead. Known: {known}."
-        )
-    return f"{name}-{model_store.short_hash(name)}.params"
+    table = model_store._model_sha1 if table is None else table
+    if not isinstance(name, str) or name not in table:
+        known = ", ".join(sorted(table))
+        store = "MXNet's model store" if table is model_store._model_sha1 else "the model store"
+        raise InputError(f"The 'name' argument must be a network of {store}; got {name!r} instead. Known: {known}.")
+    return f"{name}-{table[name][:8]}.params"
 
 
-def _model_store_file(name: str, root: Optional[PathLike]) -> Path:
+def _model_store_file(name: str, root: Optional[PathLike], table: Optional[Mapping[str, str]] = None,
+                      what: str = "The ImageNet weights", instead: str = "pass weights='/path/to/{}'") -> Path:
     """The model store's verified file of ``name`` in ``root``, downloaded if it is missing or differs."""
+    table = model_store._model_sha1 if table is None else table
     directory = Path(os.fspath(root)).expanduser() if root is not None else Path(mx.base.data_dir()) / "models"
-    file_name = _file_name(name)
+    file_name = _file_name(name, table)
     target = directory / file_name
-    expected = model_store._model_sha1[name]
+    expected = table[name]
     present = target.is_file()
     if present and file_digest(target, "sha1") == expected:
         return target
@@ -456,8 +483,7 @@ def _model_store_file(name: str, root: Optional[PathLike]) -> Path:
     state = (f"{target} is not the model store's file (its SHA-1 sum differs)" if present
              else f"{file_name} is not in {directory}")
     fix = (f"Without network access, download {url} on another machine, unzip it, and put {file_name} in "
-           f"{directory} (the 'root' argument; default $MXNET_HOME/models), or pass "
-           f"weights='/path/to/{file_name}'.")
+           f"{directory} (the 'root' argument; default $MXNET_HOME/models), or {instead.format(file_name)}.")
     make_dirs(directory)
     try:
         with atomic_path(target) as staged, scratch_folder(directory) as scratch:
@@ -475,7 +501,7 @@ def _model_store_file(name: str, root: Optional[PathLike]) -> Path:
                     "differs from MXNet's: unset it or fix its file"
                 )
     except _Failed as failure:
-        raise DownloadError(f"The ImageNet weights of {name} are missing: {state}, and {failure} {fix}") from None
+        raise DownloadError(f"{what} of {name} are missing: {state}, and {failure} {fix}") from None
     return target
 
 

@@ -19,7 +19,7 @@ from ._model import SSDDetector, draw_detections
 from ._pretrained import checkpoint_weights_follow
 from .data._classes import find_classes, read_classes
 from .data._voc import prepare_voc
-from .errors import CheckpointError, ConfigError, InputError
+from .errors import CheckpointError, ComponentNotFoundError, ConfigError, InputError
 
 __all__ = ["build_detector", "run_config"]
 
@@ -69,11 +69,20 @@ def build_detector(config: Config, classes: Sequence[str] | None = None, ctx: An
     """The :class:`~detkit.SSDDetector` that ``config.model`` describes.
 
     ``classes`` default to ``config.model.classes``; ``ctx`` to the GPU if any, else the CPU.
+    With ``model.init``, the saved detector there with its class heads reset for
+    ``classes`` (:meth:`SSDDetector.with_classes`) and this configuration's target
+    assigner and loss.
     """
     model = config.model
     classes = list(classes) if classes is not None else model.classes
     if not classes:
         raise ConfigError("name the object classes (or let the dataset name them)", "model.classes")
+    if model.init is not None:
+        try:
+            saved = SSDDetector.load(model.init, ctx=ctx)
+        except (CheckpointError, ComponentNotFoundError) as error:
+            raise ConfigError(str(error), "model.init") from None
+        return saved.with_classes(classes, target_assigner=model.target_assigner, loss=model.loss)
     return SSDDetector(
         classes, backbone=model.backbone, anchor_generator=model.anchor_generator,
         target_assigner=model.target_assigner, loss=model.loss, post_processor=model.post_processor,

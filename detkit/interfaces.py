@@ -107,6 +107,15 @@ class Backbone(Component):
     def out_strides(self) -> Sequence[int]:
         """How many input pixels one position of each returned feature map spans (8 for ``H/8``)."""
 
+    @property
+    def min_input_size(self) -> int:
+        """The smallest image height and width the backbone accepts; default: its last stride.
+
+        A backbone whose last maps shrink by more than their strides say
+        (unpadded convolutions, as SSD300's last layers) returns more.
+        """
+        return int(self.out_strides[-1])
+
     @abc.abstractmethod
     def hybrid_forward(self, F: Any, x: Any) -> list[Any]:
         """Map images ``(B, 3, H, W)`` to a list of feature maps, highest resolution first."""

@@ -76,6 +76,7 @@ from mxnet.gluon.model_zoo import model_store
 from ._base import PathLike
 from ._base import file_digest as _file_digest
 from ._model import SSDDetector
+from ._pretrained import GLUONCV_SSD_SHA1
 from ._plugins import ACTIVE, KINDS, register_plugin, unregister_plugin
 from ._plugins import get_registry as _get_registry
 from .errors import InputError, PluginWarning
@@ -267,11 +268,14 @@ def serve_model_store(weights: Mapping[str, PathLike], *, accept: bool = True) -
     Parameters
     ----------
     weights : mapping of str to str or os.PathLike
-        Model store name (``"mobilenet0.25"``) -> a ``.params`` file of that
-        network, e.g. a randomly initialised one saved with ``save_parameters``.
+        Model store name (``"mobilenet0.25"``, or a GluonCV detector such as
+        ``"ssd_512_mobilenet1.0_voc"`` for :func:`detkit.import_gluoncv`) -> a
+        ``.params`` file of that network, e.g. a randomly initialised one saved
+        with ``save_parameters``.
     accept : bool, default True
         Make the model store expect each file's own SHA-1 sum (its table,
-        ``mxnet.gluon.model_zoo.model_store._model_sha1``, holds the sums of
+        ``mxnet.gluon.model_zoo.model_store._model_sha1``, or detkit's table of
+        GluonCV's detectors, holds the sums of
         the real ImageNet files, which a test file cannot match; its file names
         ``NAME-HASH`` follow, with the first 8 digits of the sum as ``HASH``).
         ``False`` keeps the real sums: a download then fails verification.
@@ -291,7 +295,7 @@ def serve_model_store(weights: Mapping[str, PathLike], *, accept: bool = True) -
         assert (tmp_path / store.file_names["mobilenet0.25"]).is_file()
         assert len(store.requests) == 1
     """
-    table = model_store._model_sha1
+    tables = (model_store._model_sha1, GLUONCV_SSD_SHA1)  # MXNet's backbones, GluonCV's detectors
     files: dict[str, bytes] = {}
     file_names: dict[str, str] = {}
     sums: dict[str, str] = {}
@@ -301,6 +305,7 @@ def serve_model_store(weights: Mapping[str, PathLike], *, accept: bool = True) -
                              "a .params file for each name.")
         sums[name] = _file_digest(path, "sha1")
     for name, path in weights.items():
+        table = tables[1] if name in tables[1] else tables[0]
         if not accept and name not in table:
             raise InputError(f"{name!r} is not a network of MXNet's model store; with accept=False, serve "
                              "only model store names.")
@@ -332,20 +337,22 @@ def serve_model_store(weights: Mapping[str, PathLike], *, accept: bool = True) -
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
-    previous_table = dict(table)
+    previous_tables = [dict(table) for table in tables]
     previous_repository = os.environ.get("MXNET_GLUON_REPO")
     try:
         # MXNet's global table and the environment change only here, inside the try that restores them.
         if accept:
-            table.update(sums)
+            for name, digest in sums.items():
+                (tables[1] if name in tables[1] else tables[0])[name] = digest
         os.environ["MXNET_GLUON_REPO"] = url
         yield ModelStoreServer(url=url, file_names=file_names, requests=requests)
     finally:
         server.shutdown()
         server.server_close()
         thread.join()
-        table.clear()
-        table.update(previous_table)
+        for table, previous in zip(tables, previous_tables):
+            table.clear()
+            table.update(previous)
         if previous_repository is None:
             os.environ.pop("MXNET_GLUON_REPO", None)
         else:

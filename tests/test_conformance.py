@@ -11,6 +11,8 @@ import detkit
 from detkit import testing
 from detkit.components import (
     FocalSmoothL1Loss,
+    GluonCVAnchors,
+    GluonCVDecoder,
     MultiBoxDetectionPostProcessor,
     MultiBoxPriorAnchors,
     MultiBoxTargetAssigner,
@@ -36,6 +38,9 @@ BUILTINS = [
     FocalSmoothL1Loss(),
     FocalSmoothL1Loss(gamma=0.0, box_weight=2.0),
     MultiBoxDetectionPostProcessor(),
+    GluonCVAnchors(sizes=[20, 40, 80], ratios=[[1, 2], [1, 0.5, 3]], steps=[8, 16], image_size=[64, 96],
+                   clip=True),
+    GluonCVDecoder(post_nms=5, clip=True),
 ]
 
 

@@ -15,6 +15,7 @@ from ._detector import (
     default_context,
     file_sha256,
 )
+from ._gluoncv import GLUONCV_MODELS, import_gluoncv
 from ._predict import Detection, draw_detections, load_image
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "DETECTOR_FORMAT",
     "ComponentSpec",
     "Detection",
+    "GLUONCV_MODELS",
     "SSDDetector",
     "build_component_spec",
     "check_saved_weights",
@@ -31,5 +33,6 @@ __all__ = [
     "default_context",
     "draw_detections",
     "file_sha256",
+    "import_gluoncv",
     "load_image",
 ]

@@ -261,6 +261,79 @@ class SSDDetector:
             self.network.hybridize(static_alloc=True)
         self._quantized: gluon.SymbolBlock | None = None
 
+    def with_classes(
+        self,
+        classes: Sequence[str],
+        reuse: Mapping[Union[str, int], Union[str, int]] | None = None,
+        *,
+        target_assigner: Any = None,  # a ComponentSpec or None (Sphinx cannot render an alias in a union)
+        loss: Any = None,
+    ) -> SSDDetector:
+        """A copy of this detector for other classes: its weights, with class heads reset (GluonCV's ``reset_class``).
+
+        Every weight is copied but the class heads', which are new (the
+        detector's initialisation) except the rows of the background and of
+        the classes in ``reuse``, copied from this detector's: fine-tuning
+        keeps the body, the extra layers and the box heads, and starts each
+        reused class from what it has learnt. This detector is not changed.
+
+        Parameters
+        ----------
+        classes : sequence of str
+            The new classes.
+        reuse : mapping, optional
+            New class -> class of this detector whose rows it takes, by name or
+            index (``{"person": "person"}``, ``{0: 14}``). Default: every class
+            with the same name in both (GluonCV's ``transfer``); ``{}`` reuses
+            none.
+        target_assigner, loss : ComponentSpec, optional
+            For training; default: this detector's.
+
+        Raises
+        ------
+        InputError
+            If ``classes`` are not valid, or ``reuse`` names a class or index that
+            does not exist, or the detector is INT8.
+
+        Examples
+        --------
+        >>> import mxnet as mx
+        >>> from detkit import SSDDetector
+        >>> detector = SSDDetector(classes=["cat", "dog", "person"], ctx=mx.cpu())
+        >>> tuned = detector.with_classes(["person", "card"])    # "person" keeps its rows
+        >>> tuned.classes, tuned.num_classes
+        (['person', 'card'], 2)
+        """
+        if self._quantized is not None:
+            raise InputError("An INT8 detector cannot be given other classes: load the float32 detector "
+                             "(SSDDetector.load of the folder it was quantized from) and call with_classes on it.")
+        classes = check_classes(classes)
+        mapping = _class_mapping(self.classes, classes, reuse)
+        specs: dict[str, Any] = {kind: self._specs[kind] for kind in KINDS}
+        if target_assigner is not None:
+            specs["target_assigner"] = target_assigner
+        if loss is not None:
+            specs["loss"] = loss
+        copy = type(self)(classes, scale_filters=self.scale_filters, data_shape=self.data_shape, ctx=self.ctx,
+                          hybridize=self.hybridized, **specs)
+        self._materialize()
+        copy._materialize()
+        heads = {id(p) for p in self.network.class_heads.collect_params().values()}
+        new_heads = {id(p) for p in copy.network.class_heads.collect_params().values()}
+        mine = [p for p in self.network.collect_params().values() if id(p) not in heads]
+        theirs = [p for p in copy.network.collect_params().values() if id(p) not in new_heads]
+        for source, target in zip(mine, theirs):  # the same architecture: the same parameters, in order
+            target.set_data(source.data(self.ctx))
+        old_width, new_width = self.num_classes + 1, copy.num_classes + 1
+        for old_head, new_head in zip(self.network.class_heads, copy.network.class_heads):
+            for old, new in ((old_head.weight, new_head.weight), (old_head.bias, new_head.bias)):
+                old_data, new_data = old.data(self.ctx).asnumpy(), new.data(copy.ctx).asnumpy()
+                new_data[0::new_width] = old_data[0::old_width]  # the background of each anchor
+                for new_id, old_id in mapping.items():  # rows a * (C + 1) + 1 + class of each anchor a
+                    new_data[new_id + 1::new_width] = old_data[old_id + 1::old_width]
+                new.set_data(mx.nd.array(new_data, dtype=new.dtype))
+        return copy
+
     @property
     def precision(self) -> str:
         """``"float32"``, or ``"int8"`` for a detector made by :meth:`quantize` (inference only)."""
@@ -277,7 +350,7 @@ class SSDDetector:
     def min_input_size(self) -> int:
         """The smallest height and width the network can halve down to its last scale."""
         halvings = self.anchor_generator.num_scales - len(self.backbone.out_channels) - 1
-        return int(self.backbone.out_strides[-1]) * 2 ** max(halvings, 0)
+        return int(self.backbone.min_input_size) * 2 ** max(halvings, 0)
 
     def check_images(self, images: Any) -> mx.nd.NDArray:
         """Return ``images`` as an NDArray on :attr:`ctx` after checking its shape ``(B, 3, H, W)``.
@@ -784,6 +857,25 @@ def _check_saved_config(config: dict[str, Any], path: Path) -> None:
             raise bad(f"components.{kind}", "a mapping with a 'name'")
         if not isinstance(entry.get("kwargs") or {}, dict) or not isinstance(entry.get("provided_by") or {}, dict):
             raise bad(f"components.{kind}", "a mapping whose 'kwargs' and 'provided_by' are mappings")
+
+
+def _class_mapping(old: Sequence[str], new: Sequence[str], reuse: Any) -> dict[int, int]:
+    """``reuse`` as new class index -> old class index (default: the classes of the same name)."""
+    if reuse is None:
+        return {new.index(name): old.index(name) for name in new if name in old}
+    if not isinstance(reuse, Mapping):
+        raise InputError(f"The 'reuse' argument must map new classes to old ones (names or indices); "
+                         f"got {reuse!r} instead.")
+
+    def index(value: Any, names: Sequence[str], which: str) -> int:
+        if isinstance(value, str) and value in names:
+            return list(names).index(value)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
+            return value
+        raise InputError(f"The 'reuse' argument names {value!r}, which is not one of the {which} classes "
+                         f"{list(names)} (a name or an index from 0).")
+
+    return {index(k, new, "new"): index(v, old, "detector's") for k, v in reuse.items()}
 
 
 def build_component_spec(kind: str, spec: Any) -> tuple[Component, tuple[str, dict[str, Any]]]:

@@ -5,9 +5,11 @@ kind                      name                        class
 ========================  ==========================  ==================================
 ``backbone``              ``toy``                     :class:`ToyBackbone`
 ``anchor_generator``      ``multibox_prior``          :class:`MultiBoxPriorAnchors`
+``anchor_generator``      ``gluoncv_anchors``         :class:`GluonCVAnchors`
 ``target_assigner``       ``multibox_target``         :class:`MultiBoxTargetAssigner`
 ``loss``                  ``focal_smooth_l1``         :class:`FocalSmoothL1Loss`
 ``post_processor``        ``multibox_detection``      :class:`MultiBoxDetectionPostProcessor`
+``post_processor``        ``gluoncv_decoder``         :class:`GluonCVDecoder`
 ========================  ==========================  ==================================
 """
 
@@ -18,6 +20,7 @@ from .._blocks import HalvingBlock
 from ..hookspecs import Register, hookimpl
 from ._anchors import SEED_RATIOS, SEED_SIZES, MultiBoxPriorAnchors
 from ._backbone import ToyBackbone
+from ._gluoncv import GluonCVAnchors, GluonCVDecoder
 from ._losses import FocalSmoothL1Loss
 from ._postprocess import MultiBoxDetectionPostProcessor
 from ._targets import DEFAULT_VARIANCES, MultiBoxTargetAssigner
@@ -25,6 +28,8 @@ from ._targets import DEFAULT_VARIANCES, MultiBoxTargetAssigner
 __all__ = [
     "DEFAULT_VARIANCES",
     "FocalSmoothL1Loss",
+    "GluonCVAnchors",
+    "GluonCVDecoder",
     "HalvingBlock",
     "MultiBoxDetectionPostProcessor",
     "MultiBoxPriorAnchors",
@@ -44,6 +49,7 @@ def register_backbones(register: Register) -> None:
 @hookimpl
 def register_anchor_generators(register: Register) -> None:
     register("multibox_prior", MultiBoxPriorAnchors)
+    register("gluoncv_anchors", GluonCVAnchors)
 
 
 @hookimpl
@@ -59,3 +65,4 @@ def register_losses(register: Register) -> None:
 @hookimpl
 def register_post_processors(register: Register) -> None:
     register("multibox_detection", MultiBoxDetectionPostProcessor)
+    register("gluoncv_decoder", GluonCVDecoder)

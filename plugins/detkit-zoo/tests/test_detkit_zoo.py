@@ -39,7 +39,7 @@ def test_the_installed_distribution_is_discovered() -> None:
     (plugin,) = [p for p in detkit.list_plugins() if p.name == "zoo"]
     assert (plugin.status, plugin.distribution, plugin.version) == ("active", "gluon-detkit-zoo", distribution.version)
     assert plugin.api == detkit_zoo.DETKIT_PLUGIN_API
-    assert plugin.components == {"backbone": ["mobilenet", *detkit_zoo.VARIANTS, "vgg16_atrous"]}
+    assert plugin.components == {"backbone": ["mobilenet", *detkit_zoo.VARIANTS, "vgg16_atrous", "gluoncv_features"]}
 
 
 @pytest.mark.parametrize(
@@ -465,3 +465,28 @@ def test_a_detector_with_a_zoo_body_quantizes() -> None:
     anchors, class_preds, _ = quantized(images[0])
     expected = detector(images[0])[1]
     assert class_preds.shape == expected.shape and np.isfinite(class_preds.asnumpy()).all()
+
+
+def test_gluoncv_features_append_gluoncv_extra_layers_to_a_registered_body() -> None:
+    from detkit_zoo import VGG300_EXTRAS, GluonCVFeatures, expander_extras
+
+    features = GluonCVFeatures({"name": "mobilenet0_25", "stages": [3, 4]}, expander_extras([64, 32]),
+                               batch_norm=True)
+    assert features.out_channels == (128, 256, 64, 32) and features.out_strides == (16, 32, 64, 128)
+    features.initialize()
+    maps = features(mx.nd.zeros((1, 3, 96, 96)))
+    assert [m.shape[1:] for m in maps] == [(128, 6, 6), (256, 3, 3), (64, 2, 2), (32, 1, 1)]
+    rebuilt = detkit.build_component("backbone", "gluoncv_features", **features.get_config())
+    assert rebuilt.get_config() == features.get_config()
+    # FeatureExpander's batch norm: MXNet's symbol defaults (eps 1e-3, gamma fixed at 1).
+    norm = features.layers[0][1]
+    assert isinstance(norm, nn.BatchNorm) and norm._kwargs["eps"] == 1e-3 and norm._kwargs["fix_gamma"]
+    # SSD300's unpadded last layers need 257 pixels: said before MXNet would fail.
+    vgg = GluonCVFeatures({"name": "vgg16_atrous", "caffe_input": True, "l2_eps": 1e-5}, VGG300_EXTRAS)
+    assert vgg.min_input_size == 257
+    with pytest.raises(InputError, match="at least 257"):
+        detkit.SSDDetector(["a"], backbone=vgg, anchor_generator={
+            "name": "gluoncv_anchors", "sizes": [30, 60, 111, 162, 213, 264, 315], "ratios": [[1, 2]] * 6,
+            "steps": [8, 16, 32, 64, 100, 300], "image_size": 256}, data_shape=256)
+    with pytest.raises(InputError, match="'extras' argument of GluonCVFeatures"):
+        GluonCVFeatures("mobilenet0_25", [[[64, 3, 2]]])

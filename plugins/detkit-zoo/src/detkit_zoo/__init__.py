@@ -14,6 +14,9 @@ paper used it::
 The MobileNets return the feature maps of stages 2, 3 and 4 (strides 8, 16 and
 32) by default (see :class:`MobileNetBackbone`); ``vgg16_atrous`` returns the
 L2-normalised conv4_3 (stride 8) and fc7 (stride 16) (see :class:`VGG16Atrous`).
+``gluoncv_features`` (see :class:`GluonCVFeatures`) puts the extra layers of
+GluonCV's SSDs after any registered body: what :func:`detkit.import_gluoncv`
+builds a GluonCV SSD's backbone from.
 Each body starts with :class:`detkit.ImageNetInput`; ImageNet weights come through
 :func:`detkit.initialize_pretrained`, read when the detector is built.
 """
@@ -37,11 +40,13 @@ from ._mobilenet import (
     MobileNetV2_0_75,
     MobileNetV2_1_0,
 )
+from ._gluoncv import VGG300_EXTRAS, VGG512_EXTRAS, GluonCVFeatures, expander_extras
 from ._vgg import CONV4_3_SCALE, VGG16Atrous, reduce_fc_layers
 
 __all__ = [
     "CONV4_3_SCALE",
     "DETKIT_PLUGIN_API",
+    "GluonCVFeatures",
     "MULTIPLIERS",
     "MobileNet0_25",
     "MobileNet0_5",
@@ -55,7 +60,10 @@ __all__ = [
     "VARIANTS",
     "VERSIONS",
     "VGG16Atrous",
+    "VGG300_EXTRAS",
+    "VGG512_EXTRAS",
     "__version__",
+    "expander_extras",
     "reduce_fc_layers",
     "register_backbones",
 ]
@@ -83,8 +91,9 @@ VARIANTS = {
 
 @detkit.hookimpl
 def register_backbones(register):
-    """Register ``mobilenet``, the eight MobileNets by name, and ``vgg16_atrous``."""
+    """Register ``mobilenet``, the eight MobileNets by name, ``vgg16_atrous`` and ``gluoncv_features``."""
     register("mobilenet", MobileNetBackbone)
     for name, cls in VARIANTS.items():
         register(name, cls)
     register("vgg16_atrous", VGG16Atrous)
+    register("gluoncv_features", GluonCVFeatures)

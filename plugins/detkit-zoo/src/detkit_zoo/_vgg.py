@@ -116,6 +116,14 @@ class VGG16Atrous(Backbone):
         implies ``pretrained``.
     root : str or os.PathLike, optional
         The model store directory; default ``$MXNET_HOME/models`` (``~/.mxnet/models``).
+    caffe_input : bool, default False
+        Feed the convolutions RGB on the 0-255 scale minus the ImageNet mean
+        (``255 * MEAN``), the Caffe model's input, which GluonCV's SSD VGG-16
+        (``vgg16_atrous``, its ``init_scale``) uses, instead of the ImageNet
+        normalisation of the model zoo's ``vgg16``.
+    l2_eps : float, default 1e-10
+        The ``eps`` of conv4_3's L2 normalisation (MXNet's default; GluonCV's
+        ``Normalize`` uses 1e-5).
 
     Raises
     ------
@@ -128,9 +136,9 @@ class VGG16Atrous(Backbone):
 
     Notes
     -----
-    :meth:`get_config` records nothing: the architecture is fixed, and a saved
-    detector carries its own trained weights, so rebuilding it must not need
-    the ImageNet file.
+    :meth:`get_config` records ``caffe_input`` and ``l2_eps`` when they are not
+    the defaults, and not the initial weights: a saved detector carries its own
+    trained weights, so rebuilding it must not need the ImageNet file.
     """
 
     def __init__(
@@ -138,8 +146,18 @@ class VGG16Atrous(Backbone):
         pretrained: bool = False,
         weights: Optional[str | os.PathLike[str]] = None,
         root: Optional[str | os.PathLike[str]] = None,
+        caffe_input: bool = False,
+        l2_eps: float = 1e-10,
     ) -> None:
         super().__init__()
+        if not isinstance(caffe_input, bool):
+            raise detkit.errors.InputError(
+                f"The 'caffe_input' argument of VGG16Atrous must be True or False; got {caffe_input!r} instead.")
+        if isinstance(l2_eps, bool) or not isinstance(l2_eps, (int, float)) or not 0 < l2_eps < 1:
+            raise detkit.errors.InputError(
+                f"The 'l2_eps' argument of VGG16Atrous must be a number in (0, 1); got {l2_eps!r} instead.")
+        self.caffe_input = caffe_input
+        self.l2_eps = float(l2_eps)
         self.pretrained = bool(pretrained or weights is not None)
         self.weights = weights
         self.root = root
@@ -151,7 +169,7 @@ class VGG16Atrous(Backbone):
             fc6 = nn.Conv2D(1024, 3, padding=6, dilation=6, in_channels=512, prefix="fc6_")
             fc7 = nn.Conv2D(1024, 1, in_channels=1024, prefix="fc7_")
         with self.name_scope():
-            self.input = detkit.ImageNetInput()
+            self.input = _CaffeInput() if caffe_input else detkit.ImageNetInput()
             self.conv4_3 = nn.HybridSequential()  # conv1_1 ... conv4_3 (ReLU): stride 8
             self.conv5_3 = nn.HybridSequential()  # pool4, conv5_1 ... conv5_3 (ReLU), pool5: stride 16
             for index in range(_CONV5_3_END):
@@ -180,16 +198,33 @@ class VGG16Atrous(Backbone):
         return (8, 16)
 
     def get_config(self) -> dict[str, Any]:
-        """Nothing: the architecture is fixed, and the initial weights are not recorded (see the class notes)."""
-        return {}
+        """``caffe_input`` and ``l2_eps`` where not the defaults; not the initial weights (see the class notes)."""
+        config: dict[str, Any] = {}
+        if self.caffe_input:
+            config["caffe_input"] = True
+        if self.l2_eps != 1e-10:
+            config["l2_eps"] = self.l2_eps
+        return config
 
     def hybrid_forward(self, F: Any, x: Any, conv4_3_scale: Any) -> list[Any]:
         conv4_3 = self.conv4_3(self.input(x))  # (B, 512, H/8, W/8)
-        normalised = F.broadcast_mul(F.L2Normalization(conv4_3, mode="channel"), conv4_3_scale)
+        normalised = F.broadcast_mul(F.L2Normalization(conv4_3, mode="channel", eps=self.l2_eps), conv4_3_scale)
         y = self.conv5_3(conv4_3)  # (B, 512, H/16, W/16)
         y = F.relu(self.fc6(y))  # (B, 1024, H/16, W/16)
         y = F.relu(self.fc7(y))  # (B, 1024, H/16, W/16)
         return [normalised, y]
+
+
+class _CaffeInput(mx.gluon.HybridBlock):
+    """detkit's input (RGB minus ``RGB_MEAN``, 0-255) as RGB minus the ImageNet mean on the 0-255 scale."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._shift = tuple(m0 - 255.0 * m for m0, m in zip(detkit.data.RGB_MEAN, detkit.ImageNetInput.MEAN))
+
+    def hybrid_forward(self, F: Any, x: Any) -> Any:
+        channels = F.split(x, num_outputs=3, axis=1)  # three (B, 1, H, W)
+        return F.concat(*[c + shift for c, shift in zip(channels, self._shift)], dim=1)
 
 
 def _converted(values: Mapping[str, Any]) -> dict[str, Any]:
