@@ -229,3 +229,20 @@ def test_default_context_is_the_first_gpu_when_mxnet_sees_one(monkeypatch) -> No
     assert SSDDetector(classes=["a"]).ctx == mx.cpu()
     monkeypatch.setattr(mx.context, "num_gpus", lambda: 2)
     assert detkit.default_context() == mx.gpu(0)
+
+
+def test_a_random_init_detectors_boxes_lie_inside_the_image() -> None:
+    mx.random.seed(5)
+    image = np.random.RandomState(0).randint(0, 255, (45, 70, 3)).astype("uint8")  # not square, not 64
+    for clip in (True, False):
+        model = SSDDetector(["a", "b"], data_shape=64, ctx=mx.cpu(),
+                            post_processor={"name": "multibox_detection", "clip": clip})
+        detections = model.detect(mx.nd.random.normal(shape=(2, 3, 64, 64))).asnumpy()
+        boxes = detections[:, :, 2:][detections[:, :, 0] >= 0]
+        found = model.predict(image, threshold=0.0)
+        pixels = np.array([d.box for d in found])
+        assert len(boxes) > 10 and len(pixels) > 10  # an untrained model scores many anchors above 0.01
+        inside = ((boxes >= 0) & (boxes <= 1)).all() and ((pixels >= 0) & (pixels <= [70, 45, 70, 45])).all()
+        # Clipped by default; the seed's clip=False lets the edge anchors reach past the image.
+        assert inside == clip, clip
+        assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
