@@ -75,12 +75,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides, base=args.preset)
     if args.print_config:
-        print(config.to_yaml(), end="")
+        print(config.to_yaml(every_source=False), end="")  # the keys of the chosen data source alone
         return 0
     detector, history = run_config(config)
     if not is_lead_worker():  # in a distributed job, rank 0 reports
         return 0
-    output = Path(config.train.output_dir)
+    output = config.output_folder()
     print(f"trained {len(history)} epoch{'s' if len(history) != 1 else ''}; the model is in {output / 'model'}")
     metrics = output / "metrics.json"
     if metrics.is_file():

@@ -93,9 +93,10 @@ class Checkpoints:
             message = str(error).replace(staged_name, str(final)) if staged_name else str(error)
             raise StorageError(f"{message} The previous checkpoint is intact.") from None
         keep = {name}
-        atomic_write_text(self._pointer("last"), json.dumps({"checkpoint": name, "epoch": epoch}))
+        # The pointers count epochs as the folder names and the history do: from 1.
+        atomic_write_text(self._pointer("last"), json.dumps({"checkpoint": name, "epoch": epoch + 1}))
         if best:
-            atomic_write_text(self._pointer("best"), json.dumps({"checkpoint": name, "epoch": epoch}))
+            atomic_write_text(self._pointer("best"), json.dumps({"checkpoint": name, "epoch": epoch + 1}))
         best_path = self.path("best")
         if best_path is not None:
             keep.add(best_path.name)
