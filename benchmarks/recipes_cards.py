@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--save", default=None, help="save each detkit run's final detector into SAVE/RECIPE-SEED")
     parser.add_argument("--draw", default=None, metavar="MODEL",
                         help="draw four test photos with MODEL's detections into OUT-detections.jpg, and stop")
+    parser.add_argument("--draw-threshold", type=float, default=0.5, help="the least score drawn")
     parser.add_argument("--one", nargs=3, metavar=("RECIPE", "SEED", "ROW_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.draw:
@@ -312,10 +313,12 @@ def run_gluoncv(args: argparse.Namespace, train: Any, val: Any, seed: int) -> di
         return np.concatenate([ids[keep], scores[keep], boxes], axis=1)
 
     def validate() -> dict[str, float]:
-        # As train_ssd.py's validation: set_nms also clears the graph traced in training mode, so that the
-        # network returns detections (and training traces its own graph again afterwards).
+        # set_nms (as train_ssd.py's validation calls it) also clears the graph traced in training mode, so
+        # that the network returns detections; called again after, so that training traces its own again.
         net.set_nms(nms_thresh=0.45, nms_topk=400)
-        return score(predict, val)
+        scores = score(predict, val)
+        net.set_nms(nms_thresh=0.45, nms_topk=400)  # clears the inference graph again: training traces its own
+        return scores
 
     budget = Budget(args.budget, args.val_every, validate)
     diverged = False
@@ -343,7 +346,8 @@ def run_gluoncv(args: argparse.Namespace, train: Any, val: Any, seed: int) -> di
 
 
 def draw(args: argparse.Namespace, model: Path) -> None:
-    """Four test photos, spread over the split, with ``model``'s detections (score >= 0.5), in one 2 x 2 JPEG."""
+    """Four test photos, spread over the split, with ``model``'s detections (score >= --draw-threshold), in one
+    2 x 2 JPEG."""
     import numpy as np
     from PIL import Image
 
@@ -356,8 +360,9 @@ def draw(args: argparse.Namespace, model: Path) -> None:
     with tempfile.TemporaryDirectory() as folder:
         for number, index in enumerate(np.linspace(0, len(val) - 1, 4).round().astype(int)):
             image = val.image(int(index))
-            path = detkit.draw_detections(image, detector.predict(image, threshold=0.5), Path(folder) / f"{number}.png",
-                                          title=f"test photo {index}: {model.name}")
+            found = detector.predict(image, threshold=args.draw_threshold)
+            path = detkit.draw_detections(image, found, Path(folder) / f"{number}.png",
+                                          title=f"test photo {index}: {model.name}, scores >= {args.draw_threshold:g}")
             tile = Image.open(path).convert("RGB")
             tile.thumbnail((480, 480))
             tiles.append(tile)

@@ -390,10 +390,10 @@ def _lr_scheduler(schedule: Any, base_lr: float, epochs: int, batches_per_epoch:
     # The floor in steps is at most a quarter of the training, so that a short run still has one.
     warmup = max(int(round(warmup_epochs * batches_per_epoch)), min(int(warmup_steps), total // 4))
     if warmup >= total:
+        # Only warmup_epochs can reach it: the floor in steps is capped at a quarter of the training.
         raise InputError(
-            f"The warm-up ({warmup} steps: warmup_epochs {warmup_epochs:g}, warmup_steps {warmup_steps}) must be "
-            f"shorter than the training ({total} steps: {epochs} epoch{'s' if epochs != 1 else ''} of "
-            f"{batches_per_epoch}); lower it or train longer."
+            f"The 'warmup_epochs' argument ({warmup_epochs}) must be shorter than the training ({epochs} "
+            f"epoch{'s' if epochs != 1 else ''}); lower it or train longer."
         )
     if schedule == "cosine":
         return mx.lr_scheduler.CosineScheduler(max_update=total, base_lr=base_lr, final_lr=0.0, warmup_steps=warmup)
