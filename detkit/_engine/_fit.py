@@ -136,7 +136,8 @@ def fit(
     History
         One record per epoch: ``epoch``, ``loss`` and each loss term, ``class_accuracy``,
         ``box_mae``, ``learning_rate``, ``seconds``, ``images_per_second``, and with
-        ``val_data`` the validation ``map_50``, ``map_50_voc07`` and ``map_50_95``.
+        ``val_data`` ``validated`` (see ``val_every``) and, when true, the validation
+        ``map_50``, ``map_50_voc07`` and ``map_50_95``.
 
     Raises
     ------

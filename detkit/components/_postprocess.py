@@ -23,9 +23,10 @@ class MultiBoxDetectionPostProcessor(PostProcessor):
     force_suppress : bool, default True
         Suppress overlapping boxes whatever their classes (the seed), not only within a class.
     clip : bool, default True
-        Clip boxes to the image, as the :class:`~detkit.interfaces.PostProcessor`
-        contract asks, and drop the boxes that clipping leaves without area (wholly
-        outside the image). ``False`` is the seed's recipe (the ``"seed"`` preset):
+        Clip boxes to the image after non-maximum suppression, as the
+        :class:`~detkit.interfaces.PostProcessor` contract asks, and drop the boxes
+        that clipping leaves without area (wholly outside the image); a NaN or
+        infinite corner is left as it is, so that a diverged network shows. ``False`` is the seed's recipe (the ``"seed"`` preset):
         boxes may then reach past the image's edges.
     nms_topk : int, default 400
         Keep at most this many of an image's highest-scoring boxes before NMS; ``-1`` keeps
@@ -73,7 +74,7 @@ class MultiBoxDetectionPostProcessor(PostProcessor):
             probabilities,
             box_preds,
             anchors,
-            clip=self.clip,
+            clip=False,  # clipped below, after NMS, so that an overflowing network still shows as non-finite
             threshold=self.score_threshold,
             nms_threshold=self.nms_threshold,
             force_suppress=self.force_suppress,
@@ -82,10 +83,14 @@ class MultiBoxDetectionPostProcessor(PostProcessor):
         )  # (B, N, 6)
         if not self.clip:
             return detections
-        # A box clipped to nothing (wholly outside the image) is no detection: its class id becomes -1.
         ids = detections.slice_axis(axis=-1, begin=0, end=1)
-        rest = detections.slice_axis(axis=-1, begin=1, end=None)
-        xmin, ymin, xmax, ymax = (detections.slice_axis(axis=-1, begin=i, end=i + 1) for i in range(2, 6))
+        scores = detections.slice_axis(axis=-1, begin=1, end=2)
+        boxes = detections.slice_axis(axis=-1, begin=2, end=6)
+        # Clipped to the image; a NaN or infinite corner stays as it is (evaluation reports divergence).
+        finite = (boxes - boxes) == 0
+        boxes = F.where(finite, F.clip(boxes, 0.0, 1.0), boxes)
+        # A box clipped to nothing (wholly outside the image) is no detection: its class id becomes -1.
+        xmin, ymin, xmax, ymax = (boxes.slice_axis(axis=-1, begin=i, end=i + 1) for i in range(4))
         degenerate = ((xmax <= xmin) + (ymax <= ymin)) > 0
         ids = F.where(degenerate, F.ones_like(ids) * -1, ids)
-        return F.concat(ids, rest, dim=-1)
+        return F.concat(ids, scores, boxes, dim=-1)
