@@ -110,6 +110,13 @@ class TrainConfig:
                                               "The optimizer's settings (the seed: learning_rate 0.1, wd 5e-4).")
     lr_schedule: str = _field("constant", "Learning-rate schedule.", choices=("constant", "cosine", "step"))
     warmup_epochs: float = _field(0.0, "Linear learning-rate warm-up, in epochs (cosine or step only).", minimum=0)
+    warmup_steps: int = _field(0, "The least warm-up, in steps: the warm-up lasts the longer of warmup_epochs "
+                               "and this, capped at a quarter of the training (a small set has few steps an "
+                               "epoch).", minimum=0)
+    clip_gradient_norm: Optional[float] = _field(None, "Scale a step's gradient (all weights together) down to "
+                                                 "this L2 norm when larger; null: no clipping.", minimum=0)
+    val_every: int = _field(1, "Validate after every N-th epoch and after the last; the best checkpoint is "
+                            "chosen among the validated epochs.", minimum=1)
     devices: Union[str, List[str]] = _field("auto", "'auto' (every GPU, else the CPU) or a list such as [gpu(0), gpu(1)].")
     kvstore: Optional[str] = _field(None, "MXNet's kvstore: null (the default for the devices; dist_sync for a "
                                     "worker of detkit launch), local, device, or dist_sync / dist_device_sync "
@@ -117,7 +124,9 @@ class TrainConfig:
                                     choices=(None, "local", "device", "nccl", "dist_sync", "dist_device_sync"))
     seed: Optional[int] = _field(0, "Random seed of the run: initial weights, data order, crops (null: a random one).",
                                  minimum=0)
-    output_dir: str = _field("runs/pikachu", "Where the checkpoints, the trained model, metrics and pictures go.")
+    output_dir: Optional[str] = _field(None, "Where the checkpoints, the trained model, metrics and pictures go; "
+                                       "null: runs/NAME, NAME the data's: the folder data.root names (synthetic, "
+                                       "shapes, pikachu, voc) or the training file's name (recordio).")
     resume: bool = _field(False, "Continue from the last checkpoint in output_dir.")
     quiet: bool = _field(False, "No progress bar and no per-epoch lines.")
     num_pictures: int = _field(4, "Validation images drawn with their detections after training.", minimum=0)
@@ -161,19 +170,52 @@ class Config:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The configuration as plain data (what a YAML file holds)."""
-        return dataclasses.asdict(self)
+    def to_dict(self, *, every_source: bool = True) -> dict[str, Any]:
+        """The configuration as plain data (what a YAML file holds).
 
-    def to_yaml(self) -> str:
-        """The configuration as YAML text that :func:`load_config` reads back."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        ``every_source=False`` leaves out the ``data`` keys that another source
+        than ``data.source`` reads (``num_train`` for a VOC folder, ...).
+        """
+        values = dataclasses.asdict(self)
+        if not every_source:
+            used = _SOURCE_KEYS[self.data.source]
+            values["data"] = {key: value for key, value in values["data"].items() if key in used}
+        return values
+
+    def to_yaml(self, *, every_source: bool = True) -> str:
+        """The configuration as YAML text that :func:`load_config` reads back (``every_source``: see
+        :meth:`to_dict`)."""
+        return yaml.safe_dump(self.to_dict(every_source=every_source), sort_keys=False)
+
+    def output_folder(self) -> Path:
+        """Where a training of this configuration writes: ``train.output_dir``, else ``runs/NAME``.
+
+        ``NAME`` is the data's own name: the last folder of ``data.root`` (the
+        synthetic, shapes, pikachu and voc sources) or the training file's name
+        without its suffix (recordio), so that a user's data never lands in
+        another data set's folder.
+
+        Examples
+        --------
+        >>> from detkit.config import preset
+        >>> preset("fast", ["data.source=shapes", "data.root=data/shapes"]).output_folder().as_posix()
+        'runs/shapes'
+        """
+        if self.train.output_dir is not None:
+            return Path(self.train.output_dir)
+        data = self.data
+        if data.source == "recordio" and data.train is not None:
+            name = Path(data.train).stem
+        else:
+            name = Path(data.root).resolve().name if Path(data.root).name in ("", ".", "..") else Path(data.root).name
+        return Path("runs") / (name or data.source)
 
     def fit_arguments(self) -> dict[str, Any]:
         """The ``train`` section as keyword arguments of :func:`detkit.fit`: the recipe in Python.
 
         Returns ``epochs``, ``batch_size``, ``optimizer``, ``optimizer_params``,
-        ``lr_schedule``, ``warmup_epochs``, ``devices``, ``seed``, ``quiet`` and ``kvstore``
+        ``lr_schedule``, ``warmup_epochs``, ``warmup_steps``, ``clip_gradient_norm``,
+        ``val_every``, ``devices``, ``seed``, ``quiet`` and ``kvstore``
         (not where results go: ``checkpoint_dir`` and ``resume`` are the caller's).
         A recipe is the model and the training together: build the detector
         from the same configuration (:func:`~detkit.config.build_detector`), since
@@ -196,10 +238,21 @@ class Config:
         return {
             "epochs": train.epochs, "batch_size": train.batch_size, "optimizer": train.optimizer,
             "optimizer_params": dict(train.optimizer_params), "lr_schedule": train.lr_schedule,
-            "warmup_epochs": train.warmup_epochs, "devices": parse_devices(train.devices), "seed": train.seed,
+            "warmup_epochs": train.warmup_epochs, "warmup_steps": train.warmup_steps,
+            "clip_gradient_norm": train.clip_gradient_norm, "val_every": train.val_every,
+            "devices": parse_devices(train.devices), "seed": train.seed,
             "quiet": train.quiet, "kvstore": train.kvstore,
         }
 
+
+# The data keys each source reads (source and augment: all of them).
+_SOURCE_KEYS: Mapping[str, Sequence[str]] = {
+    "synthetic": ("source", "root", "num_train", "num_val", "image_size", "seed", "augment"),
+    "shapes": ("source", "root", "num_train", "num_val", "image_size", "seed", "num_classes", "objects", "augment"),
+    "pikachu": ("source", "root", "augment"),
+    "recordio": ("source", "train", "val", "classes", "augment"),
+    "voc": ("source", "root", "classes", "train_split", "val_split", "cache", "augment"),
+}
 
 # The anchor sizes of the "ssd" preset, one pair per feature map (fractions of the
 # image side): SSD's scales s = 0.07 (SSD512's smallest), 0.15, 0.33, 0.51, 0.69,
@@ -215,14 +268,17 @@ _SSD_ANCHOR_SIZES: List[List[float]] = [[0.07, 0.1025], [0.15, 0.2225], [0.33, 0
 #: hard-negative mining (``ssd_multibox``, gluon-detkit-losses) and SSD's
 #: augmentation (see the training guide).
 PRESETS: Mapping[str, Mapping[str, Any]] = {
-    "seed": {},
+    "seed": {"model": {"post_processor": {"name": "multibox_detection", "clip": False}}},
     "fast": {
         "model": {"loss": {"name": "focal_smooth_l1", "normalization": "positives"}},
         "train": {
             "epochs": 10,
+            "batch_size": 8,
             "optimizer_params": {"learning_rate": 0.01, "momentum": 0.9, "wd": 0.0005},
             "lr_schedule": "cosine",
             "warmup_epochs": 1.0,
+            "warmup_steps": 150,
+            "clip_gradient_norm": 10.0,
         },
     },
     "ssd": {
@@ -234,9 +290,12 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
         "data": {"augment": "ssd"},
         "train": {
             "epochs": 10,
+            "batch_size": 8,
             "optimizer_params": {"learning_rate": 0.005, "momentum": 0.9, "wd": 0.0005},
             "lr_schedule": "cosine",
             "warmup_epochs": 1.0,
+            "warmup_steps": 150,
+            "clip_gradient_norm": 10.0,
         },
     },
 }
@@ -486,6 +545,11 @@ def _check_semantics(config: Config) -> None:
         raise ConfigError(str(error), key) from None
     if train.warmup_epochs and train.lr_schedule == "constant":
         raise ConfigError("a warm-up needs the 'cosine' or 'step' lr_schedule", "train.warmup_epochs")
+    if train.warmup_steps and train.lr_schedule == "constant":
+        raise ConfigError("a warm-up needs the 'cosine' or 'step' lr_schedule", "train.warmup_steps")
+    if train.clip_gradient_norm is not None and train.clip_gradient_norm <= 0:
+        raise ConfigError(f"must be above 0 (or null: no clipping); got {train.clip_gradient_norm!r}",
+                          "train.clip_gradient_norm")
     if train.warmup_epochs >= train.epochs:
         raise ConfigError(f"the warm-up ({train.warmup_epochs:g} epoch{'s' if train.warmup_epochs != 1 else ''}) "
                           "must be shorter than the training "

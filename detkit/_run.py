@@ -93,7 +93,8 @@ def build_detector(config: Config, classes: Sequence[str] | None = None, ctx: An
 def run_config(config: Config) -> tuple[Any, Any]:
     """Train, evaluate and report as ``config`` says; return ``(detector, history)``.
 
-    Writes into ``train.output_dir``: ``checkpoints/`` (last and best),
+    Writes into ``train.output_dir`` (default ``runs/NAME``, see :meth:`Config.output_folder
+    <detkit.config.Config.output_folder>`): ``checkpoints/`` (last and best),
     ``model/`` (the detector after the last epoch, :meth:`SSDDetector.load` reads
     it; ``checkpoints/best.json`` names the epoch of the best validation mAP),
     ``config.yaml`` (the resolved configuration), ``history.json`` and
@@ -105,7 +106,9 @@ def run_config(config: Config) -> tuple[Any, Any]:
     (a folder every worker reads, for resuming); every worker trains.
     """
     validate_config(config)  # a Config changed in Python is checked as a file is
-    output = Path(config.train.output_dir)
+    output = config.output_folder()
+    # config.yaml names the folder it was written to.
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, output_dir=str(output)))
     kvstore = config.train.kvstore
     if kvstore is None and os.environ.get("DMLC_ROLE") == "worker":
         kvstore = "dist_sync"  # a worker of `detkit launch`
@@ -147,7 +150,9 @@ def _run_locked(config: Config, output: Path, kvstore: str | None) -> tuple[Any,
         history = fit(
             detector, train_data, val_data, epochs=train.epochs, batch_size=train.batch_size,
             optimizer=train.optimizer, optimizer_params=train.optimizer_params, lr_schedule=train.lr_schedule,
-            warmup_epochs=train.warmup_epochs, devices=parse_devices(train.devices), seed=train.seed,
+            warmup_epochs=train.warmup_epochs, warmup_steps=train.warmup_steps,
+            clip_gradient_norm=train.clip_gradient_norm, val_every=train.val_every,
+            devices=parse_devices(train.devices), seed=train.seed,
             checkpoint_dir=output / "checkpoints", resume=train.resume, quiet=train.quiet, callbacks=[started],
             kvstore=kvstore,
         )
@@ -197,7 +202,7 @@ class _WriteConfig(Callback):
         if is_lead_worker():  # in a distributed job, rank 0 alone (holding the folder's lock)
             with folder_generation(self.output, "training", purpose="a training", legacy=_legacy_outputs,
                                    keep_previous=True, locked=True) as generation:
-                generation.path("config.yaml").write_text(self.config.to_yaml(), encoding="utf-8")
+                generation.path("config.yaml").write_text(self.config.to_yaml(every_source=False), encoding="utf-8")
         self.done = True
 
 

@@ -215,7 +215,11 @@ class PostProcessor(Component):
     ``(B, N, C + 1)`` (raw scores), box predictions ``(B, N * 4)`` and anchors
     ``(1, N, 4)`` and returns detections ``(B, K, 6)`` rows
     ``[class_id, score, xmin, ymin, xmax, ymax]``, 0-based object class ids (the
-    background is never reported), ``class_id = -1`` for empty rows.
+    background is never reported), ``class_id = -1`` for empty rows. The corners are
+    fractions of the image, clipped to it (``0 <= xmin <= xmax <= 1``, the same for
+    y): :meth:`~detkit.SSDDetector.detect`, ``predict``, :func:`~detkit.evaluate`,
+    drawing and export report them as they come. A box clipping leaves without
+    area is no detection (``class_id = -1``).
 
     ``box_preds`` hold offsets encoded as :class:`TargetAssigner` describes; the
     post-processor inverts that encoding, with the same variances

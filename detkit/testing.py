@@ -1126,6 +1126,34 @@ def _check_post_processor_decodes_the_encoding(component: PostProcessor, ctx: mx
             )
 
 
+def _check_post_processor_clips(component: PostProcessor, ctx: mx.Context) -> None:
+    """Confident predictions that decode past the image's edges must come out clipped to [0, 1]."""
+    anchors = _grid_anchors(ctx)
+    n = anchors.shape[1]
+    class_preds = np.zeros((_BATCH, n, len(_CLASSES) + 1), dtype="float32")
+    class_preds[:, :, 0] = 12  # background everywhere but one anchor an image:
+    box_preds = np.zeros((_BATCH, n, 4), dtype="float32")
+    # Image 0: the top-left anchor moved up and left and widened; image 1: the last (large) anchor moved
+    # down and right and widened. Either decodes to a box that reaches past the image's edges.
+    for image, anchor, shift in ((0, 0, -5.0), (1, n - 1, 5.0)):
+        class_preds[image, anchor] = 0
+        class_preds[image, anchor, _MATCHED_CLASS + 1] = 12
+        box_preds[image, anchor] = [shift, shift, 5.0, 5.0]
+    output = _clone(component, ctx)(mx.nd.array(class_preds, ctx=ctx), mx.nd.array(box_preds.reshape(_BATCH, -1),
+                                                                                    ctx=ctx), anchors)
+    detections = _check_array(output, (_BATCH, output.shape[1], 6), "the detections")
+    valid = detections[:, :, 0] >= 0
+    if not (valid & (detections[:, :, 1] >= 0.5)).any(axis=1).all():
+        raise ConformanceError("a confident prediction whose box reaches past the image's edges must still be "
+                               "detected (clipped to the image)")
+    boxes = detections[:, :, 2:][valid]
+    if ((boxes < -1e-6) | (boxes > 1 + 1e-6)).any():
+        raise ConformanceError(
+            "detection boxes must be clipped to the image ([0, 1]); got corners from "
+            f"{boxes.min():.3g} to {boxes.max():.3g} (MultiBoxDetection: clip=True)"
+        )
+
+
 def _check_post_processor_hybridizes(component: PostProcessor, ctx: mx.Context) -> None:
     _check_hybrid(_clone(component, ctx), ctx, list(_post_inputs(ctx)), "the post-processor")
 
@@ -1150,7 +1178,7 @@ _CHECKS: dict[str, tuple[Callable[..., None], ...]] = {
         _check_loss_prefers_correct_predictions, _check_loss_gradients, _check_loss_hybridizes,
     ) + _DETECTOR,
     "post_processor": _COMMON + (
-        _check_post_processor_outputs, _check_post_processor_hybridizes,
+        _check_post_processor_outputs, _check_post_processor_clips, _check_post_processor_hybridizes,
         _check_post_processor_decodes_the_encoding,
     ) + _DETECTOR,
 }

@@ -155,7 +155,7 @@ def test_post_processor_equals_softmax_and_multibox_detection() -> None:
     n = anchors.shape[1]
     class_preds = mx.nd.random.normal(shape=(2, n, 3))
     box_preds = mx.nd.random.normal(scale=0.1, shape=(2, n * 4))
-    got = MultiBoxDetectionPostProcessor(nms_topk=-1)(class_preds, box_preds, anchors)
+    got = MultiBoxDetectionPostProcessor(nms_topk=-1, clip=False)(class_preds, box_preds, anchors)
     probabilities = mx.nd.SoftmaxActivation(class_preds.transpose((0, 2, 1)), mode="channel")  # the seed's way
     expected = mx.nd.contrib.MultiBoxDetection(probabilities, box_preds, anchors, force_suppress=True, clip=False)
     np.testing.assert_allclose(got.asnumpy(), expected.asnumpy(), atol=1e-6)
@@ -253,3 +253,17 @@ def test_bad_component_arguments_name_the_argument_and_the_value(build, names) -
         build()
     for part in names:
         assert part in str(caught.value)
+
+
+def test_post_processor_clips_to_the_image_and_drops_boxes_left_without_area() -> None:
+    anchors = mx.nd.array([[[-0.3, 0.2, 0.4, 0.6], [0.5, 0.5, 1.6, 1.2], [1.1, 0.2, 1.5, 0.5]]])  # (1, 3, 4)
+    class_preds = mx.nd.array([[[0, 9, 0], [0, 0, 9], [0, 9, 0]]], dtype="float32")  # confident objects
+    box_preds = mx.nd.zeros((1, 12))
+    clipped = MultiBoxDetectionPostProcessor(nms_threshold=0.99)(class_preds, box_preds, anchors).asnumpy()[0]
+    kept = clipped[clipped[:, 0] >= 0]
+    # The third anchor lies wholly right of the image: clipped to no area, it is no detection.
+    np.testing.assert_allclose(sorted(kept[:, 2:].tolist()), [[0, 0.2, 0.4, 0.6], [0.5, 0.5, 1, 1]], atol=1e-5)
+    seed = MultiBoxDetectionPostProcessor(nms_threshold=0.99, clip=False)(class_preds, box_preds, anchors)
+    raw = seed.asnumpy()[0]
+    assert (raw[:, 0] >= 0).sum() == 3 and raw[:, 2:].min() < 0 and raw[:, 2:].max() > 1  # the seed's recipe
+    assert MultiBoxDetectionPostProcessor().clip  # clipping is the default

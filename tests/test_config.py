@@ -133,6 +133,31 @@ def _refuse_constant(name: str) -> None:
     raise AssertionError(f"bare {name} in JSON that detkit wrote")
 
 
+def test_print_config_shows_the_chosen_sources_keys_alone(tmp_path, capsys) -> None:
+    (tmp_path / "VOC").mkdir()
+    assert main(["train", "--preset", "ssd", "--set", "data.source=voc", "--set", f"data.root={tmp_path / 'VOC'}",
+                 "--print-config"]) == 0
+    data = yaml.safe_load(capsys.readouterr().out)["data"]
+    assert sorted(data) == ["augment", "cache", "classes", "root", "source", "train_split", "val_split"]
+    assert main(["train", "--set", "data.source=shapes", "--print-config"]) == 0
+    data = yaml.safe_load(capsys.readouterr().out)["data"]
+    assert {"num_classes", "objects", "num_train"} <= set(data) and "train_split" not in data
+    # A file of one source's keys reads back as the same configuration.
+    config = preset("fast", ["data.source=shapes", "data.num_classes=3"])
+    assert load_config(_write(tmp_path, config.to_yaml(every_source=False))) == config
+
+
+def test_the_output_folder_is_named_after_the_data(tmp_path) -> None:
+    (tmp_path / "cards-voc").mkdir()
+    voc = preset("ssd", ["data.source=voc", f"data.root={tmp_path / 'cards-voc'}"])
+    assert voc.train.output_dir is None and voc.output_folder().as_posix() == "runs/cards-voc"
+    assert preset("seed").output_folder().as_posix() == "runs/pikachu"  # data/pikachu, the default
+    rec = tmp_path / "mine.rec"
+    rec.write_bytes(b"")
+    assert preset("fast", ["data.source=recordio", f"data.train={rec}"]).output_folder().as_posix() == "runs/mine"
+    assert preset("fast", ["train.output_dir=elsewhere"]).output_folder().as_posix() == "elsewhere"
+
+
 def test_train_evaluate_predict_from_the_command_line(tmp_path, capsys) -> None:
     out = tmp_path / "run"
     code = main([

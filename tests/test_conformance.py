@@ -201,6 +201,13 @@ class LinearSizes(MultiBoxTargetAssigner):
         return F.concat(centres, sizes, dim=-1).reshape((0, -1)) * box_mask, box_mask, class_targets
 
 
+class LeavesTheImage(MultiBoxDetectionPostProcessor):
+    """The seed's post-processing: boxes may reach past the image's edges."""
+
+    def __init__(self) -> None:
+        super().__init__(clip=False)
+
+
 class ValueDependentAnchors(MultiBoxPriorAnchors):
     """Moves its anchors with the feature values."""
 
@@ -224,6 +231,7 @@ BROKEN: list[tuple[Any, str, str]] = [
     (SwapsTheVariances(), "check_post_processor_decodes_the_encoding",
      r"must decode to that box; got \[[^]]+\]"),
     (LinearSizes(), "check_target_assigner_encoding", r"must be encoded as .* tw = log\(gw / aw\) / v2"),
+    (LeavesTheImage(), "check_post_processor_clips", r"must be clipped to the image \(\[0, 1\]\); got corners from -"),
 ]
 
 

@@ -252,9 +252,9 @@ def test_load_swaps_the_components_without_weights_of_their_own(tmp_path) -> Non
     tuned = SSDDetector.load(tmp_path / "saved", post_processor={"nms_threshold": 0.3})
     assert (tuned.post_processor.nms_threshold, tuned.post_processor.nms_topk) == (0.3, 100)
     # A whole spec replaces it; the network's weights are the saved ones.
-    other = SSDDetector.load(tmp_path / "saved", post_processor=("multibox_detection", {"clip": True}),
+    other = SSDDetector.load(tmp_path / "saved", post_processor=("multibox_detection", {"clip": False}),
                              loss=("focal_smooth_l1", {"normalization": "positives"}))
-    assert other.post_processor.clip and other.post_processor.nms_topk != 100
+    assert not other.post_processor.clip and other.post_processor.nms_topk != 100
     assert other.get_config()["components"]["loss"]["kwargs"]["normalization"] == "positives"
     saved = list(SSDDetector.load(tmp_path / "saved").network.collect_params().values())
     swapped = list(other.network.collect_params().values())
@@ -275,3 +275,20 @@ def test_an_unknown_name_suggests_the_names_it_begins() -> None:
     assert _close_names("resnet18", ["resnet", "resnet18_v1", "resnet18_v2", "resnet34_v1"]) == \
         ["resnet18_v1", "resnet18_v2"]
     assert _close_names("tyo", ["resnet", "toy"]) == ["toy"]
+
+
+def test_a_random_init_detectors_boxes_lie_inside_the_image() -> None:
+    mx.random.seed(5)
+    image = np.random.RandomState(0).randint(0, 255, (45, 70, 3)).astype("uint8")  # not square, not 64
+    for clip in (True, False):
+        model = SSDDetector(["a", "b"], data_shape=64, ctx=mx.cpu(),
+                            post_processor={"name": "multibox_detection", "clip": clip})
+        detections = model.detect(mx.nd.random.normal(shape=(2, 3, 64, 64))).asnumpy()
+        boxes = detections[:, :, 2:][detections[:, :, 0] >= 0]
+        found = model.predict(image, threshold=0.0)
+        pixels = np.array([d.box for d in found])
+        assert len(boxes) > 10 and len(pixels) > 10  # an untrained model scores many anchors above 0.01
+        inside = ((boxes >= 0) & (boxes <= 1)).all() and ((pixels >= 0) & (pixels <= [70, 45, 70, 45])).all()
+        # Clipped by default; the seed's clip=False lets the edge anchors reach past the image.
+        assert inside == clip, clip
+        assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()

@@ -386,3 +386,48 @@ def test_draw_detections_and_history_plot_write_pngs(tiny, tmp_path) -> None:
     history = detkit.History([{"epoch": 1, "loss": 1.0, "map_50": 0.2}, {"epoch": 2, "loss": 0.5, "map_50": 0.4}])
     history.plot(tmp_path / "history.png")
     assert (tmp_path / "history.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_val_every_validates_every_nth_and_the_last_epoch_and_picks_the_best_among_them(tiny, tmp_path) -> None:
+    train, val = tiny
+    history = detkit.fit(_detector(), train, val, epochs=4, batch_size=16, seed=0, quiet=True, val_every=3,
+                         checkpoint_dir=tmp_path)
+    assert history["validated"] == [False, False, True, True]
+    assert [math.isnan(v) for v in history["map_50"]] == [True, True, False, False]
+    scores = history["map_50"]
+    best_epoch = 3 if scores[2] >= scores[3] else 4
+    assert json.loads((tmp_path / "best.json").read_text()) == {"checkpoint": f"epoch-{best_epoch:04d}",
+                                                                 "epoch": best_epoch}
+    # The pointers count epochs as the folder names do.
+    assert json.loads((tmp_path / "last.json").read_text()) == {"checkpoint": "epoch-0004", "epoch": 4}
+
+
+def test_clip_gradient_norm_bounds_every_step(tiny) -> None:
+    train, _ = tiny
+    moved = {}
+    for clip in (None, 1e-3):
+        detector = _detector()
+        detector._materialize()
+        trained = [p for p in detector.network.collect_params().values() if p.grad_req != "null"]
+        before = [p.data().asnumpy() for p in trained]  # not BatchNorm's running statistics
+        # Plain SGD without weight decay: a step moves the weights by learning_rate x the (clipped) gradient.
+        detkit.fit(detector, train, epochs=1, batch_size=16, seed=0, quiet=True, clip_gradient_norm=clip,
+                   optimizer_params={"learning_rate": 0.01, "wd": 0.0})
+        moved[clip] = math.sqrt(sum(float(((p.data().asnumpy() - b) ** 2).sum()) for p, b in zip(trained, before)))
+    steps = 2  # 32 images, batch 16
+    assert moved[1e-3] <= steps * 0.01 * 1e-3 * 1.01
+    assert moved[None] > 10 * moved[1e-3]  # unclipped, the gradients are far larger
+
+
+def test_warmup_steps_is_the_least_warm_up() -> None:
+    from detkit._engine._fit import _lr_scheduler
+
+    scheduler = _lr_scheduler("cosine", 0.1, epochs=10, batches_per_epoch=10, warmup_epochs=1, warmup_steps=20)
+    assert scheduler.warmup_steps == 20  # 1 epoch is only 10 steps
+    assert _lr_scheduler("cosine", 0.1, 10, 10, warmup_epochs=3, warmup_steps=20).warmup_steps == 30
+    # The floor is at most a quarter of the training (50 steps); warmup_epochs is not capped.
+    assert _lr_scheduler("cosine", 0.1, 10, 5, warmup_epochs=0, warmup_steps=50).warmup_steps == 12
+    with pytest.raises(InputError, match=r"'warmup_epochs' argument \(10\) must be shorter"):
+        _lr_scheduler("cosine", 0.1, 10, 5, warmup_epochs=10, warmup_steps=0)
+    with pytest.raises(InputError, match="warmup_steps"):
+        detkit.fit(_detector(), None, epochs=1, warmup_steps=-1)

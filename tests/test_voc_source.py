@@ -62,7 +62,7 @@ def test_one_command_trains_on_a_voc_folder(tmp_path, capsys, monkeypatch):
     cache = default_cache(root)
     assert cache.parent == Path("data/cache") and cache.name.startswith("VOC2007-")
     assert f"Pascal VOC {root}: training on 'trainval' (6 images), validating on 'test' (2 images)" in printed
-    assert "classes the 20 Pascal VOC classes" in printed and "(packed now)" in printed
+    assert "; the classes are the 20 Pascal VOC classes;" in printed and "(packed now)" in printed
     assert "validation mAP@0.5" in printed
     for name in ("model/detector.yaml", "config.yaml", "metrics.json", "history.json", "detections/val-000.png"):
         assert (out / name).is_file(), name
@@ -133,9 +133,11 @@ def test_default_classes(tmp_path):
     assert voc.objects(0)[0, 0] == VOC_CLASSES.index("dog")
     data = prepare_voc(make_voc(tmp_path / "b", names=("dog", "zebra")), tmp_path / "cb", progress=False)
     assert data.train.classes == ["dog", "zebra"] and data.classes_from == "annotations"
-    assert "sorted: dog, zebra (not all of them Pascal VOC classes" in data.summary()
+    assert "2 classes found in the annotations: dog, zebra (not only Pascal VOC's" in data.summary()
+    one = prepare_voc(make_voc(tmp_path / "e", names=("zebra",)), tmp_path / "ce", progress=False)
+    assert "; 1 class found in the annotations: zebra (" in one.summary()
     data = prepare_voc(tmp_path / "a", tmp_path / "cc", classes=["dog", "cat"], progress=False)
-    assert data.train.classes == ["dog", "cat"] and "classes as given: dog, cat" in data.summary()
+    assert data.train.classes == ["dog", "cat"] and "the classes as given: dog, cat" in data.summary()
     with pytest.raises(DataError, match=r"unknown class 'dog'"):
         prepare_voc(tmp_path / "a", tmp_path / "cd", classes=["cat"], progress=False)
 
@@ -256,7 +258,8 @@ def test_one_command_under_detkit_launch(tmp_path):
     assert run.stdout.count(f"Pascal VOC {root}:") == 1 and "(packed now)" in run.stdout  # rank 0 packs and reports
     (cache,) = (tmp_path / "data" / "cache").iterdir()  # one cache, nothing staged left beside it
     assert not prepare_voc(root, cache, progress=False).packed
-    assert detkit.SSDDetector.load(tmp_path / "runs" / "pikachu" / "model").classes == list(VOC_CLASSES)
+    # The output folder is named after the data (the VOC folder), never another set's.
+    assert detkit.SSDDetector.load(tmp_path / "runs" / "VOC" / "model").classes == list(VOC_CLASSES)
 
 
 def test_the_example_configuration(tmp_path):

@@ -14,7 +14,7 @@ import mxnet as mx
 import yaml
 from tqdm.auto import tqdm
 
-from .._base import check_output, check_positive_int, json_text
+from .._base import check_output, check_positive_int, json_text, owned_files
 from .._config import load_config
 from .._engine import evaluate, evaluate_detections, is_lead_worker
 from .._engine._detections import check_results_path, coco_entries, coco_ids_for, write_coco_results
@@ -152,13 +152,16 @@ def _load_detector(args: argparse.Namespace, model: str) -> SSDDetector:
 def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides, base=args.preset)
     if args.print_config:
-        print(config.to_yaml(), end="")
+        print(config.to_yaml(every_source=False), end="")  # the keys of the chosen data source alone
         return 0
     if args.config is not None:  # the resolved configuration is written as OUTPUT/config.yaml
-        written = Path(config.train.output_dir) / "config.yaml"
-        if written.resolve() == Path(args.config).resolve():
+        written = config.output_folder() / "config.yaml"
+        # A run's own resolved config.yaml (listed in its folder's manifest) may be rewritten: that is how
+        # an interrupted training resumes; a configuration of yours never is.
+        own = "config.yaml" in (owned_files(config.output_folder()) or ())
+        if written.resolve() == Path(args.config).resolve() and not own:
             raise ConfigError(
-                f"{config.train.output_dir!r} would write the resolved configuration over {args.config}, the "
+                f"{str(config.output_folder())!r} would write the resolved configuration over {args.config}, the "
                 "configuration file this command reads; choose another train.output_dir.",
                 "train.output_dir")
     try:
@@ -168,7 +171,7 @@ def _train(args: argparse.Namespace) -> int:
         return 130
     if not is_lead_worker():  # in a distributed job, rank 0 reports
         return 0
-    output = Path(config.train.output_dir)
+    output = config.output_folder()
     print(f"trained {len(history)} epoch{'s' if len(history) != 1 else ''}; the model is in {output / 'model'}")
     metrics = output / "metrics.json"
     if metrics.is_file():
@@ -185,7 +188,7 @@ def _number(value: Any) -> str:
 
 def _where_training_stopped(config: Any, args: argparse.Namespace) -> str:
     """Where an interrupted training stopped (its last checkpoint, if any) and the command that resumes it."""
-    output = Path(config.train.output_dir)
+    output = config.output_folder()
     checkpoints = output / "checkpoints"
     try:
         name = json.loads((checkpoints / "last.json").read_text(encoding="utf-8"))["checkpoint"]

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["Callback", "Checkpointing", "Progress", "Recorder", "Validation", "print_line"]
 
 _SEED_METRICS = ("epoch", "loss", "class_accuracy", "box_mae", "seconds", "images_per_second",
-                 "learning_rate", "map_50", "map_50_voc07", "map_50_95")
+                 "learning_rate", "map_50", "map_50_voc07", "map_50_95", "validated")
 
 
 class Callback:
@@ -62,17 +62,24 @@ def print_line(line: str) -> None:
 
 
 class Validation(Callback):
-    """Evaluates ``data`` after every epoch and adds VOC mAP@0.5 (area and 11-point) and COCO mAP to the record.
+    """Evaluates ``data`` after every ``every``-th epoch and after the last (of ``epochs``), and adds VOC
+    mAP@0.5 (area and 11-point) and COCO mAP to the record; the other epochs' records get ``validated: False``.
 
     In a distributed run (a ``coordinator``) every worker holds rank 0's figures.
     """
 
-    def __init__(self, data: Any, batch_size: int, coordinator: Coordinator | None = None) -> None:
+    def __init__(self, data: Any, batch_size: int, coordinator: Coordinator | None = None, *, every: int = 1,
+                 epochs: int | None = None) -> None:
         self.data = data
         self.batch_size = batch_size
         self.coordinator = coordinator
+        self.every = every
+        self.epochs = epochs
 
     def on_epoch_end(self, epoch: int, record: Mapping[str, Any], detector: SSDDetector) -> None:
+        if (epoch + 1) % self.every and (self.epochs is None or epoch + 1 < self.epochs):
+            cast(Dict[str, Any], record)["validated"] = False
+            return
         keys = ("map_50", "map_50_voc07", "map_50_95")
         values = [math.nan] * len(keys)
         failure: Exception | None = None
@@ -94,7 +101,7 @@ class Validation(Callback):
                                     "training stopped. The checkpoints on disk are intact.")
             values = shared[:-1]
         # fit hands built-in callbacks the epoch's record itself (a dict), to add to.
-        cast(Dict[str, Any], record).update(zip(keys, values))
+        cast(Dict[str, Any], record).update(zip(keys, values), validated=True)
 
     def _scores(self, epoch: int, detector: SSDDetector, keys: tuple[str, ...]) -> list[float]:
         # On the first device; the weights are equal on all of them.
@@ -131,6 +138,8 @@ class Progress(Callback):
                 f"class acc {record['class_accuracy']:.4f}  box MAE {record['box_mae']:.3g}")
         if "map_50" in record:
             line += f"  val mAP@0.5 {record['map_50']:.4f}"
+        elif record.get("validated") is False:
+            line += "  (not validated)"
         print_line(line + f"  {record['seconds']:.1f} s, {record['images_per_second']:.1f} img/s")
 
 
@@ -149,8 +158,10 @@ class Checkpointing(Callback):
     """
 
     def __init__(self, directory: PathLike, settings: Mapping[str, Any], *, resume: bool, quiet: bool,
-                 coordinator: Coordinator | None = None) -> None:
+                 coordinator: Coordinator | None = None, validating: bool = False) -> None:
         self.checkpoints = Checkpoints(directory)
+        #: With validation, the best checkpoint is chosen among the validated epochs alone.
+        self.validating = validating
         self.settings = dict(settings)
         self.resume = resume
         self.quiet = quiet
@@ -187,7 +198,7 @@ class Checkpointing(Callback):
         self._resume_from = last
         self._epochs_done = int(state["epoch"]) + 1
         history = History(state["history"])
-        self._best = max((_score(r) for r in history.records), default=-math.inf)
+        self._best = max((_score(r, self.validating) for r in history.records), default=-math.inf)
         return int(state["seed"]), int(state["epoch"]) + 1, history
 
     def attach(self, trainer: gluon.Trainer, seed: int, history: History, images_per_epoch: int | None = None) -> None:
@@ -204,7 +215,7 @@ class Checkpointing(Callback):
     def on_epoch_end(self, epoch: int, record: Mapping[str, Any], detector: SSDDetector) -> None:
         if self._trainer is None or self._history is None:
             raise RuntimeError("Checkpointing.attach() must be called before the first epoch ends")
-        score = _score(record)
+        score = _score(record, self.validating)
         is_best = score > self._best
         self._best = max(self._best, score)
         state = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "seed": self._seed, "history": self._history.records,
@@ -229,9 +240,12 @@ class Checkpointing(Callback):
             )
 
 
-def _score(record: Mapping[str, Any]) -> float:
-    """Higher is better: validation mAP@0.5 when there is one, else minus the loss."""
+def _score(record: Mapping[str, Any], validating: bool = False) -> float:
+    """Higher is better: validation mAP@0.5 when there is one, else minus the loss (without validation) or
+    never the best (an epoch that was not validated, in a run that validates)."""
     value = record.get("map_50")
     if value is not None and not math.isnan(value):
         return float(value)
+    if validating:
+        return -math.inf
     return -float(record["loss"])

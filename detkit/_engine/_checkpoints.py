@@ -92,7 +92,8 @@ class Checkpoints:
         name = f"{_NAME_PREFIX}{epoch + 1:04d}"
         final = self.directory / name
         best_path = None if best else self.path("best")
-        pointer = json.dumps({"checkpoint": name, "epoch": epoch})
+        # The pointers count epochs as the folder names and the history do: from 1.
+        pointer = json.dumps({"checkpoint": name, "epoch": epoch + 1})
         try:
             with folder_generation(self.directory, "checkpoints", purpose="training checkpoints",
                                    legacy=self._legacy, locked=True) as generation:

@@ -45,6 +45,9 @@ def fit(
     optimizer_params: Mapping[str, Any] | None = None,
     lr_schedule: Any = None,
     warmup_epochs: float = 0.0,
+    warmup_steps: int = 0,
+    clip_gradient_norm: float | None = None,
+    val_every: int = 1,
     devices: Devices = "auto",
     callbacks: Sequence[Callback] = (),
     checkpoint_dir: PathLike | None = None,
@@ -83,6 +86,19 @@ def fit(
         ``"cosine"`` decays to 0 over training; ``"step"`` divides by 10 at 2/3 and 5/6.
     warmup_epochs : float, default 0
         Linear warm-up from 0, in epochs (with ``"cosine"`` or ``"step"``).
+    warmup_steps : int, default 0
+        The least warm-up, in steps (updates): the warm-up lasts
+        ``max(warmup_epochs * steps per epoch, min(warmup_steps, total steps // 4))``
+        steps, so that a small data set (a few steps an epoch) still warms up for
+        long enough, and a short training is not all warm-up.
+    clip_gradient_norm : float, optional
+        Scale each step's gradient (the mean over the batch, of every weight
+        together) down to this global L2 norm when it is larger: one bad batch
+        early in training cannot throw the weights far. Default: no clipping.
+    val_every : int, default 1
+        Validate ``val_data`` after every ``val_every``-th epoch and always after
+        the last; the other epochs' records have no mAP (the best checkpoint is
+        chosen among the validated epochs).
     devices : "auto", Context or list of Context, default "auto"
         ``"auto"``: every GPU MXNet sees, else the CPU. Several devices train data-parallel.
     callbacks : sequence of Callback
@@ -121,7 +137,8 @@ def fit(
     History
         One record per epoch: ``epoch``, ``loss`` and each loss term, ``class_accuracy``,
         ``box_mae``, ``learning_rate``, ``seconds``, ``images_per_second``, and with
-        ``val_data`` the validation ``map_50``, ``map_50_voc07`` and ``map_50_95``.
+        ``val_data`` ``validated`` (see ``val_every``) and, when true, the validation
+        ``map_50``, ``map_50_voc07`` and ``map_50_95``.
 
     Raises
     ------
@@ -141,6 +158,7 @@ def fit(
     """
     plan = _plan(detector, train_data, val_data, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                  optimizer_params=optimizer_params, lr_schedule=lr_schedule, warmup_epochs=warmup_epochs,
+                 warmup_steps=warmup_steps, clip_gradient_norm=clip_gradient_norm, val_every=val_every,
                  devices=devices, checkpoint_dir=checkpoint_dir, resume=resume, kvstore=kvstore, seed=seed)
     check_bool("quiet", quiet)
     with contextlib.ExitStack() as held:
@@ -150,6 +168,7 @@ def fit(
         try:
             history = _fit(detector, train_data, val_data, plan, epochs=epochs, batch_size=batch_size,
                            optimizer=optimizer, lr_schedule=lr_schedule, warmup_epochs=warmup_epochs,
+                           warmup_steps=warmup_steps, clip_gradient_norm=clip_gradient_norm, val_every=val_every,
                            callbacks=callbacks, checkpoint_dir=checkpoint_dir, resume=resume, seed=seed, quiet=quiet)
         except BaseException as error:
             if plan.coordinator is not None:  # the job cannot go on: this worker leaves it at once on exit
@@ -161,12 +180,14 @@ def fit(
 
 
 def _fit(detector: SSDDetector, train_data: Any, val_data: Any, plan: _Plan, *, epochs: int, batch_size: int,
-         optimizer: str, lr_schedule: Any, warmup_epochs: float, callbacks: Sequence[Callback],
+         optimizer: str, lr_schedule: Any, warmup_epochs: float, warmup_steps: int,
+         clip_gradient_norm: float | None, val_every: int, callbacks: Sequence[Callback],
          checkpoint_dir: PathLike | None, resume: bool, seed: int | None, quiet: bool) -> History:
     """:func:`fit` once its arguments are checked (and its checkpoint directory locked)."""
     coordinator = plan.coordinator
     history = History()
-    checkpointing = (Checkpointing(checkpoint_dir, plan.settings, resume=resume, quiet=quiet, coordinator=coordinator)
+    checkpointing = (Checkpointing(checkpoint_dir, plan.settings, resume=resume, quiet=quiet, coordinator=coordinator,
+                                   validating=val_data is not None)
                      if checkpoint_dir is not None else None)
     start_epoch = 0
     restored = checkpointing.restore(detector) if checkpointing is not None else None
@@ -177,7 +198,8 @@ def _fit(detector: SSDDetector, train_data: Any, val_data: Any, plan: _Plan, *, 
     if coordinator is not None:
         seed, start_epoch = _start_of_rank_zero(coordinator, seed, start_epoch, checkpoint_dir)
         quiet = quiet or coordinator.rank != 0  # one progress display for the job: rank 0's
-    built_in: list[Callback] = [Validation(val_data, batch_size, coordinator)] if val_data is not None else []
+    built_in: list[Callback] = ([Validation(val_data, batch_size, coordinator, every=val_every, epochs=epochs)]
+                                if val_data is not None else [])
     built_in += [Recorder(history)] + ([] if quiet else [Progress(epochs)])
     built_in += [checkpointing] if checkpointing is not None else []
 
@@ -197,7 +219,8 @@ def _fit(detector: SSDDetector, train_data: Any, val_data: Any, plan: _Plan, *, 
             "lower batch_size or add images."
         )
     params = dict(plan.optimizer_params)
-    scheduler = _lr_scheduler(lr_schedule, params["learning_rate"], epochs, batches_per_epoch, warmup_epochs)
+    scheduler = _lr_scheduler(lr_schedule, params["learning_rate"], epochs, batches_per_epoch, warmup_epochs,
+                              warmup_steps)
     if scheduler is not None:
         params["lr_scheduler"] = scheduler
     detector._materialize()
@@ -226,7 +249,7 @@ def _fit(detector: SSDDetector, train_data: Any, val_data: Any, plan: _Plan, *, 
         for epoch in range(start_epoch, epochs):
             mx.random.seed(_epoch_seed(seed, epoch) % (2**31))
             record = train_epoch(graph, trainer, loader(epoch), plan.contexts, epoch, epochs, term_names, quiet,
-                                 coordinator=coordinator)
+                                 coordinator=coordinator, clip_gradient_norm=clip_gradient_norm)
             record["learning_rate"] = float(trainer.learning_rate)
             if coordinator is not None:
                 _average_statistics(coordinator, weights)
@@ -262,6 +285,7 @@ class _Plan:
 
 def _plan(detector: SSDDetector, train_data: Any, val_data: Any, *, epochs: int, batch_size: int, optimizer: str,
           optimizer_params: Mapping[str, Any] | None, lr_schedule: Any, warmup_epochs: float, devices: Devices,
+          warmup_steps: int = 0, clip_gradient_norm: float | None = None, val_every: int = 1,
           checkpoint_dir: PathLike | None, resume: bool, kvstore: Any, seed: int | None = None) -> _Plan:
     """Check every argument of :func:`fit` before anything runs; return what the loop needs."""
     if not isinstance(detector, SSDDetector):
@@ -274,6 +298,10 @@ def _plan(detector: SSDDetector, train_data: Any, val_data: Any, *, epochs: int,
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
     check_number("warmup_epochs", warmup_epochs, minimum=0)
+    check_int("warmup_steps", warmup_steps, minimum=0)
+    check_positive_int("val_every", val_every)
+    if clip_gradient_norm is not None:
+        check_number("clip_gradient_norm", clip_gradient_norm, minimum=0, exclusive_minimum=True)
     check_bool("resume", resume)
     if seed is not None:
         check_int("seed", seed, minimum=0)
@@ -315,7 +343,8 @@ def _plan(detector: SSDDetector, train_data: Any, val_data: Any, *, epochs: int,
     schedule = _schedule_name(lr_schedule)
     settings = {
         "batch_size": batch_size, "optimizer": optimizer, "lr_schedule": schedule,
-        "warmup_epochs": warmup_epochs, "data_shape": list(detector.data_shape),
+        "warmup_epochs": warmup_epochs, "warmup_steps": warmup_steps, "data_shape": list(detector.data_shape),
+        "clip_gradient_norm": None if clip_gradient_norm is None else float(clip_gradient_norm),
         "epochs": epochs if schedule != "constant" else None,
         # Every optimizer setting (the seed's defaults included): resuming with another one is refused.
         "optimizer_params": {key: _plain(value) for key, value in sorted(params.items()) if key != "lr_scheduler"},
@@ -360,12 +389,12 @@ def _contexts(devices: Devices) -> list[mx.Context]:
 
 
 def _lr_scheduler(schedule: Any, base_lr: float, epochs: int, batches_per_epoch: int,
-                  warmup_epochs: float) -> mx.lr_scheduler.LRScheduler | None:
+                  warmup_epochs: float, warmup_steps: int = 0) -> mx.lr_scheduler.LRScheduler | None:
     if isinstance(schedule, mx.lr_scheduler.LRScheduler):
         return schedule
     if schedule is None or schedule == "constant":
-        if warmup_epochs:
-            raise InputError("The 'warmup_epochs' argument needs lr_schedule 'cosine' or 'step'.")
+        if warmup_epochs or warmup_steps:
+            raise InputError("The 'warmup_epochs' and 'warmup_steps' arguments need lr_schedule 'cosine' or 'step'.")
         return None
     if schedule not in _SCHEDULES:
         raise InputError(
@@ -373,8 +402,10 @@ def _lr_scheduler(schedule: Any, base_lr: float, epochs: int, batches_per_epoch:
             f"mxnet.lr_scheduler.LRScheduler or None; got {schedule!r} instead."
         )
     total = max(epochs * batches_per_epoch, 1)
-    warmup = int(round(warmup_epochs * batches_per_epoch))
+    # The floor in steps is at most a quarter of the training, so that a short run still has one.
+    warmup = max(int(round(warmup_epochs * batches_per_epoch)), min(int(warmup_steps), total // 4))
     if warmup >= total:
+        # Only warmup_epochs can reach it: the floor in steps is capped at a quarter of the training.
         raise InputError(
             f"The 'warmup_epochs' argument ({warmup_epochs}) must be shorter than the training ({epochs} "
             f"epoch{'s' if epochs != 1 else ''}); lower it or train longer."

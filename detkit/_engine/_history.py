@@ -68,7 +68,7 @@ class History:
         if not self.records:
             raise InputError("The history has no epochs to plot.")
         epochs = self["epoch"]
-        skip = {"epoch", "seconds", "images_per_second", "learning_rate", "class_accuracy", "box_mae"}
+        skip = {"epoch", "seconds", "images_per_second", "learning_rate", "class_accuracy", "box_mae", "validated"}
         fields = list(fields) if fields is not None else [
             k for k in self.records[0] if k not in skip and not k.startswith("map_")]
         maps = [k for k in ("map_50", "map_50_voc07", "map_50_95") if k in self.records[-1]]
@@ -78,8 +78,9 @@ class History:
         axes[0][0].set(xlabel="epoch", ylabel="training loss", yscale="log", title="Loss")
         axes[0][0].legend()
         if maps:
-            for field in maps:
-                axes[0][1].plot(epochs, self[field], marker="o", label=field)
+            for field in maps:  # the validated epochs (train.val_every)
+                points = [(e, v) for e, v in zip(epochs, self[field]) if not math.isnan(v)]
+                axes[0][1].plot([e for e, _ in points], [v for _, v in points], marker="o", label=field)
             axes[0][1].set(xlabel="epoch", ylabel="validation mAP", ylim=(0, 1), title="Validation mAP")
             axes[0][1].legend()
         from matplotlib.ticker import MaxNLocator

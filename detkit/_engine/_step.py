@@ -110,7 +110,7 @@ class TrainingGraph(gluon.HybridBlock):
 
 def train_epoch(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, contexts: list[mx.Context],
                 epoch: int, epochs: int, term_names: list[str], quiet: bool,
-                coordinator: Coordinator | None = None) -> dict[str, Any]:
+                coordinator: Coordinator | None = None, clip_gradient_norm: float | None = None) -> dict[str, Any]:
     """Run one epoch of steps; return its record (the loss terms, the seed's metrics, time and speed).
 
     With a ``coordinator`` (a distributed run) every step is normalised by the
@@ -118,7 +118,8 @@ def train_epoch(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, conte
     job's: sums over the workers, ``seconds`` their mean.
     """
     with coordinator.watchdog.armed() if coordinator is not None else contextlib.nullcontext():
-        totals, seconds = _steps(graph, trainer, loader, contexts, epoch, epochs, term_names, quiet, coordinator)
+        totals, seconds = _steps(graph, trainer, loader, contexts, epoch, epochs, term_names, quiet, coordinator,
+                                 clip_gradient_norm)
         # Every step done, BatchNorm's statistics included, before anything reads the weights: a hybridized
         # (static_alloc) step on several devices does not order those updates against later reads.
         mx.nd.waitall()
@@ -139,7 +140,7 @@ def train_epoch(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, conte
 
 def _steps(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, contexts: list[mx.Context], epoch: int,
            epochs: int, term_names: list[str], quiet: bool,
-           coordinator: Coordinator | None) -> tuple[np.ndarray, float]:
+           coordinator: Coordinator | None, clip_gradient_norm: float | None = None) -> tuple[np.ndarray, float]:
     """The epoch's steps; return the column sums of the stats (see :class:`TrainingGraph`) and the seconds."""
     # Trainer.step divides the summed gradients by the images they come from: all workers' images.
     workers = coordinator.num_workers if coordinator is not None else 1
@@ -161,7 +162,12 @@ def _steps(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, contexts: 
         with autograd.record():
             outputs = [graph(*arrays) for arrays in zip(*inputs)]
         autograd.backward([loss for loss, _ in outputs])
-        trainer.step(batch.data.shape[0] * workers)
+        if clip_gradient_norm is None:
+            trainer.step(batch.data.shape[0] * workers)
+        else:
+            trainer.allreduce_grads()  # every device (and worker) now holds the batch's summed gradient
+            _clip_global_norm(trainer, contexts, clip_gradient_norm * batch.data.shape[0] * workers)
+            trainer.update(batch.data.shape[0] * workers)
         if coordinator is not None:
             coordinator.watchdog.beat()
         for _, stats in outputs:
@@ -183,6 +189,22 @@ def _steps(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, contexts: 
     totals = sums.asnumpy()
     bar.close()
     return totals, time.perf_counter() - started
+
+
+def _clip_global_norm(trainer: gluon.Trainer, contexts: list[mx.Context], max_norm: float) -> None:
+    """Scale every gradient on every device by ``min(1, max_norm / global norm)``, without waiting for the device.
+
+    The gradients are the batch's sums (the update divides them by the batch), so ``max_norm``
+    is the limit on the mean gradient times the batch.
+    """
+    weights = [p for p in trainer._params if p.grad_req != "null"]
+    for position in range(len(contexts)):
+        grads = [p.list_grad()[position] for p in weights]
+        squares = mx.nd.add_n(*[mx.nd.sum(mx.nd.square(g)).reshape((1,)) for g in grads])
+        scale = mx.nd.minimum(max_norm / (mx.nd.sqrt(squares) + 1e-12), mx.nd.ones_like(squares))
+        for grad in grads:
+            grad *= scale
+        # A non-finite norm leaves non-finite gradients: the loss check stops training, as without clipping.
 
 
 def _check_finite(stats: list[tuple[int, mx.nd.NDArray]], epoch: int) -> np.ndarray:

@@ -22,8 +22,12 @@ class MultiBoxDetectionPostProcessor(PostProcessor):
         Anchors whose best object probability is below this are dropped.
     force_suppress : bool, default True
         Suppress overlapping boxes whatever their classes (the seed), not only within a class.
-    clip : bool, default False
-        Clip boxes to the image (the seed does not).
+    clip : bool, default True
+        Clip boxes to the image after non-maximum suppression, as the
+        :class:`~detkit.interfaces.PostProcessor` contract asks, and drop the boxes
+        that clipping leaves without area (wholly outside the image); a NaN or
+        infinite corner is left as it is, so that a diverged network shows. ``False`` is the seed's recipe (the ``"seed"`` preset):
+        boxes may then reach past the image's edges.
     nms_topk : int, default 400
         Keep at most this many of an image's highest-scoring boxes before NMS; ``-1`` keeps
         all (the seed). NMS compares every pair of boxes it keeps, and an untrained or
@@ -39,7 +43,7 @@ class MultiBoxDetectionPostProcessor(PostProcessor):
         nms_threshold: float = 0.5,
         score_threshold: float = 0.01,
         force_suppress: bool = True,
-        clip: bool = False,
+        clip: bool = True,
         nms_topk: int = 400,
         variances: Sequence[float] = DEFAULT_VARIANCES,
     ) -> None:
@@ -66,14 +70,27 @@ class MultiBoxDetectionPostProcessor(PostProcessor):
 
     def hybrid_forward(self, F: Any, class_preds: Any, box_preds: Any, anchors: Any) -> Any:
         probabilities = F.softmax(class_preds, axis=-1).transpose(axes=(0, 2, 1))  # (B, C+1, N)
-        return F.contrib.MultiBoxDetection(
+        detections = F.contrib.MultiBoxDetection(
             probabilities,
             box_preds,
             anchors,
-            clip=self.clip,
+            clip=False,  # clipped below, after NMS, so that an overflowing network still shows as non-finite
             threshold=self.score_threshold,
             nms_threshold=self.nms_threshold,
             force_suppress=self.force_suppress,
             nms_topk=self.nms_topk,
             variances=self.variances,
         )  # (B, N, 6)
+        if not self.clip:
+            return detections
+        ids = detections.slice_axis(axis=-1, begin=0, end=1)
+        scores = detections.slice_axis(axis=-1, begin=1, end=2)
+        boxes = detections.slice_axis(axis=-1, begin=2, end=6)
+        # Clipped to the image; a NaN or infinite corner stays as it is (evaluation reports divergence).
+        finite = (boxes - boxes) == 0
+        boxes = F.where(finite, F.clip(boxes, 0.0, 1.0), boxes)
+        # A box clipped to nothing (wholly outside the image) is no detection: its class id becomes -1.
+        xmin, ymin, xmax, ymax = (boxes.slice_axis(axis=-1, begin=i, end=i + 1) for i in range(4))
+        degenerate = ((xmax <= xmin) + (ymax <= ymin)) > 0
+        ids = F.where(degenerate, F.ones_like(ids) * -1, ids)
+        return F.concat(ids, scores, boxes, dim=-1)

@@ -72,14 +72,15 @@ class VocData(NamedTuple):
                        else ", no validation")
         classes = self.train.classes
         if self.classes_from == "voc":
-            named = "the 20 Pascal VOC classes"
+            named = "the classes are the 20 Pascal VOC classes"
         elif self.classes_from == "annotations":
-            named = (f"the {len(classes)} names found in the annotations, sorted: {', '.join(classes)} "
-                     "(not all of them Pascal VOC classes; data.classes sets the list)")
+            count = "1 class" if len(classes) == 1 else f"{len(classes)} classes"
+            named = (f"{count} found in the annotations: {', '.join(classes)} (not only Pascal VOC's; data.classes "
+                     "sets the list and its order)")
         else:
-            named = f"as given: {', '.join(classes)}"
+            named = f"the classes as given: {', '.join(classes)}"
         cache = "packed now" if self.packed else "reused, made from the same files"
-        return f"Pascal VOC {self.root}: {splits}; classes {named}; RecordIO cache {self.cache} ({cache})."
+        return f"Pascal VOC {self.root}: {splits}; {named}; RecordIO cache {self.cache} ({cache})."
 
 
 def check_split(argument: str, name: Any, *, optional: bool = False) -> None:

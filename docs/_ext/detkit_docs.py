@@ -12,7 +12,7 @@ Directives
 ``.. detkit-cli-reference::``
     Every ``detkit`` command, subcommand and option, read from the argument
     parser that ``detkit`` itself uses.
-``.. detkit-measured:: profile|benchmark|precision|recipes PATH``
+``.. detkit-measured:: profile|benchmark|precision|recipes|cards PATH``
     Tables of the figures that ``benchmarks/profile_step.py`` or
     ``benchmarks/bench.py`` wrote to ``PATH`` (relative to the repository), so
     that the page shows what was measured, not a copy of it.
@@ -45,6 +45,7 @@ from sphinx.util.nodes import make_refnode, nested_parse_with_titles
 
 from detkit_reference import (
     benchmark_table_rst,
+    cards_table_rst,
     cli_reference_rst,
     config_reference_rst,
     import_object,
@@ -96,7 +97,7 @@ class MeasuredDirective(_GeneratedDirective):
         path = Path(__file__).resolve().parents[2] / relative
         self.env.note_dependency(str(path))
         tables = {"profile": profile_table_rst, "benchmark": benchmark_table_rst, "precision": precision_table_rst,
-                  "recipes": recipes_table_rst}
+                  "recipes": recipes_table_rst, "cards": cards_table_rst}
         if kind not in tables:
             raise self.error(f"detkit-measured: the kind must be one of {', '.join(tables)}; got {kind!r}")
         if not path.is_file():

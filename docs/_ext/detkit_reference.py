@@ -291,6 +291,50 @@ def recipes_table_rst(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def cards_table_rst(result: dict[str, Any]) -> list[str]:
+    """Each system and recipe over its seeds at one budget, from ``benchmarks/recipes_cards.py``'s JSON."""
+    rows_in = result.get("rows") or []
+    if not rows_in:
+        return ["This results file has no runs yet: run ``python benchmarks/recipes_cards.py``.", ""]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows_in:
+        groups.setdefault((row["system"], row["recipe"]), []).append(row)
+
+    def per_epoch(runs: list[dict[str, Any]]) -> float:
+        return sum(r["seconds"] / max(r["epochs"], 1) for r in runs) / len(runs)
+
+    base = next((per_epoch(runs) for (system, recipe), runs in groups.items() if recipe == "fast"), None)
+
+    def spread(values: list[float]) -> str:
+        mean = sum(values) / len(values)
+        return f"{mean:.3f}" if len(values) == 1 else f"{mean:.3f} ({min(values):.3f}-{max(values):.3f})"
+
+    rows = []
+    for (system, recipe), runs in groups.items():
+        seconds = per_epoch(runs)
+        epochs = sorted({r["epochs"] for r in runs})
+        healthy = [r for r in runs if not r["diverged"]]
+        rows.append([
+            f"detkit ``{recipe}``" if system == "detkit" else f"GluonCV ``{recipe}``",
+            str(len(runs)),
+            "-".join(str(e) for e in (epochs[0], epochs[-1])) if len(epochs) > 1 else str(epochs[0]),
+            f"{seconds:.1f}" + (f" ({seconds / base:.1f}x)" if base else ""),
+            spread([r["map_50"] for r in runs]),
+            spread([r["map_50_95"] for r in runs]),
+            f"{len(runs) - len(healthy)} / {sum(bool(r.get('collapsed')) for r in healthy)}",
+        ])
+    return [
+        f"Each recipe at the same budget ({result.get('budget_cpu_seconds', '?')} {result.get('budget', 'seconds')}), "
+        f"input {result.get('data_shape', '?')} x {result.get('data_shape', '?')}, scored at the end of the budget "
+        "on the test photos: the mean over the seeds (min-max); CPU seconds of training per epoch, the ratio to "
+        "``fast``'s; runs that diverged / collapsed (an epoch of the last third below 0.8 x the run's best "
+        "mAP@0.5).",
+        "",
+        *_list_table(["recipe", "seeds", "epochs", "CPU s / epoch", "mAP@0.5", "mAP@[.5:.95]",
+                      "diverged / collapsed"], rows, "22 8 8 14 18 18 12"),
+    ]
+
+
 def precision_table_rst(result: dict[str, Any]) -> list[str]:
     """fp32, INT8 and bf16 of one trained detector, from ``benchmarks/bench.py``'s JSON (its ``precision``)."""
     precision = result.get("precision") or {}
