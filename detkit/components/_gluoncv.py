@@ -158,8 +158,10 @@ class GluonCVDecoder(PostProcessor):
         Detections returned per image (``K``); ``-1`` returns every candidate.
     score_threshold : float, default 0.01
         Class scores at or below this are no candidates (GluonCV's fixed 0.01).
-    clip : bool, default False
-        Clip boxes to the image (GluonCV does not).
+    clip : bool, default True
+        Clip the boxes to the image after suppression and drop those left without
+        area, as the :class:`~detkit.interfaces.PostProcessor` contract asks;
+        ``False`` returns GluonCV's unclipped boxes (its SSDs do not clip).
     variances : sequence of 4 floats, default (0.1, 0.1, 0.2, 0.2)
         GluonCV's ``stds``; must equal the target assigner's.
 
@@ -184,7 +186,7 @@ class GluonCVDecoder(PostProcessor):
         nms_topk: int = 400,
         post_nms: int = 100,
         score_threshold: float = 0.01,
-        clip: bool = False,
+        clip: bool = True,
         variances: Sequence[float] = DEFAULT_VARIANCES,
     ) -> None:
         super().__init__()
@@ -208,8 +210,6 @@ class GluonCVDecoder(PostProcessor):
         ow = F.broadcast_mul(F.exp(tw * v2), aw) * 0.5
         oh = F.broadcast_mul(F.exp(th * v3), ah) * 0.5
         boxes = F.concat(ox - ow, oy - oh, ox + ow, oy + oh, dim=-1)  # (B, N, 4)
-        if self.clip:
-            boxes = F.clip(boxes, 0, 1)
         scores = F.softmax(class_preds, axis=-1).slice_axis(axis=-1, begin=1, end=None)  # (B, N, C)
         ids = F.broadcast_like(F.contrib.arange_like(scores, axis=-1).reshape((1, 1, -1)), scores)  # (B, N, C)
         keep = scores > self.score_threshold
@@ -229,6 +229,13 @@ class GluonCVDecoder(PostProcessor):
                 empty = F.broadcast_axis(F.ones_like(result.slice_axis(axis=1, begin=0, end=1)) * -1, axis=1,
                                          size=self.post_nms)  # (B, post_nms, 6)
                 result = F.concat(result, empty, dim=1).slice_axis(axis=1, begin=0, end=self.post_nms)  # (B, K, 6)
+        if self.clip:  # after suppression, which so stays GluonCV's
+            ids, scores = result.slice_axis(axis=-1, begin=0, end=1), result.slice_axis(axis=-1, begin=1, end=2)
+            boxes = F.clip(result.slice_axis(axis=-1, begin=2, end=6), 0, 1)  # (B, K, 4)
+            x0, y0, x1, y1 = F.split(boxes, axis=-1, num_outputs=4)  # each (B, K, 1)
+            area = (x1 > x0) * (y1 > y0)  # a box clipping leaves without area is no detection
+            ids = F.where(area, ids, F.ones_like(ids) * -1)
+            result = F.concat(ids, scores, boxes, dim=-1)  # (B, K, 6)
         return result
 
 
