@@ -22,12 +22,15 @@ from ._io import (
     storage_errors,
 )
 from ._lock import folder_lock
+from ._onnx import ONNX_INSTALL_HINT, OnnxNodes, require_onnx, require_onnxruntime
 from ._public import DISTRIBUTION, current_distribution, distribution_version, publish
 
 __all__ = [
     "DISTRIBUTION",
     "FetchFailed",
     "LabelledBox",
+    "ONNX_INSTALL_HINT",
+    "OnnxNodes",
     "PALETTE",
     "PathLike",
     "atomic_directory",
@@ -49,6 +52,8 @@ __all__ = [
     "fsync_dir",
     "make_dirs",
     "publish",
+    "require_onnx",
+    "require_onnxruntime",
     "scratch_folder",
     "storage_error",
     "storage_errors",

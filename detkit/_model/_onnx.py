@@ -1,0 +1,179 @@
+"""Export of a whole detector to one ONNX graph: images -> detections, anchors and post-processing included.
+
+The network body (backbone, scale blocks, heads) goes through MXNet's own
+exporter (``mxnet.onnx.export_model``); the anchor generator gives its anchors
+for the exported input size, which become a constant; the post-processor adds
+its own ONNX nodes (:meth:`~detkit.interfaces.PostProcessor.export_onnx`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mxnet as mx
+import numpy as np
+from mxnet import gluon
+
+from .._base import (
+    atomic_outputs,
+    distribution_version,
+    file_digest,
+    make_dirs,
+    require_onnx,
+    scratch_folder,
+    storage_errors,
+)
+from .._plugins import get_registry
+from ..data import RGB_MEAN
+from ..errors import ExportError, InputError
+
+if TYPE_CHECKING:
+    from ._detector import SSDDetector
+
+__all__ = ["ONNX_FILE", "ONNX_FORMAT", "ONNX_INPUT", "ONNX_MANIFEST", "ONNX_OUTPUT", "OUTPUT_LAYOUT",
+           "export_onnx"]
+
+#: The files of an exported detector: the graph, and its description (written last).
+ONNX_FILE = "detector.onnx"
+ONNX_MANIFEST = "detector.json"
+#: The ``format`` of an ONNX export's ``detector.json``.
+ONNX_FORMAT = "detkit-onnx/1"
+ONNX_INPUT = "data"
+ONNX_OUTPUT = "detections"
+OUTPUT_LAYOUT = ("detections (B, K, 6): class_id, score, xmin, ymin, xmax, ymax; boxes in [0, 1] of the input; "
+                 "the detections first, highest score first, then rows of -1")
+
+
+class _Body(gluon.HybridBlock):
+    """The network without its anchors: images -> ``(class_preds (B, N, C+1), box_preds (B, N*4))``."""
+
+    def __init__(self, network: Any) -> None:
+        super().__init__()
+        with self.name_scope():
+            self.network = network
+
+    def hybrid_forward(self, F: Any, x: Any) -> tuple[Any, Any]:
+        return self.network.heads(F, self.network.features(F, x))  # type: ignore[no-any-return]
+
+
+def _provider(detector: SSDDetector, kind: str) -> str:
+    """``the post_processor 'name' (distribution D)`` for messages."""
+    name = detector._specs[kind][0]
+    info = get_registry().get(kind, name)
+    where = f"distribution {info.distribution} {info.version or ''}".strip() if info.distribution else \
+        f"plugin {info.plugin}"
+    return f"the {kind.replace('_', ' ')} {name!r} ({where})"
+
+
+def export_onnx(detector: SSDDetector, directory: Path, height: int, width: int) -> tuple[Path, Path]:
+    """Write ``detector.onnx`` and ``detector.json`` into ``directory``; see :meth:`SSDDetector.export`."""
+    onnx = require_onnx()
+    if detector.precision != "float32":
+        raise ExportError(
+            "An INT8 detector made by SSDDetector.quantize runs on MXNet only; export its float32 original to ONNX "
+            "and quantize that with ONNX Runtime (detkit quantize --runtime onnxruntime)."
+        )
+    if not detector.backbone.exports_onnx:
+        raise ExportError(f"{_provider(detector, 'backbone')} declares that MXNet's ONNX exporter cannot export it; "
+                          "choose another backbone to export this detector.")
+    if not detector.post_processor.exports_onnx:
+        raise ExportError(f"{_provider(detector, 'post_processor')} cannot be exported to ONNX (it does not "
+                          "implement export_onnx); choose a post-processor that does, such as "
+                          "'multibox_detection'.")
+    detector._materialize()
+    ctx = detector.ctx
+    images = mx.nd.zeros((1, 3, height, width), ctx=ctx)
+    features = detector.network.features(mx.nd, images)
+    anchors = detector.anchor_generator.anchors_for([f.shape for f in features])  # (1, N, 4)
+    body = _Body(detector.network)
+    body.hybridize()
+    class_preds, _ = body(images)
+    if anchors.ndim != 3 or anchors.shape[0] != 1 or anchors.shape[1] != class_preds.shape[1]:
+        raise ExportError(f"{_provider(detector, 'anchor_generator')} gives anchors of shape {anchors.shape} for "
+                          f"{height}x{width} input where the heads predict {class_preds.shape[1]} anchors.")
+    opset = int(onnx.defs.onnx_opset_version())
+    make_dirs(directory)
+    with scratch_folder(directory) as scratch:
+        with storage_errors(scratch):
+            body.export(str(scratch / "body"))
+        try:
+            mx.onnx.export_model(str(scratch / "body-symbol.json"), str(scratch / "body-0000.params"),
+                                 in_shapes=[(1, 3, height, width)], in_types=[np.float32],
+                                 onnx_file_path=str(scratch / "body.onnx"), dynamic=True,
+                                 dynamic_input_shapes=[(None, 3, height, width)])
+        except (AttributeError, NotImplementedError, KeyError, ValueError, TypeError) as error:
+            raise ExportError(
+                f"MXNet's ONNX exporter cannot export the network of {_provider(detector, 'backbone')} (with the "
+                f"detector's scale blocks and heads): {error}. Choose another backbone to export this detector."
+            ) from None
+        model = onnx.load(str(scratch / "body.onnx"))
+    if detector.hybridized:  # exporting re-planned the shared children's graphs; restore ours
+        detector._inference.hybridize(static_alloc=True)
+        detector.network.hybridize(static_alloc=True)
+    model = _compose(onnx, detector, model, anchors, opset)
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as error:
+        raise ExportError(f"The ONNX graph of {_provider(detector, 'post_processor')} is not valid: {error}") from None
+    graph_file, manifest_file = directory / ONNX_FILE, directory / ONNX_MANIFEST
+    with atomic_outputs([graph_file, manifest_file]) as (graph_staged, manifest_staged):
+        with storage_errors(graph_file):
+            onnx.save(model, str(graph_staged))
+        manifest = {
+            "format": ONNX_FORMAT,
+            "precision": "float32",
+            "classes": list(detector.classes),
+            "input_name": ONNX_INPUT,
+            "input_shape": ["batch", 3, height, width],
+            "data_shape": [height, width],
+            "rgb_mean": list(RGB_MEAN),
+            "rgb_std": [1.0, 1.0, 1.0],
+            "output_name": ONNX_OUTPUT,
+            "output": OUTPUT_LAYOUT,
+            "opset": opset,
+            "components": {kind: name for kind, (name, _) in detector._specs.items()},
+            "exporter": {"detkit": distribution_version(), "mxnet": mx.__version__, "onnx": onnx.__version__},
+            "sha256": {ONNX_FILE: file_digest(graph_staged, "sha256")},
+        }
+        manifest_staged.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return graph_file, manifest_file
+
+
+def _compose(onnx: Any, detector: SSDDetector, body: Any, anchors: np.ndarray, opset: int) -> Any:
+    """The body's graph, the anchors as a constant and the post-processor's nodes, as one model."""
+    helper = onnx.helper
+    graph = body.graph
+    initializers = {init.name for init in graph.initializer}
+    # mx2onnx lists the weights among the inputs too; as constants they can be folded and optimised.
+    inputs = [value for value in graph.input if value.name not in initializers]
+    if len(inputs) != 1 or len(graph.output) != 2:
+        raise ExportError(f"MXNet's ONNX exporter gave {len(inputs)} inputs and {len(graph.output)} outputs for the "
+                          "network; expected the images and two predictions.")
+    image_name = inputs[0].name
+    class_preds, box_preds = (output.name for output in graph.output)
+    anchors_name = f"{detector.anchor_generator.prefix}anchors"
+    try:
+        subgraph = detector.post_processor.export_onnx(class_preds, box_preds, anchors_name, ONNX_OUTPUT, opset=opset)
+    except NotImplementedError:
+        raise ExportError(f"{_provider(detector, 'post_processor')} cannot be exported to ONNX.") from None
+    except InputError as error:
+        raise ExportError(f"{_provider(detector, 'post_processor')} cannot be exported to ONNX: {error}") from None
+    nodes = list(graph.node) + list(subgraph.nodes)
+    constants = list(graph.initializer) + [onnx.numpy_helper.from_array(anchors.astype(np.float32), anchors_name)]
+    constants += list(subgraph.initializers)
+    # The input is called "data" whatever MXNet named it.
+    for node in nodes:
+        for i, name in enumerate(node.input):
+            if name == image_name:
+                node.input[i] = ONNX_INPUT
+    height, width = (int(d.dim_value) for d in inputs[0].type.tensor_type.shape.dim[2:])
+    image = helper.make_tensor_value_info(ONNX_INPUT, onnx.TensorProto.FLOAT, ["batch", 3, height, width])
+    output = helper.make_tensor_value_info(ONNX_OUTPUT, onnx.TensorProto.FLOAT, ["batch", "detections", 6])
+    combined = helper.make_graph(nodes, "detkit_detector", [image], [output], initializer=constants)
+    model = helper.make_model(combined, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="detkit", producer_version=distribution_version())
+    model.ir_version = body.ir_version
+    helper.set_model_props(model, {"classes": json.dumps(list(detector.classes))})
+    return model
