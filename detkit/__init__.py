@@ -14,7 +14,15 @@ _require_mxnet()
 from . import components, config, data, hookspecs, interfaces  # noqa: E402
 from ._base import distribution_version as _distribution_version, publish as _publish  # noqa: E402
 from ._engine import Callback, DetectionMetric, History, evaluate, fit  # noqa: E402
-from ._model import ComponentSpec, Detection, SSDDetector, default_context, draw_detections, load_image  # noqa: E402
+from ._model import (  # noqa: E402
+    ComponentSpec,
+    Detection,
+    OnnxDetector,
+    SSDDetector,
+    default_context,
+    draw_detections,
+    load_image,
+)
 from ._pretrained import ImageNetInput, initialize_pretrained, initialize_with, pretrained_parameters  # noqa: E402
 from ._plugins import (  # noqa: E402
     PLUGIN_API_VERSION,
@@ -87,6 +95,7 @@ __all__ = [
     "History",
     "ImageNetInput",
     "Loss",
+    "OnnxDetector",
     "PLUGIN_API_VERSION",
     "PluginInfo",
     "PostProcessor",

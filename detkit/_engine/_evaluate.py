@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._base import PathLike
-from .._model import SSDDetector
+from .._model import OnnxDetector, SSDDetector, as_numpy
 from ..errors import InputError
 from ._metric import DetectionMetric
 
@@ -15,7 +15,7 @@ __all__ = ["evaluate"]
 
 
 def evaluate(
-    detector: SSDDetector, data: Any, *, batch_size: int = 32, progress: bool = False, plot: PathLike | None = None
+    detector: SSDDetector | OnnxDetector, data: Any, *, batch_size: int = 32, progress: bool = False, plot: PathLike | None = None
 ) -> dict[str, Any]:
     """Detect on every image of ``data`` and score the detections against its labels.
 
@@ -24,7 +24,8 @@ def evaluate(
 
     Parameters
     ----------
-    detector : SSDDetector
+    detector : SSDDetector or OnnxDetector
+        A detector in MXNet, or one exported to ONNX and run by ONNX Runtime.
     data : DetectionDataset
         Anything with ``loader(batch_size, data_shape, *, train=False)`` and ``classes``.
     batch_size : int, default 32
@@ -62,8 +63,9 @@ def evaluate(
         For bad arguments, or when the detections hold NaN or infinity (a
         diverged detector; the message says so and names the batch).
     """
-    if not isinstance(detector, SSDDetector):
-        raise InputError(f"The 'detector' argument must be an SSDDetector; got {type(detector).__name__} instead.")
+    if not isinstance(detector, (SSDDetector, OnnxDetector)):
+        raise InputError(f"The 'detector' argument must be an SSDDetector or an OnnxDetector; got "
+                         f"{type(detector).__name__} instead.")
     if not hasattr(data, "loader"):
         raise InputError(
             f"The 'data' argument must be a detection dataset such as detkit.data.DetectionDataset; "
@@ -103,7 +105,7 @@ class NonFiniteDetectionsError(InputError):
 
 
 def _score(metric: DetectionMetric, detections: Any, batch: Any, index: int) -> None:
-    rows = detections.asnumpy()
+    rows = as_numpy(detections)
     # A detection (class id >= 0) with a non-finite score or box, or a non-finite class id: the network's
     # outputs overflowed, which is divergence, not bad input to the metric.
     bad = ~np.isfinite(rows[..., 0]) | ((rows[..., 0] >= 0) & ~np.isfinite(rows[..., 1:]).all(axis=-1))

@@ -8,9 +8,10 @@ its own ONNX nodes (:meth:`~detkit.interfaces.PostProcessor.export_onnx`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import mxnet as mx
 import numpy as np
@@ -32,7 +33,7 @@ from ..errors import ExportError, InputError
 if TYPE_CHECKING:
     from ._detector import SSDDetector
 
-__all__ = ["ONNX_FILE", "ONNX_FORMAT", "ONNX_INPUT", "ONNX_MANIFEST", "ONNX_OUTPUT", "OUTPUT_LAYOUT",
+__all__ = ["ONNX_FILE", "ONNX_FORMAT", "ONNX_INPUT", "ONNX_MANIFEST", "ONNX_OPSET", "ONNX_OUTPUT", "OUTPUT_LAYOUT",
            "export_onnx"]
 
 #: The files of an exported detector: the graph, and its description (written last).
@@ -42,6 +43,9 @@ ONNX_MANIFEST = "detector.json"
 ONNX_FORMAT = "detkit-onnx/1"
 ONNX_INPUT = "data"
 ONNX_OUTPUT = "detections"
+#: The ONNX opset of an exported detector. MXNet 1.9's exporter translates operators for opsets 12 and 13
+#: but labels its graph with the newest opset onnx knows, whose Split (18) needs what it does not give.
+ONNX_OPSET = 13
 OUTPUT_LAYOUT = ("detections (B, K, 6): class_id, score, xmin, ymin, xmax, ymax; boxes in [0, 1] of the input; "
                  "the detections first, highest score first, then rows of -1")
 
@@ -56,6 +60,17 @@ class _Body(gluon.HybridBlock):
 
     def hybrid_forward(self, F: Any, x: Any) -> tuple[Any, Any]:
         return self.network.heads(F, self.network.features(F, x))  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def _opset(onnx: Any, opset: int) -> Iterator[None]:
+    """Make MXNet's exporter write ``opset`` (it asks ``onnx.defs.onnx_opset_version()`` for the newest)."""
+    newest = onnx.defs.onnx_opset_version
+    onnx.defs.onnx_opset_version = lambda: opset
+    try:
+        yield
+    finally:
+        onnx.defs.onnx_opset_version = newest
 
 
 def _provider(detector: SSDDetector, kind: str) -> str:
@@ -93,16 +108,17 @@ def export_onnx(detector: SSDDetector, directory: Path, height: int, width: int)
     if anchors.ndim != 3 or anchors.shape[0] != 1 or anchors.shape[1] != class_preds.shape[1]:
         raise ExportError(f"{_provider(detector, 'anchor_generator')} gives anchors of shape {anchors.shape} for "
                           f"{height}x{width} input where the heads predict {class_preds.shape[1]} anchors.")
-    opset = int(onnx.defs.onnx_opset_version())
+    opset = ONNX_OPSET
     make_dirs(directory)
     with scratch_folder(directory) as scratch:
         with storage_errors(scratch):
             body.export(str(scratch / "body"))
         try:
-            mx.onnx.export_model(str(scratch / "body-symbol.json"), str(scratch / "body-0000.params"),
-                                 in_shapes=[(1, 3, height, width)], in_types=[np.float32],
-                                 onnx_file_path=str(scratch / "body.onnx"), dynamic=True,
-                                 dynamic_input_shapes=[(None, 3, height, width)])
+            with _opset(onnx, opset):
+                mx.onnx.export_model(str(scratch / "body-symbol.json"), str(scratch / "body-0000.params"),
+                                     in_shapes=[(1, 3, height, width)], in_types=[np.float32],
+                                     onnx_file_path=str(scratch / "body.onnx"), dynamic=True,
+                                     dynamic_input_shapes=[(None, 3, height, width)])
         except (AttributeError, NotImplementedError, KeyError, ValueError, TypeError) as error:
             raise ExportError(
                 f"MXNet's ONNX exporter cannot export the network of {_provider(detector, 'backbone')} (with the "
@@ -112,7 +128,9 @@ def export_onnx(detector: SSDDetector, directory: Path, height: int, width: int)
     if detector.hybridized:  # exporting re-planned the shared children's graphs; restore ours
         detector._inference.hybridize(static_alloc=True)
         detector.network.hybridize(static_alloc=True)
-    model = _compose(onnx, detector, model, anchors, opset)
+    else:
+        detector._inference.hybridize(active=False)
+    model, body_outputs = _compose(onnx, detector, model, anchors, opset)
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as error:
@@ -132,6 +150,7 @@ def export_onnx(detector: SSDDetector, directory: Path, height: int, width: int)
             "rgb_std": [1.0, 1.0, 1.0],
             "output_name": ONNX_OUTPUT,
             "output": OUTPUT_LAYOUT,
+            "body_outputs": body_outputs,
             "opset": opset,
             "components": {kind: name for kind, (name, _) in detector._specs.items()},
             "exporter": {"detkit": distribution_version(), "mxnet": mx.__version__, "onnx": onnx.__version__},
@@ -141,8 +160,11 @@ def export_onnx(detector: SSDDetector, directory: Path, height: int, width: int)
     return graph_file, manifest_file
 
 
-def _compose(onnx: Any, detector: SSDDetector, body: Any, anchors: np.ndarray, opset: int) -> Any:
-    """The body's graph, the anchors as a constant and the post-processor's nodes, as one model."""
+def _compose(onnx: Any, detector: SSDDetector, body: Any, anchors: np.ndarray, opset: int) -> tuple[Any, list[str]]:
+    """The body's graph, the anchors as a constant and the post-processor's nodes, as one model.
+
+    Also returns the names of the body's two outputs, the predictions (INT8 quantization stops there).
+    """
     helper = onnx.helper
     graph = body.graph
     initializers = {init.name for init in graph.initializer}
@@ -176,4 +198,4 @@ def _compose(onnx: Any, detector: SSDDetector, body: Any, anchors: np.ndarray, o
                               producer_name="detkit", producer_version=distribution_version())
     model.ir_version = body.ir_version
     helper.set_model_props(model, {"classes": json.dumps(list(detector.classes))})
-    return model
+    return model, [class_preds, box_preds]
