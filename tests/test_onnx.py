@@ -164,3 +164,39 @@ def test_refusals(tmp_path) -> None:
     graph.write_bytes(graph.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(CheckpointError, match="damaged"):
         OnnxDetector.load(tmp_path / "onnx")
+
+
+def test_the_commands_export_predict_evaluate_and_quantize(val, tmp_path, capsys) -> None:
+    from detkit.cli import main
+
+    detector = _detector("toy")
+    detector.save(tmp_path / "model")
+    images = detkit.data.extract(val.rec_path, tmp_path / "images", num=2)
+    assert main(["export", str(tmp_path / "model"), "--format", "onnx"]) == 0
+    exported = tmp_path / "model-onnx"
+    assert (exported / "detector.onnx").is_file() and f"predict --runtime onnxruntime {exported}" in capsys.readouterr().out
+    assert main(["predict", "--runtime", "onnxruntime", str(exported), *map(str, images), "--out",
+                 str(tmp_path / "pictures"), "--threshold", "0.3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    theirs = detector.predict(images, threshold=0.3)
+    assert [len(r["detections"]) for r in report] == [len(d) for d in theirs]
+    assert all((tmp_path / "pictures" / f"{p.stem}-detections.png").is_file() for p in images)
+    assert main(["evaluate", "--runtime", "onnxruntime", str(exported), str(val.rec_path), "--json"]) == 0
+    ours = json.loads(capsys.readouterr().out)
+    assert abs(ours["map_50"] - detkit.evaluate(detector, val)["map_50"]) <= 1e-6
+    # INT8 by ONNX Runtime, calibrated on the images; its own folder, its own tolerance.
+    assert main(["quantize", "--runtime", "onnxruntime", str(exported), str(val.rec_path), "--out",
+                 str(tmp_path / "int8"), "--batches", "1", "--batch-size", "4"]) == 0
+    int8 = OnnxDetector.load(tmp_path / "int8")
+    assert int8.precision == "int8" and json.loads((tmp_path / "int8" / "detector.json").read_text())["quantization"]
+    graph = __import__("onnx").load(str(tmp_path / "int8" / "detector.onnx"))
+    ops = [node.op_type for node in graph.graph.node]
+    assert "QuantizeLinear" in ops and "NonMaxSuppression" in ops  # INT8 body, float32 post-processing
+    batch = next(iter(val.loader(8, SIZE, train=False))).data
+    fp32_rows, int8_rows = OnnxDetector.load(exported).detect(batch), int8.detect(batch)
+    best_fp32, best_int8 = fp32_rows[:, 0, 1], int8_rows[:, 0, 1]
+    assert np.abs(best_int8 - best_fp32).max() < 0.05 and not np.array_equal(fp32_rows, int8_rows)
+    # Refusals: an output that is the input; an MXNet model folder given to the ONNX runtime.
+    assert main(["export", str(tmp_path / "model"), "--out", str(tmp_path / "model")]) == 2
+    assert main(["predict", "--runtime", "onnxruntime", str(tmp_path / "model"), str(images[0])]) == 2
+    assert "detkit export" in capsys.readouterr().err

@@ -22,11 +22,9 @@ def require_onnx() -> Any:
     """The ``onnx`` module, or a :class:`MissingDependencyError` that says how to install it."""
     try:
         import onnx
-        from onnx import mapping  # noqa: F401  (MXNet 1.9's exporter needs it; onnx 1.16 removed it)
     except ImportError as error:
         raise MissingDependencyError(
-            f"ONNX export needs the onnx package (1.13 to 1.15, whose API MXNet 1.9's exporter uses): "
-            f"{ONNX_INSTALL_HINT} (import failed: {error})."
+            f"ONNX export needs the onnx package: {ONNX_INSTALL_HINT} (import failed: {error})."
         ) from None
     return onnx
 

@@ -1,4 +1,4 @@
-"""``detkit train``, ``detkit evaluate`` and ``detkit predict``."""
+"""``detkit train``, ``detkit evaluate``, ``detkit predict``, ``detkit quantize`` and ``detkit export``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import mxnet as mx
 from .._base import check_positive_int
 from .._config import load_config
 from .._engine import evaluate, is_lead_worker
-from .._model import SSDDetector, draw_detections
+from .._model import RUNTIMES, OnnxDetector, SSDDetector, draw_detections
 from .._run import run_config
 from ..data import DetectionDataset
 from ..data._classes import find_classes, read_classes
@@ -39,7 +39,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                                      description="Print VOC mAP@0.5 (area and 11-point), COCO's 12-number summary "
                                                  "(AP, AP50, AP75, AP and AR by object size, AR@1/10/100) and a "
                                                  "table of each class's AP.")
-    evaluate.add_argument("model", help="a directory written by SSDDetector.save (e.g. runs/pikachu/model)")
+    evaluate.add_argument("model", help="a directory written by SSDDetector.save (e.g. runs/pikachu/model); "
+                                        "with --runtime onnxruntime, one written by `detkit export --format onnx`")
+    _add_runtime(evaluate)
     evaluate.add_argument("data", help="a .rec file; the class list beside it, if any, must match the detector's")
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -50,7 +52,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     predict = subparsers.add_parser("predict", help="detect objects in images and draw them",
                                     description="Detect objects in IMAGE files; write one PNG per image with its "
                                                 "detections to --out, and print them.")
-    predict.add_argument("model", help="a directory written by SSDDetector.save")
+    predict.add_argument("model", help="a directory written by SSDDetector.save; with --runtime onnxruntime, "
+                                       "one written by `detkit export --format onnx`")
+    _add_runtime(predict)
     predict.add_argument("images", nargs="+", help="image files")
     predict.add_argument("--threshold", type=float, default=0.5, help="minimum score (default 0.5)")
     predict.add_argument("--out", default="detections",
@@ -60,9 +64,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     quantize = subparsers.add_parser(
         "quantize", help="turn a saved detector into an INT8 one for fast CPU inference",
-        description="Quantize the detector in MODEL to INT8 (MXNet's MKL-DNN backend), calibrated on the first "
-                    "batches of DATA, and save it to --out; it predicts and evaluates like any detector.")
-    quantize.add_argument("model", help="a directory written by SSDDetector.save (e.g. runs/pikachu/model)")
+        description="Quantize the detector in MODEL to INT8, calibrated on the first batches of DATA, and save it "
+                    "to --out; it predicts and evaluates like any detector. --runtime mxnet (default): MXNet's "
+                    "MKL-DNN backend, fastest for batches; --runtime onnxruntime: ONNX Runtime's static QDQ "
+                    "quantization of an ONNX export, fastest for single images.")
+    quantize.add_argument("model", help="a directory written by SSDDetector.save (e.g. runs/pikachu/model); with "
+                                        "--runtime onnxruntime, one written by `detkit export --format onnx`")
+    _add_runtime(quantize)
     quantize.add_argument("data", help="a .rec file of images like those to detect on (the validation set does)")
     quantize.add_argument("--out", required=True, help="the directory to save the INT8 detector to")
     quantize.add_argument("--batches", type=int, default=4, help="calibration batches (default 4)")
@@ -70,6 +78,32 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     quantize.add_argument("--calibration", choices=("naive", "entropy"), default="naive",
                           help="how each layer's range is chosen (default naive: the min/max seen)")
     quantize.set_defaults(handler=_quantize, flags={"num_batches": "--batches", "calibration_data": "DATA"})
+
+    export = subparsers.add_parser(
+        "export", help="export a saved detector to run without detkit's network code (ONNX, MXNet symbol)",
+        description="Export the detector in MODEL, images -> detections with anchors, decoding and NMS included, "
+                    "to --out (default: MODEL-onnx or MODEL-mxnet beside MODEL), with a detector.json that "
+                    "describes its input and output. Run an ONNX export with `detkit predict --runtime onnxruntime`.")
+    export.add_argument("model", help="a directory written by SSDDetector.save (e.g. runs/pikachu/model)")
+    export.add_argument("--format", choices=("onnx", "mxnet"), default="onnx",
+                        help="onnx: one ONNX graph, detector.onnx (default); mxnet: an MXNet symbol and parameters")
+    export.add_argument("--out", default=None, help="the directory to write to (default: MODEL-FORMAT)")
+    export.add_argument("--data-shape", type=int, nargs="+", default=None, metavar="SIZE",
+                        help="the input size, S or H W (default: the detector's)")
+    export.set_defaults(handler=_export)
+
+
+def _add_runtime(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runtime", choices=RUNTIMES, default="mxnet",
+                        help="mxnet: the saved detector in MXNet (default); onnxruntime: an ONNX export in ONNX "
+                             "Runtime (pip install \"gluon-detkit[onnx]\")")
+
+
+def _load(args: argparse.Namespace) -> SSDDetector | OnnxDetector:
+    """The detector in ``args.model`` for ``args.runtime``."""
+    if args.runtime == "onnxruntime":
+        return OnnxDetector.load(args.model)
+    return SSDDetector.load(args.model)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -90,7 +124,7 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dataset_for(detector: SSDDetector, path: str) -> DetectionDataset:
+def _dataset_for(detector: SSDDetector | OnnxDetector, path: str) -> DetectionDataset:
     """The .rec file at ``path`` read with the detector's classes, after comparing the class list beside it."""
     listed = find_classes(Path(path))
     if listed is not None and read_classes(listed) != detector.classes:
@@ -103,7 +137,7 @@ def _dataset_for(detector: SSDDetector, path: str) -> DetectionDataset:
 
 def _evaluate(args: argparse.Namespace) -> int:
     check_positive_int("batch_size", args.batch_size)  # before anything is loaded
-    detector = SSDDetector.load(args.model)
+    detector = _load(args)
     data = _dataset_for(detector, args.data)
     scores = evaluate(detector, data, batch_size=args.batch_size, progress=not args.json, plot=args.plot)
     if args.json:
@@ -157,7 +191,7 @@ _COCO_LINES = (
 
 
 def _predict(args: argparse.Namespace) -> int:
-    detector = SSDDetector.load(args.model)
+    detector = _load(args)
     out = Path(args.out)
     results = detector.predict(list(args.images), threshold=args.threshold)
     report = []
@@ -181,6 +215,14 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
+    if args.runtime == "onnxruntime":
+        onnx_detector = OnnxDetector.load(args.model)
+        _check_out(args.model, args.out)
+        data = _dataset_for(onnx_detector, args.data)
+        int8_onnx = onnx_detector.quantize(data, args.out, num_batches=args.batches, batch_size=args.batch_size)
+        print(f"INT8 ONNX detector ({args.batches} calibration batch{'es' if args.batches != 1 else ''} of "
+              f"{args.data}) written to {int8_onnx.directory}")
+        return 0
     detector = SSDDetector.load(args.model, ctx=mx.cpu())
     data = _dataset_for(detector, args.data)
     int8 = detector.quantize(data, num_batches=args.batches, batch_size=args.batch_size,
@@ -188,6 +230,28 @@ def _quantize(args: argparse.Namespace) -> int:
     out = int8.save(args.out)
     print(f"INT8 detector ({args.batches} calibration batch{'es' if args.batches != 1 else ''} of {args.data}) "
           f"saved to {out}")
+    return 0
+
+
+def _check_out(model: str, out: str) -> None:
+    """Refuse an output folder that is the command's own input."""
+    if Path(out).resolve() == Path(model).resolve():
+        raise InputError(f"The 'out' argument must differ from MODEL ({model}): the output would replace the input.")
+
+
+def _export(args: argparse.Namespace) -> int:
+    shape = args.data_shape
+    if shape is not None and len(shape) not in (1, 2):
+        raise InputError(f"The 'data_shape' argument must be one size S or two, H W; got {len(shape)} numbers.")
+    out = args.out if args.out is not None else f"{str(Path(args.model)).rstrip('/')}-{args.format}"
+    _check_out(args.model, out)
+    detector = SSDDetector.load(args.model, ctx=mx.cpu())
+    first, second = detector.export(out, None if shape is None else (shape * 2)[:2], format=args.format)
+    if args.format == "onnx":
+        print(f"ONNX detector written to {out} ({first.name}, {second.name}); run it with "
+              f"`detkit predict --runtime onnxruntime {out} IMAGE`")
+    else:
+        print(f"MXNet detector written to {out} ({first.name}, {second.name})")
     return 0
 
 

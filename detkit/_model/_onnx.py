@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
+import types
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -63,14 +65,33 @@ class _Body(gluon.HybridBlock):
 
 
 @contextlib.contextmanager
-def _opset(onnx: Any, opset: int) -> Iterator[None]:
-    """Make MXNet's exporter write ``opset`` (it asks ``onnx.defs.onnx_opset_version()`` for the newest)."""
+def _mxnet_exporter(onnx: Any, opset: int) -> Iterator[None]:
+    """Run MXNet 1.9's ONNX exporter with a newer onnx package, writing ``opset``.
+
+    The exporter asks ``onnx.defs.onnx_opset_version()`` for the opset to write (the
+    newest onnx knows, whatever its own translations target), and reads the type
+    tables of ``onnx.mapping``, which onnx 1.16 removed: both are given to it here.
+    """
     newest = onnx.defs.onnx_opset_version
     onnx.defs.onnx_opset_version = lambda: opset
+    shim = None
+    if not hasattr(onnx, "mapping"):
+        shim = types.ModuleType("onnx.mapping")
+        tensor_types = [getattr(onnx.TensorProto, name) for name in (
+            "FLOAT", "UINT8", "INT8", "UINT16", "INT16", "INT32", "INT64", "BOOL", "FLOAT16", "DOUBLE", "UINT32",
+            "UINT64", "COMPLEX64", "COMPLEX128")]
+        to_numpy = {int(t): np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t)) for t in tensor_types}
+        shim.TENSOR_TYPE_TO_NP_TYPE = to_numpy  # type: ignore[attr-defined]
+        shim.NP_TYPE_TO_TENSOR_TYPE = {dtype: t for t, dtype in to_numpy.items()}  # type: ignore[attr-defined]
+        onnx.mapping = shim
+        sys.modules["onnx.mapping"] = shim
     try:
         yield
     finally:
         onnx.defs.onnx_opset_version = newest
+        if shim is not None:
+            del onnx.mapping
+            sys.modules.pop("onnx.mapping", None)
 
 
 def _provider(detector: SSDDetector, kind: str) -> str:
@@ -114,7 +135,7 @@ def export_onnx(detector: SSDDetector, directory: Path, height: int, width: int)
         with storage_errors(scratch):
             body.export(str(scratch / "body"))
         try:
-            with _opset(onnx, opset):
+            with _mxnet_exporter(onnx, opset):
                 mx.onnx.export_model(str(scratch / "body-symbol.json"), str(scratch / "body-0000.params"),
                                      in_shapes=[(1, 3, height, width)], in_types=[np.float32],
                                      onnx_file_path=str(scratch / "body.onnx"), dynamic=True,
