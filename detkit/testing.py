@@ -25,6 +25,11 @@ What is checked, for every component:
   one step on a ``64 x 64`` batch, every trainable parameter receiving a
   gradient (``check_trains_in_detector``), and saves and loads with identical
   outputs (``check_detector_round_trip``);
+* for a backbone, anchor generator or post-processor that can export (see
+  :attr:`~detkit.interfaces.PostProcessor.exports_onnx`), and when the ``onnx``
+  extra is installed, the detector exports to ONNX and ONNX Runtime's
+  detections equal ``detect``'s: the same count and classes, scores within
+  1e-5, boxes within 1e-4 (``check_export_parity``);
 
 and, per kind, that the declared properties are well formed, the outputs have
 the documented shapes and dtype ``float32`` for a few input sizes, the block
@@ -616,6 +621,50 @@ def _check_detector_round_trip(component: Component, ctx: mx.Context) -> None:
                 raise ConformanceError(f"after SSDDetector.save() and load(), the {name} differ")
 
 
+def _check_export_parity(component: Component, ctx: mx.Context) -> None:
+    """A detector with the component exports to ONNX, and ONNX Runtime's detections equal ``detect``'s.
+
+    Runs for a backbone or post-processor that claims export (``exports_onnx``)
+    and for every anchor generator (its anchors become a constant), when the
+    ``onnx`` and ``onnxruntime`` packages are installed (the ``onnx`` extra).
+    """
+    kind = component.kind
+    if not getattr(component, "exports_onnx", True):
+        return  # it declares that it cannot export: a detector with it fails with an ExportError that says so
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return
+    from ._model import OnnxDetector
+    from .errors import ExportError
+
+    copy = _clone(component, ctx, initialize=False)
+    size = _input_size(copy, kind)
+    with _registered(copy, kind):
+        detector = _build_detector(copy, kind, ctx, size)
+        # Unsaturated scores: where two probabilities round to the same float in one runtime and not in the
+        # other, their order, and so what NMS keeps, may differ without either being wrong.
+        images, _ = _training_batch(max(size, detector.min_input_size), ctx)
+        expected = detector.detect(images).asnumpy()
+        with tempfile.TemporaryDirectory(prefix="detkit-conformance-") as directory:
+            try:
+                detector.export(directory, format="onnx")
+            except ExportError as error:
+                raise ConformanceError(f"it claims ONNX export, but exporting a detector with it fails: {error}") \
+                    from None
+            actual = OnnxDetector.load(directory).detect(images)
+    for index, (ours, theirs) in enumerate(zip(actual, expected)):
+        ours, theirs = ours[ours[:, 0] >= 0], theirs[theirs[:, 0] >= 0]
+        if len(ours) != len(theirs) or not (np.array_equal(ours[:, 0], theirs[:, 0])
+                                            and np.allclose(ours[:, 1], theirs[:, 1], rtol=0, atol=1e-5)
+                                            and np.allclose(ours[:, 2:], theirs[:, 2:], rtol=0, atol=1e-4)):
+            raise ConformanceError(
+                f"the ONNX export's detections of image {index} differ from detector.detect()'s: {len(ours)} "
+                f"detections against {len(theirs)}, or classes, scores (1e-5) or boxes (1e-4) that differ"
+            )
+
+
 @contextlib.contextmanager
 def _registered(component: Component, kind: str) -> Iterator[None]:
     """Make ``type(component)`` known to the registry (a temporary plugin) unless a plugin registers it."""
@@ -1022,15 +1071,17 @@ def _check_post_processor_hybridizes(component: PostProcessor, ctx: mx.Context) 
 
 _COMMON: tuple[Callable[..., None], ...] = (_check_config_round_trip,)
 _DETECTOR: tuple[Callable[..., None], ...] = (_check_trains_in_detector, _check_detector_round_trip)
+#: Components of the exported inference graph; a target assigner and a loss serve training only.
+_EXPORT: tuple[Callable[..., None], ...] = (_check_export_parity,)
 
 _CHECKS: dict[str, tuple[Callable[..., None], ...]] = {
     "backbone": _COMMON + (
         _check_backbone_declarations, _check_backbone_outputs, _check_backbone_hybridizes,
         _check_backbone_gradients,
-    ) + _DETECTOR,
+    ) + _DETECTOR + _EXPORT,
     "anchor_generator": _COMMON + (
         _check_anchor_generator_declarations, _check_anchor_generator_outputs, _check_anchor_generator_hybridizes,
-    ) + _DETECTOR,
+    ) + _DETECTOR + _EXPORT,
     "target_assigner": _COMMON + (
         _check_target_assigner_outputs, _check_target_assigner_blocks_gradients, _check_target_assigner_hybridizes,
     ) + _DETECTOR,
@@ -1040,5 +1091,5 @@ _CHECKS: dict[str, tuple[Callable[..., None], ...]] = {
     ) + _DETECTOR,
     "post_processor": _COMMON + (
         _check_post_processor_outputs, _check_post_processor_hybridizes,
-    ) + _DETECTOR,
+    ) + _DETECTOR + _EXPORT,
 }

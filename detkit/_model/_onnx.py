@@ -61,7 +61,7 @@ class _Body(gluon.HybridBlock):
             self.network = network
 
     def hybrid_forward(self, F: Any, x: Any) -> tuple[Any, Any]:
-        return self.network.heads(F, self.network.features(F, x))  # type: ignore[no-any-return]
+        return self.network.heads(F, self.network.features(F, x))
 
 
 @contextlib.contextmanager

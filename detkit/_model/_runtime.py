@@ -182,7 +182,7 @@ class OnnxDetector:
         model = onnx.load(str(source))
         excluded = _nodes_after_body(model, self._manifest.get("body_outputs") or [])
 
-        class _Reader(q.CalibrationDataReader):  # type: ignore[misc]
+        class _Reader(q.CalibrationDataReader):
             def __init__(self, name: str, data: list[np.ndarray]) -> None:
                 self._batches: Iterator[np.ndarray] = iter(data)
                 self._name = name
