@@ -74,6 +74,16 @@ def _mxnet_exporter(onnx: Any, opset: int) -> Iterator[None]:
     """
     newest = onnx.defs.onnx_opset_version
     onnx.defs.onnx_opset_version = lambda: opset
+    # The exporter hands every weight to make_tensor as a Python list, which protobuf copies one float at
+    # a time (seconds for a ResNet-18): give large float32 lists as raw bytes, the same tensor.
+    make_tensor = onnx.helper.make_tensor
+
+    def fast_make_tensor(name: str, data_type: int, dims: Any, vals: Any, raw: bool = False) -> Any:
+        if not raw and data_type == onnx.TensorProto.FLOAT and isinstance(vals, list) and len(vals) > 1024:
+            return make_tensor(name, data_type, dims, np.asarray(vals, dtype="<f4").tobytes(), raw=True)
+        return make_tensor(name, data_type, dims, vals, raw=raw)
+
+    onnx.helper.make_tensor = fast_make_tensor
     shim = None
     if not hasattr(onnx, "mapping"):
         shim = types.ModuleType("onnx.mapping")
@@ -89,6 +99,7 @@ def _mxnet_exporter(onnx: Any, opset: int) -> Iterator[None]:
         yield
     finally:
         onnx.defs.onnx_opset_version = newest
+        onnx.helper.make_tensor = make_tensor
         if shim is not None:
             del onnx.mapping
             sys.modules.pop("onnx.mapping", None)
