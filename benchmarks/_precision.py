@@ -83,7 +83,7 @@ def precision_rows(detector: Any, val: Any, calibration: Any, image_path: str, b
     def measure(model: Any) -> dict[str, float]:
         scores = detkit.evaluate(model, val, batch_size=batch_size)
         return {
-            "infer_img_s": batch_size / _median_seconds(lambda: model.detect(batch).wait_to_read(), repeats),
+            "infer_img_s": batch_size / _median_seconds(lambda: _wait(model.detect(batch)), repeats),
             "predict_latency_ms": 1000 * _median_seconds(lambda: model.predict(image_path), repeats),
             "map_50": scores["map_50"], "map_50_95": scores["map_50_95"],
         }
@@ -93,6 +93,7 @@ def precision_rows(detector: Any, val: Any, calibration: Any, image_path: str, b
     int8 = detector.quantize(calibration, num_batches=calibration_batches, batch_size=batch_size)
     rows["int8"] = {**measure(int8), "calibration_s": time.perf_counter() - start,
                     "vnni": "avx512_vnni" in flags or "avx_vnni" in flags}
+    rows["onnxruntime"] = onnxruntime_rows(detector, val, calibration, measure, batch_size, calibration_batches)
     if "avx512_bf16" in flags or "amx_bf16" in flags:
         network = _bf16_network(detector)
         network.hybridize(static_alloc=True)
@@ -109,6 +110,55 @@ def precision_rows(detector: Any, val: Any, calibration: Any, image_path: str, b
     else:
         rows["bf16"] = {"skipped": "this CPU has no avx512_bf16 (nor AMX): MXNet's bfloat16 kernels need it"}
     rows["cpu_flags"] = sorted(f for f in flags if f.startswith(("avx512", "amx", "avx_vnni")))
+    return rows
+
+
+def _wait(detections: Any) -> None:
+    """Block until MXNet's detections are computed (ONNX Runtime's, numpy arrays, already are)."""
+    if hasattr(detections, "wait_to_read"):
+        detections.wait_to_read()
+
+
+def onnxruntime_rows(detector: Any, val: Any, calibration: Any, measure: Callable[[Any], dict[str, float]],
+                     batch_size: int, calibration_batches: int) -> dict[str, Any]:
+    """The detector exported to ONNX and run by ONNX Runtime: fp32, and INT8 (static QDQ, per channel).
+
+    Also the parity of the fp32 export with MXNet's ``detect`` on the validation set: the largest box and
+    score differences over the detections, and the images whose detection counts differ.
+    """
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError as error:
+        return {"skipped": f"the onnx extra is not installed ({error})"}
+    import tempfile
+
+    rows: dict[str, Any] = {"onnxruntime_version": onnxruntime.__version__}
+    with tempfile.TemporaryDirectory(prefix="detkit-bench-onnx-") as directory:
+        start = time.perf_counter()
+        detector.export(Path(directory) / "fp32", format="onnx")
+        rows["export_s"] = time.perf_counter() - start
+        fp32 = detkit.OnnxDetector.load(Path(directory) / "fp32")
+        rows["fp32"] = measure(fp32)
+        box_error = score_error = 0.0
+        count_mismatches = 0
+        for batch in val.loader(batch_size, detector.data_shape, train=False):
+            ours, theirs = fp32.detect(batch.data), detector.detect(batch.data).asnumpy()
+            for a, b in zip(ours, theirs):
+                a, b = a[a[:, 0] >= 0], b[b[:, 0] >= 0]
+                if len(a) != len(b) or not np.array_equal(a[:, 0], b[:, 0]):
+                    count_mismatches += 1
+                    continue
+                if len(a):
+                    box_error = max(box_error, float(np.abs(a[:, 2:] - b[:, 2:]).max()))
+                    score_error = max(score_error, float(np.abs(a[:, 1] - b[:, 1]).max()))
+        rows["parity"] = {"max_box_error": box_error, "max_score_error": score_error,
+                          "images_with_other_detections": count_mismatches}
+        start = time.perf_counter()
+        int8 = fp32.quantize(calibration, Path(directory) / "int8", num_batches=calibration_batches,
+                             batch_size=batch_size)
+        calibration_s = time.perf_counter() - start
+        rows["int8"] = {**measure(int8), "calibration_s": calibration_s}
     return rows
 
 
