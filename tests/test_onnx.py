@@ -200,3 +200,14 @@ def test_the_commands_export_predict_evaluate_and_quantize(val, tmp_path, capsys
     assert main(["export", str(tmp_path / "model"), "--out", str(tmp_path / "model")]) == 2
     assert main(["predict", "--runtime", "onnxruntime", str(tmp_path / "model"), str(images[0])]) == 2
     assert "detkit export" in capsys.readouterr().err
+
+
+def test_export_leaves_the_detectors_own_graphs_alone(tmp_path) -> None:
+    detector = _detector("toy")
+    images = mx.nd.random.normal(scale=50, shape=(2, 3, SIZE, SIZE))
+    before = detector.detect(images).asnumpy()
+    detector(images)
+    graph = detector.network._cached_graph  # what MXNet's own exporters and AMP read
+    detector.export(tmp_path, format="onnx")
+    assert detector.network._cached_graph is graph and detector.hybridized
+    np.testing.assert_array_equal(detector.detect(images).asnumpy(), before)

@@ -134,21 +134,20 @@ def export_onnx(detector: SSDDetector, directory: Path, height: int, width: int)
     images = mx.nd.zeros((1, 3, height, width), ctx=ctx)
     features = detector.network.features(mx.nd, images)
     anchors = detector.anchor_generator.anchors_for([f.shape for f in features])  # (1, N, 4)
-    body = _Body(detector.network)
-    body.hybridize()
-    class_preds, _ = body(images)
+    class_preds, _ = detector.network.heads(mx.nd, features)
     if anchors.ndim != 3 or anchors.shape[0] != 1 or anchors.shape[1] != class_preds.shape[1]:
         raise ExportError(f"{_provider(detector, 'anchor_generator')} gives anchors of shape {anchors.shape} for "
                           f"{height}x{width} input where the heads predict {class_preds.shape[1]} anchors.")
+    # The body as a symbol, traced without hybridizing anything (the detector's own graphs stay as they are).
+    symbol = mx.sym.Group(list(_Body(detector.network)(mx.sym.var("data"))))
+    parameters = {name: parameter.data(ctx).as_in_context(mx.cpu())
+                  for name, parameter in detector.network.collect_params().items()}
     opset = ONNX_OPSET
     make_dirs(directory)
     with scratch_folder(directory) as scratch:
-        with storage_errors(scratch):
-            body.export(str(scratch / "body"))
         try:
             with _mxnet_exporter(onnx, opset):
-                mx.onnx.export_model(str(scratch / "body-symbol.json"), str(scratch / "body-0000.params"),
-                                     in_shapes=[(1, 3, height, width)], in_types=[np.float32],
+                mx.onnx.export_model(symbol, parameters, in_shapes=[(1, 3, height, width)], in_types=[np.float32],
                                      onnx_file_path=str(scratch / "body.onnx"), dynamic=True,
                                      dynamic_input_shapes=[(None, 3, height, width)])
         except (AttributeError, NotImplementedError, KeyError, ValueError, TypeError) as error:
@@ -157,11 +156,6 @@ def export_onnx(detector: SSDDetector, directory: Path, height: int, width: int)
                 f"detector's scale blocks and heads): {error}. Choose another backbone to export this detector."
             ) from None
         model = onnx.load(str(scratch / "body.onnx"))
-    if detector.hybridized:  # exporting re-planned the shared children's graphs; restore ours
-        detector._inference.hybridize(static_alloc=True)
-        detector.network.hybridize(static_alloc=True)
-    else:
-        detector._inference.hybridize(active=False)
     model, body_outputs = _compose(onnx, detector, model, anchors, opset)
     try:
         onnx.checker.check_model(model)
