@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -199,7 +201,7 @@ class OnnxDetector:
         })
         graph_file, manifest_file = target / ONNX_FILE, target / ONNX_MANIFEST
         with scratch_folder(target) as scratch, atomic_outputs([graph_file, manifest_file]) as staged:
-            with storage_errors(graph_file):
+            with storage_errors(graph_file), _without_preprocessing_advice():
                 q.quantize_static(
                     str(source), str(scratch / "int8.onnx"), _Reader(self._input, batches),
                     quant_format=q.QuantFormat.QDQ, per_channel=True, activation_type=q.QuantType.QUInt8,
@@ -213,6 +215,22 @@ class OnnxDetector:
 
     def __repr__(self) -> str:
         return f"OnnxDetector({str(self.directory)!r}, classes={self.classes!r}, precision={self.precision!r})"
+
+
+@contextlib.contextmanager
+def _without_preprocessing_advice() -> Iterator[None]:
+    """Drop ONNX Runtime's advice to run its pre-processing (its symbolic shape inference needs sympy, and
+    the exported graph has its shapes already), which it logs on the root logger at every quantization."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
 
 
 def _version(distribution: str) -> str | None:
