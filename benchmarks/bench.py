@@ -486,6 +486,9 @@ def main(argv=None) -> int:
                         help="epochs of the quickstart's recipe when no --model is given (default 5)")
     parser.add_argument("--calibration-batches", type=int, default=4, help="INT8 calibration batches (default 4)")
     parser.add_argument("--out", default="benchmarks/results/bench.json")
+    parser.add_argument("--only-precision", action="store_true",
+                        help="measure only the fp32/INT8 rows of both runtimes, in one run, and replace them (and "
+                             "the targets) in the existing --out file; the other figures stay from its earlier run")
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -528,6 +531,8 @@ def main(argv=None) -> int:
         "val_rec": str(data / "val.rec"), "val_idx": str(data / "val.idx"), "image_path": str(image_path),
     }
     payload = json.dumps(common)
+    if args.only_precision:
+        return _only_precision(args, me, common, base_env, timeout, started)
     result = {"detkit": {}, "tutorial": {}}
     print("bench: measuring", file=sys.stderr)
     # Both sides are measured --rounds times, alternately, keeping each side's best figures: a
@@ -560,6 +565,7 @@ def main(argv=None) -> int:
     result["targets"] = [] if _regressions(result, False) else _targets(result)  # only of complete figures
     result["targets"] += _precision_targets(result)
     result["settings"] = {
+        "load_average": os.getloadavg(),
         "image_size": args.image_size, "batch_size": args.batch_size, "device": args.device,
         "batches": args.batches, "repeats": args.repeats, "rounds": args.rounds, "quick": args.quick,
         "data": str(data),
@@ -587,6 +593,37 @@ def main(argv=None) -> int:
     for problem in problems:
         print(f"bench: REGRESSION: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def _only_precision(args, me: list[str], common: dict, env: dict, timeout: float, started: float) -> int:
+    """``--only-precision``: the precision rows (both runtimes, fp32 and INT8) again, merged into ``--out``."""
+    out = Path(args.out)
+    if not out.is_file():
+        raise SystemExit(f"bench: --only-precision updates an earlier run's {out}; run bench.py without it first")
+    result = json.loads(out.read_text())
+    load_before = os.getloadavg()
+    print("bench: fp32 / INT8 / bf16, MXNet and ONNX Runtime", file=sys.stderr)
+    precision_args = dict(common, model=args.model, precision_epochs=args.precision_epochs,
+                          calibration_batches=args.calibration_batches)
+    result["precision"] = _run(me + ["--phase", "detkit_precision", json.dumps(precision_args)], env,
+                               "detkit precision", timeout)
+    result["targets"] = [] if _regressions(result, False) else _targets(result)
+    result["targets"] += _precision_targets(result)
+    result.setdefault("settings", {})["precision_run"] = {
+        "command": "python benchmarks/bench.py --only-precision " + " ".join(
+            a for a in (f"--model {args.model}" if args.model else "", f"--data {args.data}") if a),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        "seconds": round(time.perf_counter() - started, 1),
+        "note": "the precision rows and the targets were measured again in this run; the other figures are "
+                "from the earlier run",
+    }
+    out.write_text(json.dumps(result, indent=1))
+    print(_precision_table(result))
+    print()
+    print(_targets_table(result["targets"]))
+    print(f"wrote {out}")
+    return 0
 
 
 if __name__ == "__main__":
