@@ -95,9 +95,9 @@ def precision_rows(detector: Any, val: Any, calibration: Any, image_path: str, b
                     "vnni": "avx512_vnni" in flags or "avx_vnni" in flags}
     rows["onnxruntime"] = onnxruntime_rows(detector, val, calibration, measure, batch_size, calibration_batches)
     if "avx512_bf16" in flags or "amx_bf16" in flags:
+        fp32_outputs = detector(batch)  # AMP converts the graph of a network that has run (a loaded one has not)
         network = _bf16_network(detector)
         network.hybridize(static_alloc=True)
-        fp32_outputs = detector(batch)
         bf16_outputs = network(batch)
         error = max(float(np.abs(b.astype("float32").asnumpy() - f.asnumpy()).mean()
                           / (np.abs(f.asnumpy()).mean() + 1e-12)) for b, f in zip(bf16_outputs[1:], fp32_outputs[1:]))
