@@ -178,6 +178,7 @@ def export_onnx(detector: SSDDetector, directory: Path, height: int, width: int)
             "output": OUTPUT_LAYOUT,
             "body_outputs": body_outputs,
             "opset": opset,
+            "ir_version": int(model.ir_version),
             "components": {kind: name for kind, (name, _) in detector._specs.items()},
             "exporter": {"detkit": distribution_version(), "mxnet": mx.__version__, "onnx": onnx.__version__},
             "sha256": {ONNX_FILE: file_digest(graph_staged, "sha256")},
@@ -222,6 +223,8 @@ def _compose(onnx: Any, detector: SSDDetector, body: Any, anchors: np.ndarray, o
     combined = helper.make_graph(nodes, "detkit_detector", [image], [output], initializer=constants)
     model = helper.make_model(combined, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="detkit", producer_version=distribution_version())
-    model.ir_version = body.ir_version
+    # The oldest IR version that opset 13 allows (7), not the newest this onnx knows: older runtimes
+    # (TensorRT, OpenVINO, ONNX Runtime releases of the last years) refuse a newer IR than theirs.
+    model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
     helper.set_model_props(model, {"classes": json.dumps(list(detector.classes))})
     return model, [class_preds, box_preds]
