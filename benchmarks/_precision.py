@@ -133,6 +133,8 @@ def onnxruntime_rows(detector: Any, val: Any, calibration: Any, measure: Callabl
         return {"skipped": f"the onnx extra is not installed ({error})"}
     import tempfile
 
+    from detkit.testing import compare_detections
+
     rows: dict[str, Any] = {"onnxruntime_version": onnxruntime.__version__}
     with tempfile.TemporaryDirectory(prefix="detkit-bench-onnx-") as directory:
         start = time.perf_counter()
@@ -143,15 +145,10 @@ def onnxruntime_rows(detector: Any, val: Any, calibration: Any, measure: Callabl
         box_error = score_error = 0.0
         count_mismatches = 0
         for batch in val.loader(batch_size, detector.data_shape, train=False):
-            ours, theirs = fp32.detect(batch.data), detector.detect(batch.data).asnumpy()
-            for a, b in zip(ours, theirs):
-                a, b = a[a[:, 0] >= 0], b[b[:, 0] >= 0]
-                if len(a) != len(b) or not np.array_equal(a[:, 0], b[:, 0]):
-                    count_mismatches += 1
-                    continue
-                if len(a):
-                    box_error = max(box_error, float(np.abs(a[:, 2:] - b[:, 2:]).max()))
-                    score_error = max(score_error, float(np.abs(a[:, 1] - b[:, 1]).max()))
+            found = compare_detections(fp32.detect(batch.data), detector.detect(batch.data))
+            box_error = max(box_error, found["max_box_error"])
+            score_error = max(score_error, found["max_score_error"])
+            count_mismatches += len(found["mismatched_images"])
         rows["parity"] = {"max_box_error": box_error, "max_score_error": score_error,
                           "images_with_other_detections": count_mismatches}
         start = time.perf_counter()

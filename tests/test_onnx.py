@@ -11,6 +11,7 @@ import pytest
 import detkit
 from detkit import OnnxDetector, SSDDetector
 from detkit.errors import CheckpointError, ExportError, InputError
+from detkit.testing import compare_detections
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -34,15 +35,23 @@ def _detections(rows: np.ndarray) -> list[np.ndarray]:
 
 
 def assert_same_detections(onnx_rows: np.ndarray, mxnet_rows: np.ndarray) -> int:
-    """Every image: the same count, the same classes, scores within 1e-5, boxes within 1e-4; returns the count."""
-    total = 0
-    for index, (ours, theirs) in enumerate(zip(_detections(onnx_rows), _detections(mxnet_rows))):
-        assert len(ours) == len(theirs), f"image {index}: {len(ours)} detections in ONNX, {len(theirs)} in MXNet"
-        np.testing.assert_array_equal(ours[:, 0], theirs[:, 0])
-        np.testing.assert_allclose(ours[:, 1], theirs[:, 1], rtol=0, atol=SCORE_TOLERANCE)
-        np.testing.assert_allclose(ours[:, 2:], theirs[:, 2:], rtol=0, atol=BOX_TOLERANCE)
-        total += len(ours)
-    return total
+    """Every image: the same detections, scores within 1e-5, boxes within 1e-4; returns their count."""
+    found = compare_detections(onnx_rows, mxnet_rows, score_tolerance=SCORE_TOLERANCE)
+    assert found["mismatched_images"] == [], found
+    assert found["max_box_error"] <= BOX_TOLERANCE and found["max_score_error"] <= SCORE_TOLERANCE, found
+    return int(found["num_detections"])
+
+
+def test_compare_detections_pairs_detections_in_any_order_and_finds_differences() -> None:
+    a = np.array([[[0, 0.9, 0.1, 0.1, 0.5, 0.5], [1, 0.8, 0.6, 0.6, 0.9, 0.9], [-1] * 6]], dtype=np.float32)
+    assert compare_detections(a, a[:, [2, 1, 0]])["mismatched_images"] == []
+    moved = a.copy()
+    moved[0, 1, 2] += 0.01
+    assert abs(compare_detections(moved, a)["max_box_error"] - 0.01) < 1e-6
+    other_class = a.copy()
+    other_class[0, 1, 0] = 0
+    assert compare_detections(other_class, a)["mismatched_images"] == [0]
+    assert compare_detections(a[:, :1], a)["mismatched_images"] == [0]
 
 
 def _detector(backbone, force_suppress=True, **kwargs):
