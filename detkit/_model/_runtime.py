@@ -15,6 +15,7 @@ import numpy as np
 from .._base import (
     PathLike,
     atomic_outputs,
+    check_bool,
     check_positive_int,
     file_digest,
     require_onnx,
@@ -75,7 +76,7 @@ class OnnxDetector:
         return len(self.classes)
 
     @classmethod
-    def load(cls, directory: PathLike, *, threads: int | None = None) -> OnnxDetector:
+    def load(cls, directory: PathLike, *, threads: int | None = None, spinning: bool = False) -> OnnxDetector:
         """Load ``detector.onnx`` and ``detector.json`` from ``directory`` into an ONNX Runtime session.
 
         Parameters
@@ -84,6 +85,11 @@ class OnnxDetector:
             A folder written by :meth:`SSDDetector.export` with ``format="onnx"`` or by :meth:`quantize`.
         threads : int, optional
             ONNX Runtime's threads within an operator; default: one per core.
+        spinning : bool, default False
+            Let ONNX Runtime's threads spin while they wait for work, as it does by default.
+            detkit turns it off: on a machine whose cores other processes share, spinning
+            threads took two to three times as long per image (a 2-core machine under load);
+            on an otherwise idle machine, spinning may shave a little latency.
 
         Raises
         ------
@@ -96,6 +102,7 @@ class OnnxDetector:
         ort = require_onnxruntime()
         if threads is not None:
             check_positive_int("threads", threads)
+        check_bool("spinning", spinning)
         directory = Path(directory)
         manifest_path, graph_path = directory / ONNX_MANIFEST, directory / ONNX_FILE
         if not manifest_path.is_file() or not graph_path.is_file():
@@ -112,6 +119,7 @@ class OnnxDetector:
         options.log_severity_level = 3  # no warnings about initializers on every load
         if threads is not None:
             options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         try:
             session = ort.InferenceSession(str(graph_path), sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own exception types for a bad graph
