@@ -47,7 +47,9 @@ It prints the figures with their ratios, then the issue's speed targets
 
 ``--quick`` exits non-zero only on a gross regression: a missing figure, or
 detkit's fit, inference or predict more than 2x slower than the tutorial's
-measured in the same run.
+measured in the same run. ``--quick --no-speed-check`` checks the figures alone:
+the test suite runs it so (a speed ratio measured on a loaded machine says nothing
+about detkit, and a test must not fail for it); the speed check is this script's.
 """
 
 from __future__ import annotations
@@ -480,6 +482,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure both sides this many times, alternately, and keep each one's best")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds; fails on gross regressions")
+    parser.add_argument("--no-speed-check", action="store_true",
+                        help="with --quick: fail on missing figures only, not on detkit being more than 2x slower "
+                             "than the tutorial (the test suite's mode: its machine may be loaded)")
     parser.add_argument("--model", default=None,
                         help="a trained detector for the fp32/INT8/bf16 rows (default: train the quickstart's recipe)")
     parser.add_argument("--precision-epochs", type=int, default=5,
@@ -492,6 +497,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    check_speed = args.quick and not args.no_speed_check
 
     if args.phase:
         name, payload = args.phase
@@ -540,7 +546,7 @@ def main(argv=None) -> int:
     # suspected regression is measured again (at most twice more), so that a noisy moment on a
     # busy CI machine does not fail it.
     rounds = args.rounds
-    for attempt in range(max(rounds, 3 if args.quick else 1)):
+    for attempt in range(max(rounds, 3 if check_speed else 1)):
         _merge(result["detkit"], _run(me + ["--phase", "detkit_train", payload], base_env, "detkit fit", timeout))
         _merge(result["tutorial"], _run(tutorial + ["train", payload], tutorial_env, "tutorial training loop",
                                         timeout))
@@ -553,9 +559,9 @@ def main(argv=None) -> int:
             side["infer_fraction_of_conv_peak"] = side["infer_img_s"] * side["model_gflop_forward"] / peak
         if attempt + 1 < rounds:
             continue
-        if not _regressions(result, args.quick):
+        if not _regressions(result, check_speed):
             break
-        print(f"bench: {'; '.join(_regressions(result, args.quick))}; measuring again", file=sys.stderr)
+        print(f"bench: {'; '.join(_regressions(result, check_speed))}; measuring again", file=sys.stderr)
     result["attempts"] = attempt + 1
     print("bench: fp32 / INT8 / bf16", file=sys.stderr)
     precision_args = dict(common, model=args.model, precision_epochs=args.precision_epochs,
@@ -568,6 +574,7 @@ def main(argv=None) -> int:
         "load_average": os.getloadavg(),
         "image_size": args.image_size, "batch_size": args.batch_size, "device": args.device,
         "batches": args.batches, "repeats": args.repeats, "rounds": args.rounds, "quick": args.quick,
+        "speed_check": check_speed,
         "data": str(data),
         "cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
         "detkit_omp_num_threads": os.environ.get("OMP_NUM_THREADS", "detkit's default (one per core)"),
@@ -589,7 +596,7 @@ def main(argv=None) -> int:
         print(_targets_table(result["targets"]))
     print(f"wrote {out}")
 
-    problems = _regressions(result, args.quick)
+    problems = _regressions(result, check_speed)
     for problem in problems:
         print(f"bench: REGRESSION: {problem}", file=sys.stderr)
     return 1 if problems else 0

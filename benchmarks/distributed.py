@@ -1,9 +1,10 @@
-"""Throughput of one process and of a two-worker job on MXNet's parameter server, and the bytes exchanged.
+"""Throughput of one process and of two-worker jobs (one and two servers) on MXNet's parameter server, and the bytes
+exchanged a step.
 
     python benchmarks/distributed.py                  # 96 images of 128 px, batch 8 a worker, 3 epochs
     python benchmarks/distributed.py --quick --out /tmp/distributed.json   # a few seconds
 
-Four runs on the same synthetic data and the same initial detector, each in
+Five runs on the same synthetic data and the same initial detector, each in
 its own subprocess, one after the other (``--rounds`` times, alternately; the
 best of each is kept):
 
@@ -11,8 +12,9 @@ best of each is kept):
 - ``one_process_batch_2b``: one process, batch ``2b`` (the job's global batch), on every core;
 - ``one_process_batch_2b_one_share``: the same on a worker's share of the cores (``OMP_NUM_THREADS``
   = cores / 2), to tell the cost of the job from that of fewer threads;
-- ``two_workers``: ``detkit launch -n 2 -s 1``, batch ``b`` a worker (``kvstore="dist_sync"``),
-  each worker on its share of the cores (what the launcher gives it).
+- ``two_workers_one_server``: ``detkit launch -n 2 -s 1``, batch ``b`` a worker (``kvstore="dist_sync"``),
+  each worker on its share of the cores (what the launcher gives it);
+- ``two_workers_two_servers``: the same with ``-s 2``.
 
 Speed is the whole run's training images/s over the epochs after the first
 (``History["images_per_second"]``, the job's figure for the workers); the wall
@@ -21,8 +23,14 @@ after are recorded too (on a shared machine, threads that wait for each other
 suffer most from other processes). The bytes
 a step exchanges follow from the parameters: each worker pushes its gradient
 of every trainable parameter (float32) and pulls the sum back, ``2 x 4 x P``
-bytes a step (P trainable values); a server holding ``1/S`` of the keys
-receives and sends ``W x 4 x P / S`` bytes each a step. The BatchNorm averaging
+bytes a step (P trainable values); a server receives and sends ``W x 4`` bytes a
+step for each value it holds. Which server holds what is MXNet 1.9's rule, computed
+here for each parameter: an array of at least ``MXNET_KVSTORE_BIGARRAY_BOUND``
+values (16384 under ``detkit launch``; MXNet's default 10**6 is reported too) is
+split evenly over the servers, a smaller one goes whole to server
+``(key x 9973) mod S`` (the trainer's key: the parameter's index). The
+bytes are computed, not measured (a shared machine's loopback carries others'
+traffic too). The BatchNorm averaging
 and the epoch's figures add ``2 x 4`` bytes per running statistic once an
 epoch. The script prints what that means for ``N`` machines on a 1 and a
 10 Gbit/s network (the bound a step cannot beat: the worker's bytes over the
@@ -57,6 +65,23 @@ def _worker(args: argparse.Namespace) -> None:
     if args.distributed and _distributed._store.rank != 0:
         return
     Path(args.result).write_text(json.dumps(history.records))
+
+
+def _server_values(sizes: list[int], servers: int, bound: int) -> list[int]:
+    """How many values each server holds, by MXNet 1.9's rule (``EncodeDefaultKey`` in kvstore_dist.h).
+
+    ``sizes``: the trainer's parameters in key order, 0 for those the workers do not exchange.
+    """
+    held = [0] * servers
+    for key, size in enumerate(sizes):
+        if not size:
+            continue
+        if size >= bound:  # split evenly over every server
+            for server in range(servers):
+                held[server] += round(size / servers * (server + 1)) - round(size / servers * server)
+        else:
+            held[(key * 9973) % servers] += size
+    return held
 
 
 def _run(command: list[str], env: dict[str, str]) -> float:
@@ -102,7 +127,9 @@ def main() -> None:
         detector._materialize()
         detector.save(work / "initial")
         weights = detector.network.collect_params()
-        trainable = sum(int(p.data().size) for p in weights.values() if p.grad_req != "null")
+        # The trainer's key of a parameter is its index among all of them (the running statistics included).
+        sizes = [int(p.data().size) if p.grad_req != "null" else 0 for p in weights.values()]
+        trainable = sum(sizes)
         statistics = sum(int(p.data().size) for p in weights.values() if p.grad_req == "null")
         me = [sys.executable, str(Path(__file__).resolve()), "--worker", "--data", str(work / "data"), "--initial",
               str(work / "initial"), "--epochs", str(args.epochs)]
@@ -113,9 +140,10 @@ def main() -> None:
             "one_process_batch_2b": (me + ["--batch-size", str(2 * args.batch_size)], everything),
             "one_process_batch_2b_one_share": (me + ["--batch-size", str(2 * args.batch_size)],
                                                {**everything, "OMP_NUM_THREADS": str(max(1, cores // 2))}),
-            "two_workers": ([sys.executable, "-m", "detkit.cli", "launch", "-n", "2", "-s", "1", "--",
-                             *me, "--batch-size", str(args.batch_size), "--distributed"], everything),
         }
+        for servers, name in ((1, "two_workers_one_server"), (2, "two_workers_two_servers")):
+            runs[name] = ([sys.executable, "-m", "detkit.cli", "launch", "-n", "2", "-s", str(servers), "--",
+                           *me, "--batch-size", str(args.batch_size), "--distributed"], everything)
         speeds: dict[str, float] = {}
         walls: dict[str, float] = {}
         load_before = os.getloadavg()[0]
@@ -130,29 +158,51 @@ def main() -> None:
                     speeds[name], walls[name] = speed, wall
         load_after = os.getloadavg()[0]
     step_bytes = 2 * 4 * trainable
+    from detkit._cli._launch import BIGARRAY_BOUND  # what detkit launch sets
+
+    server_values = {servers: _server_values(sizes, servers, BIGARRAY_BOUND) for servers in (1, 2)}
+    mxnet_default = {servers: _server_values(sizes, servers, 10**6) for servers in (1, 2)}
     report = {
         "settings": {"images": args.images, "image_size": args.image_size, "batch_size_per_worker": args.batch_size,
                      "epochs": args.epochs, "rounds": args.rounds, "quick": args.quick, "cores": cores,
                      "load_average_before": load_before, "load_average_after": load_after},
         "images_per_second": speeds,
         "wall_seconds": walls,
-        "two_workers_over_one_process_batch_2b": speeds["two_workers"] / speeds["one_process_batch_2b"],
+        "two_workers_one_server_over_one_process_batch_2b":
+            speeds["two_workers_one_server"] / speeds["one_process_batch_2b"],
+        "two_workers_two_servers_over_one_process_batch_2b":
+            speeds["two_workers_two_servers"] / speeds["one_process_batch_2b"],
+        "two_servers_over_one_server": speeds["two_workers_two_servers"] / speeds["two_workers_one_server"],
         "trainable_parameters": trainable,
         "running_statistics": statistics,
         "bytes_per_step_per_worker": step_bytes,
+        # Received and sent by each server a step in a two-worker job (2 x 4 bytes a value from each worker).
+        "bytes_per_step_per_server": {f"{servers}_server{'s' if servers > 1 else ''}":
+                                      [2 * 2 * 4 * values for values in server_values[servers]]
+                                      for servers in (1, 2)},
+        "bigarray_bound": BIGARRAY_BOUND,
+        # The same with MXNet's default bound (10**6), which detkit launch replaces: one server carries nearly all.
+        "bytes_per_step_per_server_mxnet_default_bound": {
+            f"{servers}_server{'s' if servers > 1 else ''}": [2 * 2 * 4 * values for values in mxnet_default[servers]]
+            for servers in (1, 2)},
         "bytes_per_epoch_end_per_worker": 2 * 4 * statistics,
     }
     print(f"{args.images} images of {args.image_size} px, batch {args.batch_size} a worker, {cores} cores, "
           f"load average {load_before:.1f} before and {load_after:.1f} after:")
     for name, speed in speeds.items():
         print(f"  {name:<32} {speed:8.1f} img/s   ({walls[name]:.1f} s wall, start-up included)")
-    print(f"  two workers / one process at the global batch: {report['two_workers_over_one_process_batch_2b']:.2f}x")
+    print(f"  two workers, one server / one process at the global batch: "
+          f"{report['two_workers_one_server_over_one_process_batch_2b']:.2f}x; two servers: "
+          f"{report['two_workers_two_servers_over_one_process_batch_2b']:.2f}x")
     print(f"exchanged: {trainable} trainable values -> {step_bytes / 1e6:.2f} MB a step a worker "
           f"(push + pull, float32); {2 * 4 * statistics / 1e3:.1f} kB a worker at each epoch's end")
     for gbit in (1, 10):
         seconds = step_bytes / (gbit * 1e9 / 8)
         print(f"  at {gbit:>2} Gbit/s: >= {seconds * 1e3:.2f} ms a step for the exchange; N workers and S servers: "
               f"each server carries N/S x {step_bytes / 1e6:.2f} MB a step")
+    for servers in (1, 2):
+        shares = ", ".join(f"{2 * 2 * 4 * v / 1e6:.2f}" for v in server_values[servers])
+        print(f"  {servers} server(s), two workers: each server carries {shares} MB a step (in + out)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 

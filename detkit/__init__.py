@@ -13,7 +13,7 @@ _require_mxnet()
 
 from . import components, config, data, hookspecs, interfaces  # noqa: E402
 from ._base import distribution_version as _distribution_version, publish as _publish  # noqa: E402
-from ._engine import Callback, DetectionMetric, History, evaluate, fit  # noqa: E402
+from ._engine import Callback, DetectionMetric, History, evaluate, evaluate_detections, fit  # noqa: E402
 from ._model import (  # noqa: E402
     ComponentSpec,
     Detection,
@@ -111,6 +111,7 @@ __all__ = [
     "draw_detections",
     "errors",
     "evaluate",
+    "evaluate_detections",
     "fit",
     "get_plugin_manager",
     "hookimpl",

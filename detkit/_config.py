@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 import mxnet as mx
 import yaml
 
-from ._engine import DEFAULT_BATCH_SIZE, SEED_OPTIMIZER_PARAMS, check_optimizer
+from ._engine import DEFAULT_BATCH_SIZE, SEED_OPTIMIZER_PARAMS, DetectionMetric, check_optimizer
 from ._model import DEFAULT_COMPONENTS, DEFAULT_DATA_SHAPE, DEFAULT_SCALE_FILTERS
 from ._plugins import KINDS, get_registry, parse_component_spec
 from .data._voc import check_split
@@ -21,6 +21,7 @@ from .errors import ComponentNotFoundError, ConfigError, InputError
 __all__ = [
     "Config",
     "DataConfig",
+    "EvalConfig",
     "ModelConfig",
     "PRESETS",
     "TrainConfig",
@@ -118,12 +119,41 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
+class EvalConfig:
+    """The ``eval`` section: COCOeval's parameters of the evaluation after training (``metrics.json``)."""
+
+    iou_thresholds: Optional[List[float]] = _field(
+        None, "IoU thresholds of the COCO metric (pycocotools' iouThrs); null: 0.50, 0.55, ..., 0.95.")
+    max_detections: Optional[List[int]] = _field(
+        None, "Detections a class and image, increasing (pycocotools' maxDets): AR at each, AP at the last; "
+        "null: [1, 10, 100].", minimum=1)
+    recall_thresholds: Optional[List[float]] = _field(
+        None, "Recall levels of COCO's AP (pycocotools' recThrs); null: 0, 0.01, ..., 1.", minimum=0, maximum=1)
+    area_ranges: Optional[Dict[str, List[float]]] = _field(
+        None, "Named object-size ranges {name: [low, high]} in pixels (pycocotools' areaRng and areaRngLbl), the "
+        "first for the headline numbers; null: all, small, medium, large.")
+    class_agnostic: bool = _field(False, "Match detections to objects of any class (pycocotools' useCats=0).")
+    missing: Optional[int] = _field(None, "A number with nothing to measure: null (NaN) or -1 (as pycocotools).",
+                                    choices=(None, -1))
+
+    def metric_options(self) -> dict[str, Any]:
+        """The section as keyword arguments of :func:`detkit.evaluate` (and :class:`~detkit.DetectionMetric`)."""
+        return {
+            "iou_thresholds": self.iou_thresholds, "max_detections": self.max_detections,
+            "recall_thresholds": self.recall_thresholds,
+            "area_ranges": None if self.area_ranges is None else {k: tuple(v) for k, v in self.area_ranges.items()},
+            "class_agnostic": self.class_agnostic, "missing": math.nan if self.missing is None else float(self.missing),
+        }
+
+
+@dataclasses.dataclass
 class Config:
-    """A whole configuration: ``model``, ``data`` and ``train`` sections."""
+    """A whole configuration: ``model``, ``data``, ``train`` and ``eval`` sections."""
 
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain data (what a YAML file holds)."""
@@ -447,6 +477,13 @@ def _check_semantics(config: Config) -> None:
                           "must be shorter than the training "
                           f"(train.epochs: {train.epochs}); lower it or train longer", "train.warmup_epochs")
     parse_devices(train.devices)
+    try:  # the options as the metric checks them
+        DetectionMetric(1, **config.eval.metric_options())
+    except InputError as error:
+        text = str(error)
+        named = [name for name in dataclasses.asdict(config.eval) if f"'{name}' argument" in text]
+        start = text.find("must be")
+        raise ConfigError(text[start:] if start >= 0 else text, f"eval.{named[0]}" if named else "eval") from None
 
 
 def parse_devices(devices: str | list[str]) -> Any:

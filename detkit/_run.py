@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import re
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any, Sequence
 import mxnet as mx
 
 from . import data as data_module
-from ._base import atomic_write_text, folder_lock, make_dirs
+from ._base import atomic_write_text, folder_lock, json_text, make_dirs
 from ._config import Config, DataConfig, ModelConfig, TrainConfig, parse_devices, validate_config
 from ._engine import Callback, evaluate, fit, is_lead_worker, lead_first, worker_rank
 from ._model import SSDDetector, draw_detections
@@ -154,8 +153,8 @@ def _run_locked(config: Config, output: Path, kvstore: str | None) -> tuple[Any,
     if len(history):
         history.plot(output / "history.png")
     if val_data is not None:
-        metrics = evaluate(detector, val_data, batch_size=train.batch_size)
-        atomic_write_text(output / "metrics.json", json.dumps(metrics, indent=1))
+        metrics = evaluate(detector, val_data, batch_size=train.batch_size, **config.eval.metric_options())
+        atomic_write_text(output / "metrics.json", json_text(metrics, indent=1))  # nan -> null
         pictures = output / "detections"
         for index in range(min(train.num_pictures, len(val_data))):
             image = val_data.image(index)

@@ -16,6 +16,7 @@ from typing import Optional, Sequence, TextIO
 
 from ._base import distribution_version as _distribution_version
 from ._cli import COMMAND_GROUPS
+from ._engine import note_failure as _note_failure, worker_label as _worker_label
 from .errors import DetkitError
 
 __all__ = ["main"]
@@ -47,9 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = _show_warning
             return int(handler(args) or 0)
     except DetkitError as error:
-        print(f"detkit: error: {_in_flags(str(error), parser, args)}", file=sys.stderr)
+        _note_failure(error)  # in a distributed job: this worker leaves it at once, with this status
+        where = _worker_label()  # and says which worker it is
+        print(f"detkit: error: {where + ': ' if where else ''}{_in_flags(str(error), parser, args)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
+        _note_failure(error)
         print("detkit: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `detkit ... | head`: the reader left; say nothing more

@@ -1,7 +1,8 @@
 """Configuration: what a YAML file (or a preset) says about the model, the data and the training.
 
-A configuration has three sections, each a dataclass whose fields are the
-allowed keys; every key has a default, so a file names only what it changes::
+A configuration has four sections (``model``, ``data``, ``train`` and ``eval``),
+each a dataclass whose fields are the allowed keys; every key has a default, so a
+file names only what it changes::
 
     model:
       backbone: toy                 # a registered name, or {name: ..., kwargs...}
@@ -26,12 +27,13 @@ results of a configuration.
 from __future__ import annotations
 
 from ._base import publish as _publish
-from ._config import PRESETS, Config, DataConfig, ModelConfig, TrainConfig, load_config, preset
+from ._config import PRESETS, Config, DataConfig, EvalConfig, ModelConfig, TrainConfig, load_config, preset
 from ._run import build_detector, run_config
 
 __all__ = [
     "Config",
     "DataConfig",
+    "EvalConfig",
     "ModelConfig",
     "PRESETS",
     "TrainConfig",

@@ -203,10 +203,24 @@ class TargetAssigner(Component):
     used for hard-negative mining; no gradient flows through the targets) and
     returns ``(box_targets, box_mask, class_targets)``:
 
-    * ``box_targets`` ``(B, N * 4)``: encoded offsets from each anchor to its box;
+    * ``box_targets`` ``(B, N * 4)``: encoded offsets from each anchor to its box
+      (the encoding below), 4 consecutive values per anchor;
     * ``box_mask`` ``(B, N * 4)``: 1 where an anchor's offsets count in the loss, else 0;
     * ``class_targets`` ``(B, N)``: 0 for background, ``class_id + 1`` for an object,
       and ``-1`` for anchors that the loss must ignore.
+
+    Boxes and anchors are corners ``(xmin, ymin, xmax, ymax)`` relative to the
+    image (0 to 1). The encoding of a box ``g`` against an anchor ``a``, with
+    centres ``(gx, gy)``, ``(ax, ay)``, sizes ``(gw, gh)``, ``(aw, ah)`` and the
+    variances ``(v0, v1, v2, v3)`` (default ``(0.1, 0.1, 0.2, 0.2)``), is that of
+    SSD and of MXNet's ``MultiBoxTarget``::
+
+        tx = (gx - ax) / aw / v0        ty = (gy - ay) / ah / v1
+        tw = log(gw / aw) / v2          th = log(gh / ah) / v3
+
+    A :class:`PostProcessor` decodes it; the two must agree on the variances.
+    The conformance kit checks the encoding of known boxes
+    (:mod:`detkit.testing`, ``check_target_assigner_encoding``).
     """
 
     kind = "target_assigner"
@@ -250,6 +264,19 @@ class PostProcessor(Component):
     ``(1, N, 4)`` and returns detections ``(B, K, 6)`` rows
     ``[class_id, score, xmin, ymin, xmax, ymax]``, 0-based object class ids (the
     background is never reported), ``class_id = -1`` for empty rows.
+
+    ``box_preds`` hold offsets encoded as :class:`TargetAssigner` describes; the
+    post-processor inverts that encoding, with the same variances
+    ``(v0, v1, v2, v3)`` (default ``(0.1, 0.1, 0.2, 0.2)``)::
+
+        gx = ax + tx * v0 * aw          gy = ay + ty * v1 * ah
+        gw = aw * exp(tw * v2)          gh = ah * exp(th * v3)
+
+    and returns the corners ``(gx - gw / 2, gy - gh / 2, gx + gw / 2, gy + gh / 2)``
+    relative to the image, as MXNet's ``MultiBoxDetection`` does. The conformance
+    kit checks that it decodes what the default target assigner encodes
+    (``check_post_processor_decodes_the_encoding``). A component with a
+    ``variances`` argument is checked with its own variances.
 
     To be exported, a post-processor overrides :meth:`export_onnx` with the
     same computation as ONNX nodes; the conformance kit then checks that

@@ -36,7 +36,12 @@ and, per kind, that the declared properties are well formed, the outputs have
 the documented shapes and dtype ``float32`` for a few input sizes, the block
 hybridizes into a static graph with the same results, and gradients flow where
 they must (to a backbone's parameters and input, to a loss's predictions) and
-nowhere else (not through a target assigner's targets). Each check builds fresh
+nowhere else (not through a target assigner's targets). The box encoding of
+:class:`~detkit.interfaces.TargetAssigner` is checked on known boxes: a target
+assigner encodes them by its formula (``check_target_assigner_encoding``), and a
+post-processor decodes what the default target assigner (``multibox_target``)
+encodes back into those boxes (``check_post_processor_decodes_the_encoding``).
+Each check builds fresh
 copies of the component from its ``get_config()``, so the component given is
 not changed.
 
@@ -950,6 +955,64 @@ def _check_target_assigner_outputs(component: TargetAssigner, ctx: mx.Context) -
         raise ConformanceError("an image without objects (all label rows -1) must get no object target and no box_mask")
 
 
+#: Boxes of the encoding checks, ``(class_id, xmin, ymin, xmax, ymax)`` in [0, 1]: apart, one per class.
+_KNOWN_BOXES = np.array([[0, 0.08, 0.12, 0.42, 0.38], [1, 0.52, 0.46, 0.93, 0.88]], dtype="float32")
+#: The variances of the default target assigner (MultiBoxTarget's), for a component without a ``variances`` argument.
+_DEFAULT_VARIANCES = (0.1, 0.1, 0.2, 0.2)
+_ENCODING = ("tx = (gx - ax) / aw / v0, ty = (gy - ay) / ah / v1, tw = log(gw / aw) / v2, th = log(gh / ah) / v3 "
+             "(detkit.interfaces.TargetAssigner)")
+
+
+def _variances(component: Component) -> list[float]:
+    """The component's own ``variances`` argument, else the default target assigner's."""
+    value = component.get_config().get("variances")
+    if isinstance(value, (list, tuple)) and len(value) == 4:
+        return [float(v) for v in value]
+    return list(_DEFAULT_VARIANCES)
+
+
+def _encode(anchors: np.ndarray, boxes: np.ndarray, variances: Sequence[float]) -> np.ndarray:
+    """The documented encoding of corner ``boxes`` (K, 4) against corner ``anchors`` (K, 4): (K, 4)."""
+    aw, ah = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
+    ax, ay = anchors[:, 0] + aw / 2, anchors[:, 1] + ah / 2
+    gw, gh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    gx, gy = boxes[:, 0] + gw / 2, boxes[:, 1] + gh / 2
+    v0, v1, v2, v3 = variances
+    return np.stack([(gx - ax) / aw / v0, (gy - ay) / ah / v1, np.log(gw / aw) / v2, np.log(gh / ah) / v3], axis=1)
+
+
+def _known_labels(ctx: mx.Context) -> mx.nd.NDArray:
+    labels = np.full((_BATCH, 3, 5), -1, dtype="float32")
+    labels[0, :len(_KNOWN_BOXES)] = _KNOWN_BOXES
+    return mx.nd.array(labels, ctx=ctx)
+
+
+def _check_target_assigner_encoding(component: TargetAssigner, ctx: mx.Context) -> None:
+    copy = _clone(component, ctx)
+    anchors = _grid_anchors(ctx)
+    n = anchors.shape[1]
+    class_preds = mx.nd.random.normal(shape=(_BATCH, n, len(_CLASSES) + 1), ctx=ctx)
+    outputs = _as_list(copy(anchors, _known_labels(ctx), class_preds), "the target assigner")
+    box_targets = _check_array(outputs[0], (_BATCH, n * 4), "box_targets").reshape(_BATCH, n, 4)[0]
+    box_mask = _check_array(outputs[1], (_BATCH, n * 4), "box_mask").reshape(_BATCH, n, 4)[0, :, 0]
+    class_targets = _check_array(outputs[2], (_BATCH, n), "class_targets")[0]
+    variances = _variances(component)
+    for class_id, *box in _KNOWN_BOXES:
+        matched = np.flatnonzero((box_mask > 0) & (class_targets == class_id + 1))
+        if not len(matched):
+            raise ConformanceError(f"no anchor is assigned the box {np.round(box, 4).tolist()} of class {int(class_id)}")
+        expected = _encode(anchors[0].asnumpy()[matched], np.tile(np.array(box, "float32"), (len(matched), 1)),
+                           variances)
+        actual = box_targets[matched]
+        if not np.allclose(actual, expected, rtol=1e-3, atol=1e-4):
+            worst = int(np.argmax(np.abs(actual - expected).max(axis=1)))
+            raise ConformanceError(
+                f"the box {np.round(box, 4).tolist()} on anchor {anchors[0, matched[worst]].asnumpy().round(4).tolist()} "
+                f"must be encoded as {expected[worst].round(4).tolist()} by {_ENCODING} with variances {variances}; "
+                f"got {actual[worst].round(4).tolist()}"
+            )
+
+
 def _check_target_assigner_blocks_gradients(component: TargetAssigner, ctx: mx.Context) -> None:
     copy = _clone(component, ctx)
     anchors, labels, class_preds = _assigner_inputs(ctx)
@@ -1146,6 +1209,46 @@ def _check_post_processor_outputs(component: PostProcessor, ctx: mx.Context) -> 
         )
 
 
+def _check_post_processor_decodes_the_encoding(component: PostProcessor, ctx: mx.Context) -> None:
+    copy = _clone(component, ctx)
+    variances = _variances(component)
+    anchors = _grid_anchors(ctx)
+    n = anchors.shape[1]
+    # The default target assigner encodes the known boxes ...
+    assigner = _get_registry().build("target_assigner", "multibox_target", {"variances": variances})
+    assigner.initialize(ctx=ctx)
+    class_preds = mx.nd.zeros((_BATCH, n, len(_CLASSES) + 1), ctx=ctx)
+    box_targets, box_mask, class_targets = _as_list(assigner(anchors, _known_labels(ctx), class_preds), "")
+    targets = class_targets.asnumpy() * (box_mask.asnumpy().reshape(_BATCH, n, 4)[:, :, 0] > 0)
+    # ... and the post-processor sees those offsets with a confident prediction of the box's class on each
+    # anchor that holds one, background everywhere else.
+    scores = np.zeros((_BATCH, n, len(_CLASSES) + 1), dtype="float32")
+    scores[:, :, 0] = 12
+    batch, anchor = np.nonzero(targets > 0)
+    scores[batch, anchor, 0] = 0
+    scores[batch, anchor, targets[batch, anchor].astype(int)] = 12
+    output = copy(mx.nd.array(scores, ctx=ctx), box_targets, anchors)
+    if not isinstance(output, mx.nd.NDArray) or output.ndim != 3 or output.shape[-1] != 6:
+        raise ConformanceError(f"it must return detections (B, K, 6); got {getattr(output, 'shape', output)!r}")
+    detections = output.asnumpy()[0]
+    confident = detections[(detections[:, 0] >= 0) & (detections[:, 1] >= 0.5)]
+    for class_id, *box in _KNOWN_BOXES:
+        mine = confident[confident[:, 0] == class_id]
+        if not len(mine) or not np.isclose(mine[:, 2:], box, atol=1e-3).all(axis=1).any():
+            nearest = (mine[np.argmin(np.abs(mine[:, 2:] - box).max(axis=1)), 2:].round(4).tolist() if len(mine)
+                       else "no detection of that class")
+            raise ConformanceError(
+                f"offsets that the default target assigner encodes for the box {np.round(box, 4).tolist()} of class "
+                f"{int(class_id)} ({_ENCODING}, variances {variances}) must decode to that box; got {nearest}"
+            )
+    for row in confident:
+        if not any(row[0] == class_id and np.allclose(row[2:], box, atol=1e-3) for class_id, *box in _KNOWN_BOXES):
+            raise ConformanceError(
+                f"a confident detection {row.round(4).tolist()} is none of the encoded boxes "
+                f"{_KNOWN_BOXES.round(4).tolist()}; decode by {_ENCODING}"
+            )
+
+
 def _check_post_processor_hybridizes(component: PostProcessor, ctx: mx.Context) -> None:
     _check_hybrid(_clone(component, ctx), ctx, list(_post_inputs(ctx)), "the post-processor")
 
@@ -1165,6 +1268,7 @@ _CHECKS: dict[str, tuple[Callable[..., None], ...]] = {
     ) + _DETECTOR + _EXPORT,
     "target_assigner": _COMMON + (
         _check_target_assigner_outputs, _check_target_assigner_blocks_gradients, _check_target_assigner_hybridizes,
+        _check_target_assigner_encoding,
     ) + _DETECTOR,
     "loss": _COMMON + (
         _check_loss_declarations, _check_loss_outputs, _check_loss_ignores_ignored_anchors, _check_loss_per_sample,
@@ -1172,5 +1276,6 @@ _CHECKS: dict[str, tuple[Callable[..., None], ...]] = {
     ) + _DETECTOR,
     "post_processor": _COMMON + (
         _check_post_processor_outputs, _check_post_processor_hybridizes,
+        _check_post_processor_decodes_the_encoding,
     ) + _DETECTOR + _EXPORT,
 }

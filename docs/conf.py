@@ -152,7 +152,9 @@ doctest_test_doctest_blocks = "default"
 
 # -- figures: matplotlib's plot directive, run when the docs build ------------------------
 
-plot_include_source = True
+# The figures alone: their code reads measured files through REPOSITORY (plot_pre_code below),
+# which is the docs build's business, not the reader's.
+plot_include_source = False
 plot_html_show_source_link = False
 plot_html_show_formats = False
 plot_formats = [("png", 110)]

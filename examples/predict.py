@@ -1,7 +1,7 @@
 """Detect objects with a saved detector and draw them.
 
-    detkit data extract data/pikachu/val.rec --out images -n 4        # image files to try it on
-    python examples/predict.py runs/quickstart/model images/val-00000.jpg [more.jpg ...] --threshold 0.5
+    detkit data extract data/pikachu/val.rec --out data/pikachu/images -n 4   # image files to try it on
+    python examples/predict.py runs/quickstart/model data/pikachu/images/val-00000.jpg [more.jpg ...] --threshold 0.5
 
 Writes PHOTO-detections.png beside each image and prints the detections.
 """

@@ -129,13 +129,17 @@ def test_train_print_config_and_errors_from_the_command_line(tmp_path, capsys) -
     assert "detkit: error: train.epochs: must be an integer" in capsys.readouterr().err
 
 
+def _refuse_constant(name: str) -> None:
+    raise AssertionError(f"bare {name} in JSON that detkit wrote")
+
+
 def test_train_evaluate_predict_from_the_command_line(tmp_path, capsys) -> None:
     out = tmp_path / "run"
     code = main([
         "train", "--set", f"data.root={tmp_path / 'data'}", "--set", "data.num_train=16", "--set", "data.num_val=4",
         "--set", "data.image_size=64", "--set", "model.data_shape=64", "--set", "train.epochs=1",
         "--set", "train.batch_size=8", "--set", f"train.output_dir={out}", "--set", "train.quiet=true",
-        "--set", "train.num_pictures=2",
+        "--set", "train.num_pictures=2", "--set", "eval.max_detections=[1, 5, 20]",
     ])
     assert code == 0
     printed = capsys.readouterr().out
@@ -144,10 +148,18 @@ def test_train_evaluate_predict_from_the_command_line(tmp_path, capsys) -> None:
                  "detections/val-000.png", "detections/val-001.png", "checkpoints/last.json"):
         assert (out / name).is_file(), name
     assert len(json.loads((out / "history.json").read_text())) == 1
+    assert {"mar_1", "mar_5", "mar_20"} <= set(json.loads((out / "metrics.json").read_text()))  # the eval section
+    # Strict JSON (the rule of detkit._base._json): a mean over no object size is null, never a bare NaN.
+    metrics = json.loads((out / "metrics.json").read_text(), parse_constant=_refuse_constant)
+    assert None in metrics["coco"].values()  # 64-pixel images: no large objects
+    json.loads((out / "history.json").read_text(), parse_constant=_refuse_constant)
     assert Config is not None and load_config(out / "config.yaml").train.epochs == 1
 
     assert main(["evaluate", str(out / "model"), str(tmp_path / "data" / "val.rec"), "--json"]) == 0
-    scores = json.loads(capsys.readouterr().out)
+    evaluated = json.loads(capsys.readouterr().out, parse_constant=_refuse_constant)
+    assert {k: v for k, v in evaluated.items() if k != "seconds"} == \
+        {k: v for k, v in metrics.items() if k != "seconds"}  # one rule for both
+    scores = evaluated
     assert scores["num_images"] == 4 and set(scores["per_class"]) == {"pikachu"}
 
     from PIL import Image
@@ -267,3 +279,93 @@ def test_a_preset_names_the_plugins_it_needs_when_they_are_missing(builtins_only
     message = str(caught.value)
     assert "There is no backbone named 'resnet18_v1'" in message
     assert "pip install gluon-detkit-resnet gluon-detkit-losses" in message
+
+
+def test_ctrl_c_during_train_says_where_it_stopped_and_how_to_resume(tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-c", "import sys; from detkit.cli import main; sys.exit(main())", "train",
+               "--preset", "fast", "--set", f"data.root={tmp_path / 'data'}", "--set", "data.num_train=8",
+               "--set", "data.num_val=2", "--set", "data.image_size=64", "--set", "model.data_shape=64",
+               "--set", "train.epochs=500", "--set", "train.batch_size=8", "--set", f"train.output_dir={out}",
+               "--set", "train.quiet=true"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "checkpoints" / "last.json").is_file() and process.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.count("detkit: interrupted:") == 1, stderr
+    last = json.loads((out / "checkpoints" / "last.json").read_text())["checkpoint"]
+    assert f"the last checkpoint, after epoch {int(last.split('-')[-1])}, is {out / 'checkpoints' / last}" in stderr
+    assert f"Resume with: detkit train {out / 'config.yaml'} --set train.resume=true" in stderr
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_nothing_was_saved(tmp_path, capsys, monkeypatch) -> None:
+    import detkit._cli._train
+
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(detkit._cli._train, "run_config", interrupted)
+    assert main(["train", "--set", f"train.output_dir={tmp_path / 'run'}"]) == 130
+    assert capsys.readouterr().err == (
+        f"detkit: interrupted: no checkpoint was saved yet in {tmp_path / 'run' / 'checkpoints'}; run the same "
+        "command again to start over (an epoch is saved as it ends).\n")
+
+
+def test_json_that_detkit_writes_has_null_for_non_finite_numbers() -> None:
+    from detkit import History
+    from detkit._base import json_text
+
+    text = json_text({"ap": float("nan"), "rows": [1.5, float("inf"), (float("-inf"), 2)], "n": 3})
+    assert json.loads(text, parse_constant=_refuse_constant) == {"ap": None, "rows": [1.5, None, [None, 2]], "n": 3}
+    history = History([{"epoch": 1, "loss": 0.5, "map_50": float("nan")}])
+    assert json.loads(history.to_json(), parse_constant=_refuse_constant) == [{"epoch": 1, "loss": 0.5, "map_50": None}]
+
+
+def test_predict_a_folder_with_a_progress_bar_and_set_a_component(tmp_path, capsys) -> None:
+    from PIL import Image
+
+    from detkit import SSDDetector
+
+    SSDDetector(classes=["pikachu"], data_shape=64).save(tmp_path / "model")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("b.png", "a.jpg", "c.JPEG"):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "pictures"
+    assert main(["predict", str(tmp_path / "model"), str(folder), "--out", str(out), "--threshold", "0",
+                 "--set", "post_processor.nms_threshold=0.3", "--set", "post_processor.nms_topk=5"]) == 0
+    captured = capsys.readouterr()
+    assert sorted(path.name for path in out.iterdir()) == ["a-detections.png", "b-detections.png",
+                                                           "c-detections.png"]
+    assert "predict" in captured.err and "3/3" in captured.err  # the progress bar, on stderr
+    assert [line.split(":")[0] for line in captured.out.splitlines() if not line.startswith(" ")] == \
+        [str(folder / name) for name in ("a.jpg", "b.png", "c.JPEG")]
+    # --set reaches the post-processor: at most nms_topk detections an image.
+    assert main(["predict", str(tmp_path / "model"), str(folder), "--out", str(out), "--threshold", "0", "--json",
+                 "--set", "post_processor.nms_topk=2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report) == 3 and all(len(item["detections"]) <= 2 for item in report)
+    # A folder without images, and a --set that is not COMPONENT.KEY=VALUE: one error line each.
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(tmp_path / "model"), str(tmp_path / "empty")]) == 2
+    assert "holds no image files" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "model"), str(folder), "--set", "backbone.filters=[8]"]) == 2
+    assert "COMPONENT one of target_assigner, loss, post_processor" in capsys.readouterr().err

@@ -178,6 +178,26 @@ class ReportsBackground(MultiBoxDetectionPostProcessor):
         return F.concat(F.where(ids >= 0, ids + 1, ids), rest, dim=-1)
 
 
+class SwapsTheVariances(MultiBoxDetectionPostProcessor):
+    """Decodes centres with the size variances and sizes with the centre variances: shapes right, boxes wrong."""
+
+    def hybrid_forward(self, F, class_preds, box_preds, anchors):
+        probabilities = F.softmax(class_preds, axis=-1).transpose(axes=(0, 2, 1))
+        return F.contrib.MultiBoxDetection(probabilities, box_preds, anchors, variances=(0.2, 0.2, 0.1, 0.1),
+                                           nms_threshold=self.nms_threshold)
+
+
+class LinearSizes(MultiBoxTargetAssigner):
+    """Encodes sizes as (gw - aw) / aw / v2 instead of log(gw / aw) / v2."""
+
+    def hybrid_forward(self, F, anchors, labels, class_preds):
+        box_targets, box_mask, class_targets = super().hybrid_forward(F, anchors, labels, class_preds)
+        offsets = box_targets.reshape((0, -1, 4))
+        centres = F.slice_axis(offsets, axis=-1, begin=0, end=2)
+        sizes = (F.exp(F.slice_axis(offsets, axis=-1, begin=2, end=4) * 0.2) - 1) / 0.2
+        return F.concat(centres, sizes, dim=-1).reshape((0, -1)) * box_mask, box_mask, class_targets
+
+
 class ValueDependentAnchors(MultiBoxPriorAnchors):
     """Moves its anchors with the feature values."""
 
@@ -209,6 +229,9 @@ BROKEN: list[tuple[Any, str, str]] = [
     (LeaksGradient(), "check_target_assigner_blocks_gradients", r"F.BlockGrad"),
     (ReportsBackground(), "check_post_processor_outputs", r"background is never reported|best detection"),
     (ValueDependentAnchors(), "check_anchor_generator_outputs", r"may depend on shapes only"),
+    (SwapsTheVariances(), "check_post_processor_decodes_the_encoding",
+     r"must decode to that box; got \[[^]]+\]"),
+    (LinearSizes(), "check_target_assigner_encoding", r"must be encoded as .* tw = log\(gw / aw\) / v2"),
 ]
 try:
     import onnxruntime  # noqa: F401
@@ -216,6 +239,19 @@ try:
     BROKEN.append((ExportsAnotherThreshold(), "check_export_parity", r"ONNX export's detections of image 0 differ"))
 except ImportError:  # the check runs only with the onnx extra
     pass
+
+
+def test_the_encoding_checks_use_the_default_variances_and_a_components_own() -> None:
+    from detkit.components._targets import DEFAULT_VARIANCES
+
+    assert testing._DEFAULT_VARIANCES == tuple(DEFAULT_VARIANCES)
+    # Encoder and decoder configured alike with other variances: both still pass.
+    variances = [0.05, 0.05, 0.1, 0.1]
+    for component, name in ((MultiBoxTargetAssigner(variances=variances), "check_target_assigner_encoding"),
+                            (MultiBoxDetectionPostProcessor(variances=variances),
+                             "check_post_processor_decodes_the_encoding")):
+        (check,) = [check for check in yield_checks(component) if check.__name__ == name]
+        check(component)
 
 
 @pytest.mark.parametrize(("component", "check_name", "message"), BROKEN,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,7 @@ def test_voc_round_trip(tmp_path):
     dataset = pack_voc(images, annotations, tmp_path / "out" / "train", progress=False)
     assert dataset.classes == CLASSES
     assert dataset.rec_path == tmp_path / "out" / "train.rec"
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["train.classes.txt", "train.idx", "train.rec"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["train.classes.txt", "train.eval.json", "train.idx", "train.rec"]
     assert (tmp_path / "out" / "train.classes.txt").read_text().split() == CLASSES
     assert dataset.pack_summary == PackSummary(images=5, objects=9, skipped=())
     assert dataset.max_objects == 3
@@ -340,3 +341,36 @@ def test_failed_pack_keeps_a_previous_output(tmp_path):
         pack_voc(images, annotations, tmp_path / "bad", progress=False)
     assert good.rec_path.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_pack_warns_when_class_names_differ_only_in_case(tmp_path, capsys) -> None:
+    from detkit.cli import main
+
+    _, images, annotations = make_voc(tmp_path)
+    xml = annotations / "img0.xml"
+    xml.write_text(xml.read_text().replace("<name>cat</name>", "<name>Cat</name>", 1))
+    assert main(["data", "pack", "--format", "voc", "--images", str(images), "--annotations", str(annotations),
+                 "--out", str(tmp_path / "out" / "train")]) == 0
+    err = capsys.readouterr().err
+    assert "detkit: warning:" in err and "'Cat' and 'cat', which differ only in case" in err
+    # Chosen classes: nothing to warn about.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pack_voc(images, annotations, tmp_path / "chosen" / "train", classes=["Cat", "bird", "cat", "dog"],
+                 progress=False)
+
+
+def test_the_index_given_for_the_records_asks_for_the_rec_file(tmp_path, capsys) -> None:
+    from detkit.cli import main
+
+    (tmp_path / "val.rec").write_bytes(b"")
+    (tmp_path / "val.idx").write_text("0\t0\n")
+    with pytest.raises(DataError, match=r"val.idx is the index of a RecordIO file, not the images: pass the .rec "
+                                        r"file \(.*val.rec\)"):
+        DetectionDataset(tmp_path / "val.idx", classes=["a"])
+    saved = tmp_path / "model"
+    import detkit
+
+    detkit.SSDDetector(classes=["a"], data_shape=64).save(saved)
+    assert main(["evaluate", str(saved), str(tmp_path / "val.idx")]) == 2
+    assert "pass the .rec file" in capsys.readouterr().err

@@ -229,3 +229,49 @@ def test_default_context_is_the_first_gpu_when_mxnet_sees_one(monkeypatch) -> No
     assert SSDDetector(classes=["a"]).ctx == mx.cpu()
     monkeypatch.setattr(mx.context, "num_gpus", lambda: 2)
     assert detkit.default_context() == mx.gpu(0)
+
+
+def test_load_says_which_file_is_missing_and_where_the_detector_is(tmp_path) -> None:
+    detector = SSDDetector(classes=["pikachu"], data_shape=64)
+    detector.save(tmp_path / "run" / "model")
+    with pytest.raises(CheckpointError, match=r"run holds no saved detector: detector.yaml is missing\. It holds a "
+                                              r"training's output: pass .*run/model, the detector inside it"):
+        SSDDetector.load(tmp_path / "run")
+    with pytest.raises(CheckpointError, match=r"elsewhere does not exist"):
+        SSDDetector.load(tmp_path / "elsewhere")
+    (tmp_path / "run" / "model" / "network.params").unlink()
+    with pytest.raises(CheckpointError, match=r"has the detector's detector.yaml but not its weights, network.params"):
+        SSDDetector.load(tmp_path / "run" / "model")
+
+
+def test_load_swaps_the_components_without_weights_of_their_own(tmp_path) -> None:
+    detector = SSDDetector(classes=["pikachu"], data_shape=64,
+                           post_processor={"name": "multibox_detection", "nms_threshold": 0.45, "nms_topk": 100})
+    detector.save(tmp_path / "saved")
+    # A mapping without "name": the saved component with other arguments.
+    tuned = SSDDetector.load(tmp_path / "saved", post_processor={"nms_threshold": 0.3})
+    assert (tuned.post_processor.nms_threshold, tuned.post_processor.nms_topk) == (0.3, 100)
+    # A whole spec replaces it; the network's weights are the saved ones.
+    other = SSDDetector.load(tmp_path / "saved", post_processor=("multibox_detection", {"clip": True}),
+                             loss=("focal_smooth_l1", {"normalization": "positives"}))
+    assert other.post_processor.clip and other.post_processor.nms_topk != 100
+    assert other.get_config()["components"]["loss"]["kwargs"]["normalization"] == "positives"
+    saved = list(SSDDetector.load(tmp_path / "saved").network.collect_params().values())
+    swapped = list(other.network.collect_params().values())
+    assert len(saved) == len(swapped)
+    for a, b in zip(saved, swapped):  # in order: Gluon's prefixes differ between instances
+        assert np.array_equal(a.data().asnumpy(), b.data().asnumpy()), a.name
+    with pytest.raises(InputError, match="nms_threshold"):
+        SSDDetector.load(tmp_path / "saved", post_processor={"nms_threshold": 2})
+    with pytest.raises(InputError, match="swaps only target_assigner, loss, post_processor .* got backbone"):
+        SSDDetector.load(tmp_path / "saved", backbone="toy")  # the backbone shapes the weights: not swappable
+
+
+def test_an_unknown_name_suggests_the_names_it_begins() -> None:
+    with pytest.raises(ComponentNotFoundError, match=r"Did you mean 'toy'\?"):
+        detkit.build_component("backbone", "to")
+    from detkit._plugins._registry import _close_names
+
+    assert _close_names("resnet18", ["resnet", "resnet18_v1", "resnet18_v2", "resnet34_v1"]) == \
+        ["resnet18_v1", "resnet18_v2"]
+    assert _close_names("tyo", ["resnet", "toy"]) == ["toy"]

@@ -24,6 +24,7 @@ import pytest
 import detkit
 from detkit import SSDDetector
 from detkit._cli._launch import child_environment, format_environment, plan_job, read_hosts
+from detkit._base._roles import PEER_EXIT_STATUS, PEER_GRACE_SECONDS
 from detkit._engine._distributed import WATCHDOG_EXIT_STATUS
 from detkit.config import load_config
 from detkit.data import DetectionDataset
@@ -101,7 +102,7 @@ def test_two_workers_update_as_one_process_at_the_global_batch(job) -> None:
     # counts change the float rounding of the convolutions, which training amplifies to ~1e-3.
     # (On one device at batch 8, BatchNorm would normalise over 8 images instead of 4.)
     reference = subprocess.run([sys.executable, str(WORKER), str(job / "data"), str(job / "initial"),
-                                str(job / "whole"), "--single"], capture_output=True, text=True,
+                                str(job / "whole"), "--single", "--devices", "2"], capture_output=True, text=True,
                                timeout=JOB_SECONDS, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert reference.returncode == 0, reference.stderr[-3000:]
     workers, single = _weights(job / "whole", 0), _weights(job / "whole", "single")
@@ -145,8 +146,10 @@ def test_a_dead_worker_ends_the_job_and_the_last_checkpoint_stays(job) -> None:
                   "--die", "1", "1")
     assert run.returncode == 9, run.stderr[-3000:]
     assert time.monotonic() - started < 60
-    # (ps-lite numbers the workers in the order they join: rank 1 is either launched worker.)
-    assert re.search(r"the worker [01] \(pid \d+\) exited with status 9: stopping the job", run.stderr)
+    # Named by its rank (ps-lite numbers the workers in the order they join, not the launcher's).
+    errors = [line for line in run.stderr.splitlines() if line.startswith("detkit: error:")]
+    assert len(errors) == 1 and re.match(r"detkit: error: the worker 1 of 2 \(pid \d+\) exited with status 9; "
+                                         r"the job was stopped", errors[0]), run.stderr[-3000:]
     assert json.loads((folder / "checkpoints" / "last.json").read_text())["checkpoint"] == "epoch-0001"
     SSDDetector.load(folder / "checkpoints" / "epoch-0001")
     assert not list((folder / "checkpoints").glob("*partial*"))
@@ -192,6 +195,10 @@ def test_the_watchdog_stops_a_worker_whose_peer_died_without_a_launcher(job, tmp
         survivor = next(i for i, (code, _) in statuses.items() if code == WATCHDOG_EXIT_STATUS)
         message = logs[survivor].read_text()
         assert "made no progress for 10 s" in message and "checkpoints on disk are intact" in message
+        assert re.search(r"detkit: error: worker 0 of 2: the distributed job made no progress", message)
+        # The scheduler and the server end too, at most two grace periods after the worker died.
+        for child in children[:2]:
+            assert child.wait(max(1.0, died + 2 * PEER_GRACE_SECONDS + 10 - time.monotonic())) == PEER_EXIT_STATUS
     finally:
         for child in children:
             if child.poll() is None:
@@ -224,7 +231,7 @@ def test_ssh_mode_runs_each_process_through_ssh(tmp_path) -> None:
     assert len(calls) == 4  # scheduler, server, two workers
     assert all(call.startswith("-tt -o BatchMode=yes") for call in calls)
     assert sum(" user@127.0.0.1 " in call for call in calls) == 1  # worker 1 on the second host
-    assert all(f"cd {tmp_path} && exec env DMLC_ROLE=" in call for call in calls)
+    assert all(f"cd {tmp_path} && env DMLC_ROLE=" in call and call.endswith("; exit $?") for call in calls)
     assert all(" PORT=" not in call for call in calls)
 
 
@@ -238,14 +245,15 @@ def test_print_env_gives_each_role_its_variables_and_command(capsys) -> None:
     from detkit.cli import main
 
     assert main(["launch", "-n", "3", "-s", "2", "--print-env", "--scheduler", "10.0.0.1", "--port", "9000",
-                 "--timeout", "45", "--", "detkit", "train", "my config.yaml"]) == 0
+                 "--timeout", "45", "--threads", "4", "--", "detkit", "train", "my config.yaml"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
     assert len(lines) == 3
     common = ("DMLC_PS_ROOT_URI=10.0.0.1 DMLC_PS_ROOT_PORT=9000 DMLC_NUM_SERVER=2 DMLC_NUM_WORKER=3 "
-              "DETKIT_DISTRIBUTED_TIMEOUT=45")
-    assert lines[0] == f"DMLC_ROLE=scheduler {common} {sys.executable} -c 'import mxnet'"
-    assert lines[1] == f"DMLC_ROLE=server {common} {sys.executable} -c 'import mxnet'"
-    assert lines[2] == f"DMLC_ROLE=worker {common} detkit train 'my config.yaml'"
+              "DETKIT_DISTRIBUTED_TIMEOUT=45 MXNET_KVSTORE_BIGARRAY_BOUND=16384")
+    # Threads per process: one for the scheduler and the servers, --threads for each worker.
+    assert lines[0] == f"DMLC_ROLE=scheduler {common} OMP_NUM_THREADS=1 {sys.executable} -c 'import detkit'"
+    assert lines[1] == f"DMLC_ROLE=server {common} OMP_NUM_THREADS=1 {sys.executable} -c 'import detkit'"
+    assert lines[2] == f"DMLC_ROLE=worker {common} OMP_NUM_THREADS=4 detkit train 'my config.yaml'"
 
 
 def test_children_get_no_inherited_port_or_dmlc_variables() -> None:
@@ -369,7 +377,7 @@ def test_the_guide_commands_run_as_written(tmp_path) -> None:
     import shlex
 
     yaml_text, commands = _guide_blocks()
-    assert [c.split(" -- ")[0] for c in commands] == ["detkit launch -n 2 -s 1"] * 2
+    assert [c.split(" -- ")[0] for c in commands] == ["detkit launch -n 2 -s 2"] * 2
     (tmp_path / "distributed.yaml").write_text(yaml_text)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     for command in commands:
@@ -391,12 +399,12 @@ def test_the_watchdog_stops_the_workers_when_the_server_dies(job, tmp_path, monk
 
     # The server dies just after a checkpoint: the workers may still be waiting for worker 0's work
     # alone (validation, the checkpoint), which the lead timeout bounds; here as short as the job's.
-    monkeypatch.setenv("DETKIT_DISTRIBUTED_LEAD_TIMEOUT", "10")
+    monkeypatch.setenv("DETKIT_DISTRIBUTED_LEAD_TIMEOUT", "5")
 
     folder = tmp_path / "run"
     worker = [sys.executable, str(WORKER), str(job / "data"), str(job / "initial"), str(folder), "--epochs", "50",
               "--checkpoints", str(folder / "checkpoints")]
-    processes = plan_job(worker, workers=2, servers=1, scheduler="127.0.0.1", port=free_port(), timeout=10,
+    processes = plan_job(worker, workers=2, servers=1, scheduler="127.0.0.1", port=free_port(), timeout=5,
                          python=sys.executable)
     logs = [tmp_path / f"stderr-{index}.txt" for index in range(len(processes))]
     children = _start_unwatched(processes, logs)
@@ -409,8 +417,9 @@ def test_the_watchdog_stops_the_workers_when_the_server_dies(job, tmp_path, monk
         killed = time.monotonic()
         for child, log in zip(children[2:], logs[2:]):
             assert child.wait(JOB_SECONDS) == WATCHDOG_EXIT_STATUS
-            assert "made no progress for 10 s" in log.read_text()
-        assert time.monotonic() - killed < 10 + 15
+            assert "made no progress for 5 s" in log.read_text()
+        assert time.monotonic() - killed < 5 + 15
+        assert children[0].wait(PEER_GRACE_SECONDS + 15) == PEER_EXIT_STATUS  # the scheduler ends too
         last = json.loads((folder / "checkpoints" / "last.json").read_text())["checkpoint"]
         SSDDetector.load(folder / "checkpoints" / last)
     finally:
@@ -432,3 +441,264 @@ def test_a_wait_for_worker_0_alone_is_bounded_by_the_lead_timeout() -> None:
     assert "made no progress for 1 s while waiting for worker 0" in run.stderr
     assert "Set DETKIT_DISTRIBUTED_LEAD_TIMEOUT to wait longer" in run.stderr
     assert time.monotonic() - started < 30
+
+
+# -- Every layout equals one process ------------------------------------------------------------------------------
+
+MATRIX_IMAGES = 12  # divisible by every global batch below: 2 images a device and worker
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """12 images of 64 px and an initial detector, and the one-process references, made once per device count."""
+    root = tmp_path_factory.mktemp("matrix")
+    detkit.data.synthetic_pikachu(root / "data", num_train=MATRIX_IMAGES, num_val=2, image_size=64, progress=False)
+    mx.random.seed(4)
+    detector = SSDDetector(["pikachu"], data_shape=64)
+    detector._materialize()
+    detector.save(root / "initial")
+    references: dict[int, dict[str, np.ndarray]] = {}
+
+    def reference(devices: int) -> dict[str, np.ndarray]:
+        if devices not in references:
+            folder = root / f"single-{devices}"
+            run = subprocess.run([sys.executable, str(WORKER), str(root / "data"), str(root / "initial"), str(folder),
+                                  "--single", "--devices", str(devices), "--batch-size", "2", "--no-val"],
+                                 capture_output=True, text=True, timeout=JOB_SECONDS,
+                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
+            assert run.returncode == 0, run.stderr[-3000:]
+            references[devices] = _weights(folder, "single")
+        return references[devices]
+
+    return root, reference
+
+
+@distributed
+@pytest.mark.parametrize("workers, servers, devices", [
+    (1, 1, 1), (1, 2, 1), (2, 1, 1), (2, 2, 1), (3, 1, 1), (3, 2, 1),
+    (1, 1, 2), (2, 2, 2),  # several devices a worker: the BatchNorm statistics of every device count
+])
+def test_every_layout_trains_as_one_process_at_the_global_batch(small, workers, servers, devices) -> None:
+    # W workers x D devices at 2 images a device equal one process on W x D devices at batch 2 W D: the same
+    # images, crops and BatchNorm batches; weights and BatchNorm running statistics after 2 epochs agree,
+    # with one thread a process. Two gradients add up exactly in either order (measured: bit-identical
+    # weights, statistics within 2e-7 of their size); three or four are added in another order than one
+    # process adds them (the servers add them as they arrive), a float rounding that 4 steps amplify to
+    # ~1e-4 of a weight's size. (A wrong share of the data, or wrong statistics, is off by several %.)
+    root, reference = small
+    folder = root / f"job-{workers}x{servers}x{devices}"
+    run = _launch("-n", str(workers), "-s", str(servers), "--threads", "1", "--timeout", "30", "--",
+                  sys.executable, str(WORKER), str(root / "data"), str(root / "initial"), str(folder),
+                  "--devices", str(devices), "--batch-size", "2", "--no-val", "--no-second-fit")
+    assert run.returncode == 0, run.stderr[-3000:]
+    single = reference(workers * devices)
+    initial = SSDDetector.load(root / "initial").network._collect_params_with_prefix()
+    tolerance, floor = (1e-5, 1e-2) if workers * devices <= 2 else (1e-3, 1e-2)
+    trainable = [name for name, p in initial.items() if p.grad_req != "null"]
+    changed = [name for name in trainable if not np.array_equal(single[name], initial[name].data().asnumpy())]
+    assert len(changed) > 0.8 * len(trainable)  # it trained (a few heads see no object at 64 px)
+    for rank in range(workers):
+        job = _weights(folder, rank)
+        assert job.keys() == single.keys()
+        for name, value in job.items():
+            # (Parameters of tiny values -- a bias before a BatchNorm, a young beta -- move by gradients
+            # of the size of that rounding: their tolerance has a floor.)
+            np.testing.assert_allclose(value, single[name], rtol=0,
+                                       atol=tolerance * max(np.abs(single[name]).max(), floor),
+                                       err_msg=f"{name} of rank {rank}")
+
+
+# -- Every way a process ends ends the job ------------------------------------------------------------------------
+
+STOP_BOUND = 5.0 + 5.0  # the launcher's SIGTERM grace (5 s), and slack for a loaded machine
+
+
+def _job_processes(port: int) -> list[int]:
+    """The pids of the processes still alive whose environment names the scheduler's ``port``."""
+    marker = f"DMLC_PS_ROOT_PORT={port}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    status = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                    if status != "Z":
+                        found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@distributed
+@pytest.mark.parametrize("rank, phase, how, status", [
+    (1, "start", "exit", 1),         # sys.exit(7) once it joined: it leaves at once, with status 1
+    (1, "epoch", "raise", 2),        # an exception (a detkit error) in the middle of training
+    (0, "validation", "signal", 143),  # SIGTERM while rank 0 validates alone
+    (0, "checkpoint", "kill", 9),    # dead while rank 0 writes a checkpoint
+    (1, "teardown", "kill", 9),      # dead after training, while the others leave the job
+])
+def test_any_end_of_a_process_ends_the_job_at_once(small, tmp_path, rank, phase, how, status) -> None:
+    root, _ = small
+    folder = tmp_path / "run"
+    port = _port()
+    run = _launch("-n", "2", "-s", "2", "--threads", "1", "--port", str(port), "--timeout", "30", "--",
+                  sys.executable, str(WORKER), str(root / "data"), str(root / "initial"), str(folder),
+                  "--batch-size", "2", "--no-second-fit", "--checkpoints", str(folder / "checkpoints"),
+                  "--fail", str(rank), phase, how)
+    ended = time.time()
+    assert run.returncode == status, run.stderr[-3000:]
+    assert ended - float((folder / "failed").read_text()) < STOP_BOUND
+    errors = [line for line in run.stderr.splitlines() if line.startswith("detkit: error:")]
+    assert len(errors) == 1, run.stderr[-3000:]
+    assert errors[0].startswith(f"detkit: error: the worker {rank} of 2 (pid "), errors[0]
+    assert "the job was stopped" in errors[0]
+    assert _job_processes(port) == []
+
+
+@distributed
+def test_only_rank_0_validates(small, tmp_path) -> None:
+    # Rank 1 would die if it evaluated: it takes rank 0's figures instead.
+    root, _ = small
+    folder = tmp_path / "run"
+    run = _launch("-n", "2", "--threads", "1", "--timeout", "30", "--", sys.executable, str(WORKER),
+                  str(root / "data"), str(root / "initial"), str(folder), "--batch-size", "2", "--epochs", "1",
+                  "--no-second-fit", "--fail", "1", "validation", "kill")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert not (folder / "failed").exists()
+    histories = [json.loads((folder / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert histories[0] == histories[1] and "map_50" in histories[0][0]
+
+
+@distributed
+def test_a_failed_worker_without_a_launcher_ends_every_process(small, tmp_path) -> None:
+    # As a cluster manager starts them (--print-env lines): worker 1 raises; it leaves at once (no teardown),
+    # worker 0's watchdog ends it, and the scheduler and the servers end themselves.
+    root, _ = small
+    folder = tmp_path / "run"
+    worker = [sys.executable, str(WORKER), str(root / "data"), str(root / "initial"), str(folder), "--batch-size",
+              "2", "--no-second-fit", "--fail", "1", "epoch", "raise"]
+    processes = plan_job(worker, workers=2, servers=2, scheduler="127.0.0.1", port=_port(), timeout=5,
+                         python=sys.executable, threads=1)
+    logs = [tmp_path / f"stderr-{index}.txt" for index in range(len(processes))]
+    children = _start_unwatched(processes, logs)
+    try:
+        codes = [child.wait(JOB_SECONDS) for child in children]
+        ended = time.time()
+        failed = float((folder / "failed").read_text())
+        assert ended - failed < 5 + 2 * PEER_GRACE_SECONDS + 10  # the bound the guide states
+        assert sorted(codes[3:]) == [2, WATCHDOG_EXIT_STATUS]
+        assert codes[:3] == [PEER_EXIT_STATUS] * 3
+        assert "detkit: error: the scheduler of the distributed job" in logs[0].read_text()
+    finally:
+        for child in children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+
+
+@distributed
+def test_the_teardown_is_bounded_when_the_scheduler_is_gone(small, tmp_path) -> None:
+    # Training is over; rank 1 hangs before leaving the job, then the scheduler dies. Rank 0's leaving the job
+    # (MXNet's teardown, which waits for every worker and the scheduler) ends within the job's timeout, and
+    # rank 1 and the server end through their monitors, instead of never.
+    root, _ = small
+    folder = tmp_path / "run"
+    worker = [sys.executable, str(WORKER), str(root / "data"), str(root / "initial"), str(folder), "--batch-size",
+              "2", "--epochs", "1", "--no-val", "--no-second-fit", "--fail", "1", "teardown", "hang"]
+    processes = plan_job(worker, workers=2, servers=1, scheduler="127.0.0.1", port=_port(), timeout=5,
+                         python=sys.executable, threads=1)
+    logs = [tmp_path / f"stderr-{index}.txt" for index in range(len(processes))]
+    children = _start_unwatched(processes, logs)
+    try:
+        deadline = time.monotonic() + JOB_SECONDS
+        while not (folder / "failed").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(children[0].pid, signal.SIGKILL)
+        killed = time.monotonic()
+        codes = [child.wait(JOB_SECONDS) for child in children[1:]]
+        assert time.monotonic() - killed < PEER_GRACE_SECONDS + 10
+        assert codes[0] == PEER_EXIT_STATUS  # the server
+        assert sorted(codes[1:]) == [WATCHDOG_EXIT_STATUS, PEER_EXIT_STATUS]  # rank 0 (teardown), rank 1 (hung)
+        rank_0 = next(log for log, code in zip(logs[2:], codes[1:]) if code == WATCHDOG_EXIT_STATUS).read_text()
+        assert "detkit: error: worker 0 of 2: the distributed job did not end within 5 s" in rank_0
+    finally:
+        for child in children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+
+
+@distributed
+def test_a_worker_count_that_disagrees_with_the_job_is_one_error(small) -> None:
+    root, _ = small
+    started = time.monotonic()
+    run = _launch("-n", "2", "--threads", "1", "--timeout", "30", "--", "env", "DMLC_NUM_WORKER=3", sys.executable,
+                  str(WORKER), str(root / "data"), str(root / "initial"), str(root / "disagree"), "--no-val")
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert "2 worker(s) joined, but this worker" in run.stderr and "told 3 (DMLC_NUM_WORKER)" in run.stderr
+    assert time.monotonic() - started < 60
+    assert not (root / "disagree" / "rank-0.npz").exists()
+
+
+@distributed
+def test_the_launcher_takes_no_role_it_inherited(tmp_path) -> None:
+    # An environment left over from a server: the launcher must not serve (hang), but start the job.
+    env = {**os.environ, "DMLC_ROLE": "server", "DMLC_PS_ROOT_URI": "127.0.0.1", "DMLC_PS_ROOT_PORT": "1",
+           "DMLC_NUM_SERVER": "1", "DMLC_NUM_WORKER": "1"}
+    code = "import os, mxnet as mx; kv = mx.kv.create('dist_sync'); os.write(1, f'rank {kv.rank}\\n'.encode())"
+    run = _launch("-n", "1", "--timeout", "20", "--", sys.executable, "-c", code, env=env, timeout=60)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "rank 0" in run.stdout
+
+
+@distributed
+def test_ssh_mode_exits_128_plus_the_signal(tmp_path) -> None:
+    # A fake ssh that behaves as OpenSSH's: 255 when the remote process was killed by a signal.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text(
+        f"#!{sys.executable}\nimport subprocess, sys\ncode = subprocess.run(['sh', '-c', sys.argv[-1]]).returncode\n"
+        "sys.exit(255 if code < 0 else code)\n"
+    )
+    (bin_dir / "ssh").chmod(0o755)
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1\n")
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    code = ("import os, signal, mxnet as mx; kv = mx.kv.create('dist_sync'); "
+            "kv.rank == 1 and os.kill(os.getpid(), signal.SIGTERM)")
+    run = _launch("-n", "2", "--hosts", str(hosts), "--port", str(_port()), "--timeout", "20", "--",
+                  sys.executable, "-c", code, env=env, cwd=tmp_path)
+    assert run.returncode == 128 + signal.SIGTERM, run.stderr[-3000:]
+    assert "exited with status 143" in run.stderr
+
+
+def test_rank_0_waits_for_the_others_with_the_job_timeout() -> None:
+    # Rank 0, its own work done, waits for the others only: the job's timeout, not the lead timeout, and a
+    # message that says so. (A store whose exchange never returns: a dead worker.)
+    code = ("import time\nfrom detkit._engine._distributed import Coordinator\n"
+            "class Store:\n    rank, num_workers = 0, 2\n    def init(self, key, value): pass\n"
+            "    def push(self, key, value): time.sleep(60)\n"
+            "Coordinator(Store(), 1.0).allreduce([1], wait_for_lead=True)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=JOB_SECONDS,
+                         env={**os.environ, "DETKIT_DISTRIBUTED_LEAD_TIMEOUT": "600"})
+    assert run.returncode == WATCHDOG_EXIT_STATUS
+    assert "made no progress for 1 s while training (worker 0 of 2)" in run.stderr
+    assert "worker 0's work alone" not in run.stderr
+
+
+def test_the_peer_monitor_waits_a_grace_period_once_a_peer_left() -> None:
+    from detkit._base._roles import PeerMonitor
+
+    monitor = PeerMonitor("server", grace=10)
+    assert not any(monitor.check(count, now) for count, now in [(1, 0), (3, 1), (3, 2)])
+    assert not monitor.check(2, 3) and not monitor.check(2, 12)  # a peer left at 3 s: 10 s of grace
+    assert not monitor.check(3, 12.5) and not monitor.check(2, 14)  # it came back (a reconnection): afresh
+    assert monitor.check(2, 24.5)
+
+
+def test_only_detkit_launch_sheds_inherited_roles() -> None:
+    from detkit._base._roles import is_launcher
+
+    assert is_launcher(["/usr/bin/detkit", "launch", "-n", "2"]) and is_launcher(["-m", "launch"])
+    assert not is_launcher(["/usr/bin/detkit", "train"]) and not is_launcher(["train.py", "launch"])
+    assert not is_launcher(["-c"])

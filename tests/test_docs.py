@@ -207,6 +207,23 @@ def test_the_training_guide_shows_the_committed_recipe_measurements() -> None:
     assert "model.backbone.pretrained=false" in measured["overrides"]["ssd"]  # as the guide says: offline
 
 
+def test_the_seed_recipes_early_figures_agree_between_readme_chart_and_guide() -> None:
+    import json
+
+    measured = json.loads((DOCS.parent / "benchmarks" / "results" / "recipes-256.json").read_text(encoding="utf-8"))
+    fifth = next(r for r in measured["recipes"]["seed"] if r["epoch"] == 5)["map_50"]
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    guide = (DOCS / "guides" / "training.rst").read_text(encoding="utf-8")
+    for text in (readme, guide):
+        assert f"{fifth:.3f}" in text and "0.087" in text  # the chart's run and the 5-epoch run, both measured
+    assert "one measured run" in readme and "as one sample" in guide  # what two runs say about the spread
+
+
+def test_no_page_speaks_of_the_machine_that_built_it() -> None:
+    pages = [path for path in DOCS.rglob("*.rst") if "_build" not in path.parts]
+    assert not [path.name for path in pages if "This machine has no network" in path.read_text(encoding="utf-8")]
+
+
 def test_the_changelog_page_includes_the_changelog() -> None:
     page = (DOCS / "changelog.rst").read_text(encoding="utf-8")
     assert ".. include:: ../CHANGELOG.md" in page
@@ -263,6 +280,15 @@ def test_the_docs_build_strictly_with_the_tutorial_figures(html: tuple[Path, Pat
                  "plugins/conformance.html", "plugins/hooks.html", "api/detkit.html",
                  "compatibility.html", "changelog.html"):
         assert page in pages, page
+
+
+@pytest.mark.docs
+def test_plot_directives_show_their_figures_without_their_source(html: tuple[Path, Path]) -> None:
+    out, _ = html
+    for page in ("tutorial.html", "guides/training.html", "guides/performance.html"):
+        text = (out / page).read_text(encoding="utf-8")
+        assert "<img" in text, page
+        assert "REPOSITORY" not in text and "plt.subplots" not in text, page
 
 
 @pytest.mark.docs

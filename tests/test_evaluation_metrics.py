@@ -612,6 +612,10 @@ def reference_coco(dets, labels, difficult, cls, thresholds, max_dets):
                 dt_ig[tind, dind] = gt_ig[m]
                 dtm[tind, dind] = 1
                 gtm[tind, m] = 1
+        # an unmatched detection outside the area range "all" [0, 1e10] is ignored: an inverted box's
+        # area w * h is negative (pycocotools' loadRes), so it is ignored rather than a false positive
+        outside = (dt[:, 4] - dt[:, 2]) * (dt[:, 5] - dt[:, 3]) < 0  # (num_d,)
+        dt_ig = np.logical_or(dt_ig, np.logical_and(dtm == 0, outside[None, :]))
         scores.append(dt[:, 1])
         matched.append(dtm)
         ignored.append(dt_ig)

@@ -45,7 +45,25 @@ def test_import_without_mxnet_names_the_pip_command() -> None:
         "except ImportError as error:\n    print(type(error).__name__); print(error)\n"
     )
     assert "MissingDependencyError" in result.stdout
-    assert "pip install 'gluon-detkit[cpu]'" in result.stdout and "pip install 'gluon-detkit[cu112]'" in result.stdout
+    # Commands that work before gluon-detkit is on the package index: MXNet alone, or detkit
+    # with its extra from a checkout or a built wheel.
+    assert "pip install mxnet==1.9.1" in result.stdout and "pip install mxnet-cu112==1.9.1" in result.stdout
+    assert "pip install '.[cpu]'" in result.stdout and "whl[cpu]" in result.stdout
+    assert "gluon-detkit[" not in result.stdout
+
+
+def test_the_detkit_command_without_mxnet_prints_one_error_line_and_exits_2(tmp_path) -> None:
+    # The installed console script, with `import mxnet` blocked at start-up (a sitecustomize).
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['mxnet'] = None\n")
+    command = os.path.join(os.path.dirname(sys.executable), "detkit")
+    if not os.path.exists(command):
+        pytest.skip("the detkit command is not installed next to this Python")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run([command, "--help"], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("detkit: error: detkit needs Apache MXNet 1.9.1"), result.stderr
+    assert result.stderr.count("detkit: error:") == 1 and "Traceback" not in result.stderr
+    assert "pip install mxnet==1.9.1" in result.stderr and result.stdout == ""
 
 
 def test_detkit_uses_every_core_unless_the_user_chose() -> None:
@@ -95,3 +113,20 @@ def test_the_command_prints_help_without_arguments(capsys) -> None:
 
     assert main([]) == 0
     assert "usage: detkit" in capsys.readouterr().out
+
+
+def test_every_pyproject_gives_its_license_as_an_spdx_string() -> None:
+    # A `license = { text = ... }` table and License :: classifiers make setuptools >= 77 warn on every build.
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11
+
+    root = Path(__file__).resolve().parents[1]
+    files = [root / "pyproject.toml", *sorted(root.glob("plugins/*/pyproject.toml")),
+             root / "examples" / "plugin-template" / "pyproject.toml"]
+    assert len(files) >= 5
+    for path in files:
+        project = tomllib.loads(path.read_text(encoding="utf-8"))
+        assert project["project"]["license"] == "Apache-2.0", path
+        assert not [c for c in project["project"].get("classifiers", []) if c.startswith("License ::")], path
+        assert "setuptools>=77" in project["build-system"]["requires"], path  # the first to read the string

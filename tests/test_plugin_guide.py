@@ -92,3 +92,23 @@ def test_a_plugin_built_from_the_guide_installs_next_to_the_editable_detkit(tmp_
     if "dev" in metadata.version("gluon-detkit"):
         refused = _dry_run(tmp_path / "control", 'dependencies = ["gluon-detkit>=0.1,<1"]')
         assert refused.returncode != 0 and "gluon-detkit" in refused.stderr
+
+
+def test_the_guides_copy_of_the_template_leaves_build_outputs_behind(tmp_path) -> None:
+    # The README's install leaves build/ and src/*.egg-info in the template; the guide's copy command must
+    # not take them (a second distribution of the template would be visible to the new plugin's tests).
+    root = TEMPLATE.parents[1]
+    guide = (root / "docs" / "plugins" / "writing.rst").read_text(encoding="utf-8")
+    readme = (TEMPLATE / "README.md").read_text(encoding="utf-8")
+    command = "git archive HEAD:examples/plugin-template | tar -x -C ~/src/detkit-coolnet"
+    assert command in guide and command in readme
+    assert "cp -r examples/plugin-template ~/src/detkit-coolnet\n" not in guide  # only with the clean-up after it
+    if shutil.which("git") is None or shutil.which("tar") is None or not (root / ".git").exists():
+        pytest.skip("needs git, tar and a git checkout")
+    target = tmp_path / "detkit-coolnet"
+    target.mkdir()
+    subprocess.run(command.replace("~/src/detkit-coolnet", str(target)), shell=True, cwd=root, check=True,
+                   timeout=60)
+    copied = {path.relative_to(target).as_posix() for path in target.rglob("*")}
+    assert "pyproject.toml" in copied and "src/detkit_myplugin/__init__.py" in copied
+    assert not [name for name in copied if name.startswith("build") or ".egg-info" in name or "__pycache__" in name]

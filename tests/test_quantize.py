@@ -147,3 +147,24 @@ def yaml_sha256(directory) -> dict:
     import yaml
 
     return yaml.safe_load((directory / "detector.yaml").read_text())["sha256"]
+
+
+def test_quantizing_keeps_mxnets_per_layer_log_off_the_terminal(tmp_path, capfd) -> None:
+    # An untrained detector quantizes as well: what matters here is MXNet's log, about 90 lines otherwise.
+    _, val = detkit.data.synthetic_pikachu(tmp_path, num_train=8, num_val=8, image_size=64, progress=False)
+    detector = SSDDetector(classes=val.classes, data_shape=64, ctx=mx.cpu())
+    capfd.readouterr()
+    detector.quantize(val, num_batches=1, batch_size=8)
+    err = capfd.readouterr().err
+    assert "quantize_graph_pass" not in err and "is quantized" not in err, err[:500]
+
+
+def test_the_native_log_filter_drops_only_the_lines_it_names(capfd) -> None:
+    import os
+    import re
+
+    from detkit._base import native_stderr_filtered
+
+    with native_stderr_filtered(re.compile(r"noise\.cc:\d+:")):
+        os.write(2, b"[12:00:00] noise.cc:302: layer is quantized.\n[12:00:00] other.cc:7: a real warning\n")
+    assert capfd.readouterr().err == "[12:00:00] other.cc:7: a real warning\n"

@@ -46,7 +46,7 @@ def test_the_readme_python_block_trains_a_working_model(tmp_path, monkeypatch, b
     assert detector.get_config()["components"]["loss"]["kwargs"]["normalization"] == "positives"
     assert [Path(p).name for p in images] == [f"val-0000{i}.jpg" for i in range(4)]
     assert 1 <= len(detections) <= 3 and detections[0].class_name == "pikachu"  # one object per image
-    assert (tmp_path / "detections.png").is_file()
+    assert (tmp_path / "runs" / "pikachu-detections.png").is_file()
     assert detkit.SSDDetector.load(tmp_path / "runs" / "pikachu").classes == ["pikachu"]
 
 
@@ -71,3 +71,41 @@ def test_the_readme_first_command_brings_pip_up_to_date() -> None:
     assert first is not None
     assert first.group(1).startswith("python3 -m venv --upgrade-deps .venv && .venv/bin/pip install -e ")
     assert first.group(1).endswith("&& .venv/bin/detkit train examples/quickstart.yaml")
+
+
+def test_the_readme_commands_write_under_data_or_runs_and_name_files_that_exist() -> None:
+    # Outputs under data/ or runs/ (ignored by git), never loose in the checkout's root; a YAML file
+    # a command names is one of the checkout's.
+    text = README.read_text(encoding="utf-8")
+    shell = text[text.index("## From the shell"):text.index("## Documentation")]
+    commands = [line.split("#")[0].split() for line in shell.splitlines() if line.startswith("detkit ")]
+    outputs = [words[words.index("--out") + 1] for words in commands if "--out" in words]
+    assert len(outputs) >= 4
+    for output in outputs:
+        assert output.split("/")[0] in ("data", "runs"), output
+    for words in commands:
+        for word in words:
+            if word.endswith(".yaml"):
+                assert (README.parent / word).is_file(), word
+    python = python_block("## In Python")
+    for written in re.findall(r'"([^"]+\.(?:png|jpg))"', python):
+        assert written.split("/")[0] in ("data", "runs"), written
+    ignored = (README.parent / ".gitignore").read_text(encoding="utf-8").split()
+    assert "/data/" in ignored and "/runs/" in ignored
+
+
+def test_the_install_lines_work_before_a_release() -> None:
+    # gluon-detkit is not on the package index yet: the README and the getting-started page install from a
+    # checkout or a built wheel, whose file name carries the project's version; the index only "once released".
+    root = README.parent
+    version = re.search(r'^version = "([^"]+)"', (root / "pyproject.toml").read_text(), re.M)
+    assert version is not None
+    getting_started = (root / "docs" / "getting-started.rst").read_text(encoding="utf-8")
+    for name, text in (("README.md", README.read_text(encoding="utf-8")), ("getting-started.rst", getting_started)):
+        assert "not on the package index yet" in text, name
+        for wheel in re.findall(r"gluon_detkit-([^-\s]+)-py3-none-any\.whl", text):
+            assert wheel == version.group(1), (name, wheel)
+        for match in re.finditer(r'pip install "gluon-detkit\[', text):
+            assert "Once released" in text[max(match.start() - 80, 0):match.start()], (name, match.start())
+    assert (root / "tools" / "check_release.sh").is_file()
+    assert "tools/check_release.sh" in (root / ".ci" / "run").read_text()

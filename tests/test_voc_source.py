@@ -69,7 +69,7 @@ def test_one_command_trains_on_a_voc_folder(tmp_path, capsys, monkeypatch):
     assert json.loads((out / "metrics.json").read_text())["num_images"] == 2
     assert detkit.SSDDetector.load(out / "model").classes == list(VOC_CLASSES)
     assert sorted(path.name for path in cache.iterdir()) == sorted(
-        f"{split}{suffix}" for split in ("train", "val") for suffix in (".rec", ".idx", ".classes.txt")
+        f"{split}{suffix}" for split in ("train", "val") for suffix in (".rec", ".idx", ".classes.txt", ".eval.json")
     ) + ["voc.json"]
     assert not any(path.name.startswith(".") for path in cache.parent.iterdir())  # nothing staged is left
     assert sorted(path.name for path in root.iterdir()) == ["Annotations", "ImageSets", "JPEGImages"]
@@ -321,14 +321,14 @@ def test_a_folder_with_a_foreign_voc_json_is_never_replaced(tmp_path):
     (cache / "notes.txt").unlink()
     (cache / "val.rec").unlink()  # the cache's own files only, some missing: an earlier cache, packed again
     assert prepare_voc(root, cache, val_split=None, progress=False).packed
-    assert sorted(path.name for path in cache.iterdir()) == ["train.classes.txt", "train.idx", "train.rec",
-                                                              "voc.json"]
+    assert sorted(path.name for path in cache.iterdir()) == ["train.classes.txt", "train.eval.json", "train.idx",
+                                                              "train.rec", "voc.json"]
     manifest = json.loads((cache / "voc.json").read_text())
     manifest["request"]["format"] = "1"  # a field of the wrong type: not a manifest this module wrote
     (cache / "voc.json").write_text(json.dumps(manifest))
     before = contents(cache)
     with pytest.raises(InputError, match=r"holds other files \(a voc.json that is not a cache's manifest; "
-                                         r"train.classes.txt, train.idx, train.rec\)"):
+                                         r"train.classes.txt, train.eval.json, train.idx, train.rec\)"):
         prepare_voc(root, cache, progress=False)
     assert contents(cache) == before
 
@@ -345,8 +345,8 @@ def test_a_deeply_nested_manifest_is_refused_not_a_traceback(tmp_path):
         json.loads(nested)  # what the manifest's reader meets
     assert _reusable(cache, {}, [], root) is None  # a damaged manifest: not reused, packed again
     with pytest.raises(InputError, match=r"holds other files \(a voc.json that is not a cache's manifest; "
-                                         r"train.classes.txt, train.idx, train.rec, val.classes.txt, val.idx and "
-                                         r"1 more\)"):
+                                         r"train.classes.txt, train.eval.json, train.idx, train.rec, val.classes.txt "
+                                         r"and 3 more\)"):
         prepare_voc(root, cache, progress=False)
     assert (cache / "voc.json").read_text() == nested  # left as it was
 

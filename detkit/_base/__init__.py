@@ -8,6 +8,7 @@ from __future__ import annotations
 from ._checks import check_bool, check_classes, check_int, check_number, check_positive_int, check_size
 from ._draw import PALETTE, LabelledBox, draw_boxes
 from ._fetch import FetchFailed, fetch
+from ._json import finite_or_null, json_text
 from ._io import (
     PathLike,
     atomic_directory,
@@ -22,6 +23,7 @@ from ._io import (
     storage_errors,
 )
 from ._lock import folder_lock
+from ._native_log import QUANTIZATION_NOISE, native_stderr_filtered
 from ._onnx import ONNX_INSTALL_HINT, OnnxNodes, require_onnx, require_onnxruntime
 from ._public import DISTRIBUTION, current_distribution, distribution_version, publish
 
@@ -33,6 +35,7 @@ __all__ = [
     "OnnxNodes",
     "PALETTE",
     "PathLike",
+    "QUANTIZATION_NOISE",
     "atomic_directory",
     "atomic_outputs",
     "atomic_path",
@@ -48,9 +51,12 @@ __all__ = [
     "draw_boxes",
     "fetch",
     "file_digest",
+    "finite_or_null",
     "folder_lock",
     "fsync_dir",
+    "json_text",
     "make_dirs",
+    "native_stderr_filtered",
     "publish",
     "require_onnx",
     "require_onnxruntime",

@@ -8,11 +8,16 @@ import sys
 import warnings
 
 from ..errors import MissingDependencyError, PerformanceWarning
+from ._roles import prepare_process
 
+# gluon-detkit is not on the package index yet: the hint names commands that work for an
+# installed detkit (MXNet alone) and for a checkout or a built wheel (detkit with its extra).
 _INSTALL_HINT = (
-    "detkit needs Apache MXNet 1.9.1. Install the build for your machine:\n"
-    "    pip install 'gluon-detkit[cpu]'    # CPU build (mxnet==1.9.1)\n"
-    "    pip install 'gluon-detkit[cu112]'  # NVIDIA GPUs with CUDA 11.2 (mxnet-cu112==1.9.1)\n"
+    "detkit needs Apache MXNet 1.9.1. Install the build for your machine into this environment:\n"
+    "    pip install mxnet==1.9.1          # CPU build\n"
+    "    pip install mxnet-cu112==1.9.1    # NVIDIA GPUs with CUDA 11.2\n"
+    "or install detkit with its extra, from a detkit checkout: pip install '.[cpu]' (or '.[cu112]'),\n"
+    "or from a wheel built there (python -m build): pip install 'dist/gluon_detkit-VERSION-py3-none-any.whl[cpu]'.\n"
     "MXNet 1.9.1 needs numpy < 1.24 and Python <= 3.11."
 )
 
@@ -40,7 +45,7 @@ def _default_threads() -> None:
     if "OMP_NUM_THREADS" in os.environ:
         return
     cores = _cores()
-    if "mxnet" not in sys.modules:
+    if sys.modules.get("mxnet") is None:  # not imported (None: an import blocked on purpose)
         os.environ["OMP_NUM_THREADS"] = str(cores)
     elif cores > 1 and "MXNET_OMP_MAX_THREADS" not in os.environ and platform.machine().lower() in _HALVING_MACHINES:
         warnings.warn(
@@ -52,8 +57,34 @@ def _default_threads() -> None:
         )
 
 
+def _is_the_detkit_command() -> bool:
+    """Whether this process is the ``detkit`` command (its console script), not a Python program importing detkit."""
+    argv = getattr(sys, "argv", None) or [""]
+    name = os.path.basename(argv[0]).lower()
+    for suffix in (".exe", "-script.py"):
+        name = name[: -len(suffix)] if name.endswith(suffix) else name
+    return name == "detkit"
+
+
 def require_mxnet() -> None:
-    """Import MXNet once; raise :class:`~detkit.errors.MissingDependencyError` (an ImportError) naming the pip command when that fails."""
+    """Import MXNet once; raise :class:`~detkit.errors.MissingDependencyError` (an ImportError) naming the pip command when that fails.
+
+    In the ``detkit`` command, whose entry point imports this package before its
+    error handling exists, the failure is printed as the command prints every
+    error, ``detkit: error: ...`` without a traceback, and the command exits with status 2.
+    """
+    try:
+        _import_mxnet()
+    except MissingDependencyError as error:
+        if not _is_the_detkit_command():
+            raise
+        print(f"detkit: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _import_mxnet() -> None:
+    if "mxnet" not in sys.modules:
+        prepare_process()
     _default_threads()
     try:
         import mxnet  # noqa: F401

@@ -10,6 +10,7 @@ from ..data._download import PIKACHU_URL, pikachu, write_index
 from ..data._extract import extract
 from ..data._pack import pack_coco, pack_voc
 from ..data._show import show
+from ..data._truth import sidecar_path
 from ..data._shapes import SHAPES, shapes_made_with, synthetic_shapes
 from ..data._synthetic import made_with, synthetic_pikachu
 
@@ -172,6 +173,7 @@ def _pack(args: argparse.Namespace) -> int:
         )
     print(f"{dataset.rec_path}: {dataset.pack_summary}")
     print(f"classes ({len(dataset.classes)}): {', '.join(dataset.classes)}")
+    print(f"exact ground truth for evaluation: {sidecar_path(dataset.rec_path)}")
     return 0
 
 

@@ -3,7 +3,7 @@
 Every process of the job learns its role and where the scheduler listens from
 the ``DMLC_*`` environment variables (``DMLC_ROLE``, ``DMLC_PS_ROOT_URI``,
 ``DMLC_PS_ROOT_PORT``, ``DMLC_NUM_SERVER``, ``DMLC_NUM_WORKER``). The scheduler
-and the servers are MXNet itself (``import mxnet`` with that role serves and
+and the servers are MXNet itself (importing it with that role serves and
 exits); the workers run the command given after ``--``.
 
 Three modes:
@@ -18,7 +18,13 @@ Three modes:
 The launcher starts each process in its own process group, forwards SIGINT,
 SIGTERM and SIGHUP to them all, stops the whole job as soon as one process
 fails, and exits with the job's status: 0 when every worker succeeded, else
-the first failure's (128 + N for a signal N).
+the first failure's (128 + N for a signal N), with one ``detkit: error:`` line
+that names the process (a worker by its rank) and how it ended.
+
+The launcher never takes a role itself: ``detkit._base._roles`` removes the
+``DMLC_*`` variables it inherited before MXNet is imported. The scheduler and
+the servers run ``python -c 'import detkit'``, which serves like ``import
+mxnet`` and also ends them when the job ended without them.
 """
 
 from __future__ import annotations
@@ -28,21 +34,31 @@ import os
 import shlex
 import signal
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from .._base import check_int, check_number
-from .._engine import DEFAULT_TIMEOUT, TIMEOUT_VARIABLE
+from .._base._roles import PEER_EXIT_STATUS
+from .._engine import DEFAULT_TIMEOUT, RANK_FILE_VARIABLE, TIMEOUT_VARIABLE, WATCHDOG_EXIT_STATUS
 from ..errors import InputError
 
 DEFAULT_PORT = 9091
+#: MXNet's MXNET_KVSTORE_BIGARRAY_BOUND for the job (values): a larger array is split evenly over the servers.
+#: MXNet's default (10**6) sends every smaller array whole to server ``(key * 9973) % servers``, and the
+#: trainer's keys put nearly every weight of a detector on one server (99.8 % of the default detector's on
+#: server 0 of 2, 92 % on server 0 of 3): added servers carried nothing. With 16384, 53 % / 47 %.
+BIGARRAY_BOUND = 16384
 _GRACE_SECONDS = 5.0  # between SIGTERM and SIGKILL when stopping the job
 _POLL_SECONDS = 0.1
-_SERVE = "import mxnet"  # with DMLC_ROLE scheduler or server, MXNet serves and exits
+# With DMLC_ROLE scheduler or server, importing detkit (which imports MXNet) serves and exits; detkit adds a
+# monitor that ends the process when the job ended without it (see detkit._base._roles).
+_SERVE = "import detkit"
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -70,10 +86,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                         help=f"seconds a worker waits for a stalled job before it stops (default {DEFAULT_TIMEOUT:g}; "
                              f"sets {TIMEOUT_VARIABLE})")
     launch.add_argument("--threads", type=int, default=None,
-                        help="local mode: OpenMP threads of each worker (default: the cores divided by the workers)")
+                        help="OpenMP threads of each worker (OMP_NUM_THREADS; default: this machine's cores divided "
+                             "by the workers); the scheduler and the servers get one")
     launch.add_argument("--python", default=None,
-                        help="the Python that runs the scheduler and the servers (default: this one; the same "
-                             "path on every host)")
+                        help="the Python, with detkit installed, that runs the scheduler and the servers "
+                             "(default: this one; the same path on every host)")
     launch.add_argument("worker_command", nargs=argparse.REMAINDER, metavar="COMMAND",
                         help="the workers' command, after --")
     launch.set_defaults(handler=_launch)
@@ -95,10 +112,12 @@ class Process:
 
 
 def plan_job(command: Sequence[str], *, workers: int, servers: int, scheduler: str, port: int, timeout: float,
-             python: str, hosts: Sequence[str] | None = None, local: bool = True) -> list[Process]:
+             python: str, hosts: Sequence[str] | None = None, local: bool = True,
+             threads: int | None = None) -> list[Process]:
     """The scheduler, the servers and the workers of a job, with their environments and commands.
 
     ``hosts``: over ssh on these; else on this machine when ``local``, else where a cluster manager puts them.
+    ``threads``: each worker's ``OMP_NUM_THREADS`` (the scheduler and the servers get 1), in every mode.
     """
     if not command:
         raise InputError("The 'command' of detkit launch is missing: give the workers' command after --, "
@@ -113,11 +132,15 @@ def plan_job(command: Sequence[str], *, workers: int, servers: int, scheduler: s
     common = {
         "DMLC_PS_ROOT_URI": scheduler, "DMLC_PS_ROOT_PORT": str(port),
         "DMLC_NUM_SERVER": str(servers), "DMLC_NUM_WORKER": str(workers), TIMEOUT_VARIABLE: f"{timeout:g}",
+        # Every process of the job the same (the workers split the arrays, the servers hold the parts).
+        "MXNET_KVSTORE_BIGARRAY_BOUND": str(BIGARRAY_BOUND),
     }
     serve = [python, "-c", _SERVE]
 
     def process(role: str, index: int, command: list[str]) -> Process:
         env = {"DMLC_ROLE": role, **common}
+        if threads is not None:
+            env["OMP_NUM_THREADS"] = str(threads if role == "worker" else 1)
         if hosts is None:
             if local:
                 env["DMLC_NODE_HOST"] = scheduler  # every process listens on the scheduler's (loopback) address
@@ -158,7 +181,9 @@ def ssh_command(process: Process, directory: str, timeout: float) -> list[str]:
     if process.host is None:
         raise InputError(f"The {process.role} has no host to run on; give a hosts file (--hosts).")
     variables = " ".join(f"{k}={shlex.quote(v)}" for k, v in process.env.items())
-    remote = f"cd {shlex.quote(directory)} && exec env {variables} {shlex.join(process.command)}"
+    # Not exec: the shell exits with 128 + N when a signal N ends the process, which ssh passes on (a remote
+    # process killed by a signal would otherwise make ssh exit with 255).
+    remote = f"cd {shlex.quote(directory)} && env {variables} {shlex.join(process.command)}; exit $?"
     alive = max(1, int(timeout // 4))
     # -tt: the remote process gets a terminal, so that it ends (SIGHUP) when this ssh client ends.
     return ["ssh", "-tt", "-o", "BatchMode=yes", "-o", f"ServerAliveInterval={alive}", "-o", "ServerAliveCountMax=4",
@@ -225,12 +250,14 @@ def _launch(args: argparse.Namespace) -> int:
     scheduler = args.scheduler or (hosts[0].rsplit("@", 1)[-1] if hosts else "127.0.0.1")
     port = args.port if args.port is not None else (free_port(scheduler) if not (hosts or args.print_env)
                                                     else DEFAULT_PORT)
+    threads = args.threads or local_threads(args.workers)
     job = plan_job(command, workers=args.workers, servers=args.servers, scheduler=scheduler, port=port,
-                   timeout=args.timeout, python=args.python or sys.executable, hosts=hosts, local=not args.print_env)
+                   timeout=args.timeout, python=args.python or sys.executable, hosts=hosts, local=not args.print_env,
+                   threads=threads)
     if args.print_env:
         print(format_environment(job))
         return 0
-    return run_job(job, timeout=args.timeout, threads=args.threads or local_threads(args.workers))
+    return run_job(job, timeout=args.timeout, threads=threads)
 
 
 def run_job(job: Sequence[Process], *, timeout: float, threads: int) -> int:
@@ -243,10 +270,13 @@ def run_job(job: Sequence[Process], *, timeout: float, threads: int) -> int:
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {number: signal.signal(number, forward) for number in handled}
     running: list[tuple[Process, subprocess.Popen]] = []
+    ranks = tempfile.mkdtemp(prefix="detkit-launch-")  # where local workers write their rank once they joined
     try:
         for process in job:
             argv = process.command if process.host is None else ssh_command(process, os.getcwd(), timeout)
             env = child_environment(process, threads)
+            if process.role == "worker" and process.host is None:
+                env[RANK_FILE_VARIABLE] = os.path.join(ranks, f"worker-{process.index}")
             try:
                 # Its own process group: a terminal's Ctrl-C reaches the launcher alone, which stops them all.
                 child = subprocess.Popen(argv, env=env, start_new_session=True,
@@ -255,14 +285,35 @@ def run_job(job: Sequence[Process], *, timeout: float, threads: int) -> int:
                 _stop([c for _, c in running])
                 raise InputError(f"The {process.name} cannot be started ({shlex.join(argv[:1])}): {error}") from error
             running.append((process, child))
-        return _watch(running, received, timeout)
+        return _watch(running, received, timeout, ranks)
     finally:
         _stop([c for _, c in running])
         for number, handler in previous.items():
             signal.signal(number, handler)
+        shutil.rmtree(ranks, ignore_errors=True)
 
 
-def _watch(running: list[tuple[Process, subprocess.Popen]], received: list[int], timeout: float) -> int:
+def describe(process: Process, child: subprocess.Popen, ranks: str | None = None) -> str:
+    """The process for a message: a worker by its rank in the job (which it wrote once it joined)."""
+    if process.role == "worker":
+        rank = _read_rank(os.path.join(ranks, f"worker-{process.index}")) if ranks else None
+        if rank is not None:
+            return f"worker {rank[0]} of {rank[1]} (pid {child.pid})"
+        return f"worker process {process.index} (pid {child.pid}; it had not joined the job: rank unknown)"
+    return f"{process.name} (pid {child.pid})"
+
+
+def _read_rank(path: str) -> tuple[int, int] | None:
+    try:
+        with open(path, encoding="ascii") as stream:
+            rank, size = stream.read().split()
+        return int(rank), int(size)
+    except (OSError, ValueError):
+        return None
+
+
+def _watch(running: list[tuple[Process, subprocess.Popen]], received: list[int], timeout: float,
+           ranks: str | None = None) -> int:
     workers = [(p, c) for p, c in running if p.role == "worker"]
     finished_at: float | None = None  # when the last worker succeeded, or the scheduler ended well
     while True:
@@ -281,9 +332,10 @@ def _watch(running: list[tuple[Process, subprocess.Popen]], received: list[int],
                     finished_at = time.monotonic()
                 continue
             code = 128 - status if status < 0 else status
-            how = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"exited with status {status}"
-            _say(f"the {process.name} (pid {child.pid}) {how}: stopping the job")
+            how = f"was killed by {_signal_name(-status)}" if status < 0 else f"exited with status {status}"
+            name = describe(process, child, ranks)
             _stop([c for _, c in running])
+            _error(f"the {name} {how}{_meaning(process, status)}; the job was stopped (every other process ended).")
             return code
         if finished_at is None and all(c.poll() == 0 for _, c in workers):
             finished_at = time.monotonic()
@@ -291,11 +343,13 @@ def _watch(running: list[tuple[Process, subprocess.Popen]], received: list[int],
             if all(c.poll() == 0 for _, c in running):
                 return 0
             if time.monotonic() - finished_at > timeout:
-                late = [p.name for p, c in running if c.poll() is None]
+                late = [describe(p, c, ranks) for p, c in running if c.poll() is None]
                 if all(c.poll() == 0 for _, c in workers):
                     _say(f"every worker succeeded; the {', '.join(late)} did not end within {timeout:g} s: stopped")
                     return 0
-                _say(f"the {', '.join(late)} did not end within {timeout:g} s of the job's end: stopping the job")
+                _stop([c for _, c in running])
+                _error(f"the {', '.join(late)} did not end within {timeout:g} s of the job's end: the job was "
+                       "stopped.")
                 return 1
         time.sleep(_POLL_SECONDS)
 
@@ -327,5 +381,27 @@ def _stop(children: list[subprocess.Popen]) -> None:
             pass
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _meaning(process: Process, status: int) -> str:
+    """What a known exit status of detkit's own means, for the error line."""
+    if process.role == "worker" and status == WATCHDOG_EXIT_STATUS:
+        return " (its watchdog: the job made no progress; its own message says while doing what)"
+    if process.role == "worker" and status in (1, 2):
+        return " (its own message above says why)"
+    if process.role != "worker" and status == PEER_EXIT_STATUS:
+        return " (a process of the job had left)"
+    return ""
+
+
 def _say(message: str) -> None:
     print(f"detkit launch: {message}", file=sys.stderr, flush=True)
+
+
+def _error(message: str) -> None:
+    print(f"detkit: error: {message}", file=sys.stderr, flush=True)

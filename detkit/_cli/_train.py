@@ -5,19 +5,24 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import mxnet as mx
+import yaml
+from tqdm.auto import tqdm
 
-from .._base import check_positive_int
+from .._base import check_positive_int, json_text
 from .._config import load_config
-from .._engine import evaluate, is_lead_worker
+from .._engine import evaluate, evaluate_detections, is_lead_worker
+from .._engine._detections import check_results_path, coco_entries, coco_ids_for, write_coco_results
 from .._model import RUNTIMES, OnnxDetector, SSDDetector, draw_detections
 from .._run import run_config
 from ..data import DetectionDataset
 from ..data._classes import find_classes, read_classes
+from ..data._truth import sidecar_path
 from ..errors import InputError
 
 
@@ -35,31 +40,69 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--print-config", action="store_true", help="print the resolved configuration and stop")
     train.set_defaults(handler=_train)
 
-    evaluate = subparsers.add_parser("evaluate", help="mAP of a saved detector on a RecordIO dataset",
-                                     description="Print VOC mAP@0.5 (area and 11-point), COCO's 12-number summary "
-                                                 "(AP, AP50, AP75, AP and AR by object size, AR@1/10/100) and a "
-                                                 "table of each class's AP.")
-    evaluate.add_argument("model", help="a directory written by SSDDetector.save (e.g. runs/pikachu/model); "
-                                        "with --runtime onnxruntime, one written by `detkit export --format onnx`")
+    evaluate = subparsers.add_parser(
+        "evaluate", help="mAP of a saved detector on a RecordIO dataset, or of a detections file",
+        usage="detkit evaluate [options] MODEL DATA\n       detkit evaluate [options] --detections FILE DATA",
+        description="Print VOC mAP@0.5 (area and 11-point), COCO's 12-number summary (AP, AP50, AP75, AP and AR "
+                    "by object size, AR@1/10/100) and a table of each class's AP: of the saved detector MODEL on "
+                    "DATA, or of the detections in FILE (COCO results JSON, or a folder of VOC comp4_det_test_<class>"
+                    ".txt files) against DATA (a .rec, a COCO annotation JSON, or a folder of VOC XML files).")
+    evaluate.add_argument("paths", nargs="+", metavar="MODEL DATA",
+                          help="a directory written by SSDDetector.save (e.g. runs/pikachu/model; with --runtime "
+                               "onnxruntime, one written by `detkit export --format onnx`), then a .rec file "
+                               "whose class list, if any, must match the detector's; only DATA with --detections")
     _add_runtime(evaluate)
-    evaluate.add_argument("data", help="a .rec file; the class list beside it, if any, must match the detector's")
+    evaluate.add_argument("--detections", metavar="FILE", default=None,
+                          help="score this detections file instead of a model's detections")
+    evaluate.add_argument("--save-detections", metavar="FILE.json", default=None,
+                          help="also write the model's detections to this COCO results JSON file")
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.add_argument("--plot", metavar="OUT.png", default=None,
                           help="also draw each class's precision-recall curve (IoU 0.5) into this PNG")
+    coco = evaluate.add_argument_group("COCOeval's parameters")
+    coco.add_argument("--iou-thresholds", metavar="T,T,...", type=_floats, default=None,
+                      help="IoU thresholds of the COCO metric (default 0.50:0.05:0.95)")
+    coco.add_argument("--max-detections", metavar="N,N,...", type=_ints, default=None,
+                      help="pycocotools' maxDets, increasing (default 1,10,100)")
+    coco.add_argument("--recall-thresholds", metavar="R,R,...", type=_floats, default=None,
+                      help="recall levels of COCO's AP (default 0:0.01:1)")
+    coco.add_argument("--area-range", metavar="NAME=LOW:HIGH", action="append", default=None, dest="area_ranges",
+                      help="a named object-size range in pixels, repeatable, the first one the headline's "
+                           "(default all=0:1e10 small=0:1024 medium=1024:9216 large=9216:1e10)")
+    coco.add_argument("--class-agnostic", action="store_true", help="match across classes (pycocotools' useCats=0)")
+    coco.add_argument("--missing", choices=("nan", "-1"), default="nan",
+                      help="the value of a number with nothing to measure (default nan, written null in JSON)")
+    coco.add_argument("--detailed", action="store_true",
+                      help="with --json, add pycocotools' precision, recall and score arrays")
+    _add_component_overrides(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
     predict = subparsers.add_parser("predict", help="detect objects in images and draw them",
-                                    description="Detect objects in IMAGE files; write one PNG per image with its "
-                                                "detections to --out, and print them.")
+                                    description="Detect objects in IMAGE files, or in the image files of a "
+                                                "folder; write one PNG per image with its detections to --out, "
+                                                "and print them.")
     predict.add_argument("model", help="a directory written by SSDDetector.save; with --runtime onnxruntime, "
                                        "one written by `detkit export --format onnx`")
     _add_runtime(predict)
-    predict.add_argument("images", nargs="+", help="image files")
-    predict.add_argument("--threshold", type=float, default=0.5, help="minimum score (default 0.5)")
+    predict.add_argument("images", nargs="+", metavar="IMAGE",
+                         help="image files, or folders: their .jpg, .jpeg, .png and .bmp files, sorted by name")
+    predict.add_argument("--threshold", type=float, default=None,
+                         help="minimum score (default 0.5; 0 for --format coco-json)")
     predict.add_argument("--out", default="detections",
                          help="where the pictures go, as IMAGE-detections.png (default ./detections)")
     predict.add_argument("--json", action="store_true", help="print the detections as JSON")
+    predict.add_argument("--format", choices=("text", "json", "coco-json"), default=None,
+                         help="what to print: text (default), json (as --json), or coco-json: a COCO results "
+                              "file (all detections unless --threshold; no pictures), for pycocotools or "
+                              "`detkit evaluate --detections`")
+    predict.add_argument("--annotations", metavar="FILE", default=None,
+                         help="for coco-json: the COCO annotation JSON (or packed .rec) whose image ids and "
+                              "category ids to use, matched by file name (default: the numeric file stem, "
+                              "categories 1, 2, ...)")
+    predict.add_argument("--save-detections", metavar="FILE.json", default=None,
+                         help="for coco-json: write the file here (atomically) instead of printing it")
+    _add_component_overrides(predict)
     predict.set_defaults(handler=_predict)
 
     quantize = subparsers.add_parser(
@@ -99,11 +142,44 @@ def _add_runtime(parser: argparse.ArgumentParser) -> None:
                              "Runtime (pip install \"gluon-detkit[onnx]\")")
 
 
-def _load(args: argparse.Namespace) -> SSDDetector | OnnxDetector:
-    """The detector in ``args.model`` for ``args.runtime``."""
-    if args.runtime == "onnxruntime":
-        return OnnxDetector.load(args.model)
-    return SSDDetector.load(args.model)
+#: The components of a saved detector that ``--set`` may change (SSDDetector.load's swaps).
+_SWAPPABLE = ("target_assigner", "loss", "post_processor")
+#: Image files that ``detkit predict FOLDER`` takes.
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+#: Images predicted at a time by ``detkit predict`` (one progress step each).
+_PREDICT_CHUNK = 16
+
+
+def _add_component_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="COMPONENT.KEY=VALUE",
+                        help="change a component of the saved detector for this run, e.g. "
+                             "--set post_processor.nms_threshold=0.3 or --set post_processor.name=NAME "
+                             "(post_processor, target_assigner, loss; repeatable)")
+
+
+def _load_detector(args: argparse.Namespace, model: str) -> SSDDetector | OnnxDetector:
+    """``SSDDetector.load(model)`` with the components that ``--set`` changes; the ONNX export for
+    ``--runtime onnxruntime``."""
+    if getattr(args, "runtime", "mxnet") == "onnxruntime":
+        if getattr(args, "overrides", None):
+            raise InputError("--set swaps components of a saved MXNet detector; an ONNX export's post-processing "
+                             "is fixed in its graph: swap them on the MXNet detector and export it again.")
+        return OnnxDetector.load(model)
+    swaps: dict[str, dict[str, Any]] = {}
+    for item in getattr(args, "overrides", None) or []:
+        key, sep, text = item.partition("=")
+        kind, dot, name = key.strip().partition(".")
+        if not sep or not dot or kind not in _SWAPPABLE or not name:
+            raise InputError(
+                f"The --set option takes COMPONENT.KEY=VALUE with COMPONENT one of {', '.join(_SWAPPABLE)}, "
+                f"e.g. post_processor.nms_threshold=0.3; got {item!r} instead."
+            )
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise InputError(f"The --set option {item!r} has a value that is not YAML: {error}") from None
+        swaps.setdefault(kind, {})[name] = value
+    return SSDDetector.load(model, **cast(Any, swaps))
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -111,7 +187,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config.to_yaml(), end="")
         return 0
-    detector, history = run_config(config)
+    try:
+        detector, history = run_config(config)
+    except KeyboardInterrupt:
+        print(f"detkit: interrupted: {_where_training_stopped(config, args)}", file=sys.stderr)
+        return 130
     if not is_lead_worker():  # in a distributed job, rank 0 reports
         return 0
     output = Path(config.train.output_dir)
@@ -119,9 +199,35 @@ def _train(args: argparse.Namespace) -> int:
     metrics = output / "metrics.json"
     if metrics.is_file():
         scores = json.loads(metrics.read_text())
-        print(f"validation mAP@0.5 {scores['map_50']:.4f} (VOC07 11-point {scores['map_50_voc07']:.4f}), "
-              f"mAP@[.5:.95] {scores['map_50_95']:.4f}; pictures in {output / 'detections'}")
+        print(f"validation mAP@0.5 {_number(scores['map_50'])} (VOC07 11-point {_number(scores['map_50_voc07'])}), "
+              f"mAP@[.5:.95] {_number(scores['map_50_95'])}; pictures in {output / 'detections'}")
     return 0
+
+
+def _number(value: Any) -> str:
+    """A metric read back from JSON: ``null`` (not a finite number) is ``n/a``."""
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _where_training_stopped(config: Any, args: argparse.Namespace) -> str:
+    """Where an interrupted training stopped (its last checkpoint, if any) and the command that resumes it."""
+    output = Path(config.train.output_dir)
+    checkpoints = output / "checkpoints"
+    try:
+        name = json.loads((checkpoints / "last.json").read_text(encoding="utf-8"))["checkpoint"]
+        done = int(str(name).rsplit("-", 1)[-1])
+    except (OSError, ValueError, KeyError, TypeError):
+        return (f"no checkpoint was saved yet in {checkpoints}; run the same command again to start over "
+                "(an epoch is saved as it ends).")
+    if (output / "config.yaml").is_file():  # the resolved configuration of this run
+        words = ["detkit", "train", str(output / "config.yaml")]
+    else:
+        words = ["detkit", "train", *([args.config] if args.config else []),
+                 *(["--preset", args.preset] if args.preset else []),
+                 *(word for item in args.overrides for word in ("--set", item))]
+    words += ["--set", "train.resume=true"]
+    return (f"the training stopped in epoch {done + 1} of {config.train.epochs}; the last checkpoint, after epoch "
+            f"{done}, is {checkpoints / str(name)}. Resume with: {' '.join(shlex.quote(word) for word in words)}")
 
 
 def _dataset_for(detector: SSDDetector | OnnxDetector, path: str) -> DetectionDataset:
@@ -135,18 +241,65 @@ def _dataset_for(detector: SSDDetector | OnnxDetector, path: str) -> DetectionDa
     return DetectionDataset(path, classes=detector.classes)
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas; got {text!r}") from None
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas; got {text!r}") from None
+
+
+def _area_ranges(specs: list[str] | None) -> dict[str, tuple[float, float]] | None:
+    if specs is None:
+        return None
+    ranges = {}
+    for spec in specs:
+        name, _, bounds = spec.partition("=")
+        low, _, high = bounds.partition(":")
+        try:
+            ranges[name.strip()] = (float(low), float(high))
+        except ValueError:
+            raise InputError(f"--area-range must be NAME=LOW:HIGH in pixels, e.g. small=0:1024; "
+                             f"got {spec!r}.") from None
+    return ranges
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     check_positive_int("batch_size", args.batch_size)  # before anything is loaded
-    detector = _load(args)
-    data = _dataset_for(detector, args.data)
-    scores = evaluate(detector, data, batch_size=args.batch_size, progress=not args.json, plot=args.plot)
+    if args.detailed and not args.json:
+        raise InputError("--detailed adds arrays to the JSON output; give --json with it.")
+    options: dict[str, Any] = dict(iou_thresholds=args.iou_thresholds, max_detections=args.max_detections,
+                   recall_thresholds=args.recall_thresholds, area_ranges=_area_ranges(args.area_ranges),
+                   class_agnostic=args.class_agnostic, missing=-1.0 if args.missing == "-1" else math.nan,
+                   detailed=args.detailed)
+    if args.detections is not None:
+        if len(args.paths) != 1:
+            raise InputError(f"With --detections, give only DATA (the ground truth); got {len(args.paths)} paths: "
+                             f"{args.paths}.")
+        if args.save_detections is not None:
+            raise InputError("--save-detections writes a model's detections; with --detections there is no model.")
+        scores = evaluate_detections(args.detections, args.paths[0], plot=args.plot, **options)
+    else:
+        if len(args.paths) != 2:
+            raise InputError(f"Give MODEL and DATA (or --detections FILE and DATA); got {len(args.paths)} path(s): "
+                             f"{args.paths}.")
+        detector = _load_detector(args, args.paths[0])
+        data = _dataset_for(detector, args.paths[1])
+        scores = evaluate(detector, data, batch_size=args.batch_size, progress=not args.json, plot=args.plot,
+                          save_detections=args.save_detections, **options)
     if args.json:
-        print(json.dumps(_nan_to_null(scores), indent=1, allow_nan=False))
+        print(json_text(scores, indent=1))  # nan (a mean over no class) -> null, as in metrics.json
         return 0
     print(f"{scores['num_images']} images  mAP@0.5 {scores['map_50']:.4f}  "
           f"VOC07 11-point {scores['map_50_voc07']:.4f}  mAP@[.5:.95] {scores['map_50_95']:.4f}")
     print("COCO summary (object sizes in pixels of the original images):")
-    for key, label in _COCO_LINES:
+    for key, label in _coco_lines(scores["coco"], options):
         print(f"  {label:<44} = {scores['coco'][key]:.4f}")
     names = list(scores["per_class"])
     width = max([5, *(len(name) for name in names)])
@@ -155,8 +308,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     for name in names:
         values = scores["per_class"][name]
         coco = values["coco"]
-        cells = [values["ap_50"], coco["map"], coco["map_50"], coco["map_75"], coco["map_small"],
-                 coco["map_medium"], coco["map_large"], coco["mar_100"]]
+        cells = [values["ap_50"], coco["map"], coco["map_50"], coco["map_75"], coco.get("map_small", math.nan),
+                 coco.get("map_medium", math.nan), coco.get("map_large", math.nan),
+                 coco.get("mar_100", math.nan)]
         print(f"  {name:<{width}}  " + "  ".join(f"{value:6.4f}" for value in cells)
               + f"  {values['num_ground_truth']:>7}  {values['num_difficult']:>9}  {values['num_crowd']:>5}")
     if args.plot:
@@ -164,13 +318,27 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _nan_to_null(value: Any) -> Any:
-    """``value`` with every float ``nan`` (a mean over no class) replaced by ``None``: JSON's ``null``."""
-    if isinstance(value, dict):
-        return {key: _nan_to_null(item) for key, item in value.items()}
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+def _coco_lines(coco: dict[str, float], options: dict[str, Any]) -> list[tuple[str, str]]:
+    """Each key of COCO's summary with the label pycocotools prints for it (its own for the defaults)."""
+    defaults = dict(_COCO_LINES)
+    if all(options.get(key) is None for key in ("iou_thresholds", "max_detections", "area_ranges")):
+        return [(key, defaults[key]) for key in coco if key in defaults]
+    thresholds = options["iou_thresholds"] or [0.5, 0.95]
+    max_dets = options["max_detections"] or [1, 10, 100]
+    areas = list(options["area_ranges"] or ["all", "small", "medium", "large"])
+    span = f"{thresholds[0]:.2f}:{thresholds[-1]:.2f}" if len(thresholds) > 1 else f"{thresholds[0]:.2f}     "
+    lines = []
+    for key in coco:
+        kind, _, rest = key.partition("_")
+        iou, area, limit = span, areas[0], max_dets[-1]
+        if kind == "map" and rest in ("50", "75"):
+            iou = f"0.{rest}     "
+        elif rest.isdigit():
+            limit = int(rest)
+        elif rest:
+            area = rest
+        lines.append((key, f"{'AP' if kind == 'map' else 'AR'}   @[ IoU={iou} | area={area:>6} | maxDets={limit:>3} ]"))
+    return lines
 
 
 #: COCO's summary as pycocotools prints it, by the names of ``scores["coco"]``.
@@ -190,14 +358,64 @@ _COCO_LINES = (
 )
 
 
+def _image_files(paths: list[str], out: Path) -> list[str]:
+    """The image files named, a folder giving its image files (sorted; not the pictures of an earlier run)."""
+    files: list[str] = []
+    for name in paths:
+        path = Path(name)
+        if not path.is_dir():
+            files.append(name)
+            continue
+        found = sorted(
+            child for child in path.iterdir()
+            if child.is_file() and child.suffix.lower() in _IMAGE_SUFFIXES
+            and not (child.parent.resolve() == out.resolve() and "-detections" in child.stem)
+        )
+        if not found:
+            raise InputError(f"{path} holds no image files ({', '.join(_IMAGE_SUFFIXES)}); pass image files, "
+                             "or a folder of them.")
+        files.extend(str(child) for child in found)
+    return files
+
+
 def _predict(args: argparse.Namespace) -> int:
-    detector = _load(args)
+    form = args.format or ("json" if args.json else "text")
+    if args.json and form != "json":
+        raise InputError(f"--json and --format {form} ask for two formats; give one.")
+    if form != "coco-json" and (args.annotations or args.save_detections):
+        raise InputError("--annotations and --save-detections are for --format coco-json.")
+    threshold = args.threshold if args.threshold is not None else (0.0 if form == "coco-json" else 0.5)
     out = Path(args.out)
-    results = detector.predict(list(args.images), threshold=args.threshold)
+    images = _image_files(list(args.images), out)
+    if args.save_detections:
+        sources = [*images, *([args.annotations] if args.annotations else [])]
+        if args.annotations and Path(args.annotations).suffix == ".rec":
+            sources.append(str(sidecar_path(args.annotations)))
+        check_results_path(args.save_detections, sources)
+    detector = _load_detector(args, args.model)
+    if form == "coco-json":
+        ids = coco_ids_for(images, detector.classes, args.annotations)
+        found = detector.predict(images, threshold=threshold)
+        entries = coco_entries(found, ids)
+        if args.save_detections:
+            path = write_coco_results(args.save_detections, entries)
+            print(f"{len(entries)} detections in {len(found)} images -> {path}", file=sys.stderr)
+        else:
+            json.dump(entries, sys.stdout, allow_nan=False, separators=(",", ":"))
+            print()
+        return 0
+    args.json = form == "json"
+    results: list[Any] = []
+    with tqdm(total=len(images), unit="image", desc="predict", disable=args.json or len(images) < 2,
+              file=sys.stderr, leave=False) as bar:
+        for start in range(0, len(images), _PREDICT_CHUNK):  # a folder of any size, a step at a time
+            chunk = images[start:start + _PREDICT_CHUNK]
+            results.extend(detector.predict(chunk, threshold=threshold))
+            bar.update(len(chunk))
     report = []
-    inputs = {Path(image).resolve() for image in args.images}
+    inputs = {Path(image).resolve() for image in images}
     taken: set[Path] = set()
-    for image, detections in zip(args.images, results):
+    for image, detections in zip(images, results):
         picture = _picture_path(out, Path(image), inputs | taken)
         taken.add(picture.resolve())
         picture = draw_detections(image, detections, picture)
@@ -209,8 +427,7 @@ def _predict(args: argparse.Namespace) -> int:
                 box = ", ".join(f"{v:.1f}" for v in d.box)
                 print(f"  {d.class_name} {d.score:.3f} [{box}]")
     if args.json:
-        json.dump(report, sys.stdout, indent=1)
-        print()
+        print(json_text(report, indent=1))
     return 0
 
 

@@ -73,6 +73,30 @@ class Validation(Callback):
         self.coordinator = coordinator
 
     def on_epoch_end(self, epoch: int, record: Mapping[str, Any], detector: SSDDetector) -> None:
+        keys = ("map_50", "map_50_voc07", "map_50_95")
+        values = [math.nan] * len(keys)
+        failure: Exception | None = None
+        if self.coordinator is None or self.coordinator.rank == 0:  # in a job, rank 0 alone evaluates
+            try:
+                values = self._scores(epoch, detector, keys)
+            except Exception as error:  # in a job, every worker stops with it, below
+                if self.coordinator is None:
+                    raise
+                failure = error
+        if self.coordinator is not None:
+            # Rank 0's figures, and whether it failed (the others then stop too); the others wait for it.
+            shared = [float(v) for v in self.coordinator.broadcast([*values, failure is not None],
+                                                                   wait_for_lead=True)]
+            if failure is not None:
+                raise failure
+            if shared[-1]:
+                raise TrainingError(f"Rank 0 could not validate epoch {epoch + 1} (its own message says why); "
+                                    "training stopped. The checkpoints on disk are intact.")
+            values = shared[:-1]
+        # fit hands built-in callbacks the epoch's record itself (a dict), to add to.
+        cast(Dict[str, Any], record).update(zip(keys, values))
+
+    def _scores(self, epoch: int, detector: SSDDetector, keys: tuple[str, ...]) -> list[float]:
         # On the first device; the weights are equal on all of them.
         try:
             scores = evaluate(detector, self.data, batch_size=self.batch_size)
@@ -82,12 +106,7 @@ class Validation(Callback):
                 "are NaN or infinite; training stopped. The checkpoints on disk are intact. Lower the learning "
                 "rate, add warm-up, or check the labels.", epoch=epoch, batch=error.batch,
             ) from None
-        keys = ("map_50", "map_50_voc07", "map_50_95")
-        values = [float(scores[key]) for key in keys]
-        if self.coordinator is not None:
-            values = [float(v) for v in self.coordinator.broadcast(values, wait_for_lead=True)]
-        # fit hands built-in callbacks the epoch's record itself (a dict), to add to.
-        cast(Dict[str, Any], record).update(zip(keys, values))
+        return [float(scores[key]) for key in keys]
 
 
 class Recorder(Callback):

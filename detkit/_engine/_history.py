@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, Iterable, Iterator, Mapping
 
-from .._base import PathLike, atomic_path
+from .._base import PathLike, atomic_path, json_text
 from ..errors import InputError, NotFoundError
 
 __all__ = ["History"]
@@ -56,8 +55,8 @@ class History:
         return f"History({len(self)} epochs, last={self.last})"
 
     def to_json(self) -> str:
-        """The records as JSON text."""
-        return json.dumps(self.records, indent=1)
+        """The records as strict JSON text: a value that is not a finite number is ``null``."""
+        return json_text(self.records, indent=1)
 
     def plot(self, path: PathLike, fields: Iterable[str] | None = None) -> None:
         """Draw the loss terms, and the validation mAP when present, per epoch into a PNG at ``path``."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,13 @@ import numpy as np
 from .._base import PathLike, atomic_path
 from ..errors import InputError
 
-__all__ = ["DetectionMetric"]
+__all__ = ["BOX_FORMATS", "DetectionMetric"]
+
+#: The box formats :class:`DetectionMetric` reads: ``"xyxy"`` corners in continuous
+#: coordinates (detkit's own), ``"xywh"`` COCO's ``[x, y, width, height]`` in pixels with
+#: pycocotools' arithmetic, ``"voc"`` the VOC devkit's 1-based inclusive pixel corners with
+#: its "+1" arithmetic.
+BOX_FORMATS = ("xyxy", "xywh", "voc")
 
 #: IoU threshold of the Pascal VOC metrics; a match needs IoU >= 0.5, as the VOC devkit's
 #: ``VOCevaldet.m`` (``if ovmax>=VOCopts.minoverlap``), pycocotools and GluonCV have it.
@@ -73,7 +79,38 @@ class DetectionMetric:
         For the COCO-style metric only, keep the ``coco_max_detections``
         highest-scoring detections of each class in each image, as pycocotools'
         ``maxDets=100`` does (default 100). ``None`` keeps all. The VOC metrics
-        keep all detections, as the VOC devkit does.
+        keep all detections, as the VOC devkit does. AR is reported at 1, 10 and
+        this many detections (``mar_1``, ``mar_10``, ``mar_100``).
+    max_detections : sequence of int, optional
+        pycocotools' ``maxDets``, increasing, e.g. ``[1, 5, 20]``: replaces
+        ``coco_max_detections`` (its last value caps the matching); AR is
+        reported at each as ``mar_<n>``, AP at the last.
+    recall_thresholds : sequence of float, optional
+        pycocotools' ``recThrs``, non-decreasing in [0, 1]. Default: COCO's 101
+        levels ``np.linspace(0, 1, 101)``.
+    area_ranges : mapping of str to (float, float), optional
+        pycocotools' ``areaRng`` with ``areaRngLbl`` as keys (identifiers): object
+        sizes in pixels, both ends included. The first range gives ``map``,
+        ``map_50``, ``map_75`` and ``mar_<n>``; each other range ``NAME`` gives
+        ``map_NAME`` and ``mar_NAME``. Default: ``{"all": (0, 1e10), "small":
+        (0, 32**2), "medium": (32**2, 96**2), "large": (96**2, 1e10)}``.
+    class_agnostic : bool, default False
+        pycocotools' ``useCats=0``: detections match objects of any class, as
+        one class; ``per_class`` then holds the one entry ``"all classes"``.
+        Rows of equal score in an image rank by class, then row (pycocotools
+        joins an image's detections class by class).
+    box_format : {"xyxy", "xywh", "voc"}, default "xyxy"
+        How :meth:`update` reads boxes: ``"xyxy"`` continuous corners (normalised,
+        or in pixels with ``image_size`` 1 x 1); ``"xywh"`` COCO's ``[x, y, w, h]``
+        in pixels, with pycocotools' own arithmetic (right edge ``x + w``, area
+        ``w * h``); ``"voc"`` the VOC devkit's 1-based inclusive pixel corners with
+        its ``+ 1`` (width ``xmax - xmin + 1``). With the reference's arithmetic,
+        an IoU exactly at a threshold compares as there. Both pixel formats need
+        no ``image_size``.
+    missing : float, default nan
+        The value of a number with nothing to measure (a class without ground
+        truth, a size range without objects): ``nan``, or ``-1`` as pycocotools
+        and torchmetrics write it.
 
     Attributes
     ----------
@@ -82,6 +119,13 @@ class DetectionMetric:
     iou_thresholds : numpy.ndarray, shape (T,)
         The COCO-style IoU thresholds (read-only).
     coco_max_detections : int or None
+    max_detections : tuple
+        The AR limits (pycocotools' ``maxDets``).
+    recall_thresholds : numpy.ndarray, shape (R,)
+    area_ranges : dict of str to (float, float)
+    class_agnostic : bool
+    box_format : str
+    missing : float
 
     Notes
     -----
@@ -92,6 +136,14 @@ class DetectionMetric:
     are not). A box with ``xmax <= xmin`` or ``ymax <= ymin`` has zero area and
     IoU 0 with every box (pycocotools would give it a negative area).
 
+    **Inverted boxes.** A detection box with a negative width or height (an
+    inverted box) has the signed area ``w * h`` that pycocotools gives it: below
+    0, it lies outside every size range, so in the COCO metrics it is ignored
+    rather than a false positive, as in pycocotools (``loadRes`` sets its area
+    ``w * h``; ``evaluateImg`` ignores an unmatched detection outside the range).
+    Its IoU with every box is 0. The VOC metrics count it a false positive, as
+    the devkit does.
+
     **Skipped rows.** Detection and label rows whose ``class_id`` is -1 are
     padding and are skipped; any other class id must be an integer in
     ``[0, num_classes)``.
@@ -101,7 +153,10 @@ class DetectionMetric:
     (earlier :meth:`update` call first, then lower image index in the batch,
     then lower row index in the image). The same order decides which of two
     tied detections is matched first. Results are therefore deterministic and do
-    not depend on how the images are split into batches.
+    not depend on how the images are split into batches. When :meth:`update` is
+    given ``image_ids``, detections of equal score in different images rank by
+    image id instead (ascending, then row), as pycocotools ranks them
+    (``accumulate`` concatenates the images in sorted id order and sorts stably).
 
     **Matching, VOC metrics** (``ap_50``, ``ap_50_voc07``), as the VOC devkit
     ``VOCevaldet.m``: per image and class, in score order, a detection is
@@ -193,6 +248,15 @@ class DetectionMetric:
     the precision envelope), and COCO's AP at IoU 0.5 (101 recall levels) is
     ``compute()["coco"]["map_50"]``.
 
+    .. warning:: **The ``map_50`` name trap.** torchmetrics' ``map_50`` (and
+       pycocotools' second summary line, ``AP @[ IoU=0.50 ]``) is
+       ``compute()["coco"]["map_50"]``, *not* ``compute()["map_50"]``. The two
+       differ (VOC's area AP counts difficult objects and crowd regions by the
+       devkit's rule and uses every detection; COCO's interpolates at 101 recall
+       levels, keeps ``coco_max_detections`` a class and image). When comparing
+       with a table made by torchmetrics or pycocotools, read
+       ``compute()["coco"]``.
+
     Examples
     --------
     Two classes; one image with a cat (class 0) and a dog (class 1). The cat is
@@ -252,6 +316,12 @@ class DetectionMetric:
         iou_thresholds: Sequence[float] | None = None,
         *,
         coco_max_detections: int | None = 100,
+        max_detections: Sequence[int] | None = None,
+        recall_thresholds: Sequence[float] | None = None,
+        area_ranges: Mapping[str, Sequence[float]] | None = None,
+        class_agnostic: bool = False,
+        box_format: str = "xyxy",
+        missing: float = math.nan,
     ) -> None:
         self.num_classes = _positive_int(num_classes, "num_classes")
         if class_names is None:
@@ -306,9 +376,52 @@ class DetectionMetric:
         # pycocotools starts its search at min(t, 1 - 1e-10), so that t = 1.0 can match at all.
         self._coco_thresholds = np.minimum(thresholds, 1 - 1e-10)  # (T,)
 
-        if coco_max_detections is not None:
-            coco_max_detections = _positive_int(coco_max_detections, "coco_max_detections")
+        if max_detections is not None:
+            limits = _increasing(max_detections, "max_detections", integers=True)
+            self.max_detections: tuple[float, ...] = tuple(int(d) for d in limits)
+            self._mar_names = tuple(f"mar_{int(d)}" for d in limits)
+            coco_max_detections = int(limits[-1])
+        else:
+            if coco_max_detections is not None:
+                coco_max_detections = _positive_int(coco_max_detections, "coco_max_detections")
+            cap = math.inf if coco_max_detections is None else coco_max_detections
+            self.max_detections = (min(1, cap), min(10, cap), cap)  # pycocotools' maxDets [1, 10, 100]
+            self._mar_names = ("mar_1", "mar_10", "mar_100")
         self.coco_max_detections = coco_max_detections
+
+        if recall_thresholds is None:
+            levels = _COCO_RECALL_LEVELS.copy()
+        else:
+            levels = _increasing(recall_thresholds, "recall_thresholds", low=0.0)
+        levels.setflags(write=False)
+        self.recall_thresholds: np.ndarray = levels
+
+        if area_ranges is None:
+            area_ranges = dict(zip(("all", "small", "medium", "large"), _COCO_AREA_RANGES.tolist()))
+        self.area_ranges: dict[str, tuple[float, float]] = _area_ranges(area_ranges)
+        self._area_bounds = np.array(list(self.area_ranges.values()), dtype=np.float64)  # (A, 2)
+
+        if not isinstance(class_agnostic, bool):
+            raise InputError(
+                f"The 'class_agnostic' argument of DetectionMetric must be True or False; got {class_agnostic!r}."
+            )
+        self.class_agnostic = class_agnostic
+        if box_format not in BOX_FORMATS:
+            raise InputError(
+                f"The 'box_format' argument of DetectionMetric must be one of {', '.join(map(repr, BOX_FORMATS))}; "
+                f"got {box_format!r} instead."
+            )
+        self.box_format = box_format
+        if not (isinstance(missing, (int, float)) and not isinstance(missing, bool)
+                and (math.isnan(missing) or missing == -1)):
+            raise InputError(
+                f"The 'missing' argument of DetectionMetric must be nan (the default) or -1 (as pycocotools "
+                f"and torchmetrics write it); got {missing!r} instead."
+            )
+        self.missing = float(missing)
+        #: The classes as the matching sees them: one when class-agnostic (pycocotools' useCats=0).
+        self._num_groups = 1 if class_agnostic else self.num_classes
+        self._group_names = ("all classes",) if class_agnostic else self.class_names
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -316,17 +429,21 @@ class DetectionMetric:
     def reset(self) -> None:
         """Forget every batch seen so far."""
         self._num_images = 0
-        self._num_ground_truth = np.zeros(self.num_classes, dtype=np.int64)  # (C,)
-        self._num_difficult = np.zeros(self.num_classes, dtype=np.int64)  # (C,)
-        self._num_crowd = np.zeros(self.num_classes, dtype=np.int64)  # (C,)
-        # Objects neither difficult nor crowd in each size range of _COCO_AREA_RANGES.
-        self._num_in_range = np.zeros((_COCO_AREA_RANGES.shape[0], self.num_classes), dtype=np.int64)  # (A, C)
+        self._num_ground_truth = np.zeros(self._num_groups, dtype=np.int64)  # (C,)
+        self._num_difficult = np.zeros(self._num_groups, dtype=np.int64)  # (C,)
+        self._num_crowd = np.zeros(self._num_groups, dtype=np.int64)  # (C,)
+        # Objects neither difficult nor crowd in each size range of self.area_ranges.
+        self._num_in_range = np.zeros((self._area_bounds.shape[0], self._num_groups), dtype=np.int64)  # (A, C')
         self._areas_known = True  # every batch came with its image sizes
+        self._image_ids: list[Any] = []  # one id an image, when update() was given them
+        self._ids_given: bool | None = None  # whether update() was given image ids (all calls alike)
+        self._image_index: list[np.ndarray] = []  # (N,) int, the image (in arrival order) of each detection
         # One entry per group of matched images, their N detections in arrival order (image by
         # image, each image's by score); concatenated by compute().
         self._class_ids: list[np.ndarray] = []  # (N,) int
         self._scores: list[np.ndarray] = []  # (N,) float64
         self._ranks: list[np.ndarray] = []  # (N,) int, rank among its image's detections of its class
+        self._rows: list[np.ndarray] = []  # (N,) int, the detection's row in its update() array
         self._voc_tp: list[np.ndarray] = []  # (N,) bool
         self._voc_ignored: list[np.ndarray] = []  # (N,) bool
         self._coco_tp: list[np.ndarray] = []  # (N, A, T) bool, per size range and IoU threshold
@@ -338,11 +455,24 @@ class DetectionMetric:
         return self._num_images
 
     def __repr__(self) -> str:
-        return (
+        text = (
             f"DetectionMetric(num_classes={self.num_classes}, class_names={list(self.class_names)!r}, "
             f"iou_thresholds={self.iou_thresholds.tolist()!r}, "
-            f"coco_max_detections={self.coco_max_detections!r})"
+            f"coco_max_detections={self.coco_max_detections!r}"
         )
+        if self._mar_names != ("mar_1", "mar_10", "mar_100"):
+            text += f", max_detections={list(self.max_detections)!r}"
+        if not np.array_equal(self.recall_thresholds, _COCO_RECALL_LEVELS):
+            text += f", recall_thresholds={self.recall_thresholds.tolist()!r}"
+        if not (list(self.area_ranges) == ["all", "small", "medium", "large"]
+                and np.array_equal(self._area_bounds, _COCO_AREA_RANGES)):
+            text += f", area_ranges={self.area_ranges!r}"
+        for name, default in (("class_agnostic", False), ("box_format", "xyxy")):
+            if getattr(self, name) != default:
+                text += f", {name}={getattr(self, name)!r}"
+        if self.missing == -1:
+            text += ", missing=-1"
+        return text + ")"
 
     # ----------------------------------------------------------------- update
 
@@ -355,6 +485,7 @@ class DetectionMetric:
         crowd: Any = None,
         image_size: Any = None,
         areas: Any = None,
+        image_ids: Any = None,
     ) -> None:
         """Add one batch of detections and ground truth.
 
@@ -384,6 +515,12 @@ class DetectionMetric:
             The area in pixels of each ground-truth object, as COCO's annotation
             ``"area"`` (which pycocotools uses for the size ranges); ``nan``
             where unknown. Default, and where ``nan``: the box's area in pixels.
+        image_ids : sequence of int or str, shape (B,), optional
+            Each image's id (COCO's ``image_id``, VOC's image name). Detections
+            of equal score in different images are then ranked by image id
+            (ascending), as pycocotools ranks them, rather than in arrival
+            order. Give ids with every batch or with none; they must be unique
+            and all integers or all strings.
 
         Raises
         ------
@@ -419,10 +556,27 @@ class DetectionMetric:
 
         det_valid = self._check_rows(detections, "detections")  # (B, K) bool
         gt_valid = self._check_rows(labels, "labels")  # (B, M) bool
+        ids = self._check_image_ids(image_ids, batch)
 
-        # Areas in pixels of the original images, when their sizes are known.
-        known = image_size is not None
-        if known:
+        # Boxes as corners (left, top, right, bottom) with their areas, in the format's arithmetic.
+        det_corners, det_area, det_signed = _corners(detections[..., 2:6], self.box_format)  # (B, K, 4), (B, K)
+        gt_corners, gt_area, _ = _corners(labels[..., 1:5], self.box_format)  # (B, M, 4), (B, M)
+        if self.box_format == "xywh":  # other formats are corners already
+            detections, labels = detections.copy(), labels.copy()
+            detections[..., 2:6], labels[..., 1:5] = det_corners, gt_corners
+        box_gt_area = gt_area  # (B, M), for the IoU's union
+        # Object sizes in pixels of the original images, when known. A detection's is its box's signed
+        # area, as pycocotools' w * h: an inverted box has a negative area, outside every size range.
+        pixel_format = self.box_format != "xyxy"
+        if pixel_format and image_size is not None:
+            raise InputError(
+                f"The 'image_size' argument of DetectionMetric.update is for boxes in box_format 'xyxy'; boxes in "
+                f"{self.box_format!r} are in pixels already: leave image_size out."
+            )
+        known = image_size is not None or pixel_format
+        det_size = det_signed  # (B, K)
+        gt_size = gt_area  # (B, M)
+        if image_size is not None:
             size = _as_array(image_size, "image_size")
             if size.shape != (batch, 2) or not np.all(np.isfinite(size)) or np.any(size <= 0):
                 raise InputError(
@@ -430,11 +584,8 @@ class DetectionMetric:
                     f"of positive (width, height) pairs; got {size.tolist() if size.size <= 8 else size.shape}."
                 )
             pixels = size[:, 0] * size[:, 1]  # (B,)
-            det_area = _box_area(detections[..., 2:6]) * pixels[:, None]  # (B, K)
-            gt_area = _box_area(labels[..., 1:5]) * pixels[:, None]  # (B, M)
-        else:
-            det_area = np.zeros(detections.shape[:2])
-            gt_area = np.zeros(labels.shape[:2])
+            det_size = det_signed * pixels[:, None]  # (B, K)
+            gt_size = gt_area * pixels[:, None]  # (B, M)
         if areas is not None:
             given = _as_array(areas, "areas")
             if given.shape != (batch, num_objects) or np.any(given[gt_valid] < 0) or np.any(np.isinf(given)):
@@ -442,24 +593,42 @@ class DetectionMetric:
                     f"The 'areas' argument of DetectionMetric.update must have shape (B, M) = {(batch, num_objects)}, "
                     f"matching labels of shape {labels.shape}, of areas >= 0 or nan; got shape {given.shape}."
                 )
-            gt_area = np.where(np.isnan(given), gt_area, given)
+            gt_size = np.where(np.isnan(given), gt_size, given)
         self._areas_known &= known
-        # Which objects and detections lie in each of COCO's size ranges (all of them when unknown).
-        lo, hi = _COCO_AREA_RANGES[:, 0], _COCO_AREA_RANGES[:, 1]  # (A,)
-        gt_in_range = (gt_area[:, None, :] >= lo[None, :, None]) & (gt_area[:, None, :] <= hi[None, :, None])
-        det_out_range = (det_area[:, None, :] < lo[None, :, None]) | (det_area[:, None, :] > hi[None, :, None])
+
+        det_rows = np.broadcast_to(np.arange(detections.shape[1]), detections.shape[:2])  # (B, K)
+        if self.class_agnostic:
+            # pycocotools' useCats=0 joins an image's objects and detections class by class (its
+            # category order), then forgets the classes: stable-sort each image's rows by class.
+            gt_order = np.argsort(np.where(gt_valid, labels[..., 0], np.inf), axis=1, kind="stable")  # (B, M)
+            det_order = np.argsort(np.where(det_valid, detections[..., 0], np.inf), axis=1, kind="stable")
+            labels = np.take_along_axis(labels, gt_order[..., None], axis=1)
+            detections = np.take_along_axis(detections, det_order[..., None], axis=1)
+            difficult, crowd, gt_valid, gt_size, box_gt_area = (
+                np.take_along_axis(a, gt_order, axis=1) for a in (difficult, crowd, gt_valid, gt_size, box_gt_area)
+            )
+            det_valid, det_size, det_area, det_rows = (np.take_along_axis(a, det_order, axis=1)
+                                                       for a in (det_valid, det_size, det_area, det_rows))
+            labels[..., 0] = np.where(gt_valid, 0, -1)
+            detections[..., 0] = np.where(det_valid, 0, -1)
+
+        # Which objects and detections lie in each size range (all of them when unknown).
+        lo, hi = self._area_bounds[:, 0], self._area_bounds[:, 1]  # (A,)
+        gt_in_range = (gt_size[:, None, :] >= lo[None, :, None]) & (gt_size[:, None, :] <= hi[None, :, None])
+        det_out_range = (det_size[:, None, :] < lo[None, :, None]) | (det_size[:, None, :] > hi[None, :, None])
         if not known:
-            gt_in_range[:] = True  # (B, A, M); only the range "all" is used
-            det_out_range[:] = False  # (B, A, K)
+            gt_in_range[:] = True  # (B, A, M); only the first range is used
+            det_out_range[:] = (det_signed < 0)[:, None, :]  # (B, A, K): inverted boxes only
 
         # Ground-truth counts per class, over the whole batch at once.
+        groups = self._num_groups
         gt_classes = labels[..., 0].astype(np.int64)  # (B, M)
         counted = gt_valid & ~difficult & ~crowd
-        self._num_ground_truth += np.bincount(gt_classes[counted], minlength=self.num_classes)
-        self._num_difficult += np.bincount(gt_classes[gt_valid & difficult & ~crowd], minlength=self.num_classes)
-        self._num_crowd += np.bincount(gt_classes[gt_valid & crowd], minlength=self.num_classes)
-        for a in range(_COCO_AREA_RANGES.shape[0]):
-            self._num_in_range[a] += np.bincount(gt_classes[counted & gt_in_range[:, a]], minlength=self.num_classes)
+        self._num_ground_truth += np.bincount(gt_classes[counted], minlength=groups)
+        self._num_difficult += np.bincount(gt_classes[gt_valid & difficult & ~crowd], minlength=groups)
+        self._num_crowd += np.bincount(gt_classes[gt_valid & crowd], minlength=groups)
+        for a in range(self._area_bounds.shape[0]):
+            self._num_in_range[a] += np.bincount(gt_classes[counted & gt_in_range[:, a]], minlength=groups)
 
         # Sort each image's detections by score, descending, ties in row order; padding last,
         # then cut: the network's output is mostly padding.
@@ -468,6 +637,8 @@ class DetectionMetric:
         width = int(count.max()) if batch else 0
         order = np.argsort(key, axis=1, kind="stable")[:, :width]  # (B, K'), K' = most detections of an image
         detections = np.take_along_axis(detections, order[..., None], axis=1)  # (B, K', 6)
+        det_area = np.take_along_axis(det_area, order, axis=1)  # (B, K')
+        det_rows = np.take_along_axis(det_rows, order, axis=1)  # (B, K')
         det_out_range = np.take_along_axis(det_out_range, order[:, None, :], axis=2)  # (B, A, K')
         det_valid = np.arange(width)[None, :] < count[:, None]  # (B, K')
         if width > 0:
@@ -477,10 +648,38 @@ class DetectionMetric:
             for lo_image in range(0, batch, chunk):
                 part = slice(lo_image, lo_image + chunk)
                 self._match(
-                    detections[part], det_valid[part], labels[part], gt_valid[part], difficult[part], crowd[part],
-                    gt_in_range[part], det_out_range[part],
+                    detections[part], det_area[part], det_valid[part], labels[part], box_gt_area[part],
+                    gt_valid[part], difficult[part], crowd[part], gt_in_range[part], det_out_range[part],
+                    self._num_images + lo_image,
                 )
+                self._rows.append(det_rows[part][det_valid[part]])
+        if ids is not None:
+            self._image_ids.extend(ids)
         self._num_images += batch
+
+    def _check_image_ids(self, image_ids: Any, batch: int) -> list[Any] | None:
+        """``image_ids`` (B,) as a list of ints or strings, or None; all update() calls give them or none."""
+        given = image_ids is not None
+        if self._ids_given is not None and given != self._ids_given:
+            raise InputError(
+                "The 'image_ids' argument of DetectionMetric.update must be given with every batch or with "
+                f"none; {'earlier batches came without' if given else 'earlier batches came with'} image ids."
+            )
+        self._ids_given = given
+        if not given:
+            return None
+        if hasattr(image_ids, "tolist"):
+            image_ids = image_ids.tolist()
+        ids = list(image_ids) if isinstance(image_ids, Sequence) and not isinstance(image_ids, str) else None
+        if (ids is None or len(ids) != batch
+                or not (all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+                        or all(isinstance(i, str) for i in ids))
+                or (self._image_ids and type(ids[0]) is not type(self._image_ids[0]) if ids else False)):
+            raise InputError(
+                f"The 'image_ids' argument of DetectionMetric.update must be a sequence of B = {batch} image ids, "
+                f"all integers or all strings (as in earlier batches); got {image_ids!r} instead."
+            )
+        return ids
 
     def _object_flags(self, flags: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
         """``flags`` (B, M) as bool, all False when ``None``; raise if its shape does not match labels."""
@@ -521,16 +720,22 @@ class DetectionMetric:
     def _match(
         self,
         dets: np.ndarray,
+        det_area: np.ndarray,
         det_valid: np.ndarray,
         labels: np.ndarray,
+        gt_area: np.ndarray,
         gt_valid: np.ndarray,
         difficult: np.ndarray,
         crowd: np.ndarray,
         gt_in_range: np.ndarray,
         det_out_range: np.ndarray,
+        first_image: int,
     ) -> None:
         """Match the detections (b, K, 6) of some images to their labels (b, M, 5) and record them.
 
+        Boxes are corners ``(left, top, right, bottom)`` with their areas ``det_area`` (b, K) and
+        ``gt_area`` (b, M) in the arithmetic of ``box_format``; ``first_image`` is the arrival
+        index of the first of these images.
         Each image's detections come sorted by score (descending, ties in row order), padding
         last. ``det_valid`` (b, K) and ``gt_valid`` (b, M) mark the non-padding rows,
         ``difficult`` and ``crowd`` (b, M) the ignored objects, ``gt_in_range`` (b, A, M) the
@@ -546,7 +751,7 @@ class DetectionMetric:
         gt_classes = np.where(gt_valid, labels[..., 0], -2).astype(np.int64)  # (b, M), -2 matches nothing
 
         # Rank of each detection among the detections of its class in its image (COCO's maxDets).
-        group = (np.arange(num_images)[:, None] * (self.num_classes + 1) + det_classes + 1).ravel()  # (b*K,)
+        group = (np.arange(num_images)[:, None] * (self._num_groups + 1) + det_classes + 1).ravel()  # (b*K,)
         by_group = np.argsort(group, kind="stable")  # score order kept within a group
         start = np.searchsorted(group[by_group], group[by_group], side="left")
         rank = np.empty(group.shape[0], dtype=np.int64)
@@ -564,7 +769,8 @@ class DetectionMetric:
         coco_ignored[:] = det_out_range[:, :, None, :]
         if num_objects > 0 and num_dets > 0:
             # Overlaps with the objects of the detection's own class; -1 for other classes and padding.
-            iou, ioa = _box_overlaps(dets[..., 2:6], labels[..., 1:5])  # (b, K, M) each
+            plus = 1.0 if self.box_format == "voc" else 0.0
+            iou, ioa = _box_overlaps(dets[..., 2:6], det_area, labels[..., 1:5], gt_area, plus)  # (b, K, M) each
             other = det_classes[:, :, None] != gt_classes[:, None, :]  # (b, K, M)
             iou[other] = -1.0
             ioa[other] = -1.0
@@ -620,6 +826,8 @@ class DetectionMetric:
         self._class_ids.append(det_classes[det_valid])
         self._scores.append(dets[..., 1][det_valid])
         self._ranks.append(rank[det_valid])
+        image = np.broadcast_to(first_image + np.arange(num_images)[:, None], det_valid.shape)  # (b, K)
+        self._image_index.append(image[det_valid])
         self._voc_tp.append(voc_tp[det_valid])
         self._voc_ignored.append(voc_ignored[det_valid])
         self._coco_tp.append(coco_tp.transpose(0, 3, 1, 2)[det_valid])  # (N, A, T)
@@ -627,7 +835,7 @@ class DetectionMetric:
 
     # ---------------------------------------------------------------- compute
 
-    def compute(self) -> dict[str, Any]:
+    def compute(self, *, detailed: bool = False, per_image: bool = False) -> dict[str, Any]:
         """Compute the metrics over every batch since the last :meth:`reset`.
 
         The state is kept: more batches may follow, and ``compute`` may be
@@ -665,35 +873,65 @@ class DetectionMetric:
             ``"num_images"`` : int
                 Images seen.
 
+            ``"detailed"`` : dict, with ``detailed=True``
+                pycocotools' ``COCOeval.eval`` arrays: ``"precision"`` and
+                ``"scores"`` ``(T, R, K, A, D)`` (IoU thresholds, recall thresholds,
+                classes, area ranges, ``max_detections``), ``"recall"`` ``(T, K, A, D)``,
+                ``nan`` (or ``missing``) where not evaluated; and the axes:
+                ``"iou_thresholds"``, ``"recall_thresholds"``, ``"max_detections"``,
+                ``"area_ranges"``, ``"class_names"``. ``K`` is 1 when class-agnostic.
+            ``"per_image"`` : list of dict, with ``per_image=True``
+                For each image in arrival order: ``"image_id"`` (its id, else its
+                arrival index) and, for each of its detections in score order,
+                arrays of its ``"row"`` in the ``update()`` array, ``"class_name"``,
+                ``"score"``, ``"voc_tp"`` and ``"voc_ignored"`` (the VOC matching),
+                ``"kept"`` (within ``coco_max_detections``), and ``"tp"`` and
+                ``"ignored"`` ``(n, A, T)``, the COCO matching at each area range and
+                IoU threshold (pycocotools' ``evalImgs``; a detection neither is a false
+                positive).
+
             Every float is a Python ``float``; a mean over no class is ``nan``
-            (where pycocotools prints -1).
+            (where pycocotools prints -1), or ``missing``.
+
+        Parameters
+        ----------
+        detailed : bool, default False
+            Add pycocotools' precision, recall and score arrays.
+        per_image : bool, default False
+            Add each image's detections and how they were counted.
         """
-        num_classes = self.num_classes
-        num_thresholds = self._coco_thresholds.shape[0]
-        num_ranges = _COCO_AREA_RANGES.shape[0]
+        num_classes = self._num_groups
+        thresholds = self._coco_thresholds  # (T,)
+        num_thresholds = thresholds.shape[0]
+        num_ranges = self._area_bounds.shape[0]
+        num_levels = self.recall_thresholds.shape[0]
+        max_dets = self.max_detections
         if self._class_ids:
             class_ids = np.concatenate(self._class_ids)  # (N,)
             scores = np.concatenate(self._scores)  # (N,)
             ranks = np.concatenate(self._ranks)  # (N,)
+            image_index = np.concatenate(self._image_index)  # (N,)
             voc_tp = np.concatenate(self._voc_tp)  # (N,)
             voc_ignored = np.concatenate(self._voc_ignored)  # (N,)
             coco_tp = np.concatenate(self._coco_tp)  # (N, A, T)
             coco_ignored = np.concatenate(self._coco_ignored)  # (N, A, T)
         else:
-            class_ids = ranks = np.zeros(0, dtype=np.int64)
+            class_ids = ranks = image_index = np.zeros(0, dtype=np.int64)
             scores = np.zeros(0)
             voc_tp = voc_ignored = np.zeros(0, dtype=bool)
             coco_tp = coco_ignored = np.zeros((0, num_ranges, num_thresholds), dtype=bool)
-        cap = math.inf if self.coco_max_detections is None else self.coco_max_detections
-        max_dets = (min(1, cap), min(10, cap), cap)  # pycocotools' maxDets [1, 10, 100]
 
-        order = self._class_order(class_ids, scores)  # (N,)
+        order = self._class_order(class_ids, scores, image_index)  # (N,)
         bounds = np.searchsorted(class_ids[order], np.arange(num_classes + 1), side="left")  # (C+1,)
 
         ap_50 = np.full(num_classes, np.nan)
         ap_50_voc07 = np.full(num_classes, np.nan)
         ap_coco = np.full((num_ranges, num_classes, num_thresholds), np.nan)  # (A, C, T)
         recall = np.full((len(max_dets), num_ranges, num_classes, num_thresholds), np.nan)  # (D, A, C, T)
+        if detailed:
+            # pycocotools' eval["precision"] and eval["scores"] (T, R, K, A, M), eval["recall"] (T, K, A, M)
+            precision_array = np.full((num_thresholds, num_levels, num_classes, num_ranges, len(max_dets)), np.nan)
+            scores_array = np.full_like(precision_array, np.nan)
         num_detections = np.diff(bounds)  # (C,)
         for c in range(num_classes):
             idx = order[bounds[c] : bounds[c + 1]]  # (n_c,) this class, score order
@@ -701,19 +939,30 @@ class DetectionMetric:
             if positives > 0:
                 cum_tp, envelope = _precision_envelope(voc_tp[idx, None], voc_ignored[idx, None])  # (n_c, 1)
                 ap_50[c] = _area_ap(cum_tp, envelope, positives)[0]
-                ap_50_voc07[c] = _interpolated_ap(cum_tp, envelope, _voc07_level_counts(positives))[0]
-            kept = idx[ranks[idx] < cap]  # (n_k,)
+                levels = _voc07_level_counts(positives)  # (11,)
+                ap_50_voc07[c] = _level_values(cum_tp, envelope, levels)[0].sum(axis=1)[0] / levels.shape[0]
             for a in range(num_ranges):
                 positives = int(self._num_in_range[a, c])
                 if positives == 0 or (a > 0 and not self._areas_known):
                     continue
-                cum_tp, envelope = _precision_envelope(coco_tp[kept, a], coco_ignored[kept, a])  # (n_k, T)
-                ap_coco[a, c] = _interpolated_ap(cum_tp, envelope, _coco_level_counts(positives))
+                level_counts = self._coco_level_counts(positives)
                 for d, limit in enumerate(max_dets):
-                    recall[d, a, c] = coco_tp[idx[ranks[idx] < limit], a].sum(axis=0) / positives  # (T,)
+                    kept = idx[ranks[idx] < limit]  # (n_k,)
+                    recall[d, a, c] = coco_tp[kept, a].sum(axis=0) / positives  # (T,)
+                    last = d == len(max_dets) - 1
+                    if not (detailed or last):
+                        continue
+                    cum_tp, envelope = _precision_envelope(coco_tp[kept, a], coco_ignored[kept, a])  # (n_k, T)
+                    values, first, reached = _level_values(cum_tp, envelope, level_counts)  # (T, R) each
+                    if last:
+                        ap_coco[a, c] = values.sum(axis=1) / num_levels
+                    if detailed:
+                        precision_array[:, :, c, a, d] = values
+                        scores_array[:, :, c, a, d] = np.where(reached, scores[kept][first], 0.0) if kept.size else 0.0
         ap_50_95 = ap_coco[0].mean(axis=1)  # (C,), nan where no ground truth
 
         evaluated = self._num_ground_truth > 0  # (C,)
+        names = self._group_names
         per_class = {
             name: {
                 "ap_50": float(ap_50[c]),
@@ -725,7 +974,7 @@ class DetectionMetric:
                 "num_detections": int(num_detections[c]),
                 "coco": self._summary(ap_coco[:, c : c + 1], recall[:, :, c : c + 1]),
             }
-            for c, name in enumerate(self.class_names)
+            for c, name in enumerate(names)
         }
         coco = self._summary(ap_coco, recall)
         result: dict[str, Any] = {
@@ -740,35 +989,93 @@ class DetectionMetric:
         result.update((key, value) for key, value in coco.items() if key != "map_50")
         result["per_class"] = per_class
         result["num_images"] = self._num_images
+        if detailed:
+            result["detailed"] = {
+                "precision": precision_array,
+                "recall": recall.transpose(3, 2, 1, 0).copy(),  # (T, C, A, D)
+                "scores": scores_array,
+                "iou_thresholds": self.iou_thresholds.copy(),
+                "recall_thresholds": self.recall_thresholds.copy(),
+                "max_detections": list(max_dets),
+                "area_ranges": dict(self.area_ranges),
+                "class_names": list(names),
+            }
+        if per_image:
+            result["per_image"] = self._per_image(class_ids, scores, ranks, image_index, voc_tp, voc_ignored,
+                                                  coco_tp, coco_ignored, names)
+        if self.missing == -1:
+            result = _nan_to(result, -1.0)
         return result
 
-    def _class_order(self, class_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        """Indices (N,) that sort the detections by class, then score (descending), ties in arrival order."""
-        order = np.argsort(-scores, kind="stable")
-        return order[np.argsort(class_ids[order], kind="stable")]  # (N,)
+    def _per_image(self, class_ids: np.ndarray, scores: np.ndarray, ranks: np.ndarray, image_index: np.ndarray,
+                   voc_tp: np.ndarray, voc_ignored: np.ndarray, coco_tp: np.ndarray, coco_ignored: np.ndarray,
+                   names: Sequence[str]) -> list[dict[str, Any]]:
+        """Each image's detections and how they were counted (pycocotools' ``evalImgs``, per image)."""
+        rows = np.concatenate(self._rows) if self._rows else np.zeros(0, dtype=np.int64)  # (N,)
+        by_image = np.argsort(image_index, kind="stable")  # (N,), each image's in score order
+        bounds = np.searchsorted(image_index[by_image], np.arange(self._num_images + 1), side="left")
+        cap = math.inf if self.coco_max_detections is None else self.coco_max_detections
+        images = []
+        for i in range(self._num_images):
+            idx = by_image[bounds[i] : bounds[i + 1]]
+            images.append({
+                "image_id": self._image_ids[i] if self._ids_given else i,
+                "row": rows[idx],
+                "class_name": [names[c] for c in class_ids[idx]],
+                "score": scores[idx],
+                "voc_tp": voc_tp[idx],
+                "voc_ignored": voc_ignored[idx],
+                "kept": ranks[idx] < cap,
+                "tp": coco_tp[idx],
+                "ignored": coco_ignored[idx],
+            })
+        return images
+
+    def _coco_level_counts(self, positives: int) -> np.ndarray:
+        """The fewest true positives (R,) whose recall reaches each recall threshold, in pycocotools' floats.
+
+        pycocotools compares the float recall ``tp / N`` with its float levels; ``k / N`` rises
+        with ``k``, so the first ``k`` with ``k / N >= level`` gives the same answer for every rank.
+        """
+        recalls = np.arange(positives + 1) / positives  # (N+1,), the float recall of k true positives
+        return np.searchsorted(recalls, self.recall_thresholds, side="left")  # (R,), N+1 where unreachable
+
+    def _class_order(self, class_ids: np.ndarray, scores: np.ndarray, image_index: np.ndarray) -> np.ndarray:
+        """Indices (N,) that sort the detections by class, then score (descending), ties by image id when
+        update() was given them (pycocotools' order), then in arrival order."""
+        if not self._ids_given or not self._image_ids:
+            return np.lexsort((-scores, class_ids))  # stable: ties in arrival order
+        keys = np.asarray(self._image_ids)
+        by_id = np.argsort(keys, kind="stable")
+        if np.any(keys[by_id][1:] == keys[by_id][:-1]):
+            repeated = keys[by_id][1:][keys[by_id][1:] == keys[by_id][:-1]][0]
+            raise InputError(
+                f"DetectionMetric.update was given the image id {repeated.item()!r} for more than one image; "
+                "image ids must be unique (give each image once)."
+            )
+        image_rank = np.empty(keys.shape[0], dtype=np.int64)
+        image_rank[by_id] = np.arange(keys.shape[0])
+        return np.lexsort((image_rank[image_index], -scores, class_ids))
 
     def _summary(self, ap: np.ndarray, recall: np.ndarray) -> dict[str, float]:
-        """COCO's 12 numbers from AP (A, C', T) and recall (D, A, C', T), nan where not evaluated.
+        """COCO's summary from AP (A, C', T) and recall (D, A, C', T), nan where not evaluated.
 
         Each is a mean over the evaluated classes of a mean over thresholds (and recall
-        levels), which is pycocotools' mean over every entry that is not -1.
+        levels), which is pycocotools' mean over every entry that is not -1. The AP numbers
+        and the recall by size use the last of ``max_detections``, as pycocotools' 100.
         """
         t50 = np.flatnonzero(self.iou_thresholds == 0.5)  # pycocotools' `iouThr == p.iouThrs`
         t75 = np.flatnonzero(self.iou_thresholds == 0.75)
-        return {
+        sizes = list(self.area_ranges)[1:]
+        summary = {
             "map": _finite_mean(ap[0]),
             "map_50": _finite_mean(ap[0][:, t50]),
             "map_75": _finite_mean(ap[0][:, t75]),
-            "map_small": _finite_mean(ap[1]),
-            "map_medium": _finite_mean(ap[2]),
-            "map_large": _finite_mean(ap[3]),
-            "mar_1": _finite_mean(recall[0, 0]),
-            "mar_10": _finite_mean(recall[1, 0]),
-            "mar_100": _finite_mean(recall[2, 0]),
-            "mar_small": _finite_mean(recall[2, 1]),
-            "mar_medium": _finite_mean(recall[2, 2]),
-            "mar_large": _finite_mean(recall[2, 3]),
         }
+        summary.update((f"map_{name}", _finite_mean(ap[a])) for a, name in enumerate(sizes, 1))
+        summary.update((key, _finite_mean(recall[d, 0])) for d, key in enumerate(self._mar_names))
+        summary.update((f"mar_{name}", _finite_mean(recall[-1, a])) for a, name in enumerate(sizes, 1))
+        return summary
 
     # ------------------------------------------------------- curves and plots
 
@@ -791,13 +1098,14 @@ class DetectionMetric:
             scores = np.concatenate(self._scores)
             voc_tp = np.concatenate(self._voc_tp)
             voc_ignored = np.concatenate(self._voc_ignored)
+            image_index = np.concatenate(self._image_index)
         else:
-            class_ids, scores = np.zeros(0, dtype=np.int64), np.zeros(0)
+            class_ids, scores, image_index = np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64)
             voc_tp = voc_ignored = np.zeros(0, dtype=bool)
-        order = self._class_order(class_ids, scores)
-        bounds = np.searchsorted(class_ids[order], np.arange(self.num_classes + 1), side="left")
+        order = self._class_order(class_ids, scores, image_index)
+        bounds = np.searchsorted(class_ids[order], np.arange(self._num_groups + 1), side="left")
         curves = {}
-        for c, name in enumerate(self.class_names):
+        for c, name in enumerate(self._group_names):
             idx = order[bounds[c] : bounds[c + 1]]
             idx = idx[~voc_ignored[idx]]  # (n,) counted detections in score order
             cum_tp = np.cumsum(voc_tp[idx])  # (n,)
@@ -824,10 +1132,11 @@ class DetectionMetric:
 
         curves = self.precision_recall()
         scores = self.compute()["per_class"]
-        columns = math.ceil(math.sqrt(self.num_classes))
-        rows = math.ceil(self.num_classes / columns)
+        panels = self._num_groups
+        columns = math.ceil(math.sqrt(panels))
+        rows = math.ceil(panels / columns)
         figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.0 * rows), squeeze=False)
-        for panel in axes.ravel()[self.num_classes :]:
+        for panel in axes.ravel()[panels:]:
             panel.set_visible(False)
         for panel, (name, curve) in zip(axes.ravel(), curves.items()):
             recall = np.concatenate([[0.0], curve["recall"]])
@@ -875,27 +1184,93 @@ def _as_array(value: Any, name: str, dtype: Any = np.float64) -> np.ndarray:
         ) from error
 
 
-def _box_area(boxes: np.ndarray) -> np.ndarray:
-    """Area of boxes (..., 4) in corner format; (...,). A box of negative extent has area 0."""
-    return np.maximum(boxes[..., 2] - boxes[..., 0], 0) * np.maximum(boxes[..., 3] - boxes[..., 1], 0)
+def _increasing(value: Any, name: str, *, integers: bool = False, low: float = 0.0) -> np.ndarray:
+    """``value`` as a non-empty 1-d float64 array, non-decreasing (strictly increasing for ``integers``),
+    finite, in [``low``, 1] (or of integers >= 1); else :class:`InputError` naming ``name``."""
+    what = "increasing integers >= 1" if integers else f"non-decreasing floats in [{low:g}, 1]"
+    try:
+        if isinstance(value, (str, bytes)) or any(isinstance(v, bool) for v in value):
+            raise TypeError
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        array = np.zeros((0, 0))
+    good = array.ndim == 1 and array.size > 0 and bool(np.all(np.isfinite(array)))
+    if good and integers:
+        good = bool(np.all(array == np.floor(array)) and np.all(array >= 1) and np.all(np.diff(array) > 0))
+    elif good:
+        good = bool(np.all(array >= low) and np.all(array <= 1) and np.all(np.diff(array) >= 0))
+    if not good:
+        raise InputError(f"The '{name}' argument of DetectionMetric must be a non-empty sequence of {what}; "
+                         f"got {value!r} instead.")
+    return array
 
 
-def _box_overlaps(boxes_a: np.ndarray, boxes_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _area_ranges(value: Any) -> dict[str, tuple[float, float]]:
+    """Check COCO-style area ranges: a mapping of distinct names to ``(low, high)`` areas, low <= high."""
+    ranges: dict[str, tuple[float, float]] = {}
+    good = isinstance(value, Mapping) and len(value) > 0
+    if good:
+        for name, bounds in value.items():
+            try:
+                low, high = (float(v) for v in bounds)
+            except (TypeError, ValueError):
+                good = False
+                break
+            if not (isinstance(name, str) and name.isidentifier() and 0 <= low <= high and not math.isnan(high)):
+                good = False
+                break
+            ranges[name] = (low, high)
+    if not good:
+        raise InputError(
+            "The 'area_ranges' argument of DetectionMetric must be a non-empty mapping of names (identifiers, "
+            "such as 'all' or 'small') to (low, high) areas in pixels, 0 <= low <= high; got "
+            f"{value!r} instead."
+        )
+    return ranges
+
+
+def _corners(boxes: np.ndarray, box_format: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes (..., 4) in ``box_format`` as corners (..., 4), their areas (...) and signed areas (...).
+
+    ``"xyxy"``: the corners themselves, area ``(right - left) * (bottom - top)``.
+    ``"xywh"``: ``(x, y, x + w, y + h)``, area ``w * h``, as pycocotools' ``bbIou``.
+    ``"voc"``: the corners, area ``(right - left + 1) * (bottom - top + 1)``, as the VOC devkit.
+    The area is 0 for a box of negative extent; the signed area is the plain product
+    (negative for a box inverted along one axis, as pycocotools' ``w * h``).
+    """
+    if box_format == "xywh":
+        width, height = boxes[..., 2], boxes[..., 3]
+        corners = np.concatenate([boxes[..., :2], boxes[..., :2] + boxes[..., 2:]], axis=-1)
+    else:
+        plus = 1.0 if box_format == "voc" else 0.0
+        width = boxes[..., 2] - boxes[..., 0] + plus
+        height = boxes[..., 3] - boxes[..., 1] + plus
+        corners = boxes
+    return corners, np.maximum(width, 0) * np.maximum(height, 0), width * height
+
+
+def _box_overlaps(
+    boxes_a: np.ndarray, area_a: np.ndarray, boxes_b: np.ndarray, area_b: np.ndarray, plus: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """IoU, and intersection over the area of the ``boxes_a`` box, of every box of ``boxes_a``
     (..., A, 4) with every box of ``boxes_b`` (..., B, 4); returns two arrays (..., A, B).
 
-    Corner format ``(xmin, ymin, xmax, ymax)``, continuous coordinates (no +1).
+    Corners ``(left, top, right, bottom)`` with their areas ``area_a`` (..., A) and
+    ``area_b`` (..., B) (see :func:`_corners`); the intersection's width is
+    ``min(right) - max(left) + plus`` (``plus`` 1 for the VOC devkit's pixels, else 0).
     Boxes of zero or negative extent have area 0; a pair with zero union has IoU 0,
     a box of zero area intersects nothing. The second is pycocotools' overlap with a
-    crowd region (``iscrowd``): the intersection over the detection's area.
+    crowd region (``iscrowd``): the intersection over the detection's area. The
+    operations are those of pycocotools' ``bbIou`` and the devkit's ``VOCevaldet.m``, in
+    their order, so that IoUs at a threshold compare as there.
     """
     a = boxes_a[..., :, None, :]  # (..., A, 1, 4)
     b = boxes_b[..., None, :, :]  # (..., 1, B, 4)
-    width = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])  # (..., A, B)
-    height = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])  # (..., A, B)
+    width = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + plus  # (..., A, B)
+    height = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + plus  # (..., A, B)
     intersection = np.maximum(width, 0) * np.maximum(height, 0)  # (..., A, B)
-    area_a = _box_area(a)  # (..., A, 1)
-    area_b = _box_area(b)  # (..., 1, B)
+    area_a = area_a[..., :, None]  # (..., A, 1)
+    area_b = area_b[..., None, :]  # (..., 1, B)
     union = area_a + area_b - intersection  # (..., A, B)
     iou = np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
     area_a = np.broadcast_to(area_a, intersection.shape)
@@ -1024,18 +1399,10 @@ def _voc07_level_counts(positives: int) -> np.ndarray:
     return -(-np.arange(_VOC07_RECALL_STEPS + 1) * positives // _VOC07_RECALL_STEPS)
 
 
-def _coco_level_counts(positives: int) -> np.ndarray:
-    """The fewest true positives (101,) whose recall reaches COCO's levels, in pycocotools' floats.
-
-    pycocotools compares the float recall ``tp / N`` with its float levels; ``k / N`` rises
-    with ``k``, so the first ``k`` with ``k / N >= level`` gives the same answer for every rank.
-    """
-    recalls = np.arange(positives + 1) / positives  # (N+1,), the float recall of k true positives
-    return np.searchsorted(recalls, _COCO_RECALL_LEVELS, side="left")  # (101,), N+1 where unreachable
-
-
-def _interpolated_ap(cum_tp: np.ndarray, envelope: np.ndarray, level_counts: np.ndarray) -> np.ndarray:
-    """AP (T,): the mean over recall levels of the envelope at the first rank reaching each level.
+def _level_values(
+    cum_tp: np.ndarray, envelope: np.ndarray, level_counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The envelope at the first rank reaching each recall level, as pycocotools' ``accumulate``.
 
     Parameters
     ----------
@@ -1046,20 +1413,37 @@ def _interpolated_ap(cum_tp: np.ndarray, envelope: np.ndarray, level_counts: np.
 
     Returns
     -------
-    numpy.ndarray, shape (T,)
-        A level never reached counts 0. One integer ``searchsorted`` serves all columns.
+    values : numpy.ndarray, shape (T, L)
+        The envelope there, 0 where the level is never reached; AP is its mean over ``L``.
+    first : numpy.ndarray of int, shape (T, L)
+        That rank (clipped to ``n - 1``; 0 when ``n = 0``).
+    reached : numpy.ndarray of bool, shape (T, L)
+        Whether the level is reached. One integer ``searchsorted`` serves all columns.
     """
     num_ranks, num_columns = cum_tp.shape
     if num_ranks == 0:
-        return np.zeros(num_columns)
+        zeros = np.zeros((num_columns, level_counts.shape[0]), dtype=np.int64)
+        return zeros.astype(np.float64), zeros, zeros.astype(bool)
     stride = int(max(cum_tp.max(), level_counts.max())) + 1  # column t's values lie in [t * stride, (t+1) * stride)
     column = np.arange(num_columns)[:, None]  # (T, 1)
     keys = (cum_tp.T + column * stride).ravel()  # (T * n,), sorted: cum_tp never decreases
     queries = column * stride + level_counts[None, :]  # (T, L)
     first = np.searchsorted(keys, queries, side="left") - column * num_ranks  # (T, L), rank in its column
     reached = first < num_ranks
-    values = envelope.T[column, np.minimum(first, num_ranks - 1)]  # (T, L)
-    return np.where(reached, values, 0.0).sum(axis=1) / level_counts.shape[0]
+    first = np.minimum(first, num_ranks - 1)
+    values = envelope.T[column, first]  # (T, L)
+    return np.where(reached, values, 0.0), first, reached
+
+
+def _nan_to(value: Any, missing: float) -> Any:
+    """``value`` (the result of compute) with every ``nan`` float, and array entry, replaced by ``missing``."""
+    if isinstance(value, dict):
+        return {key: _nan_to(item, missing) for key, item in value.items()}
+    if isinstance(value, float) and math.isnan(value):
+        return missing
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return np.where(np.isnan(value), missing, value)
+    return value
 
 
 def _mean(values: np.ndarray) -> float:

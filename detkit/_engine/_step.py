@@ -119,6 +119,9 @@ def train_epoch(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, conte
     """
     with coordinator.watchdog.armed() if coordinator is not None else contextlib.nullcontext():
         totals, seconds = _steps(graph, trainer, loader, contexts, epoch, epochs, term_names, quiet, coordinator)
+        # Every step done, BatchNorm's statistics included, before anything reads the weights: a hybridized
+        # (static_alloc) step on several devices does not order those updates against later reads.
+        mx.nd.waitall()
     if coordinator is not None:
         summed = coordinator.allreduce(np.append(totals, seconds))
         totals, seconds = summed[:-1], float(summed[-1]) / coordinator.num_workers

@@ -43,6 +43,8 @@ __all__ = ["ComponentSpec", "SSDDetector", "default_context"]
 #: ``{"name": ..., "kwargs": {...}}`` (or ``{"name": ..., **kwargs}``), or an instance.
 ComponentSpec = Union[str, Tuple[str, Mapping[str, Any]], Mapping[str, Any], Component]
 
+#: The components that :meth:`SSDDetector.load` may swap: those without weights in the network.
+_SWAPPABLE = ("target_assigner", "loss", "post_processor")
 #: The ``format`` of a saved ``detector.yaml``.
 DETECTOR_FORMAT = "detkit-detector/1"
 _CONFIG_FILE = "detector.yaml"
@@ -511,26 +513,43 @@ class SSDDetector:
         return directory
 
     @classmethod
-    def load(cls, directory: PathLike, *, ctx: mx.Context | None = None, hybridize: bool = True) -> SSDDetector:
+    def load(cls, directory: PathLike, *, ctx: mx.Context | None = None, hybridize: bool = True,
+             **components: ComponentSpec) -> SSDDetector:
         """Rebuild a detector saved by :meth:`save`, on ``ctx`` (default: :func:`default_context`; the CPU for INT8).
+
+        ``components``, by kind — ``target_assigner=``, ``loss=``, ``post_processor=`` —
+        swap a saved component for another (the components without weights of their own in the network: the
+        backbone and the anchor generator shape the weights and stay as saved). Each is
+        a :data:`ComponentSpec`, or a mapping without ``"name"`` that changes only the
+        saved component's arguments:
+
+        >>> import detkit
+        >>> detkit.SSDDetector(classes=["pikachu"], data_shape=64).save("saved")   # doctest: +ELLIPSIS
+        PosixPath('saved')
+        >>> detector = detkit.SSDDetector.load("saved", post_processor={"nms_threshold": 0.3})
+        >>> detector.post_processor.nms_threshold
+        0.3
 
         Raises
         ------
         CheckpointError
-            If the directory holds no complete saved detector.
+            If the directory holds no complete saved detector (the message says which
+            file is missing, and names ``DIRECTORY/model`` when the detector is there).
         ComponentNotFoundError
             If a component is not registered; the message names its plugin's distribution and
             says whether it is not installed (the pip command) or installed but failed,
             incompatible or disabled (and why).
         """
+        unknown = sorted(set(components) - set(_SWAPPABLE))
+        if unknown:
+            raise InputError(
+                f"SSDDetector.load swaps only {', '.join(_SWAPPABLE)} (the components without weights in the "
+                f"network); got {', '.join(unknown)}. The backbone and the anchor generator shape the saved weights."
+            )
         directory = Path(directory)
         config_path = directory / _CONFIG_FILE
         params_path = directory / _PARAMS_FILE
-        if not config_path.is_file() or not params_path.is_file():
-            raise CheckpointError(
-                f"{directory} holds no saved detector: {_CONFIG_FILE} and {_PARAMS_FILE} are expected there "
-                "(written by SSDDetector.save)."
-            )
+        _check_saved_files(directory, config_path, params_path)
         try:
             config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
         except yaml.YAMLError as error:
@@ -554,6 +573,16 @@ class SSDDetector:
             except ComponentNotFoundError as error:
                 raise ComponentNotFoundError(f"{error}{missing_component_hint(entry.get('provided_by'))}") from None
             specs[kind] = (entry["name"], entry.get("kwargs") or {})
+        swaps = {kind: components.get(kind) for kind in _SWAPPABLE}
+        for kind, swap in swaps.items():
+            if swap is None:
+                continue
+            if isinstance(swap, Mapping) and "name" not in swap:  # the saved component, other arguments
+                specs[kind] = (specs[kind][0], {**specs[kind][1], **swap})
+            else:
+                specs[kind] = swap
+            if not isinstance(specs[kind], Component):  # the caller's arguments: their errors are InputErrors
+                registry.build(kind, *parse_component_spec(kind, specs[kind]))
         try:
             detector = cls(
                 config["classes"], scale_filters=config.get("scale_filters", DEFAULT_SCALE_FILTERS),
@@ -568,7 +597,7 @@ class SSDDetector:
             detector.network.load_parameters(str(params_path), ctx=detector.ctx)
             for kind in ("target_assigner", "loss", "post_processor"):
                 extra = directory / f"{kind}.params"
-                if extra.is_file():
+                if extra.is_file() and swaps[kind] is None:  # a swapped component keeps its own
                     detector._components[kind].load_parameters(str(extra), ctx=detector.ctx)
         except (mx.base.MXNetError, AssertionError, ValueError) as error:
             raise CheckpointError(f"The weights in {params_path} do not fit the configuration: {error}") from error
@@ -707,6 +736,24 @@ def _check_sha256(directory: Path, checksums: Any, config_path: Path) -> None:
                 "when they were saved (or a save into this folder was interrupted). Restore them from a good "
                 "copy, or save the detector again."
             )
+
+
+def _check_saved_files(directory: Path, config_path: Path, params_path: Path) -> None:
+    """A CheckpointError that says which file of a saved detector is missing, and where the detector may be."""
+    if config_path.is_file() and params_path.is_file():
+        return
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory} does not exist: pass the folder that SSDDetector.save (or detkit train's "
+                              "model/) wrote.")
+    if not config_path.is_file():
+        inside = [sub for sub in ("model", "int8") if (directory / sub / _CONFIG_FILE).is_file()]
+        hint = (f" It holds a training's output: pass {directory / inside[0]}, the detector inside it."
+                if inside else " Pass the folder that SSDDetector.save (or detkit train's model/) wrote.")
+        raise CheckpointError(f"{directory} holds no saved detector: {_CONFIG_FILE} is missing.{hint}")
+    raise CheckpointError(
+        f"{directory} has the detector's {_CONFIG_FILE} but not its weights, {_PARAMS_FILE}: the save was "
+        "interrupted or the file was removed. Save the detector again, or copy the whole folder back."
+    )
 
 
 def _check_saved_config(config: dict[str, Any], path: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 import mxnet as mx
 from mxnet import gluon
 
+from .._base import QUANTIZATION_NOISE, native_stderr_filtered
 from ..errors import InputError, MissingDependencyError
 
 __all__ = ["CALIBRATION_MODES", "calibration_batches", "import_quantized", "quantize_network", "require_int8"]
@@ -62,7 +63,8 @@ def quantize_network(network: gluon.HybridBlock, batches: Iterable[mx.nd.NDArray
     examples = sum(batch[0].shape[0] for batch in calibration_data)
     quiet = logging.getLogger("detkit.quantize")
     quiet.setLevel(logging.WARNING)  # MXNet logs every layer it calibrates at INFO
-    with warnings.catch_warnings():
+    # MXNet's C++ side logs each layer it quantizes (about 90 lines) straight to the terminal.
+    with warnings.catch_warnings(), native_stderr_filtered(QUANTIZATION_NOISE):
         # MXNet's SymbolBlock cannot infer the type of the input it was not shown; it is float32.
         warnings.filterwarnings("ignore", message="Cannot decide type", category=UserWarning)
         return quantization.quantize_net_v2(

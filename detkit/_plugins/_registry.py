@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import ComponentNotFoundError, DetkitError, DuplicateComponentError, InputError, PluginError
 from ..interfaces import AnchorGenerator, Backbone, Component, Loss, PostProcessor, TargetAssigner
@@ -100,8 +100,8 @@ class Registry:
             return self._components[kind][name]
         except (KeyError, TypeError):
             known = sorted(self._components[kind])
-            close = difflib.get_close_matches(str(name), known, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            close = _close_names(str(name), known)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise ComponentNotFoundError(
                 f"There is no {kind} named {name!r}. Registered {kind} names: "
                 f"{', '.join(known) or '(none)'}.{hint} Components of installed plugins "
@@ -151,6 +151,15 @@ class Registry:
                 f"{interface.__module__}.{interface.__qualname__}"
             )
         return component
+
+
+def _close_names(name: str, known: Sequence[str]) -> list[str]:
+    """The names to suggest for ``name``: those it begins (``resnet18`` -> ``resnet18_v1``), else the closest one."""
+    lowered = name.lower()
+    started = [k for k in known if lowered and k.lower().startswith(lowered)]
+    if started:
+        return started[:2]
+    return difflib.get_close_matches(name, known, n=1)
 
 
 def parse_component_spec(kind: str, spec: Any) -> tuple[str, dict[str, Any]]:

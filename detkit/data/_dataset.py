@@ -108,6 +108,12 @@ class DetectionDataset:
         self.classes: list[str] = check_classes(classes)
         self.augment: str = check_augment(augment)
         self.rec_path = Path(rec_path)
+        if self.rec_path.suffix.lower() == ".idx":  # the index beside the data, given in its place
+            rec = self.rec_path.with_suffix(".rec")
+            raise DataError(
+                f"{self.rec_path} is the index of a RecordIO file, not the images: pass the .rec file"
+                f"{f' ({rec})' if rec.is_file() else ''}; the .idx beside it is found by itself."
+            )
         if not self.rec_path.is_file():
             raise DataError(f"{self.rec_path}: no such RecordIO file")
         if idx_path is None:

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import stat
+import warnings
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple, Sequence
@@ -17,12 +18,13 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .._base import PathLike, atomic_outputs, check_classes
-from ..errors import DataError, InputError
+from ..errors import DataError, DetkitWarning, InputError
 from . import _recordio
 from ._classes import write_classes
 from ._dataset import DetectionDataset
 from ._images import image_to_rgb8
 from ._summary import PackSummary
+from ._truth import SIDECAR_SUFFIX, GroundTruth, TruthImage, sidecar_text
 
 _JPEG_QUALITY = 95  # as MXNet's im2rec.py
 _COCO_TOLERANCE_PX = 1.0  # COCO boxes may pass the image border by rounding; clipped within this
@@ -38,6 +40,10 @@ class _Item(NamedTuple):
     wheres: list  # for each object, how messages name it
     flags: Sequence[int] = ()  # for each object: 0 ordinary, 1 difficult, 2 crowd; () all ordinary
     areas: Sequence[float] = ()  # for each object its area in pixels (COCO's "area"); () the boxes'
+    #: For the evaluation sidecar: the image id and the objects as the annotation gives them,
+    #: image id, file name, rows [class_id, 4 box values in the source's box format, flag, area
+    #: (nan: the box's)].
+    truth: tuple[Any, str, list] | None = None
 
 
 def _encoded_image(item: _Item) -> tuple[bytes, int, int]:
@@ -82,12 +88,16 @@ def _write(
     progress: bool,
     ignored_crowd: int = 0,
     images_used: list[Path] | None = None,
+    truth_format: str = "voc",
+    category_ids: Sequence[Any] | None = None,
 ) -> DetectionDataset:
     out_prefix = Path(out_prefix)
-    paths = [out_prefix.with_name(out_prefix.name + suffix) for suffix in (".rec", ".idx", ".classes.txt")]
+    paths = [out_prefix.with_name(out_prefix.name + suffix)
+             for suffix in (".rec", ".idx", ".classes.txt", SIDECAR_SUFFIX)]
     skipped: list[tuple[str, str]] = []
+    truth_images: list[TruthImage] = []
     images = objects = difficult = crowd = 0
-    with atomic_outputs(paths) as (rec_tmp, idx_tmp, classes_tmp):
+    with atomic_outputs(paths) as (rec_tmp, idx_tmp, classes_tmp, sidecar_tmp):
         with open(rec_tmp, "wb") as rec:
             writer = _recordio.RecordWriter(rec)
             for item in tqdm(items, desc=f"packing {out_prefix.name}", total=total, unit="img", leave=False,
@@ -112,6 +122,10 @@ def _write(
                     skipped.append((source, str(error)))
                     continue
                 writer.write(images, _recordio.pack_detection(images, encoded, rows, width, height, flags, areas))
+                if item.truth is not None:
+                    image_id, file_name, truth_rows = item.truth
+                    truth_images.append(TruthImage(image_id, file_name, width, height,
+                                                   np.array(truth_rows, np.float64).reshape(-1, 7)))
                 images += 1
                 if images_used is not None:
                     images_used.append(item.image_path)
@@ -126,6 +140,10 @@ def _write(
         with open(idx_tmp, "w", encoding="ascii", newline="\n") as idx:
             writer.write_index(idx)
         write_classes(classes_tmp, classes)
+        # The exact ground truth for evaluation, with the digest of the .rec just written.
+        ids = list(category_ids) if category_ids is not None else list(range(1, len(classes) + 1))
+        truth = GroundTruth(str(paths[0]), list(classes), ids, truth_format, truth_images, exact=True)
+        Path(sidecar_tmp).write_text(sidecar_text(Path(rec_tmp), paths[0].name, truth), encoding="utf-8")
     dataset = DetectionDataset(paths[0], paths[1], classes=classes)
     dataset.pack_summary = PackSummary(images, objects, tuple(skipped), ignored_crowd, difficult, crowd)
     return dataset
@@ -257,7 +275,9 @@ def _voc_items(xml_paths: list[Path], image_dir: Path, parsed: dict[Path, Any],
             yield (str(xml_path), str(error))
             continue
         flags = [_recordio.DIFFICULT if difficult else _recordio.ORDINARY for *_, difficult in objects]
-        yield _Item(str(xml_path), image_path, size, rows, [where for _, _, where, _ in objects], flags)
+        truth = [[row[0], *box, flag, math.nan] for row, (_, box, _, _), flag in zip(rows, objects, flags)]
+        yield _Item(str(xml_path), image_path, size, rows, [where for _, _, where, _ in objects], flags,
+                    truth=(xml_path.stem, image_path.name, truth))
 
 
 def _voc_row(name: str, box: tuple[float, float, float, float], where: str, size: tuple[int, int],
@@ -338,6 +358,7 @@ def pack_voc(
         names = voc_class_names(parsed)
         if not names:
             raise DataError(f"{annotation_dir}: the annotations name no objects; pass the classes explicitly")
+        warn_on_names_equal_but_for_case(names, annotation_dir)
         classes = sorted(names)
     return pack_voc_parsed(xml_paths, image_dir, parsed, out_prefix, classes, skip_invalid=skip_invalid,
                            progress=progress)
@@ -355,6 +376,21 @@ def parse_voc_files(xml_paths: Sequence[Path], *, skip_invalid: bool = False) ->
                 raise
             parsed[xml_path] = error
     return parsed
+
+
+def warn_on_names_equal_but_for_case(names: Iterable[str], where: PathLike) -> None:
+    """A :class:`~detkit.errors.DetkitWarning` when class names found in annotations differ only in case."""
+    groups: dict[str, list[str]] = {}
+    for name in sorted(names):
+        groups.setdefault(name.casefold(), []).append(name)
+    twins = [group for group in groups.values() if len(group) > 1]
+    if twins:
+        listed = "; ".join(" and ".join(repr(name) for name in group) for group in twins)
+        warnings.warn(DetkitWarning(
+            f"{where}: the annotations name {listed}, which differ only in case: each becomes a class of its own. "
+            "If they are one class, give it one spelling in the annotations; passing the classes (--classes) "
+            "chooses them and silences this."
+        ), stacklevel=3)
 
 
 def voc_class_names(parsed: dict[Path, Any]) -> set[str]:
@@ -517,6 +553,7 @@ def pack_coco(
     rows: dict = {image_id: [] for image_id in images}
     flags: dict = {image_id: [] for image_id in images}
     areas: dict = {image_id: [] for image_id in images}
+    originals: dict = {image_id: [] for image_id in images}
     errors: dict = {}
     for k, ann in enumerate(data["annotations"]):
         image = images.get(ann.get("image_id")) if isinstance(ann, dict) and _is_id(ann.get("image_id")) else None
@@ -528,8 +565,11 @@ def pack_coco(
                 )
             row = _coco_row(ann, k, json_path, image, cat_index)
             rows[image["id"]].append(row)
-            flags[image["id"]].append(_recordio.CROWD if ann.get("iscrowd") else _recordio.ORDINARY)
+            flag = _recordio.CROWD if ann.get("iscrowd") else _recordio.ORDINARY
+            flags[image["id"]].append(flag)
             areas[image["id"]].append(_coco_area(ann, row))
+            # as pycocotools reads it: the bbox as given, not clipped
+            originals[image["id"]].append([row[0], *(float(v) for v in ann["bbox"]), flag, areas[image["id"]][-1]])
         except DataError as error:
             if not skip_invalid:
                 raise
@@ -553,7 +593,8 @@ def pack_coco(
             except DataError as error:
                 yield (source, str(error))
                 continue
-            yield _Item(source, image_path, size, rows[image_id], wheres, flags[image_id], areas[image_id])
+            yield _Item(source, image_path, size, rows[image_id], wheres, flags[image_id], areas[image_id],
+                        truth=(image_id, image['file_name'], originals[image_id]))
 
     return _write(
         items(),
@@ -562,4 +603,6 @@ def pack_coco(
         classes,
         skip_invalid=skip_invalid,
         progress=progress,
+        truth_format="xywh",
+        category_ids=[c["id"] for c in categories],
     )

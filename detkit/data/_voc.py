@@ -22,7 +22,18 @@ from typing import Any, NamedTuple, Sequence
 from .._base import PathLike, atomic_directory, check_classes
 from ..errors import DataError, InputError
 from ._dataset import DetectionDataset
-from ._pack import file_exists, pack_voc_parsed, parse_voc_files, shortened, voc_class_names
+from ._pack import (
+    file_exists,
+    pack_voc_parsed,
+    parse_voc_files,
+    shortened,
+    voc_class_names,
+    warn_on_names_equal_but_for_case,
+)
+from ._truth import SIDECAR_SUFFIX
+
+#: The files each packed split has in a cache.
+_OUTPUT_SUFFIXES = (".rec", ".idx", ".classes.txt", SIDECAR_SUFFIX)
 
 __all__ = ["MANIFEST", "VOC_CLASSES", "VocData", "check_split", "default_cache", "pascal_voc", "prepare_voc"]
 
@@ -246,7 +257,7 @@ def _check_cache(cache: Path, root: Path, shown: Path, *, default: bool) -> None
     manifest = _manifest(cache)
     # a cache's files: its manifest, and those of the splits a cache has (one of an earlier packing included)
     own = {MANIFEST} | {f"{split}{suffix}" for split in (_NAMES if manifest else [])
-                        for suffix in (".rec", ".idx", ".classes.txt")}
+                        for suffix in _OUTPUT_SUFFIXES}
     other = [f"{name}/" if is_dir else name for name, is_dir in entries
              if (is_dir or name not in own) and (name, is_dir) != (MANIFEST, False)]
     if manifest is None or other:
@@ -285,7 +296,7 @@ def _reusable(cache: Path, request: dict, splits: Sequence[_Split], root: Path) 
                                                                                            "annotations"):
             return None
         outputs = manifest["outputs"]
-        names = [f"{split}{suffix}" for split in manifest["splits"] for suffix in (".rec", ".idx", ".classes.txt")]
+        names = [f"{split}{suffix}" for split in manifest["splits"] for suffix in _OUTPUT_SUFFIXES]
         if sorted(outputs) != sorted(names) or any(outputs[name] != _stat(cache / name) for name in names):
             return None
         check_classes(manifest["classes"])
@@ -353,6 +364,7 @@ def _pack(root: Path, cache: Path, request: dict, splits: Sequence[_Split], give
         if not found:
             raise DataError(f"{root / 'Annotations'}: the annotations of the splits name no objects; "
                             "give the classes (data.classes)")
+        warn_on_names_equal_but_for_case(found, root / "Annotations")
         classes, classes_from = ((list(VOC_CLASSES), "voc") if found <= set(VOC_CLASSES)
                                  else (sorted(found), "annotations"))
     names = _NAMES[:len(splits)]
@@ -363,7 +375,7 @@ def _pack(root: Path, cache: Path, request: dict, splits: Sequence[_Split], give
                             progress=progress, images_used=images)
         relative = [path.relative_to(root).as_posix() for path in images]
         outputs = {f"{name}{suffix}": _stat(staged / f"{name}{suffix}")
-                   for name in names for suffix in (".rec", ".idx", ".classes.txt")}
+                   for name in names for suffix in _OUTPUT_SUFFIXES}
         manifest = {"request": request, "splits": names, "classes": classes, "classes_from": classes_from,
                     "inputs": _fingerprint(root, splits, relative), "images": relative, "outputs": outputs}
         (staged / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
