@@ -15,7 +15,8 @@ from ..errors import MissingDependencyError
 __all__ = ["ONNX_INSTALL_HINT", "OnnxNodes", "require_onnx", "require_onnxruntime"]
 
 #: How to install the optional dependencies of ONNX export and ONNX Runtime.
-ONNX_INSTALL_HINT = "pip install \"gluon-detkit[onnx]\""
+ONNX_INSTALL_HINT = ("install detkit's onnx extra: pip install -e \".[onnx]\" in a checkout, or, once released, "
+                     "pip install \"gluon-detkit[onnx]\"")
 
 
 def require_onnx() -> Any:

@@ -139,7 +139,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def _add_runtime(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", choices=RUNTIMES, default="mxnet",
                         help="mxnet: the saved detector in MXNet (default); onnxruntime: an ONNX export in ONNX "
-                             "Runtime (pip install \"gluon-detkit[onnx]\")")
+                             "Runtime (needs the onnx extra)")
 
 
 #: The components of a saved detector that ``--set`` may change (SSDDetector.load's swaps).

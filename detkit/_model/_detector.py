@@ -637,7 +637,7 @@ class SSDDetector:
         ``-1``. ``detector.json`` also records the ONNX opset and the versions of
         detkit, MXNet and onnx that wrote it. Run it with ONNX Runtime
         (:class:`detkit.OnnxDetector`) or any ONNX runtime; needs the ``onnx``
-        extra (``pip install "gluon-detkit[onnx]"``). Each file is written
+        extra (``pip install -e ".[onnx]"`` in a checkout). Each file is written
         atomically, ``detector.json`` last.
 
         Parameters

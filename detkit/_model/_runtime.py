@@ -41,7 +41,7 @@ class OnnxDetector:
     :meth:`detect`, :func:`detkit.evaluate`) without MXNet's network code: the
     network, anchors, decoding and non-maximum suppression all run in ONNX
     Runtime; the preprocessing and the drawing stay detkit's. Needs the ``onnx``
-    extra (``pip install "gluon-detkit[onnx]"``). Build it with :meth:`load`.
+    extra (``pip install -e ".[onnx]"`` in a checkout). Build it with :meth:`load`.
 
     Attributes
     ----------
