@@ -155,7 +155,9 @@ def test_train_evaluate_predict_from_the_command_line(tmp_path, capsys) -> None:
     json.loads((out / "history.json").read_text(), parse_constant=_refuse_constant)
     assert Config is not None and load_config(out / "config.yaml").train.epochs == 1
 
-    assert main(["evaluate", str(out / "model"), str(tmp_path / "data" / "val.rec"), "--json"]) == 0
+    # The same COCOeval parameters as the eval section that wrote metrics.json.
+    assert main(["evaluate", str(out / "model"), str(tmp_path / "data" / "val.rec"), "--json",
+                 "--max-detections", "1,5,20"]) == 0
     evaluated = json.loads(capsys.readouterr().out, parse_constant=_refuse_constant)
     assert {k: v for k, v in evaluated.items() if k != "seconds"} == \
         {k: v for k, v in metrics.items() if k != "seconds"}  # one rule for both

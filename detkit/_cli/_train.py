@@ -406,7 +406,8 @@ def _predict(args: argparse.Namespace) -> int:
         return 0
     args.json = form == "json"
     results: list[Any] = []
-    with tqdm(total=len(images), unit="image", desc="predict", disable=args.json or len(images) < 2,
+    # mininterval=0: every chunk (many images) redraws the bar, so the last count always shows.
+    with tqdm(total=len(images), unit="image", desc="predict", disable=args.json or len(images) < 2, mininterval=0,
               file=sys.stderr, leave=False) as bar:
         for start in range(0, len(images), _PREDICT_CHUNK):  # a folder of any size, a step at a time
             chunk = images[start:start + _PREDICT_CHUNK]
