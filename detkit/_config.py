@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 import mxnet as mx
 import yaml
 
+from ._base import load_yaml
 from ._engine import DEFAULT_BATCH_SIZE, SEED_OPTIMIZER_PARAMS, DetectionMetric, check_optimizer
 from ._model import DEFAULT_COMPONENTS, DEFAULT_DATA_SHAPE, DEFAULT_SCALE_FILTERS
 from ._plugins import KINDS, get_registry, parse_component_spec
@@ -281,13 +282,15 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
     if not path.is_file():
         raise ConfigError(f"the configuration file {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = load_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from error
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8") from None
     except OSError as error:
         raise ConfigError(f"the configuration file {path} cannot be read: {error.strerror or error}") from None
+    except ValueError as error:  # nested too deeply
+        raise ConfigError(f"{path} is not a detkit configuration: {error}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping with the sections model, data and train")
     named = raw.pop("preset", None)
@@ -318,7 +321,9 @@ def _from_mapping(raw: dict[str, Any], overrides: Sequence[str], base: str) -> C
         if not separator or not key.strip():
             raise ConfigError(f"an override must look like section.key=value; got {assignment!r}", "--set")
         try:
-            value = yaml.safe_load(text)
+            value = load_yaml(text)
+        except ValueError as error:
+            raise ConfigError(f"the value {text!r} {error}", key.strip()) from None
         except yaml.YAMLError as error:
             raise ConfigError(f"the value {text!r} is not valid YAML: {error}", key.strip()) from error
         parts = key.strip().split(".")

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import mxnet as mx
 
 from . import data as data_module
-from ._base import atomic_write_text, folder_lock, json_text, make_dirs
+from ._base import folder_generation, folder_lock, json_text
 from ._config import Config, DataConfig, ModelConfig, TrainConfig, parse_devices, validate_config
 from ._engine import Callback, evaluate, fit, is_lead_worker, lead_first, worker_rank
 from ._model import SSDDetector, draw_detections
@@ -149,18 +149,33 @@ def _run_locked(config: Config, output: Path, kvstore: str | None) -> tuple[Any,
     if not is_lead_worker():  # in a distributed job, rank 0 writes the outputs
         return detector, history
     detector.save(output / "model")
-    atomic_write_text(output / "history.json", history.to_json())
-    if len(history):
-        history.plot(output / "history.png")
-    if val_data is not None:
-        metrics = evaluate(detector, val_data, batch_size=train.batch_size, **config.eval.metric_options())
-        atomic_write_text(output / "metrics.json", json_text(metrics, indent=1))  # nan -> null
-        pictures = output / "detections"
-        for index in range(min(train.num_pictures, len(val_data))):
-            image = val_data.image(index)
-            draw_detections(image, detector.predict(image, threshold=train.threshold),
-                            pictures / f"val-{index:03d}.png", title=f"validation image {index}")
+    # The reports: one generation of the output folder's manifest, beside the files of yours there.
+    with folder_generation(output, "training", purpose="a training", legacy=_legacy_outputs, keep_previous=True,
+                           locked=True) as generation:
+        generation.path("history.json").write_text(history.to_json(), encoding="utf-8")
+        if len(history):
+            history.plot(generation.path("history.png"))
+        if val_data is not None:
+            metrics = evaluate(detector, val_data, batch_size=train.batch_size, **config.eval.metric_options())
+            generation.path("metrics.json").write_text(json_text(metrics, indent=1), encoding="utf-8")  # nan -> null
+            pictures = generation.path("detections")
+            pictures.mkdir()
+            for index in range(min(train.num_pictures, len(val_data))):
+                image = val_data.image(index)
+                draw_detections(image, detector.predict(image, threshold=train.threshold),
+                                pictures / f"val-{index:03d}.png", title=f"validation image {index}")
     return detector, history
+
+
+#: What a training writes into ``train.output_dir`` besides ``model/`` and ``checkpoints/`` (own manifests).
+_REPORTS = ("config.yaml", "history.json", "history.png", "metrics.json", "detections")
+
+
+def _legacy_outputs(output: Path) -> list[str]:
+    """In an output folder of an earlier detkit (no manifest, but its checkpoints): its reports."""
+    if not (output / "checkpoints" / "last.json").is_file():
+        return []
+    return [name for name in _REPORTS if (output / name).exists()]
 
 
 class _WriteConfig(Callback):
@@ -170,9 +185,10 @@ class _WriteConfig(Callback):
         self.output, self.config, self.done = output, config, False
 
     def on_train_begin(self, detector: Any, history: Any) -> None:
-        if is_lead_worker():  # in a distributed job, rank 0 alone
-            make_dirs(self.output)
-            atomic_write_text(self.output / "config.yaml", self.config.to_yaml())
+        if is_lead_worker():  # in a distributed job, rank 0 alone (holding the folder's lock)
+            with folder_generation(self.output, "training", purpose="a training", legacy=_legacy_outputs,
+                                   keep_previous=True, locked=True) as generation:
+                generation.path("config.yaml").write_text(self.config.to_yaml(), encoding="utf-8")
         self.done = True
 
 

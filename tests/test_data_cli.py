@@ -49,7 +49,8 @@ def test_extract_writes_images_and_boxes_in_pixels(synth_root, tmp_path, capsys)
     assert main(["data", "extract", str(synth_root / "val.rec"), "--out", str(out), "-n", "5"]) == 0
     printed = capsys.readouterr().out.splitlines()
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["val-00000.jpg", "val-00001.jpg", "val.boxes.json"]  # 2 images in the file
+    # 2 images in the file, their sidecar, and the folder rule's manifest (listing them) and lock
+    assert files == [".detkit-manifest.json", ".detkit.lock", "val-00000.jpg", "val-00001.jpg", "val.boxes.json"]
     assert printed[:2] == [str(out / "val-00000.jpg"), str(out / "val-00001.jpg")]
     sidecar = json.loads((out / "val.boxes.json").read_text())
     dataset = DetectionDataset(synth_root / "val.rec", classes=["pikachu"])
@@ -75,7 +76,7 @@ def test_extract_stays_inside_its_folder(synth_root, tmp_path):
     out = tmp_path / "deep" / "out"
     paths = extract(odd, out, num=1)
     assert all(p.parent == out for p in paths) and sorted(p.name for p in out.iterdir()) == [
-        ".-00000.jpg", "..boxes.json"]
+        ".-00000.jpg", "..boxes.json", ".detkit-manifest.json", ".detkit.lock"]
     assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["out"]
 
 

@@ -27,7 +27,9 @@ def small_set(tmp_path_factory):
 
 def test_layout_classes_and_object_counts(small_set):
     root, (train, val) = small_set
-    assert sorted(p.name for p in root.iterdir()) == sorted(FILES)
+    # The set, and the folder rule's manifest (which lists it) and lock.
+    assert sorted(p.name for p in root.iterdir()) == sorted(FILES + [".detkit-manifest.json", ".detkit.lock"])
+    assert sorted(json.loads((root / ".detkit-manifest.json").read_text())["files"]) == sorted(FILES)
     assert train.classes == val.classes == ["circle", "square", "triangle", "star", "cross"]
     assert (root / "classes.txt").read_text().split() == train.classes
     manifest = json.loads((root / "synthetic.json").read_text())

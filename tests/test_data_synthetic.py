@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import colorsys
 import json
-import os
 
 import numpy as np
 import pytest
@@ -26,7 +25,9 @@ def small_set(tmp_path_factory):
 
 def test_layout_and_datasets(small_set):
     root, (train, val) = small_set
-    assert sorted(p.name for p in root.iterdir()) == sorted(FILES)
+    # The set, and the folder rule's manifest (which lists it) and lock.
+    assert sorted(p.name for p in root.iterdir()) == sorted(FILES + [".detkit-manifest.json", ".detkit.lock"])
+    assert sorted(json.loads((root / ".detkit-manifest.json").read_text())["files"]) == sorted(FILES)
     assert isinstance(train, DetectionDataset) and (len(train), len(val)) == (6, 3)
     assert train.classes == val.classes == ["pikachu"]
     assert (root / "classes.txt").read_text() == "pikachu\n"
@@ -131,7 +132,7 @@ def test_no_temporary_files_left_after_failure(tmp_path, monkeypatch):
     monkeypatch.setattr(_synthetic, "_sample_record", broken)
     with pytest.raises(RuntimeError, match="boom"):
         synthetic_pikachu(tmp_path / "x", **SMALL)
-    assert os.listdir(tmp_path / "x") == []
+    assert not (tmp_path / "x").exists()  # the folder it made is gone again: no trace of a failed run
 
 
 def test_the_seeds_own_reader_reads_the_files(small_set):

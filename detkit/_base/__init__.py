@@ -22,13 +22,17 @@ from ._io import (
     storage_error,
     storage_errors,
 )
+from ._folder import MANIFEST_FILE, Generation, check_output, folder_generation, owned_files, read_manifest, resolve, settle
 from ._lock import folder_lock
 from ._native_log import QUANTIZATION_NOISE, native_stderr_filtered
+from ._safe_load import load_json_file, load_json_text, load_yaml
 from ._onnx import ONNX_INSTALL_HINT, OnnxNodes, require_onnx, require_onnxruntime
 from ._public import DISTRIBUTION, current_distribution, distribution_version, publish
 
 __all__ = [
     "DISTRIBUTION",
+    "Generation",
+    "MANIFEST_FILE",
     "FetchFailed",
     "LabelledBox",
     "ONNX_INSTALL_HINT",
@@ -44,6 +48,7 @@ __all__ = [
     "check_classes",
     "check_int",
     "check_number",
+    "check_output",
     "check_positive_int",
     "check_size",
     "current_distribution",
@@ -52,15 +57,23 @@ __all__ = [
     "fetch",
     "file_digest",
     "finite_or_null",
+    "folder_generation",
     "folder_lock",
     "fsync_dir",
     "json_text",
+    "load_json_file",
+    "load_json_text",
+    "load_yaml",
     "make_dirs",
     "native_stderr_filtered",
+    "owned_files",
     "publish",
+    "read_manifest",
     "require_onnx",
     "require_onnxruntime",
+    "resolve",
     "scratch_folder",
+    "settle",
     "storage_error",
     "storage_errors",
 ]

@@ -5,16 +5,20 @@ from __future__ import annotations
 import hashlib
 import http.client
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
 __all__ = ["FetchFailed", "fetch"]
 
 FETCH_TIMEOUT_S = 30.0
+#: The longest a whole download may take, connection, headers and body together.
+FETCH_DEADLINE_S = 3600.0
 #: The slowest transfer that is not a stall: at least this many bytes in every window of that many seconds.
 MIN_RATE: tuple[int, float] = (10 * 1024, 60.0)
 _CHUNK = 1 << 16
@@ -22,6 +26,76 @@ _CHUNK = 1 << 16
 
 class FetchFailed(Exception):
     """Why a download failed, as a clause the caller puts in its own :class:`~detkit.errors.DownloadError`."""
+
+
+class _Deadline:
+    """Shuts the download's sockets down when a phase's time is up, so that no blocked read outlives it.
+
+    A socket's own timeout bounds each read; a server that sends its headers one
+    byte every few seconds never trips it. The phases: until the response's
+    headers are complete (``timeout`` seconds from the start), then until the
+    whole body is in (``deadline`` seconds from the start).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer: threading.Timer | None = None
+        self.expired: str | None = None  # the phase whose time ran out
+
+    def add(self, sock: Any) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: Any) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _expire(self, phase: str) -> None:
+        with self._lock:
+            self.expired = phase
+            for sock in self._sockets:
+                self._shut(sock)
+
+    def start(self, seconds: float, phase: str) -> None:
+        self.cancel()
+        self._timer = threading.Timer(max(0.0, seconds), self._expire, args=(phase,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    """``urllib``'s opener whose connections hand their sockets to ``deadline`` (redirects included)."""
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            deadline.add(self.sock)
+
+    class SecureConnection(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            deadline.add(self.sock)
+
+    class Handler(urllib.request.HTTPHandler):
+        def http_open(self, req: Any) -> Any:
+            return self.do_open(Connection, req)
+
+    class SecureHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req: Any) -> Any:
+            return self.do_open(SecureConnection, req, context=getattr(self, "_context", None))
+
+    return urllib.request.build_opener(Handler, SecureHandler)
 
 
 def fetch(
@@ -33,6 +107,7 @@ def fetch(
     timeout: float = FETCH_TIMEOUT_S,
     max_bytes: int | None = None,
     min_rate: tuple[int, float] = MIN_RATE,
+    deadline: float = FETCH_DEADLINE_S,
 ) -> str:
     """Write the body of ``url`` to ``path``; return its SHA-1 (hex).
 
@@ -42,7 +117,10 @@ def fetch(
     a transfer slower than ``min_rate`` (bytes, seconds: fewer bytes in any
     window of that length) is a stall; a body larger than ``max_bytes``, or than
     its own ``Content-Length``, is refused as it arrives. A body shorter than
-    its ``Content-Length`` is a failure too.
+    its ``Content-Length`` is a failure too. Two deadlines bound the whole: the
+    connection and the response's headers must be complete within ``timeout``
+    seconds of the start (a server sending its headers a byte at a time is cut
+    off), and the whole download within ``deadline`` seconds.
 
     Raises
     ------
@@ -54,8 +132,14 @@ def fetch(
     digest = hashlib.sha1()
     received = 0
     window_bytes, window_seconds = min_rate
+    clock = _Deadline()
+    started = time.monotonic()
+    clock.start(min(timeout, deadline), "headers")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response, open(path, "wb") as file:
+        with _opener(clock).open(request, timeout=timeout) as response, open(path, "wb") as file:
+            if clock.expired:
+                raise socket.timeout("deadline")
+            clock.start(deadline - (time.monotonic() - started), "download")
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             limits = [v for v in (total, max_bytes) if v is not None]
@@ -82,13 +166,33 @@ def fetch(
                                 f"{now - window_start:.0f} s); nothing was saved. Try again")
                         window_start, window_received = now, received
     except urllib.error.HTTPError as error:
+        if clock.expired:
+            raise _late(url, clock.expired, timeout, deadline) from None
         raise FetchFailed(f"{url}: the server answered HTTP {error.code} {error.reason}") from None
-    except urllib.error.URLError as error:
-        raise FetchFailed(f"{url}: cannot reach it ({error.reason})") from None
-    except (http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError) as error:
-        raise FetchFailed(f"{url}: the transfer was interrupted ({type(error).__name__}: {error}); "
-                          "nothing was saved. Try again") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+        if clock.expired:
+            raise _late(url, clock.expired, timeout, deadline) from None
+        _raise_failed(url, error)
+    finally:
+        clock.cancel()
     if total is not None and received != total:
         raise FetchFailed(f"{url}: the transfer was interrupted after {received} of {total} bytes; "
                           "nothing was saved. Try again")
     return digest.hexdigest()
+
+
+def _late(url: str, phase: str, timeout: float, deadline: float) -> FetchFailed:
+    if phase == "headers":
+        return FetchFailed(f"{url}: the server did not answer within {min(timeout, deadline):g} s (connection and "
+                           "headers); nothing was saved. Try again later")
+    return FetchFailed(f"{url}: the download took longer than {deadline:g} s; nothing was saved. Try again later")
+
+
+def _raise_failed(url: str, error: Exception) -> None:
+    """Raise ``error`` as a :class:`FetchFailed` clause, or as it is when the server is not its cause (a full disk)."""
+    if isinstance(error, urllib.error.URLError):
+        raise FetchFailed(f"{url}: cannot reach it ({error.reason})") from None
+    if isinstance(error, (http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError)):
+        raise FetchFailed(f"{url}: the transfer was interrupted ({type(error).__name__}: {error}); "
+                          "nothing was saved. Try again") from None
+    raise error

@@ -14,7 +14,7 @@ import mxnet as mx
 import yaml
 from tqdm.auto import tqdm
 
-from .._base import check_positive_int, json_text
+from .._base import check_output, check_positive_int, json_text
 from .._config import load_config
 from .._engine import evaluate, evaluate_detections, is_lead_worker
 from .._engine._detections import check_results_path, coco_entries, coco_ids_for, write_coco_results
@@ -23,7 +23,7 @@ from .._run import run_config
 from ..data import DetectionDataset
 from ..data._classes import find_classes, read_classes
 from ..data._truth import sidecar_path
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -187,6 +187,13 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config.to_yaml(), end="")
         return 0
+    if args.config is not None:  # the resolved configuration is written as OUTPUT/config.yaml
+        written = Path(config.train.output_dir) / "config.yaml"
+        if written.resolve() == Path(args.config).resolve():
+            raise ConfigError(
+                f"{config.train.output_dir!r} would write the resolved configuration over {args.config}, the "
+                "configuration file this command reads; choose another train.output_dir.",
+                "train.output_dir")
     try:
         detector, history = run_config(config)
     except KeyboardInterrupt:
@@ -278,6 +285,10 @@ def _evaluate(args: argparse.Namespace) -> int:
                    recall_thresholds=args.recall_thresholds, area_ranges=_area_ranges(args.area_ranges),
                    class_agnostic=args.class_agnostic, missing=-1.0 if args.missing == "-1" else math.nan,
                    detailed=args.detailed)
+    if args.plot is not None:  # before anything is loaded: never onto the model or the data
+        model = args.paths[0] if args.detections is None and args.paths else None
+        data = args.paths[-1] if args.paths else None
+        check_output(args.plot, {"model": model, "data set": data, "detections": args.detections}, what="--plot")
     if args.detections is not None:
         if len(args.paths) != 1:
             raise InputError(f"With --detections, give only DATA (the ground truth); got {len(args.paths)} paths: "
@@ -433,9 +444,10 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
+    # The INT8 detector never goes over the float32 one it is made from, nor over the data.
+    check_output(args.out, {"model": args.model, "data set": args.data}, what="--out folder")
     if args.runtime == "onnxruntime":
         onnx_detector = OnnxDetector.load(args.model)
-        _check_out(args.model, args.out)
         data = _dataset_for(onnx_detector, args.data)
         int8_onnx = onnx_detector.quantize(data, args.out, num_batches=args.batches, batch_size=args.batch_size)
         print(f"INT8 ONNX detector ({args.batches} calibration batch{'es' if args.batches != 1 else ''} of "
@@ -451,18 +463,12 @@ def _quantize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_out(model: str, out: str) -> None:
-    """Refuse an output folder that is the command's own input."""
-    if Path(out).resolve() == Path(model).resolve():
-        raise InputError(f"The 'out' argument must differ from MODEL ({model}): the output would replace the input.")
-
-
 def _export(args: argparse.Namespace) -> int:
     shape = args.data_shape
     if shape is not None and len(shape) not in (1, 2):
         raise InputError(f"The 'data_shape' argument must be one size S or two, H W; got {len(shape)} numbers.")
     out = args.out if args.out is not None else f"{str(Path(args.model)).rstrip('/')}-{args.format}"
-    _check_out(args.model, out)
+    check_output(out, {"model": args.model}, what="--out folder")
     detector = SSDDetector.load(args.model, ctx=mx.cpu())
     first, second = detector.export(out, None if shape is None else (shape * 2)[:2], format=args.format)
     if args.format == "onnx":

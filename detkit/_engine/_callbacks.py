@@ -18,7 +18,7 @@ import mxnet as mx
 from mxnet import gluon
 from tqdm.auto import tqdm
 
-from .._base import PathLike
+from .._base import PathLike, resolve
 from .._model import SSDDetector, check_saved_weights
 from ..errors import CheckpointError, NonFiniteLossError, TrainingError
 from ._checkpoints import CHECKPOINT_FORMAT, Checkpoints, check_resumable, read_checkpoint
@@ -156,6 +156,7 @@ class Checkpointing(Callback):
         self.quiet = quiet
         self.coordinator = coordinator
         self._resume_from: Any = None
+        self._epochs_done = 0
         self._trainer: gluon.Trainer | None = None
         self._seed = 0
         self._history: History | None = None
@@ -164,7 +165,7 @@ class Checkpointing(Callback):
     def restore(self, detector: SSDDetector) -> tuple[int, int, History] | None:
         """Load the last checkpoint's weights into ``detector``; return ``(seed, next epoch, history)``."""
         if self.coordinator is None or self.coordinator.rank == 0:  # the writer, who holds the lock
-            self.checkpoints.remove_staged()  # of a run that was killed while writing (fit holds the lock)
+            self.checkpoints.settle()  # a write of a run that was killed: finished or cleaned (fit holds the lock)
         last = self.checkpoints.path("last")
         if last is not None and not self.resume:
             raise CheckpointError(
@@ -178,20 +179,27 @@ class Checkpointing(Callback):
         state = read_checkpoint(last)
         check_resumable(last, state, detector, self.settings)
         check_saved_weights(last)
+        weights = resolve(last, "network.params")
         try:
-            detector.network.load_parameters(str(last / "network.params"), ctx=detector.ctx)
+            detector.network.load_parameters(str(weights), ctx=detector.ctx)
         except (mx.base.MXNetError, AssertionError, ValueError) as error:
-            raise CheckpointError(f"The weights in {last / 'network.params'} cannot be read: {error}") from error
+            raise CheckpointError(f"The weights in {weights} cannot be read: {error}") from error
         self._resume_from = last
+        self._epochs_done = int(state["epoch"]) + 1
         history = History(state["history"])
         self._best = max((_score(r) for r in history.records), default=-math.inf)
         return int(state["seed"]), int(state["epoch"]) + 1, history
 
-    def attach(self, trainer: gluon.Trainer, seed: int, history: History) -> None:
-        """Use ``trainer`` for the checkpoints of this run (seeded ``seed``); load its states when resuming."""
+    def attach(self, trainer: gluon.Trainer, seed: int, history: History, images_per_epoch: int | None = None) -> None:
+        """Use ``trainer`` for the checkpoints of this run (seeded ``seed``); load its states when resuming.
+
+        ``images_per_epoch`` bounds the update counters that a resumed state may hold (one update
+        takes at least one image).
+        """
         self._trainer, self._seed, self._history = trainer, seed, history
         if self._resume_from is not None:
-            load_optimizer_state(trainer, self._resume_from)
+            limit = None if images_per_epoch is None else self._epochs_done * max(1, int(images_per_epoch))
+            load_optimizer_state(trainer, self._resume_from, limit)
 
     def on_epoch_end(self, epoch: int, record: Mapping[str, Any], detector: SSDDetector) -> None:
         if self._trainer is None or self._history is None:

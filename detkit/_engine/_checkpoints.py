@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
+import math
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 from mxnet import gluon
 
-from .._base import PathLike, atomic_directory, atomic_write_text, storage_errors
-from .._model import SSDDetector
+from .._base import PathLike, folder_generation, load_json_file, load_json_text, resolve, settle, storage_errors
+from .._model import SSDDetector, read_detector_config
 from ..errors import CheckpointError, StorageError
 from ._optimizer_state import OPTIMIZER_FILE, save_optimizer_state
 
@@ -24,6 +24,7 @@ STATE_FILE = "state.json"
 LEGACY_TRAINER_FILE = "trainer.states"
 _LEGACY_FORMAT = "detkit-checkpoint/1"
 _NAME_PREFIX = "epoch-"
+_MAX_EPOCHS = 10**7
 
 
 class Checkpoints:
@@ -43,11 +44,11 @@ class Checkpoints:
 
     def path(self, which: str) -> Path | None:
         """The checkpoint that ``last.json`` or ``best.json`` names, or ``None`` without a pointer."""
-        pointer = self._pointer(which)
+        pointer = resolve(self.directory, f"{which}.json")
         if not pointer.is_file():
             return None
         try:
-            name = json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
+            name = load_json_text(pointer.read_text(encoding="utf-8"), max_depth=2)["checkpoint"]
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
             raise CheckpointError(f"{pointer} is not a checkpoint pointer: {error}") from error
         # Only the plain name of a checkpoint folder here: no separators, no "..", nothing absolute.
@@ -57,60 +58,72 @@ class Checkpoints:
                 f"{pointer} points to {name!r}, which is not a checkpoint folder of {self.directory}; "
                 "delete the pointer or restore it from a good copy."
             )
-        path = self.directory / name
+        path = resolve(self.directory, name)
         if not (path / STATE_FILE).is_file():
             raise CheckpointError(f"{pointer} points to {path}, which holds no complete checkpoint")
         return path
 
-    def remove_staged(self) -> list[Path]:
-        """Remove what a killed writer left under temporary names (``.epoch-N.*.partial``, ``.last.json.*.part``).
+    def settle(self) -> None:
+        """Finish or clean a write that a killed run left (only while this process holds the directory's lock)."""
+        settle(self.directory)
 
-        Only while this process holds the directory's lock: no other writer can be at work.
-        """
-        left = [p for pattern in (f".{_NAME_PREFIX}*.partial", f".{_NAME_PREFIX}*.old", ".last.json.*.part",
-                                  ".best.json.*.part") for p in self.directory.glob(pattern)]
-        for path in left:
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-        return left
+    def _legacy(self, directory: Path) -> list[str]:
+        """In a directory of an earlier detkit (no manifest): its pointers and the checkpoints they name."""
+        names = []
+        for which in ("last", "best"):
+            try:
+                path = self.path(which)
+            except CheckpointError:
+                continue
+            if path is not None:
+                names += [f"{which}.json", path.name]
+        return names
 
     def write(self, epoch: int, detector: SSDDetector, trainer: gluon.Trainer, state: Mapping[str, Any],
               best: bool) -> Path:
-        """Write the checkpoint of ``epoch`` (0-based), move ``last`` (and ``best``) to it, drop older ones."""
+        """Write the checkpoint of ``epoch`` (0-based), move ``last`` (and ``best``) to it, drop older ones.
+
+        The directory is written as one generation of its manifest (the caller
+        holds its lock): the new checkpoint and pointers appear together, and
+        the checkpoints that are neither last nor best are removed after; a
+        folder or file the manifest does not list (a copy of yours such as
+        ``epoch-0001-backup``) is never touched.
+        """
         name = f"{_NAME_PREFIX}{epoch + 1:04d}"
         final = self.directory / name
-        staged_name = ""
+        best_path = None if best else self.path("best")
+        pointer = json.dumps({"checkpoint": name, "epoch": epoch})
         try:
-            with atomic_directory(final) as staged:
-                staged_name = str(staged)
+            with folder_generation(self.directory, "checkpoints", purpose="training checkpoints",
+                                   legacy=self._legacy, locked=True) as generation:
+                staged = generation.path(name)
+                staged.mkdir()
                 detector.save(staged)
                 save_optimizer_state(trainer, staged)
-                with storage_errors(staged / STATE_FILE):
+                with storage_errors(final / STATE_FILE):
                     (staged / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
+                generation.path("last.json").write_text(pointer, encoding="utf-8")
+                if best:
+                    generation.path("best.json").write_text(pointer, encoding="utf-8")
+                elif best_path is not None:
+                    generation.keep("best.json")
+                    generation.keep(best_path.name)
         except StorageError as error:  # named by the checkpoint's final name, not its temporary one
-            message = str(error).replace(staged_name, str(final)) if staged_name else str(error)
+            final_name = str(self.directory)
+            pattern = re.escape(final_name) + r"/\.detkit-stage-\d+"
+            message = re.sub(pattern, lambda _match: final_name, str(error))
             raise StorageError(f"{message} The previous checkpoint is intact.") from None
-        keep = {name}
-        atomic_write_text(self._pointer("last"), json.dumps({"checkpoint": name, "epoch": epoch}))
-        if best:
-            atomic_write_text(self._pointer("best"), json.dumps({"checkpoint": name, "epoch": epoch}))
-        best_path = self.path("best")
-        if best_path is not None:
-            keep.add(best_path.name)
-        for old in self.directory.glob(f"{_NAME_PREFIX}*"):
-            if old.name not in keep:
-                shutil.rmtree(old, ignore_errors=True)
         return final
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """The ``state.json`` of the checkpoint folder ``path``, checked to be a detkit checkpoint."""
-    try:
-        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"{path / STATE_FILE} cannot be read: {error}") from error
+    source = path / STATE_FILE
+    if not source.is_file():
+        raise CheckpointError(f"{source} is missing or not a file; the checkpoint is incomplete.")
+    state = load_json_file(source, what="checkpoint state", max_bytes=64 << 20, max_depth=8,
+                           error=lambda why: CheckpointError(f"{source} cannot be read: {why}; the checkpoint is "
+                                                             "damaged (resume from another one, or start afresh)."))
     if isinstance(state, dict) and (state.get("format") == _LEGACY_FORMAT
                                     or (path / LEGACY_TRAINER_FILE).exists() and not (path / OPTIMIZER_FILE).exists()):
         raise CheckpointError(
@@ -122,14 +135,15 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a detkit training checkpoint")
     # The schema: what resuming reads, of the right type.
     for key, valid in (
-        ("epoch", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
-        ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
-        ("history", lambda v: isinstance(v, list) and all(
-            isinstance(r, dict) and isinstance(r.get("loss"), (int, float)) and all(
+        ("epoch", lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < _MAX_EPOCHS),
+        ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**64),
+        ("history", lambda v: isinstance(v, list) and len(v) == state.get("epoch", -2) + 1 and all(
+            isinstance(r, dict) and isinstance(r.get("loss"), (int, float)) and not isinstance(r["loss"], bool)
+            and math.isfinite(r["loss"]) and all(
                 isinstance(name, str) and (value is None or (isinstance(value, (int, float))
                                                             and not isinstance(value, bool)))
                 for name, value in r.items()) for r in v)),
-        ("settings", lambda v: isinstance(v, dict)),
+        ("settings", lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v)),
     ):
         if key not in state or not valid(state[key]):
             raise CheckpointError(
@@ -142,14 +156,10 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 def check_resumable(path: Path, state: Mapping[str, Any], detector: SSDDetector,
                     settings: Mapping[str, Any]) -> None:
     """Refuse to resume with another detector or other settings than the checkpoint was trained with."""
-    if not (path / "detector.yaml").is_file():  # missing, or a pipe that would block the read
+    config_path = resolve(path, "detector.yaml")
+    if not config_path.is_file():  # missing, or a pipe that would block the read
         raise CheckpointError(f"{path / 'detector.yaml'} is missing or not a file; the checkpoint is incomplete.")
-    try:
-        saved = yaml.safe_load((path / "detector.yaml").read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError) as error:
-        raise CheckpointError(f"{path / 'detector.yaml'} cannot be read: {error}") from error
-    if not isinstance(saved, dict):
-        raise CheckpointError(f"{path / 'detector.yaml'} is not a saved detector configuration")
+    saved = read_detector_config(config_path)
     current = detector.get_config()
     for key in ("classes", "scale_filters", "data_shape", "components"):
         if _without_provenance(saved.get(key)) != _without_provenance(current.get(key)):

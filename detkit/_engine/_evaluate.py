@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .._base import PathLike
+from .._base import PathLike, check_output
 from .._model import OnnxDetector, SSDDetector, as_numpy
 from ..data._truth import GroundTruth, TruthImage, read_sidecar, sidecar_path
 from ..errors import InputError
@@ -115,6 +115,10 @@ def evaluate(
             f"The dataset's classes {classes} differ from the detector's {detector.classes}; "
             "evaluate a detector on data with the same classes."
         )
+    if plot is not None:  # before the evaluation: never onto the data it reads
+        rec = getattr(data, "rec_path", None)
+        idx = getattr(data, "idx_path", None)
+        check_output(plot, {"data set": rec, "index": idx}, what="plot")
     if save_detections is not None:
         rec_path = getattr(data, "rec_path", None)
         check_results_path(save_detections, [rec_path, sidecar_path(rec_path)] if rec_path is not None else [])

@@ -220,7 +220,7 @@ def _fit(detector: SSDDetector, train_data: Any, val_data: Any, plan: _Plan, *, 
             trainer = gluon.Trainer(weights, optimizer, params, kvstore=plan.store, update_on_kvstore=False)
             initialize_trainer(trainer)
         if checkpointing is not None:
-            checkpointing.attach(trainer, seed, history)
+            checkpointing.attach(trainer, seed, history, images_per_epoch=len(train_data))
         for callback in (*built_in, *callbacks):
             callback.on_train_begin(detector, history)
         for epoch in range(start_epoch, epochs):

@@ -1139,10 +1139,13 @@ class DetectionMetric:
         for panel in axes.ravel()[panels:]:
             panel.set_visible(False)
         for panel, (name, curve) in zip(axes.ravel(), curves.items()):
-            recall = np.concatenate([[0.0], curve["recall"]])
-            panel.plot(recall[1:], curve["precision"], linewidth=0.8, alpha=0.5, color="tab:blue")
-            panel.step(recall, np.concatenate([curve["envelope"][:1], curve["envelope"]]), where="pre",
-                       linewidth=1.8, color="tab:blue")
+            if curve["precision"].size:
+                recall = np.concatenate([[0.0], curve["recall"]])
+                panel.plot(recall[1:], curve["precision"], linewidth=0.8, alpha=0.5, color="tab:blue")
+                panel.step(recall, np.concatenate([curve["envelope"][:1], curve["envelope"]]), where="pre",
+                           linewidth=1.8, color="tab:blue")
+            else:  # a class without detections has no curve
+                panel.text(0.5, 0.5, "no detections", ha="center", va="center", fontsize=9, color="gray")
             values = scores[name]
             ap = "n/a" if math.isnan(values["ap_50"]) else f"{values['ap_50']:.3f}"
             panel.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision",

@@ -23,6 +23,7 @@ in a kvstore: :func:`fit` builds its trainer with ``update_on_kvstore=False``.
 from __future__ import annotations
 
 import json
+import math
 import numbers
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 import mxnet as mx
 from mxnet import gluon
 
-from .._base import storage_errors
+from .._base import load_json_file, storage_errors
 from .._model import file_sha256
 from ..errors import CheckpointError
 
@@ -150,32 +151,44 @@ def save_optimizer_state(trainer: gluon.Trainer, folder: Path) -> None:
         (folder / OPTIMIZER_FILE).write_text(json.dumps(description, indent=1), encoding="utf-8")
 
 
-def load_optimizer_state(trainer: gluon.Trainer, folder: Path) -> None:
+def load_optimizer_state(trainer: gluon.Trainer, folder: Path, max_updates: int | None = None) -> None:
     """Put the optimizer state saved in ``folder`` back into ``trainer``, exactly.
+
+    Every field is checked against a schema with ranges first: the settings
+    (learning rate, weight decay, momentum, ...) must be within the ranges
+    :func:`fit` accepts *and* equal to the trainer's own, which :func:`fit`
+    built from checked arguments equal to the checkpoint's recorded settings,
+    and are never taken from the file; the update counters must agree with each
+    other and stay below ``max_updates`` (the images seen in the epochs trained);
+    the checksum of the state arrays is mandatory.
 
     Raises :class:`CheckpointError` when the files are missing, malformed, or do
     not fit the trainer (another optimizer, another number of devices).
     """
     source = folder / OPTIMIZER_FILE
-    if source.exists() and not source.is_file():  # a pipe would block the read
+    if not source.exists():
+        raise CheckpointError(f"{source} is missing: the checkpoint is incomplete; start afresh.")
+    if not source.is_file():  # a pipe would block the read
         raise CheckpointError(f"{source} is not a regular file; the checkpoint is damaged.")
-    try:
-        description = json.loads(source.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise CheckpointError(f"{source} is missing: the checkpoint is incomplete; start afresh.") from error
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"{source} cannot be read: {error}; the checkpoint is damaged.") from error
+    description = load_json_file(
+        source, what="optimizer state", max_bytes=64 << 20,
+        error=lambda why: CheckpointError(f"{source} cannot be read: {why}; the checkpoint is damaged "
+                                          "(resume from another one, or start afresh)."))
     optimizer, updaters, contexts = trainer_internals(trainer)
     try:
-        _check_description(description, optimizer)
-    except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{source} is not a valid optimizer state: {error}") from error
+        _check_description(description, optimizer, max_updates)
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
+        raise CheckpointError(f"{source} is not a valid optimizer state: {error}; the checkpoint is damaged "
+                              "(resume from another one, or start afresh).") from None
     arrays: dict[str, mx.nd.NDArray] = {}
     params = folder / OPTIMIZER_ARRAYS
     if any(structure is not None for states in description["states"] for structure in states.values()):
         if not params.is_file():
             raise CheckpointError(f"{params} is missing: the checkpoint is incomplete; start afresh.")
-        if "sha256" in description and file_sha256(params) != description["sha256"]:
+        if "sha256" not in description:
+            raise CheckpointError(f"{source} records no SHA-256 of {params.name}; the checkpoint is damaged "
+                                  "(resume from another one, or start afresh).")
+        if file_sha256(params) != description["sha256"]:
             raise CheckpointError(
                 f"{params} is damaged: its SHA-256 differs from the one {OPTIMIZER_FILE} recorded; "
                 "resume from another checkpoint, or start afresh."
@@ -207,30 +220,88 @@ def load_optimizer_state(trainer: gluon.Trainer, folder: Path) -> None:
     optimizer._index_update_count = optimizer._all_index_update_counts.setdefault(
         int(current) if current is not None else 0, {})
     for key, value in description["scalars"].items():
-        setattr(optimizer, key, value)
+        if key not in _SETTINGS:  # the settings stay those of the trainer: checked, and equal (above)
+            setattr(optimizer, key, value)
 
 
-def _check_description(description: Any, optimizer: mx.optimizer.Optimizer) -> None:
+#: Optimizer attributes that are settings of fit, by the name fit takes them under, with their ranges.
+_SETTINGS = {"lr": "learning_rate", "wd": "wd", "momentum": "momentum", "clip_gradient": "clip_gradient",
+             "epsilon": "epsilon", "beta1": "beta1", "beta2": "beta2", "gamma1": "gamma1", "gamma2": "gamma2",
+             "rho": "rho", "lamda1": "lamda1"}
+_BOUNDS: dict[str, tuple[float, float | None, bool]] = {
+    "learning_rate": (0.0, None, True), "wd": (0.0, None, False), "momentum": (0.0, 1.0, False),
+    "rescale_grad": (0.0, None, True), "clip_gradient": (0.0, None, True), "epsilon": (0.0, None, True),
+    "beta1": (0.0, 1.0, False), "beta2": (0.0, 1.0, False), "gamma1": (0.0, 1.0, False),
+    "gamma2": (0.0, 1.0, False), "rho": (0.0, 1.0, False), "lamda1": (0.0, None, False),
+}
+_MAX_COUNT = 1 << 53
+
+
+def _count(value: Any, name: str, maximum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= maximum:
+        raise ValueError(f"{name!r} must be a count from 0 to {maximum}; got {value!r}")
+    return value
+
+
+def _check_scalars(scalars: Any, optimizer: mx.optimizer.Optimizer) -> None:
+    if not isinstance(scalars, dict) or not all(isinstance(k, str) and _scalar(v) for k, v in scalars.items()):
+        raise TypeError("'scalars' must map names to numbers, strings or null")
+    current = vars(optimizer)
+    unknown = sorted(set(scalars) - set(current))
+    if unknown or any(key in _SKIPPED for key in scalars):
+        raise ValueError(f"it names attributes the optimizer does not have: {', '.join(unknown)}")
+    for key, value in scalars.items():
+        mine = current[key]
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isfinite(value):
+            raise ValueError(f"'scalars.{key}' must be a finite number; got {value!r}")
+        name = _SETTINGS.get(key, key)
+        if name in _BOUNDS and value is not None:
+            low, high, strict = _BOUNDS[name]
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise TypeError(f"'scalars.{key}' ({name}) must be a number; got {value!r}")
+            if (value < low or (strict and value == low) or (high is not None and value > high)
+                    or (name in ("beta1", "beta2") and value >= 1)):
+                raise ValueError(f"'scalars.{key}' ({name}) is out of the range fit accepts; got {value!r}")
+        number = (numbers.Real, type(None)) if key == "clip_gradient" else numbers.Real
+        if isinstance(mine, bool) or isinstance(value, bool):
+            if type(mine) is not type(value):
+                raise TypeError(f"'scalars.{key}' must be {type(mine).__name__}; got {value!r}")
+        elif isinstance(mine, numbers.Real) or key == "clip_gradient":
+            if not isinstance(value, number):
+                raise TypeError(f"'scalars.{key}' must be a number; got {value!r}")
+        elif mine is not None and type(mine) is not type(value):
+            raise TypeError(f"'scalars.{key}' must be {type(mine).__name__}; got {value!r}")
+        if key in _SETTINGS and value != mine and not (
+                isinstance(value, float) and isinstance(mine, numbers.Real) and math.isclose(value, mine, rel_tol=1e-9)):
+            raise ValueError(
+                f"'scalars.{key}' is {value!r}, but the checkpoint's settings give {name}={mine!r}: a resume uses "
+                "the settings it checked, never another value"
+            )
+
+
+def _check_description(description: Any, optimizer: mx.optimizer.Optimizer, max_updates: int | None = None) -> None:
     """Raise KeyError/TypeError/ValueError unless ``description`` is a well-formed optimizer state for ``optimizer``."""
     if not isinstance(description, dict) or description.get("format") != OPTIMIZER_FORMAT:
         raise ValueError(f"its format is not {OPTIMIZER_FORMAT!r}")
     name = type(optimizer).__name__.lower()
     if description["optimizer"] != name:
         raise ValueError(f"it holds the state of optimizer {description['optimizer']!r}, not {name!r}")
-    for key in ("num_update", "begin_num_update"):
-        if not isinstance(description[key], int) or isinstance(description[key], bool) or description[key] < 0:
-            raise TypeError(f"{key!r} must be a count; got {description[key]!r}")
+    limit = _MAX_COUNT if max_updates is None else max(0, int(max_updates))
+    num_update = _count(description["num_update"], "num_update", limit)
+    begin = _count(description["begin_num_update"], "begin_num_update", num_update)
     counts = description["index_update_counts"]
-    if not isinstance(counts, dict) or not all(
-            isinstance(c, dict) and all(isinstance(n, int) and not isinstance(n, bool) for n in c.values())
-            for c in counts.values()):
+    if not isinstance(counts, dict) or not all(isinstance(c, dict) for c in counts.values()) or len(counts) > 4096:
         raise TypeError("'index_update_counts' must map devices to counts")
+    highest = begin
     for key in counts:
-        int(key)
-        for index in counts[key]:
-            int(index)
+        _count(int(key), "index_update_counts device", 4096)
+        for index, count in counts[key].items():
+            _count(int(index), "index_update_counts index", _MAX_COUNT)
+            highest = max(highest, _count(count, f"index_update_counts[{key}][{index}]", num_update))
+    if counts and any(counts.values()) and highest != num_update:
+        raise ValueError(f"'num_update' ({num_update}) differs from the highest update count ({highest})")
     current = description["current_device"]
-    if current is not None and not isinstance(current, int):
+    if current is not None and (not isinstance(current, int) or isinstance(current, bool) or not 0 <= current < 4096):
         raise TypeError(f"'current_device' must be a device number; got {current!r}")
     states = description["states"]
     if not isinstance(states, list) or not all(isinstance(s, dict) for s in states):
@@ -243,9 +314,4 @@ def _check_description(description: Any, optimizer: mx.optimizer.Optimizer) -> N
     checksum = description.get("sha256", "0" * 64)
     if not isinstance(checksum, str) or len(checksum) != 64 or set(checksum) - set("0123456789abcdef"):
         raise TypeError(f"'sha256' must be 64 hex digits; got {checksum!r}")
-    scalars = description["scalars"]
-    if not isinstance(scalars, dict) or not all(_scalar(v) for v in scalars.values()):
-        raise TypeError("'scalars' must map names to numbers, strings or null")
-    unknown = sorted(set(scalars) - set(vars(optimizer)))
-    if unknown or any(key in _SKIPPED for key in scalars):
-        raise ValueError(f"it names attributes the optimizer does not have: {', '.join(unknown)}")
+    _check_scalars(description["scalars"], optimizer)

@@ -12,6 +12,7 @@ from ._detector import (
     SSDDetector,
     build_component_spec,
     check_saved_weights,
+    read_detector_config,
     default_context,
     file_sha256,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "as_numpy",
     "build_component_spec",
     "check_saved_weights",
+    "read_detector_config",
     "default_context",
     "draw_detections",
     "file_sha256",

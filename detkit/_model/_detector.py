@@ -16,7 +16,6 @@ from mxnet.gluon import nn
 from .._base import (
     PathLike,
     atomic_outputs,
-    atomic_path,
     atomic_write_text,
     check_bool,
     check_classes,
@@ -24,7 +23,11 @@ from .._base import (
     check_size,
     distribution_version,
     file_digest,
+    folder_generation,
+    load_yaml,
     make_dirs,
+    owned_files,
+    resolve,
     scratch_folder,
     storage_errors,
 )
@@ -470,46 +473,55 @@ class SSDDetector:
     def save(self, directory: PathLike) -> Path:
         """Save the configuration (``detector.yaml``) and the weights (``network.params``) to ``directory``.
 
-        Each file is written atomically; the configuration is written last, so
-        a directory with a ``detector.yaml`` always has its weights. An INT8
-        detector also writes its quantized network (``network-int8-symbol.json``
-        and ``network-int8-0000.params``) beside the float32 weights it came from.
+        The folder is written under its lock as one generation (see the
+        reliability guide): every file is written beside the previous ones and
+        the folder's manifest (``.detkit-manifest.json``) switches to the new
+        set in one atomic step, so a save that is interrupted at any moment
+        leaves the earlier detector loadable, two processes saving at once
+        cannot mix their files, and files of yours in the folder are never
+        replaced or removed (a name the save needs that holds a file of yours
+        is refused). An INT8 detector also writes its quantized network
+        (``network-int8-symbol.json`` and ``network-int8-0000.params``) beside
+        the float32 weights it came from.
 
         Returns
         -------
         pathlib.Path
             The directory.
+
+        Raises
+        ------
+        StorageError
+            If another process saves into the folder, a name the save needs is a file detkit did
+            not make, or the disk fails; the folder keeps what it held.
         """
         directory = Path(directory)
         self._materialize()
         config = self.get_config()
         config["detkit_version"] = distribution_version()
         checksums: dict[str, str] = {}  # of every weight file, checked by load
-        with atomic_path(directory / _PARAMS_FILE) as temporary, storage_errors(directory / _PARAMS_FILE):
-            self.network.save_parameters(str(temporary))
-            checksums[_PARAMS_FILE] = file_sha256(temporary)
-        for kind in ("target_assigner", "loss", "post_processor"):
-            extra = directory / f"{kind}.params"
-            if list(self._components[kind].collect_params().keys()):  # an empty ParameterDict is truthy
-                with atomic_path(extra) as temporary, storage_errors(extra):
-                    self._components[kind].save_parameters(str(temporary))
-                    checksums[extra.name] = file_sha256(temporary)
-            elif extra.exists():  # left by an earlier save of another configuration
-                extra.unlink()
-        int8_files = [directory / f"{_INT8_PREFIX}{suffix}" for suffix in _EXPORT_SUFFIXES]
-        if self._quantized is not None:
-            # Gluon exports only a block whose own graph has run (a parent's hybridize() clears it).
-            self._quantized.hybridize(static_alloc=True)
-            self._quantized(mx.nd.zeros((1, 3, *self.data_shape), ctx=self.ctx))
-            _write_exported(self._quantized, int8_files)
-            for written in int8_files:
-                checksums[written.name] = file_sha256(written)
-        else:
-            for stale in int8_files:  # left by an earlier save of an INT8 detector
-                if stale.exists():
-                    stale.unlink()
-        config["sha256"] = checksums
-        atomic_write_text(directory / _CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
+        with folder_generation(directory, "detector", purpose="saving a detector",
+                               legacy=_legacy_detector_files) as generation:
+            params = generation.path(_PARAMS_FILE)
+            with storage_errors(directory / _PARAMS_FILE):
+                self.network.save_parameters(str(params))
+            checksums[_PARAMS_FILE] = file_sha256(params)
+            for kind in ("target_assigner", "loss", "post_processor"):
+                if list(self._components[kind].collect_params().keys()):  # an empty ParameterDict is truthy
+                    extra = generation.path(f"{kind}.params")
+                    with storage_errors(directory / extra.name):
+                        self._components[kind].save_parameters(str(extra))
+                    checksums[extra.name] = file_sha256(extra)
+            if self._quantized is not None:
+                # Gluon exports only a block whose own graph has run (a parent's hybridize() clears it).
+                self._quantized.hybridize(static_alloc=True)
+                self._quantized(mx.nd.zeros((1, 3, *self.data_shape), ctx=self.ctx))
+                int8_files = [generation.path(f"{_INT8_PREFIX}{suffix}") for suffix in _EXPORT_SUFFIXES]
+                _write_exported(self._quantized, int8_files)
+                for written in int8_files:
+                    checksums[written.name] = file_sha256(written)
+            config["sha256"] = checksums
+            generation.path(_CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         return directory
 
     @classmethod
@@ -547,15 +559,10 @@ class SSDDetector:
                 f"network); got {', '.join(unknown)}. The backbone and the anchor generator shape the saved weights."
             )
         directory = Path(directory)
-        config_path = directory / _CONFIG_FILE
-        params_path = directory / _PARAMS_FILE
+        config_path = resolve(directory, _CONFIG_FILE)
+        params_path = resolve(directory, _PARAMS_FILE)
         _check_saved_files(directory, config_path, params_path)
-        try:
-            config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as error:
-            raise CheckpointError(f"{config_path} is not valid YAML: {error}") from error
-        except (OSError, UnicodeDecodeError) as error:
-            raise CheckpointError(f"{config_path} cannot be read as UTF-8 text: {error}") from None
+        config = read_detector_config(config_path)
         if not isinstance(config, dict) or config.get("format") != DETECTOR_FORMAT:
             raise CheckpointError(
                 f"{config_path} is not a detkit detector configuration (expected format {DETECTOR_FORMAT!r}; "
@@ -596,14 +603,14 @@ class SSDDetector:
         try:
             detector.network.load_parameters(str(params_path), ctx=detector.ctx)
             for kind in ("target_assigner", "loss", "post_processor"):
-                extra = directory / f"{kind}.params"
+                extra = resolve(directory, f"{kind}.params")
                 if extra.is_file() and swaps[kind] is None:  # a swapped component keeps its own
                     detector._components[kind].load_parameters(str(extra), ctx=detector.ctx)
         except (mx.base.MXNetError, AssertionError, ValueError) as error:
             raise CheckpointError(f"The weights in {params_path} do not fit the configuration: {error}") from error
         precision = config.get("precision", "float32")
         if precision == "int8":
-            symbol_file, int8_params = (directory / f"{_INT8_PREFIX}{suffix}" for suffix in _EXPORT_SUFFIXES)
+            symbol_file, int8_params = (resolve(directory, f"{_INT8_PREFIX}{suffix}") for suffix in _EXPORT_SUFFIXES)
             if not symbol_file.is_file() or not int8_params.is_file():
                 raise CheckpointError(
                     f"{directory} holds an INT8 detector without its quantized network ({symbol_file.name}, "
@@ -702,12 +709,51 @@ def file_sha256(path: PathLike) -> str:
 
 def check_saved_weights(directory: PathLike) -> None:
     """Refuse the weight files of a saved detector (or checkpoint) that differ from their recorded SHA-256."""
-    config_path = Path(directory) / _CONFIG_FILE
+    config_path = resolve(directory, _CONFIG_FILE)
+    config = read_detector_config(config_path)
+    _check_sha256(Path(directory), config.get("sha256"), config_path)
+
+
+def read_detector_config(config_path: Path) -> dict[str, Any]:
+    """The ``detector.yaml`` at ``config_path``, read as data (nesting bounded) and checked to be a detector's."""
     try:
-        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise CheckpointError(f"{config_path} cannot be read: {error}") from None
-    _check_sha256(Path(directory), config.get("sha256") if isinstance(config, dict) else None, config_path)
+        config = load_yaml(config_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise CheckpointError(f"{config_path} is not valid YAML: {error}") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{config_path} cannot be read as UTF-8 text: {error}") from None
+    except ValueError as error:
+        raise CheckpointError(f"{config_path} is not a saved detector configuration: {error}; save the "
+                              "detector again.") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(
+            f"{config_path} is not a detkit detector configuration (expected format {DETECTOR_FORMAT!r}; "
+            f"got {config!r})."
+        )
+    return config
+
+
+def _legacy_detector_files(directory: Path) -> list[str]:
+    """The files that an earlier detkit's save left in ``directory`` (no manifest), known by their checksums."""
+    config_path = directory / _CONFIG_FILE
+    try:
+        config = read_detector_config(config_path) if config_path.is_file() else None
+    except CheckpointError:
+        return []
+    if config is None or config.get("format") != DETECTOR_FORMAT:
+        return []
+    checksums = config.get("sha256")
+    names = [_CONFIG_FILE]
+    if not isinstance(checksums, dict):
+        return names + [_PARAMS_FILE] if (directory / _PARAMS_FILE).is_file() else names
+    for name, expected in checksums.items():
+        path = directory / str(name)
+        try:
+            if Path(str(name)).name == name and path.is_file() and file_sha256(path) == str(expected).lower():
+                names.append(name)
+        except OSError:
+            continue
+    return names
 
 
 def _check_sha256(directory: Path, checksums: Any, config_path: Path) -> None:
@@ -716,6 +762,9 @@ def _check_sha256(directory: Path, checksums: Any, config_path: Path) -> None:
     Detectors saved before checksums were recorded have none and load as they are.
     """
     if checksums is None:
+        if owned_files(directory) is not None:  # saved with a manifest: always with checksums
+            raise CheckpointError(f"{config_path} is not a valid saved detector: it has no 'sha256' of its "
+                                  "weights. Save the detector again.")
         return
     if not isinstance(checksums, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and Path(k).name == k and k.endswith((".params", "-symbol.json"))
@@ -723,7 +772,7 @@ def _check_sha256(directory: Path, checksums: Any, config_path: Path) -> None:
         raise CheckpointError(f"{config_path} is not a valid saved detector: 'sha256' must map weight files to "
                               "their SHA-256.")
     for name, expected in checksums.items():
-        path = directory / name
+        path = resolve(directory, name)
         if not path.is_file():  # missing, or a pipe that would block the read
             raise CheckpointError(f"The weights {path} that {config_path.name} lists are missing or not a file.")
         try:

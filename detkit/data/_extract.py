@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from .._base import PathLike, atomic_outputs, check_int
+from .._base import PathLike, check_int, folder_generation
 from ..errors import DataError
 from . import _recordio
 from ._dataset import DetectionDataset
@@ -34,8 +34,9 @@ def extract(
     """Write images of a detection RecordIO file as files, with their boxes in a JSON sidecar.
 
     Image ``i`` becomes ``out_dir/STEM-0000i.jpg`` (or ``.png``), ``STEM`` being the
-    ``.rec`` file's name without suffix: a JPEG or PNG record is written byte for
-    byte as stored, any other format is converted to PNG. The sidecar
+    ``.rec`` file's name without suffix: an 8-bit JPEG or PNG record is written byte for
+    byte as stored, any other (a 16-bit PNG included, scaled by its value range as
+    training and ``predict`` read it) is converted to an 8-bit PNG. The sidecar
     ``out_dir/STEM.boxes.json`` lists, for each file, its size and its objects
     with their class name and box in pixels (``[xmin, ymin, xmax, ymax]``), and
     ``"difficult": true`` or ``"crowd": true`` where the packed labels say so::
@@ -44,7 +45,10 @@ def extract(
          "images": [{"file": "val-00000.png", "index": 0, "width": 256, "height": 256,
                      "objects": [{"class": "pikachu", "box": [80.5, 42.0, 131.0, 97.2]}]}]}
 
-    Every file is written inside ``out_dir``, all or none (atomically).
+    Every file is written inside ``out_dir``, all or none under any kill (one generation of the
+    folder's manifest, see the reliability guide); the files of earlier extracts stay, and a file
+    of yours under a name the extract needs is refused with a :class:`~detkit.errors.StorageError`,
+    never replaced.
 
     Parameters
     ----------
@@ -90,6 +94,8 @@ def extract(
             encoded = data[dataset._image_starts[index]:]
             image = dataset._decode(file, size, index)  # checks that it decodes, and names a damaged record
             suffix = next((kept for magic, kept in _KEPT_FORMATS.items() if encoded.startswith(magic)), None)
+            if suffix is not None and not _eight_bit(encoded):
+                suffix = None  # a 16-bit PNG: written as the 8-bit image that training and predict read
             if suffix is None:
                 buffer = io.BytesIO()
                 image.convert("RGB").save(buffer, format="PNG")
@@ -109,12 +115,23 @@ def extract(
             records.append({"file": name, "index": index, "width": width, "height": height, "objects": objects})
     sidecar = {"source": str(dataset.rec_path), "classes": _class_names(dataset), "images": records}
     paths = [_inside(out, name) for name, _ in images]
-    sidecar_path = _inside(out, f"{stem}.boxes.json")
-    with atomic_outputs([*paths, sidecar_path]) as staged:
-        for temp, (_, encoded) in zip(staged, images):
-            temp.write_bytes(encoded)
-        staged[-1].write_text(json.dumps(sidecar, indent=1) + "\n", encoding="utf-8")
+    sidecar_name = _inside(out, f"{stem}.boxes.json").name
+    # One generation of the folder: every file or none (under any kill), earlier extracts kept, and a file
+    # of yours under a name it needs refused, never replaced.
+    with folder_generation(out, "extract", purpose="extracting images", keep_previous=True) as generation:
+        for name, encoded in images:
+            generation.path(name).write_bytes(encoded)
+        generation.path(sidecar_name).write_text(json.dumps(sidecar, indent=1) + "\n", encoding="utf-8")
     return paths
+
+
+def _eight_bit(encoded: bytes) -> bool:
+    """Whether the encoded image holds 8-bit samples (a 16-bit PNG does not)."""
+    try:
+        with Image.open(io.BytesIO(encoded)) as opened:
+            return not (opened.mode.startswith("I") or opened.mode == "F")
+    except Exception:  # noqa: BLE001 - decoded (and its errors named) by _decode above
+        return True
 
 
 def _class_names(dataset: DetectionDataset) -> list[str]:

@@ -14,8 +14,8 @@ from PIL import Image
 
 from tqdm.auto import tqdm
 
-from .._base import PathLike, atomic_outputs, check_int, make_dirs
-from ..errors import DataError, InputError
+from .._base import PathLike, check_int, folder_generation, read_manifest
+from ..errors import DataError, InputError, StorageError
 from . import _recordio
 from ._classes import write_classes
 from ._dataset import DetectionDataset
@@ -70,10 +70,33 @@ def _read_manifest(root: Path) -> dict | None:
     return manifest if isinstance(manifest, dict) else None
 
 
+def _settled(root: Path) -> bool:
+    """Whether every file of the folder's committed generation has its final name (no interrupted write)."""
+    try:
+        return (read_manifest(root) or {}).get("moving") is None
+    except StorageError:
+        return False
+
+
+def _legacy_files(root: Path) -> list[str]:
+    """The files that an earlier detkit's synthetic set left in ``root`` (no manifest), known by their SHA-1 sums."""
+    manifest = _read_manifest(root)
+    if manifest is None or not isinstance(manifest.get("sha1"), dict):
+        return []
+    names = [MANIFEST]
+    for name in _OUTPUTS:
+        try:
+            if (root / name).is_file() and manifest["sha1"].get(name) == sha1_of(root / name):
+                names.append(name)
+        except OSError:
+            continue
+    return names
+
+
 def _reusable(root: Path, arguments: dict, kind: SetKind = PIKACHU) -> bool:
     """Whether ``root`` holds a complete set made with ``arguments`` (checked against its SHA-1 sums)."""
     manifest = _read_manifest(root)
-    if manifest is None:
+    if manifest is None or not _settled(root):
         return False
     if (manifest.get("arguments") != arguments or manifest.get("generator_version") != kind.version
             or manifest.get("generator") != kind.generator):
@@ -175,12 +198,12 @@ def make_set(root: Path, arguments: dict, classes: list[str], kind: SetKind, *, 
 def _generate(root: Path, arguments: dict, classes: list[str], kind: SetKind, *, progress: bool,
               workers: int) -> None:
 
-    make_dirs(root)
     counts = {"train": arguments["num_train"], "val": arguments["num_val"]}
     executor = ProcessPoolExecutor(workers) if workers > 1 else None
     try:
-        with atomic_outputs([root / name for name in _OUTPUTS] + [root / MANIFEST]) as temps:
-            paths = dict(zip(_OUTPUTS + (MANIFEST,), temps))
+        # One generation of the folder: all of the set or the earlier one, and no file of the user's replaced.
+        with folder_generation(root, "synthetic", purpose="making a synthetic set", legacy=_legacy_files) as gen:
+            paths = {name: gen.path(name) for name in _OUTPUTS + (MANIFEST,)}
             for split, count in counts.items():
                 jobs = [kind.job(arguments, _SPLITS[split], i) for i in range(count)]
                 if executor is not None:

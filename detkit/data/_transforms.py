@@ -16,6 +16,7 @@ from PIL import Image
 
 from .._base import check_size
 from ..errors import DataError, InputError
+from ._images import image_to_rgb8
 
 #: The seed's ``rgb_mean``: the per-channel value subtracted from every image (R, G, B).
 RGB_MEAN: tuple[float, float, float] = (123.0, 117.0, 104.0)
@@ -32,11 +33,15 @@ CROP_MIN_EJECT_COVERAGE = 0.3  # objects keeping less than this after the crop a
 
 
 def decode_image(data: bytes, where: str) -> Image.Image:
-    """Decode encoded image bytes (JPEG, PNG, ...) into an RGB :class:`PIL.Image.Image`."""
+    """Decode encoded image bytes (JPEG, PNG, ...) into an RGB :class:`PIL.Image.Image`.
+
+    16-bit (and 32-bit integer) greyscale is scaled by its value range, as
+    :meth:`~detkit.SSDDetector.predict` reads image files, not clipped to white.
+    """
     try:
         with Image.open(io.BytesIO(data)) as opened:
             opened.draft("RGB", opened.size)  # no-op except for JPEG, where it skips a colour conversion
-            image = opened.convert("RGB")
+            image = image_to_rgb8(opened)
             image.load()
             return image
     except Exception as error:  # PIL raises many types (OSError, SyntaxError, ValueError...)

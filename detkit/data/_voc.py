@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -107,9 +108,26 @@ class _Split(NamedTuple):
     xml_paths: list[Path]
 
 
+def _check_split_file(root: Path, path: Path) -> None:
+    """Refuse a split list that is not a regular file of the dataset (a pipe, a folder, a link out of it)."""
+    if path.is_symlink():
+        target = path.resolve()
+        if root.resolve() not in target.parents:
+            raise DataError(f"{path}: is a symbolic link to a file outside {root}; detkit reads split lists of the "
+                            "dataset only: copy the list into ImageSets/Main instead of linking it.")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read ({error.strerror or error}); check the link or the file.") from None
+    if not stat.S_ISREG(mode):
+        kind = "a named pipe" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise DataError(f"{path}: is {kind}, not a split list; replace it with a text file of image ids.")
+
+
 def _read_split(root: Path, name: str) -> _Split:
     """The annotation files of the ids in ``ImageSets/Main/NAME.txt``; each id a plain file name."""
     path = root / "ImageSets" / "Main" / f"{name}.txt"
+    _check_split_file(root, path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -176,6 +194,8 @@ def _splits(root: Path, train_split: str, val_split: str | None) -> tuple[_Split
     if val_split == "auto":
         val_split = "test" if has_test else ("val" if (main / "val.txt").is_file() else None)
     for argument, name in (("train_split", train_split), ("val_split", val_split)):
+        if name is not None and os.path.lexists(main / f"{name}.txt") and not file_exists(main / f"{name}.txt"):
+            _check_split_file(root, main / f"{name}.txt")  # there, but a pipe, a folder or a dangling link
         if name is not None and not file_exists(main / f"{name}.txt"):
             raise InputError(
                 f"The '{argument}' argument names the list {main / (name + '.txt')}, which does not exist; the "

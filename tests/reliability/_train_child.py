@@ -7,7 +7,7 @@ SIGKILL itself at a point of a checkpoint write, ``WHERE:N`` for the N-th
 
 ``network``   network.params of a checkpoint written, the rest not
 ``optimizer`` optimizer.params written, optimizer.json not
-``rename``    the checkpoint folder in place, the ``last`` pointer not moved
+``rename``    the checkpoint's generation committed (manifest written), its files not yet moved into place
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import detkit  # before mxnet
 import mxnet as mx
-from detkit._engine import _checkpoints, _optimizer_state
+from detkit._base import _folder
+from detkit._engine import _optimizer_state
 
 EPOCHS = 3
 SETTINGS = dict(batch_size=8, seed=7, quiet=True, lr_schedule="cosine", warmup_epochs=0.5,
@@ -39,7 +40,7 @@ def _kill_at(where: str, nth: int) -> None:
 
         def save_parameters(self, filename, *args, **kwargs):
             real_save(self, filename, *args, **kwargs)
-            if ".partial" in str(filename) or ".part" in str(filename):
+            if ".detkit-stage-" in str(filename):  # a new generation's file, not yet committed
                 hit()
         mx.gluon.Block.save_parameters = save_parameters
     elif where == "optimizer":
@@ -51,13 +52,13 @@ def _kill_at(where: str, nth: int) -> None:
         mx.nd.save = nd_save
         _optimizer_state.mx.nd.save = nd_save
     elif where == "rename":
-        real_write = _checkpoints.atomic_write_text
+        real_roll = _folder._roll_forward
 
-        def write_text(path, text):
-            if Path(path).name == "last.json":
+        def roll_forward(folder, manifest):
+            if manifest.get("moving") and manifest["kind"] == "checkpoints":  # committed, nothing moved yet
                 hit()
-            real_write(path, text)
-        _checkpoints.atomic_write_text = write_text
+            return real_roll(folder, manifest)
+        _folder._roll_forward = roll_forward
     else:
         raise SystemExit(f"unknown kill point {where!r}")
 

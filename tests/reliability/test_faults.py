@@ -134,7 +134,8 @@ def test_an_injected_write_failure_while_checkpointing_keeps_the_previous_checkp
                    optimizer_params={"learning_rate": 0.01, "momentum": 0.9})
     assert json.loads((tmp_path / "last.json").read_text())["checkpoint"] == "epoch-0001"
     assert {p: p.read_bytes() for p in (tmp_path / "epoch-0001").iterdir()} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".detkit.lock", "best.json", "epoch-0001", "last.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".detkit-manifest.json", ".detkit.lock", "best.json",
+                                                           "epoch-0001", "last.json"]
 
 
 def test_an_injected_enospc_in_pack_is_a_storage_error_and_leaves_nothing(tmp_path, monkeypatch) -> None:

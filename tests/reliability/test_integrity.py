@@ -58,10 +58,22 @@ def test_a_flipped_bit_in_saved_weights_is_refused(saved, tmp_path) -> None:
         SSDDetector.load(model, ctx=mx.cpu())
 
 
+def test_a_model_with_a_manifest_but_without_checksums_is_refused(saved, tmp_path) -> None:
+    _, root = saved
+    model = tmp_path / "model"
+    shutil.copytree(root / "model", model)
+    config = yaml.safe_load((model / "detector.yaml").read_text())
+    del config["sha256"]  # detkit saves with a manifest always record them: deleting them disables nothing
+    (model / "detector.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(CheckpointError, match="has no 'sha256' of its weights"):
+        SSDDetector.load(model, ctx=mx.cpu())
+
+
 def test_a_model_saved_without_checksums_still_loads(saved, tmp_path) -> None:
     _, root = saved
     model = tmp_path / "model"
     shutil.copytree(root / "model", model)
+    (model / ".detkit-manifest.json").unlink()  # as a detkit from before checksums (and manifests) left it
     config = yaml.safe_load((model / "detector.yaml").read_text())
     del config["sha256"]
     (model / "detector.yaml").write_text(yaml.safe_dump(config))
