@@ -146,7 +146,7 @@ def export_onnx(detector: SSDDetector, directory: Path, height: int, width: int)
     make_dirs(directory)
     with scratch_folder(directory) as scratch:
         try:
-            with _mxnet_exporter(onnx, opset):
+            with _mxnet_exporter(onnx, opset), storage_errors(directory / ONNX_FILE):  # a full disk, ...
                 mx.onnx.export_model(symbol, parameters, in_shapes=[(1, 3, height, width)], in_types=[np.float32],
                                      onnx_file_path=str(scratch / "body.onnx"), dynamic=True,
                                      dynamic_input_shapes=[(None, 3, height, width)])
