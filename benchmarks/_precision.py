@@ -83,7 +83,7 @@ def precision_rows(detector: Any, val: Any, calibration: Any, image_path: str, b
     def measure(model: Any) -> dict[str, float]:
         scores = detkit.evaluate(model, val, batch_size=batch_size)
         return {
-            "infer_img_s": batch_size / _median_seconds(lambda: model.detect(batch).wait_to_read(), repeats),
+            "infer_img_s": batch_size / _median_seconds(lambda: _wait(model.detect(batch)), repeats),
             "predict_latency_ms": 1000 * _median_seconds(lambda: model.predict(image_path), repeats),
             "map_50": scores["map_50"], "map_50_95": scores["map_50_95"],
         }
@@ -93,10 +93,11 @@ def precision_rows(detector: Any, val: Any, calibration: Any, image_path: str, b
     int8 = detector.quantize(calibration, num_batches=calibration_batches, batch_size=batch_size)
     rows["int8"] = {**measure(int8), "calibration_s": time.perf_counter() - start,
                     "vnni": "avx512_vnni" in flags or "avx_vnni" in flags}
+    rows["onnxruntime"] = onnxruntime_rows(detector, val, calibration, measure, batch_size, calibration_batches)
     if "avx512_bf16" in flags or "amx_bf16" in flags:
+        fp32_outputs = detector(batch)  # AMP converts the graph of a network that has run (a loaded one has not)
         network = _bf16_network(detector)
         network.hybridize(static_alloc=True)
-        fp32_outputs = detector(batch)
         bf16_outputs = network(batch)
         error = max(float(np.abs(b.astype("float32").asnumpy() - f.asnumpy()).mean()
                           / (np.abs(f.asnumpy()).mean() + 1e-12)) for b, f in zip(bf16_outputs[1:], fp32_outputs[1:]))
@@ -109,6 +110,52 @@ def precision_rows(detector: Any, val: Any, calibration: Any, image_path: str, b
     else:
         rows["bf16"] = {"skipped": "this CPU has no avx512_bf16 (nor AMX): MXNet's bfloat16 kernels need it"}
     rows["cpu_flags"] = sorted(f for f in flags if f.startswith(("avx512", "amx", "avx_vnni")))
+    return rows
+
+
+def _wait(detections: Any) -> None:
+    """Block until MXNet's detections are computed (ONNX Runtime's, numpy arrays, already are)."""
+    if hasattr(detections, "wait_to_read"):
+        detections.wait_to_read()
+
+
+def onnxruntime_rows(detector: Any, val: Any, calibration: Any, measure: Callable[[Any], dict[str, float]],
+                     batch_size: int, calibration_batches: int) -> dict[str, Any]:
+    """The detector exported to ONNX and run by ONNX Runtime: fp32, and INT8 (static QDQ, per channel).
+
+    Also the parity of the fp32 export with MXNet's ``detect`` on the validation set: the largest box and
+    score differences over the detections, and the images whose detection counts differ.
+    """
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError as error:
+        return {"skipped": f"the onnx extra is not installed ({error})"}
+    import tempfile
+
+    from detkit.testing import compare_detections
+
+    rows: dict[str, Any] = {"onnxruntime_version": onnxruntime.__version__}
+    with tempfile.TemporaryDirectory(prefix="detkit-bench-onnx-") as directory:
+        start = time.perf_counter()
+        detector.export(Path(directory) / "fp32", format="onnx")
+        rows["export_s"] = time.perf_counter() - start
+        fp32 = detkit.OnnxDetector.load(Path(directory) / "fp32")
+        rows["fp32"] = measure(fp32)
+        box_error = score_error = 0.0
+        count_mismatches = 0
+        for batch in val.loader(batch_size, detector.data_shape, train=False):
+            found = compare_detections(fp32.detect(batch.data), detector.detect(batch.data))
+            box_error = max(box_error, found["max_box_error"])
+            score_error = max(score_error, found["max_score_error"])
+            count_mismatches += len(found["mismatched_images"])
+        rows["parity"] = {"max_box_error": box_error, "max_score_error": score_error,
+                          "images_with_other_detections": count_mismatches}
+        start = time.perf_counter()
+        int8 = fp32.quantize(calibration, Path(directory) / "int8", num_batches=calibration_batches,
+                             batch_size=batch_size)
+        calibration_s = time.perf_counter() - start
+        rows["int8"] = {**measure(int8), "calibration_s": calibration_s}
     return rows
 
 

@@ -28,6 +28,9 @@ Figures (JSON keys under ``detkit`` and ``tutorial``):
   augmentation (``augment="ssd"``).
 - ``fit_peak_rss_mb``: peak resident memory of the training subprocess.
 - ``precision``: fp32, INT8 and bf16 of one trained detector (speed and mAP), the
+  same detector exported to ONNX and run by ONNX Runtime in fp32 and INT8 (static
+  QDQ, per channel, calibrated on training images) with its parity against
+  ``detect`` (``precision.onnxruntime``, when the ``onnx`` extra is installed), the
   convolution rate in fp32 and INT8, and GluonCV's SSD (MobileNet body) as a peer
   when GluonCV is installed (it is not a dependency: put it on ``PYTHONPATH``).
 - ``step_img_s`` / ``fit_fraction_of_step``: fit's training step alone, on batches
@@ -393,6 +396,24 @@ def _precision_targets(result: dict) -> list[dict]:
         if no_vnni and "mAP" not in what:
             row["reason"] = no_vnni
         rows.append(row)
+    ort = p.get("onnxruntime") or {}
+    if ort.get("fp32"):
+        rows.append({"target": "ONNX parity: max box error", "goal": "<= 1e-4",
+                     "measured": ort["parity"]["max_box_error"],
+                     "met": bool(ort["parity"]["max_box_error"] <= 1e-4
+                                 and ort["parity"]["images_with_other_detections"] == 0),
+                     "detail": f"{ort['parity']['images_with_other_detections']} validation images with other "
+                               f"detections; max score error {ort['parity']['max_score_error']:.1e}"})
+    # The fastest single-image predict among the runtimes and precisions whose mAP@0.5 stays within 0.01.
+    candidates = [(f"mxnet {name}", p[name]) for name in ("fp32", "int8")]
+    candidates += [(f"onnxruntime {name}", ort[name]) for name in ("fp32", "int8") if ort.get(name)]
+    usable = [(name, row) for name, row in candidates if abs(row["map_50"] - fp32["map_50"]) <= 0.01]
+    name, best = min(usable, key=lambda item: item[1]["predict_latency_ms"])
+    value = best["predict_latency_ms"] / fp32["predict_latency_ms"]
+    rows.append({"target": "best predict latency / MXNet fp32", "goal": "<= 0.6 (mAP@0.5 within 0.01)",
+                 "measured": value, "met": bool(value <= 0.6), "detail": f"{name}: {best['predict_latency_ms']:.2f} "
+                 f"ms against {fp32['predict_latency_ms']:.2f} ms, mAP@0.5 {best['map_50']:.4f} against "
+                 f"{fp32['map_50']:.4f}"})
     return rows
 
 
@@ -401,11 +422,14 @@ def _precision_table(result: dict) -> str:
     lines = [f"precision rows: a trained detector ({p.get('model', {}).get('trained', '?')}), "
              f"input {p.get('model', {}).get('data_shape')}, batch {result['settings']['batch_size']}",
              f"{'':<10}{'infer img/s':>12}{'predict ms':>12}{'mAP@0.5':>10}{'mAP@.5:.95':>12}"]
-    for name in ("fp32", "int8"):
-        row = p.get(name) or {}
+    ort = p.get("onnxruntime") or {}
+    for name, row in (("fp32", p.get("fp32")), ("int8", p.get("int8")), ("ort fp32", ort.get("fp32")),
+                      ("ort int8", ort.get("int8"))):
         if row:
             lines.append(f"{name:<10}{row['infer_img_s']:>12.1f}{row['predict_latency_ms']:>12.2f}"
                          f"{row['map_50']:>10.4f}{row['map_50_95']:>12.4f}")
+    if "skipped" in ort:
+        lines.append(f"onnxruntime: not measured ({ort['skipped']})")
     bf16 = p.get("bf16") or {}
     if "network_img_s" in bf16:
         ratio = bf16["network_img_s"] / bf16["fp32_network_img_s"]
@@ -434,12 +458,15 @@ def _precision_table(result: dict) -> str:
 
 
 def _targets_table(rows: list[dict]) -> str:
-    lines = [f"{'target':<42}{'goal':>26}{'measured':>10}  met"]
+    lines = [f"{'target':<42}{'goal':>30}{'measured':>10}  met"]
     for r in rows:
         met = "yes" if r["met"] else "NO"
         if r.get("reason"):
             met += f" ({r['reason']})"
-        lines.append(f"{r['target']:<42}{r['goal']:>26}{r['measured']:>10.2f}  {met}")
+        measured = f"{r['measured']:>10.2e}" if 0 < abs(r["measured"]) < 0.01 else f"{r['measured']:>10.2f}"
+        lines.append(f"{r['target']:<42}{r['goal']:>30}{measured}  {met}")
+        if r.get("detail"):
+            lines.append(f"{'':<44}{r['detail']}")
     return "\n".join(lines)
 
 
@@ -464,6 +491,9 @@ def main(argv=None) -> int:
                         help="epochs of the quickstart's recipe when no --model is given (default 5)")
     parser.add_argument("--calibration-batches", type=int, default=4, help="INT8 calibration batches (default 4)")
     parser.add_argument("--out", default="benchmarks/results/bench.json")
+    parser.add_argument("--only-precision", action="store_true",
+                        help="measure only the fp32/INT8 rows of both runtimes, in one run, and replace them (and "
+                             "the targets) in the existing --out file; the other figures stay from its earlier run")
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -507,6 +537,8 @@ def main(argv=None) -> int:
         "val_rec": str(data / "val.rec"), "val_idx": str(data / "val.idx"), "image_path": str(image_path),
     }
     payload = json.dumps(common)
+    if args.only_precision:
+        return _only_precision(args, me, common, base_env, timeout, started)
     result = {"detkit": {}, "tutorial": {}}
     print("bench: measuring", file=sys.stderr)
     # Both sides are measured --rounds times, alternately, keeping each side's best figures: a
@@ -539,6 +571,7 @@ def main(argv=None) -> int:
     result["targets"] = [] if _regressions(result, False) else _targets(result)  # only of complete figures
     result["targets"] += _precision_targets(result)
     result["settings"] = {
+        "load_average": os.getloadavg(),
         "image_size": args.image_size, "batch_size": args.batch_size, "device": args.device,
         "batches": args.batches, "repeats": args.repeats, "rounds": args.rounds, "quick": args.quick,
         "speed_check": check_speed,
@@ -567,6 +600,37 @@ def main(argv=None) -> int:
     for problem in problems:
         print(f"bench: REGRESSION: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def _only_precision(args, me: list[str], common: dict, env: dict, timeout: float, started: float) -> int:
+    """``--only-precision``: the precision rows (both runtimes, fp32 and INT8) again, merged into ``--out``."""
+    out = Path(args.out)
+    if not out.is_file():
+        raise SystemExit(f"bench: --only-precision updates an earlier run's {out}; run bench.py without it first")
+    result = json.loads(out.read_text())
+    load_before = os.getloadavg()
+    print("bench: fp32 / INT8 / bf16, MXNet and ONNX Runtime", file=sys.stderr)
+    precision_args = dict(common, model=args.model, precision_epochs=args.precision_epochs,
+                          calibration_batches=args.calibration_batches)
+    result["precision"] = _run(me + ["--phase", "detkit_precision", json.dumps(precision_args)], env,
+                               "detkit precision", timeout)
+    result["targets"] = [] if _regressions(result, False) else _targets(result)
+    result["targets"] += _precision_targets(result)
+    result.setdefault("settings", {})["precision_run"] = {
+        "command": "python benchmarks/bench.py --only-precision " + " ".join(
+            a for a in (f"--model {args.model}" if args.model else "", f"--data {args.data}") if a),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        "seconds": round(time.perf_counter() - started, 1),
+        "note": "the precision rows and the targets were measured again in this run; the other figures are "
+                "from the earlier run",
+    }
+    out.write_text(json.dumps(result, indent=1))
+    print(_precision_table(result))
+    print()
+    print(_targets_table(result["targets"]))
+    print(f"wrote {out}")
+    return 0
 
 
 if __name__ == "__main__":

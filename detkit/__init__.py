@@ -17,6 +17,7 @@ from ._engine import Callback, DetectionMetric, History, evaluate, evaluate_dete
 from ._model import (  # noqa: E402
     ComponentSpec,
     Detection,
+    OnnxDetector,
     SSDDetector,
     default_context,
     draw_detections,
@@ -95,6 +96,7 @@ __all__ = [
     "History",
     "ImageNetInput",
     "Loss",
+    "OnnxDetector",
     "PLUGIN_API_VERSION",
     "PluginInfo",
     "PostProcessor",

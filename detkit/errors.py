@@ -15,6 +15,7 @@ plain ``except`` clauses already catch, so ``except ValueError`` keeps working::
     ├── DownloadError               (OSError)     a download that failed or could not be verified
     ├── CheckpointError             (OSError)     a saved model or checkpoint that cannot be read
     ├── StorageError                (OSError)     a file that cannot be written (full disk, read-only, ...)
+    ├── ExportError                 (RuntimeError) a detector that cannot be exported; names the component
     ├── TrainingError               (RuntimeError) training that cannot go on
     │   └── NonFiniteLossError                    a NaN or infinite loss; names epoch and batch
     └── MissingDependencyError      (ImportError) an optional dependency is not installed
@@ -36,6 +37,7 @@ __all__ = [
     "DetkitWarning",
     "DownloadError",
     "DuplicateComponentError",
+    "ExportError",
     "IncompatiblePluginError",
     "InputError",
     "MissingDependencyError",
@@ -118,6 +120,10 @@ class NonFiniteLossError(TrainingError):
         super().__init__(message)
         self.epoch = epoch
         self.batch = batch
+
+
+class ExportError(DetkitError, RuntimeError):
+    """A detector that cannot be exported to the format asked for; the message names the component and its distribution."""
 
 
 class MissingDependencyError(DetkitError, ImportError):

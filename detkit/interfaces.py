@@ -21,14 +21,32 @@ constructor, which :meth:`Component.get_config` returns. The default
 implementation reads each constructor argument back from the attribute of the
 same name (the scikit-learn convention); a component that stores its arguments
 differently overrides :meth:`Component.get_config`.
+
+Export (to ONNX, for runtimes other than MXNet) is part of each contract:
+
+* a :class:`Backbone` is exported with the scale blocks and heads by MXNet's own
+  ONNX exporter (``mxnet.onnx.export_model``); one built of operators that
+  exporter lacks says so with :attr:`Backbone.exports_onnx` ``False``;
+* an :class:`AnchorGenerator`'s anchors depend on shapes only, so they are
+  exported as a constant: :meth:`AnchorGenerator.anchors_for` gives them for
+  the feature-map shapes of the exported input size;
+* a :class:`PostProcessor` gives an ONNX sub-graph (:meth:`PostProcessor.export_onnx`)
+  or, by not overriding it, declares that it cannot (:attr:`PostProcessor.exports_onnx`);
+* a :class:`TargetAssigner` and a :class:`Loss` serve training only and are not
+  part of an exported detector.
+
+A detector whose component cannot export fails with one
+:class:`~detkit.errors.ExportError` that names the component and its distribution.
 """
 
 from __future__ import annotations
 
 import abc
 import inspect
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
+import numpy as np
+from mxnet import nd
 from mxnet.gluon import HybridBlock
 
 __all__ = [
@@ -36,6 +54,7 @@ __all__ = [
     "Backbone",
     "Component",
     "Loss",
+    "OnnxSubgraph",
     "PostProcessor",
     "TargetAssigner",
 ]
@@ -51,6 +70,21 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(key): _plain(item) for key, item in value.items()}
     return value
+
+
+class OnnxSubgraph(NamedTuple):
+    """ONNX nodes that a component adds to an exported detector's graph.
+
+    Attributes
+    ----------
+    nodes : list of onnx.NodeProto
+        The nodes, in an order that computes each input before it is read.
+    initializers : list of onnx.TensorProto
+        The constants the nodes read.
+    """
+
+    nodes: list[Any]
+    initializers: list[Any]
 
 
 class Component(HybridBlock, metaclass=abc.ABCMeta):
@@ -116,6 +150,17 @@ class Backbone(Component):
         """
         return int(self.out_strides[-1])
 
+    @property
+    def exports_onnx(self) -> bool:
+        """Whether MXNet's ONNX exporter can export this backbone (default ``True``).
+
+        The backbone is exported with the detector's scale blocks and heads by
+        ``mxnet.onnx.export_model``; a backbone built of operators that exporter
+        does not support returns ``False``, and exporting its detector then fails
+        with an :class:`~detkit.errors.ExportError` that names it.
+        """
+        return True
+
     @abc.abstractmethod
     def hybrid_forward(self, F: Any, x: Any) -> list[Any]:
         """Map images ``(B, 3, H, W)`` to a list of feature maps, highest resolution first."""
@@ -142,6 +187,17 @@ class AnchorGenerator(Component):
     def num_scales(self) -> int:
         """The number of feature-map scales the generator expects."""
         return len(self.num_anchors)
+
+    def anchors_for(self, feature_shapes: Sequence[Sequence[int]]) -> np.ndarray:
+        """The anchors ``(1, N, 4)`` (float32) for feature maps of these shapes, one ``(B, c, H, W)`` per scale.
+
+        An exported detector holds them as a constant, computed for its input size.
+        The default runs the generator on zero-valued maps of these shapes on the
+        CPU, which is exact for any generator whose anchors depend on shapes only
+        (as the contract requires).
+        """
+        maps = [nd.zeros(tuple(int(v) for v in shape)) for shape in feature_shapes]
+        return np.asarray(self(*maps).asnumpy(), dtype=np.float32)
 
     @abc.abstractmethod
     def hybrid_forward(self, F: Any, *feature_maps: Any) -> Any:
@@ -191,7 +247,8 @@ class Loss(Component):
     ``(B, N * 4)`` and the three targets, and returns a tuple
     ``(loss, term_1, ..., term_k)`` of arrays ``(B,)``: the loss per sample to
     minimise, then its named parts (``term_names``) for logging.
-    Anchors whose class target is ``-1`` must not contribute.
+    Anchors whose class target is ``-1`` must not contribute. A loss serves
+    training only and is not part of an exported detector.
     """
 
     kind = "loss"
@@ -233,9 +290,49 @@ class PostProcessor(Component):
     kit checks that it decodes what the default target assigner encodes
     (``check_post_processor_decodes_the_encoding``). A component with a
     ``variances`` argument is checked with its own variances.
+
+    To be exported, a post-processor overrides :meth:`export_onnx` with the
+    same computation as ONNX nodes; the conformance kit then checks that
+    ONNX Runtime's detections equal the block's.
     """
 
     kind = "post_processor"
+
+    @property
+    def exports_onnx(self) -> bool:
+        """Whether :meth:`export_onnx` is implemented (it is overridden by the component's class)."""
+        return type(self).export_onnx is not PostProcessor.export_onnx
+
+    def export_onnx(self, class_preds: str, box_preds: str, anchors: str, detections: str, *,
+                    opset: int) -> OnnxSubgraph:
+        """The same computation as ONNX nodes, for an exported detector.
+
+        Parameters
+        ----------
+        class_preds, box_preds : str
+            Names of the graph's tensors ``(B, N, C + 1)`` (raw scores) and ``(B, N * 4)``;
+            ``B`` is dynamic.
+        anchors : str
+            Name of the constant ``(1, N, 4)``.
+        detections : str
+            The name the nodes must give their output ``(B, K, 6)``, in the layout of
+            ``hybrid_forward``: rows with ``class_id >= 0`` must equal the block's, in
+            the same order; other rows have ``class_id = -1``.
+        opset : int
+            The ONNX opset of the graph (13 or newer).
+
+        Returns
+        -------
+        OnnxSubgraph
+            The nodes and their constants; every other name they create must start
+            with this block's ``prefix``, so that it is unique in the graph.
+
+        Raises
+        ------
+        NotImplementedError
+            By default: this post-processor cannot be exported.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement export_onnx()")
 
     @abc.abstractmethod
     def hybrid_forward(self, F: Any, class_preds: Any, box_preds: Any, anchors: Any) -> Any:

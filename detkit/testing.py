@@ -25,6 +25,12 @@ What is checked, for every component:
   one step on a ``64 x 64`` batch, every trainable parameter receiving a
   gradient (``check_trains_in_detector``), and saves and loads with identical
   outputs (``check_detector_round_trip``);
+* for a backbone, anchor generator or post-processor that can export (see
+  :attr:`~detkit.interfaces.PostProcessor.exports_onnx`), and when the ``onnx``
+  extra is installed, the detector exports to ONNX, ONNX Runtime's network
+  predictions equal MXNet's, and its detections equal the post-processor's on
+  the same predictions: the same count and classes, scores within 1e-5, boxes
+  within 1e-4 (``check_export_parity``);
 
 and, per kind, that the declared properties are well formed, the outputs have
 the documented shapes and dtype ``float32`` for a few input sizes, the block
@@ -99,6 +105,7 @@ __all__ = [
     "check_loss",
     "check_post_processor",
     "check_target_assigner",
+    "compare_detections",
     "parametrize_with_checks",
     "serve_model_store",
     "yield_checks",
@@ -626,6 +633,129 @@ def _check_detector_round_trip(component: Component, ctx: mx.Context) -> None:
         for name, a, b in zip(("anchors", "class predictions", "box predictions"), actual, expected):
             if not _close(a, b):
                 raise ConformanceError(f"after SSDDetector.save() and load(), the {name} differ")
+
+
+def compare_detections(ours: Any, theirs: Any, *, score_tolerance: float = 1e-5) -> dict[str, Any]:
+    """How far two sets of detections ``(B, K, 6)`` of the same images differ (an export against ``detect``).
+
+    Rows with ``class_id >= 0`` are detections, in any order. Each detection of
+    ``ours`` is paired with the detection of ``theirs`` of the same class whose
+    score is within ``score_tolerance`` and whose box is nearest (two runtimes
+    may order detections of near-equal scores differently).
+
+    Parameters
+    ----------
+    ours, theirs : numpy.ndarray or NDArray
+        Detections ``(B, K, 6)`` and ``(B, K', 6)``: ``[class_id, score, xmin, ymin, xmax, ymax]``.
+    score_tolerance : float, default 1e-5
+
+    Returns
+    -------
+    dict
+        ``max_box_error`` and ``max_score_error`` over the paired detections (0 when there
+        are none), ``mismatched_images`` (the indices of the images whose detections differ in
+        number, or have one without a partner) and ``num_detections`` (of ``theirs``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from detkit.testing import compare_detections
+    >>> a = np.array([[[0, 0.9, 0.1, 0.1, 0.5, 0.5], [0, 0.9, 0.6, 0.6, 0.9, 0.9], [-1] * 6]])
+    >>> b = a[:, [1, 0, 2]] + np.array([0, 0, 1e-6, 0, 0, 0])     # another order, a tiny difference
+    >>> compare_detections(a, b)["mismatched_images"], compare_detections(a, b)["max_box_error"] < 1e-5
+    ([], True)
+    """
+    ours = ours.asnumpy() if isinstance(ours, mx.nd.NDArray) else np.asarray(ours)
+    theirs = theirs.asnumpy() if isinstance(theirs, mx.nd.NDArray) else np.asarray(theirs)
+    if ours.ndim != 3 or theirs.ndim != 3 or ours.shape[0] != theirs.shape[0] or ours.shape[2] != 6:
+        raise InputError(f"Both detections must be (B, K, 6) of the same B; got {ours.shape} and {theirs.shape}.")
+    box_error = score_error = 0.0
+    mismatched: list[int] = []
+    total = 0
+    for index, (a, b) in enumerate(zip(ours, theirs)):
+        a, b = a[a[:, 0] >= 0], b[b[:, 0] >= 0]
+        total += len(b)
+        if len(a) != len(b):
+            mismatched.append(index)
+            continue
+        if not len(a):
+            continue
+        # (len(a), len(b)): a pair is possible where the classes agree and the scores are within the tolerance.
+        scores = np.abs(a[:, None, 1] - b[None, :, 1])
+        possible = (a[:, None, 0] == b[None, :, 0]) & (scores <= score_tolerance)
+        boxes = np.where(possible, np.abs(a[:, None, 2:] - b[None, :, 2:]).max(axis=2), np.inf)
+        nearest = boxes.min(axis=1)
+        if not np.isfinite(nearest).all() or not possible.any(axis=0).all():
+            mismatched.append(index)
+            continue
+        box_error = max(box_error, float(nearest.max()))
+        score_error = max(score_error, float(scores[np.arange(len(a)), boxes.argmin(axis=1)].max()))
+    return {"max_box_error": box_error, "max_score_error": score_error, "mismatched_images": mismatched,
+            "num_detections": total}
+
+
+def _check_export_parity(component: Component, ctx: mx.Context) -> None:
+    """A detector with the component exports to ONNX, and ONNX Runtime computes what MXNet does.
+
+    Runs for a backbone or post-processor that claims export (``exports_onnx``)
+    and for every anchor generator (its anchors become a constant), when the
+    ``onnx`` and ``onnxruntime`` packages are installed (the ``onnx`` extra).
+    Checked in two parts, so that rounding in the network cannot reorder
+    near-equal scores: the network's predictions in ONNX Runtime equal MXNet's
+    (relative 1e-4), and the exported post-processing of those predictions, with
+    the exported anchors, equals the post-processor's in MXNet on the same
+    predictions and MXNet's anchors (the same detections, scores within 1e-5,
+    boxes within 1e-4).
+    """
+    kind = component.kind
+    if not getattr(component, "exports_onnx", True):
+        return  # it declares that it cannot export: a detector with it fails with an ExportError that says so
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError:
+        return
+    from .errors import ExportError
+
+    copy = _clone(component, ctx, initialize=False)
+    size = _input_size(copy, kind)
+    with _registered(copy, kind):
+        detector = _build_detector(copy, kind, ctx, size)
+        images, _ = _training_batch(max(size, detector.min_input_size), ctx)
+        anchors, class_preds, box_preds = detector(images)
+        with tempfile.TemporaryDirectory(prefix="detkit-conformance-") as directory:
+            try:
+                graph_file, manifest_file = detector.export(directory, format="onnx")
+            except ExportError as error:
+                raise ConformanceError(f"it claims ONNX export, but exporting a detector with it fails: {error}") \
+                    from None
+            model = onnx.load(str(graph_file))
+            body_outputs = json.loads(manifest_file.read_text(encoding="utf-8"))["body_outputs"]
+            post_file = os.path.join(directory, "post.onnx")  # predictions -> detections, the anchors inside
+            onnx.utils.extract_model(str(graph_file), post_file, body_outputs, ["detections"])
+            post = onnxruntime.InferenceSession(post_file, providers=["CPUExecutionProvider"])
+    model.graph.output.extend([onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+                               for name in body_outputs])
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    _, onnx_classes, onnx_boxes = session.run(None, {"data": images.asnumpy()})
+    for name, ours, theirs in (("class", onnx_classes, class_preds.asnumpy()), ("box", onnx_boxes, box_preds.asnumpy())):
+        scale = max(1.0, float(np.abs(theirs).max()))
+        if ours.shape != theirs.shape or np.abs(ours - theirs).max() > 1e-4 * scale:
+            raise ConformanceError(f"the ONNX export's {name} predictions differ from the network's in MXNet")
+    # Post-processing on predictions whose scores are well apart (an untrained network's may tie within
+    # rounding, and then either order is right): the same detections from the same predictions.
+    rng = np.random.RandomState(0)
+    classes = rng.normal(0, 3, class_preds.shape).astype("float32")
+    boxes = rng.normal(0, 1, box_preds.shape).astype("float32")
+    detections = post.run(None, dict(zip(body_outputs, (classes, boxes))))[0]
+    expected = detector.post_processor(mx.nd.array(classes, ctx=ctx), mx.nd.array(boxes, ctx=ctx), anchors).asnumpy()
+    found = compare_detections(detections, expected)
+    if found["mismatched_images"] or found["max_box_error"] > 1e-4:
+        raise ConformanceError(
+            f"the ONNX export's detections of image {(found['mismatched_images'] or [0])[0]} differ from the "
+            f"post-processor's in MXNet on the same predictions: other detections, or boxes {found['max_box_error']:.1e} "
+            "apart (at most 1e-4; scores within 1e-5)"
+        )
 
 
 @contextlib.contextmanager
@@ -1160,15 +1290,17 @@ def _check_post_processor_hybridizes(component: PostProcessor, ctx: mx.Context) 
 
 _COMMON: tuple[Callable[..., None], ...] = (_check_config_round_trip,)
 _DETECTOR: tuple[Callable[..., None], ...] = (_check_trains_in_detector, _check_detector_round_trip)
+#: Components of the exported inference graph; a target assigner and a loss serve training only.
+_EXPORT: tuple[Callable[..., None], ...] = (_check_export_parity,)
 
 _CHECKS: dict[str, tuple[Callable[..., None], ...]] = {
     "backbone": _COMMON + (
         _check_backbone_declarations, _check_backbone_outputs, _check_backbone_hybridizes,
         _check_backbone_gradients,
-    ) + _DETECTOR,
+    ) + _DETECTOR + _EXPORT,
     "anchor_generator": _COMMON + (
         _check_anchor_generator_declarations, _check_anchor_generator_outputs, _check_anchor_generator_hybridizes,
-    ) + _DETECTOR,
+    ) + _DETECTOR + _EXPORT,
     "target_assigner": _COMMON + (
         _check_target_assigner_outputs, _check_target_assigner_blocks_gradients, _check_target_assigner_hybridizes,
         _check_target_assigner_encoding,
@@ -1180,5 +1312,5 @@ _CHECKS: dict[str, tuple[Callable[..., None], ...]] = {
     "post_processor": _COMMON + (
         _check_post_processor_outputs, _check_post_processor_clips, _check_post_processor_hybridizes,
         _check_post_processor_decodes_the_encoding,
-    ) + _DETECTOR,
+    ) + _DETECTOR + _EXPORT,
 }

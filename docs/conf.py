@@ -77,7 +77,7 @@ smartquotes = False
 
 # Names of other projects: they cannot resolve without intersphinx (no network in CI).
 # Only external modules are listed; a detkit reference that does not resolve stays an error.
-_EXTERNAL = r"(mxnet|mx|numpy|np|pathlib|os|pluggy|PIL|yaml|argparse|collections\.abc|pytest|_pytest|matplotlib)"
+_EXTERNAL = r"(mxnet|mx|numpy|np|pathlib|os|pluggy|PIL|yaml|argparse|collections\.abc|pytest|_pytest|matplotlib|onnx|onnxruntime)"
 nitpick_ignore_regex = [
     (r"py:.*", _EXTERNAL + r"(\..+)?"),
     # The same names as MXNet, pathlib and os docstrings and annotations spell them short.
@@ -94,7 +94,7 @@ nitpick_ignore = [
     ("py:class", word)
     for word in (
         "sequence", "mapping", "path", "callable", "iterable", "array", "array-like",
-        "decorator", "module", "object", "shape", "those",
+        "decorator", "module", "object", "shape", "those", "arrays",
     )
 ] + [("py:obj", "True"), ("py:obj", "False")]
 

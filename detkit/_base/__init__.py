@@ -26,6 +26,7 @@ from ._folder import MANIFEST_FILE, Generation, check_output, folder_generation,
 from ._lock import folder_lock
 from ._native_log import QUANTIZATION_NOISE, native_stderr_filtered
 from ._safe_load import load_json_file, load_json_text, load_yaml
+from ._onnx import ONNX_INSTALL_HINT, OnnxNodes, require_onnx, require_onnxruntime
 from ._public import DISTRIBUTION, current_distribution, distribution_version, publish
 
 __all__ = [
@@ -34,6 +35,8 @@ __all__ = [
     "MANIFEST_FILE",
     "FetchFailed",
     "LabelledBox",
+    "ONNX_INSTALL_HINT",
+    "OnnxNodes",
     "PALETTE",
     "PathLike",
     "QUANTIZATION_NOISE",
@@ -66,6 +69,8 @@ __all__ = [
     "owned_files",
     "publish",
     "read_manifest",
+    "require_onnx",
+    "require_onnxruntime",
     "resolve",
     "scratch_folder",
     "settle",

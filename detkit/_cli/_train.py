@@ -1,4 +1,4 @@
-"""``detkit train``, ``detkit evaluate`` and ``detkit predict``."""
+"""``detkit train``, ``detkit evaluate``, ``detkit predict``, ``detkit quantize`` and ``detkit export``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from .._base import check_output, check_positive_int, json_text, owned_files
 from .._config import load_config
 from .._engine import evaluate, evaluate_detections, is_lead_worker
 from .._engine._detections import check_results_path, coco_entries, coco_ids_for, write_coco_results
-from .._model import SSDDetector, draw_detections
+from .._model import RUNTIMES, OnnxDetector, SSDDetector, draw_detections
 from .._run import run_config
 from ..data import DetectionDataset
 from ..data._classes import find_classes, read_classes
@@ -48,8 +48,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     "DATA, or of the detections in FILE (COCO results JSON, or a folder of VOC comp4_det_test_<class>"
                     ".txt files) against DATA (a .rec, a COCO annotation JSON, or a folder of VOC XML files).")
     evaluate.add_argument("paths", nargs="+", metavar="MODEL DATA",
-                          help="a directory written by SSDDetector.save (e.g. runs/pikachu/model), then a .rec file "
+                          help="a directory written by SSDDetector.save (e.g. runs/pikachu/model; with --runtime "
+                               "onnxruntime, one written by `detkit export --format onnx`), then a .rec file "
                                "whose class list, if any, must match the detector's; only DATA with --detections")
+    _add_runtime(evaluate)
     evaluate.add_argument("--detections", metavar="FILE", default=None,
                           help="score this detections file instead of a model's detections")
     evaluate.add_argument("--save-detections", metavar="FILE.json", default=None,
@@ -80,7 +82,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                                     description="Detect objects in IMAGE files, or in the image files of a "
                                                 "folder; write one PNG per image with its detections to --out, "
                                                 "and print them.")
-    predict.add_argument("model", help="a directory written by SSDDetector.save")
+    predict.add_argument("model", help="a directory written by SSDDetector.save; with --runtime onnxruntime, "
+                                       "one written by `detkit export --format onnx`")
+    _add_runtime(predict)
     predict.add_argument("images", nargs="+", metavar="IMAGE",
                          help="image files, or folders: their .jpg, .jpeg, .png and .bmp files, sorted by name")
     predict.add_argument("--threshold", type=float, default=None,
@@ -103,9 +107,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     quantize = subparsers.add_parser(
         "quantize", help="turn a saved detector into an INT8 one for fast CPU inference",
-        description="Quantize the detector in MODEL to INT8 (MXNet's MKL-DNN backend), calibrated on the first "
-                    "batches of DATA, and save it to --out; it predicts and evaluates like any detector.")
-    quantize.add_argument("model", help="a directory written by SSDDetector.save (e.g. runs/pikachu/model)")
+        description="Quantize the detector in MODEL to INT8, calibrated on the first batches of DATA, and save it "
+                    "to --out; it predicts and evaluates like any detector. --runtime mxnet (default): MXNet's "
+                    "MKL-DNN backend, fastest for batches; --runtime onnxruntime: ONNX Runtime's static QDQ "
+                    "quantization of an ONNX export, fastest for single images.")
+    quantize.add_argument("model", help="a directory written by SSDDetector.save (e.g. runs/pikachu/model); with "
+                                        "--runtime onnxruntime, one written by `detkit export --format onnx`")
+    _add_runtime(quantize)
     quantize.add_argument("data", help="a .rec file of images like those to detect on (the validation set does)")
     quantize.add_argument("--out", required=True, help="the directory to save the INT8 detector to")
     quantize.add_argument("--batches", type=int, default=4, help="calibration batches (default 4)")
@@ -113,6 +121,25 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     quantize.add_argument("--calibration", choices=("naive", "entropy"), default="naive",
                           help="how each layer's range is chosen (default naive: the min/max seen)")
     quantize.set_defaults(handler=_quantize, flags={"num_batches": "--batches", "calibration_data": "DATA"})
+
+    export = subparsers.add_parser(
+        "export", help="export a saved detector to run without detkit's network code (ONNX, MXNet symbol)",
+        description="Export the detector in MODEL, images -> detections with anchors, decoding and NMS included, "
+                    "to --out (default: MODEL-onnx or MODEL-mxnet beside MODEL), with a detector.json that "
+                    "describes its input and output. Run an ONNX export with `detkit predict --runtime onnxruntime`.")
+    export.add_argument("model", help="a directory written by SSDDetector.save (e.g. runs/pikachu/model)")
+    export.add_argument("--format", choices=("onnx", "mxnet"), default="onnx",
+                        help="onnx: one ONNX graph, detector.onnx (default); mxnet: an MXNet symbol and parameters")
+    export.add_argument("--out", default=None, help="the directory to write to (default: MODEL-FORMAT)")
+    export.add_argument("--data-shape", type=int, nargs="+", default=None, metavar="SIZE",
+                        help="the input size, S or H W (default: the detector's)")
+    export.set_defaults(handler=_export)
+
+
+def _add_runtime(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runtime", choices=RUNTIMES, default="mxnet",
+                        help="mxnet: the saved detector in MXNet (default); onnxruntime: an ONNX export in ONNX "
+                             "Runtime (needs the onnx extra)")
 
 
 #: The components of a saved detector that ``--set`` may change (SSDDetector.load's swaps).
@@ -130,8 +157,14 @@ def _add_component_overrides(parser: argparse.ArgumentParser) -> None:
                              "(post_processor, target_assigner, loss; repeatable)")
 
 
-def _load_detector(args: argparse.Namespace, model: str) -> SSDDetector:
-    """``SSDDetector.load(model)`` with the components that ``--set`` changes."""
+def _load_detector(args: argparse.Namespace, model: str) -> SSDDetector | OnnxDetector:
+    """``SSDDetector.load(model)`` with the components that ``--set`` changes; the ONNX export for
+    ``--runtime onnxruntime``."""
+    if getattr(args, "runtime", "mxnet") == "onnxruntime":
+        if getattr(args, "overrides", None):
+            raise InputError("--set swaps components of a saved MXNet detector; an ONNX export's post-processing "
+                             "is fixed in its graph: swap them on the MXNet detector and export it again.")
+        return OnnxDetector.load(model)
     swaps: dict[str, dict[str, Any]] = {}
     for item in getattr(args, "overrides", None) or []:
         key, sep, text = item.partition("=")
@@ -207,7 +240,7 @@ def _where_training_stopped(config: Any, args: argparse.Namespace) -> str:
             f"{done}, is {checkpoints / str(name)}. Resume with: {' '.join(shlex.quote(word) for word in words)}")
 
 
-def _dataset_for(detector: SSDDetector, path: str) -> DetectionDataset:
+def _dataset_for(detector: SSDDetector | OnnxDetector, path: str) -> DetectionDataset:
     """The .rec file at ``path`` read with the detector's classes, after comparing the class list beside it."""
     listed = find_classes(Path(path))
     if listed is not None and read_classes(listed) != detector.classes:
@@ -416,6 +449,13 @@ def _predict(args: argparse.Namespace) -> int:
 def _quantize(args: argparse.Namespace) -> int:
     # The INT8 detector never goes over the float32 one it is made from, nor over the data.
     check_output(args.out, {"model": args.model, "data set": args.data}, what="--out folder")
+    if args.runtime == "onnxruntime":
+        onnx_detector = OnnxDetector.load(args.model)
+        data = _dataset_for(onnx_detector, args.data)
+        int8_onnx = onnx_detector.quantize(data, args.out, num_batches=args.batches, batch_size=args.batch_size)
+        print(f"INT8 ONNX detector ({args.batches} calibration batch{'es' if args.batches != 1 else ''} of "
+              f"{args.data}) written to {int8_onnx.directory}")
+        return 0
     detector = SSDDetector.load(args.model, ctx=mx.cpu())
     data = _dataset_for(detector, args.data)
     int8 = detector.quantize(data, num_batches=args.batches, batch_size=args.batch_size,
@@ -423,6 +463,22 @@ def _quantize(args: argparse.Namespace) -> int:
     out = int8.save(args.out)
     print(f"INT8 detector ({args.batches} calibration batch{'es' if args.batches != 1 else ''} of {args.data}) "
           f"saved to {out}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    shape = args.data_shape
+    if shape is not None and len(shape) not in (1, 2):
+        raise InputError(f"The 'data_shape' argument must be one size S or two, H W; got {len(shape)} numbers.")
+    out = args.out if args.out is not None else f"{str(Path(args.model)).rstrip('/')}-{args.format}"
+    check_output(out, {"model": args.model}, what="--out folder")
+    detector = SSDDetector.load(args.model, ctx=mx.cpu())
+    first, second = detector.export(out, None if shape is None else (shape * 2)[:2], format=args.format)
+    if args.format == "onnx":
+        print(f"ONNX detector written to {out} ({first.name}, {second.name}); run it with "
+              f"`detkit predict --runtime onnxruntime {out} IMAGE`")
+    else:
+        print(f"MXNet detector written to {out} ({first.name}, {second.name})")
     return 0
 
 

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .._base import PathLike, check_output
-from .._model import SSDDetector
+from .._model import OnnxDetector, SSDDetector, as_numpy
 from ..data._truth import GroundTruth, TruthImage, read_sidecar, sidecar_path
 from ..errors import InputError
 from ._detections import (check_results_path, coco_results, metric_for, score_detections, to_truth_format,
@@ -19,7 +19,7 @@ __all__ = ["evaluate"]
 
 
 def evaluate(
-    detector: SSDDetector,
+    detector: SSDDetector | OnnxDetector,
     data: Any,
     *,
     batch_size: int = 32,
@@ -41,7 +41,8 @@ def evaluate(
 
     Parameters
     ----------
-    detector : SSDDetector
+    detector : SSDDetector or OnnxDetector
+        A detector in MXNet, or one exported to ONNX and run by ONNX Runtime.
     data : DetectionDataset
         Anything with ``loader(batch_size, data_shape, *, train=False)`` and ``classes``.
     batch_size : int, default 32
@@ -100,8 +101,9 @@ def evaluate(
         For bad arguments, or when the detections hold NaN or infinity (a
         diverged detector; the message says so and names the batch).
     """
-    if not isinstance(detector, SSDDetector):
-        raise InputError(f"The 'detector' argument must be an SSDDetector; got {type(detector).__name__} instead.")
+    if not isinstance(detector, (SSDDetector, OnnxDetector)):
+        raise InputError(f"The 'detector' argument must be an SSDDetector or an OnnxDetector; got "
+                         f"{type(detector).__name__} instead.")
     if not hasattr(data, "loader"):
         raise InputError(
             f"The 'data' argument must be a detection dataset such as detkit.data.DetectionDataset; "
@@ -178,7 +180,7 @@ def _score(metric: DetectionMetric, detections: Any, batch: Any, index: int, *,
            score: bool = True) -> None:
     """Check one batch's detections; score them (``score``), and append each image's valid rows
     (normalised) to ``collected`` and its stored size to ``sizes``."""
-    rows = detections.asnumpy()
+    rows = as_numpy(detections)
     # A detection (class id >= 0) with a non-finite score or box, or a non-finite class id: the network's
     # outputs overflowed, which is divergence, not bad input to the metric.
     bad = ~np.isfinite(rows[..., 0]) | ((rows[..., 0] >= 0) & ~np.isfinite(rows[..., 1:]).all(axis=-1))

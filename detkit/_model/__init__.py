@@ -1,4 +1,5 @@
-"""The model layer: SSDDetector (components composed into one network), its persistence, predict and drawing."""
+"""The model layer: SSDDetector (components composed into one network), its persistence and export, predict and
+drawing; OnnxDetector (an ONNX export run by ONNX Runtime)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from ._detector import (
     file_sha256,
 )
 from ._gluoncv import GLUONCV_MODELS, import_gluoncv
-from ._predict import Detection, draw_detections, load_image
+from ._onnx import ONNX_FILE, ONNX_MANIFEST
+from ._predict import Detection, as_numpy, draw_detections, load_image
+from ._runtime import RUNTIMES, OnnxDetector
 
 __all__ = [
     "DEFAULT_COMPONENTS",
@@ -26,7 +29,12 @@ __all__ = [
     "ComponentSpec",
     "Detection",
     "GLUONCV_MODELS",
+    "ONNX_FILE",
+    "ONNX_MANIFEST",
+    "OnnxDetector",
+    "RUNTIMES",
     "SSDDetector",
+    "as_numpy",
     "build_component_spec",
     "check_saved_weights",
     "read_detector_config",

@@ -36,6 +36,7 @@ from .._plugins import KINDS, check_kind, get_registry, missing_component_hint, 
 from ..data import RGB_MEAN
 from ..errors import CheckpointError, ComponentNotFoundError, InputError
 from ..interfaces import AnchorGenerator, Backbone, Component, Loss, PostProcessor, TargetAssigner
+from ._onnx import export_onnx
 from ._predict import predict
 from ._quantize import CALIBRATION_MODES, calibration_batches, import_quantized, quantize_network, require_int8
 
@@ -97,16 +98,26 @@ class _SSDNetwork(gluon.HybridBlock):
                 self.class_heads.add(nn.Conv2D(anchors * (num_classes + 1), kernel_size=3, padding=1))
                 self.box_heads.add(nn.Conv2D(anchors * 4, kernel_size=3, padding=1))
 
-    def hybrid_forward(self, F: Any, x: Any) -> tuple[Any, Any, Any]:
+    def features(self, F: Any, x: Any) -> list[Any]:
+        """The feature map of every scale: the backbone's, then the scale blocks'."""
         features = list(self.backbone(x))
         for block in self.scale_blocks:
             features.append(block(features[-1]))
-        anchors = F.BlockGrad(self.anchor_generator(*features))  # (1, N, 4); depend on shapes only: no gradient
+        return features
+
+    def heads(self, F: Any, features: list[Any]) -> tuple[Any, Any]:
+        """``(class_preds (B, N, C+1), box_preds (B, N*4))`` of the feature maps of every scale."""
         # Channel-last then flat, so that each anchor's predictions are contiguous: (B, H_i*W_i*A_i*k).
         class_preds = [F.flatten(F.transpose(head(f), axes=(0, 2, 3, 1))) for head, f in zip(self.class_heads, features)]
         box_preds = [F.flatten(F.transpose(head(f), axes=(0, 2, 3, 1))) for head, f in zip(self.box_heads, features)]
         class_preds = F.concat(*class_preds, dim=1).reshape((0, -1, self.num_classes + 1))  # (B, N, C+1)
         box_preds = F.concat(*box_preds, dim=1)  # (B, N*4)
+        return class_preds, box_preds
+
+    def hybrid_forward(self, F: Any, x: Any) -> tuple[Any, Any, Any]:
+        features = self.features(F, x)
+        anchors = F.BlockGrad(self.anchor_generator(*features))  # (1, N, 4); depend on shapes only: no gradient
+        class_preds, box_preds = self.heads(F, features)
         return anchors, class_preds, box_preds
 
 
@@ -686,22 +697,60 @@ class SSDDetector:
             raise CheckpointError(f"{config_path} gives the precision {precision!r}; detkit knows float32 and int8.")
         return detector
 
-    def export(self, directory: PathLike, data_shape: int | Sequence[int] | None = None) -> tuple[Path, Path]:
-        """Write a deployable graph, images -> detections, that runs without detkit.
+    def export(self, directory: PathLike, data_shape: int | Sequence[int] | None = None, *,
+               format: str = "mxnet") -> tuple[Path, Path]:
+        """Write a deployable graph, images -> detections, that runs without detkit's network code.
 
-        Writes ``detector-symbol.json``, ``detector-0000.params`` and
-        ``detector.json`` (classes, input shape, preprocessing) to ``directory``.
-        Load it with ``mxnet.gluon.SymbolBlock.imports(symbol, ["data"], params)``;
-        it takes preprocessed images ``(B, 3, H, W)`` and returns detections
-        ``(B, K, 6)`` as :meth:`detect` does.
+        Both formats take preprocessed images ``(B, 3, H, W)`` (resized to
+        ``data_shape``, minus :data:`detkit.data.RGB_MEAN`; any batch size) and
+        return detections ``(B, K, 6)`` as :meth:`detect` does, beside a
+        ``detector.json`` that describes them (classes, input shape, mean, output layout).
+
+        ``format="mxnet"`` writes ``detector-symbol.json`` and ``detector-0000.params``;
+        load them with ``mxnet.gluon.SymbolBlock.imports(symbol, ["data"], params)``.
+
+        ``format="onnx"`` writes one ONNX graph, ``detector.onnx``: the network body
+        exported by MXNet's exporter, the anchors for ``data_shape`` as a constant,
+        and the post-processor's decoding, top-K and non-maximum suppression as
+        standard ONNX operators (:meth:`~detkit.interfaces.PostProcessor.export_onnx`).
+        Its detections hold the kept rows first, highest score first, then rows of
+        ``-1``. ``detector.json`` also records the ONNX opset and the versions of
+        detkit, MXNet and onnx that wrote it. Run it with ONNX Runtime
+        (:class:`detkit.OnnxDetector`) or any ONNX runtime; needs the ``onnx``
+        extra (``pip install -e ".[onnx]"`` in a checkout). Each file is written
+        atomically, ``detector.json`` last.
+
+        Parameters
+        ----------
+        directory : path
+            Where to write the files (created if needed).
+        data_shape : int or (int, int), optional
+            The input size; default: :attr:`data_shape`.
+        format : {"mxnet", "onnx"}, default "mxnet"
 
         Returns
         -------
         (pathlib.Path, pathlib.Path)
-            The symbol file and the parameters file.
+            The symbol file and the parameters file (``"mxnet"``), or the ONNX graph
+            and ``detector.json`` (``"onnx"``).
+
+        Raises
+        ------
+        ExportError
+            For ``"onnx"``: a component that cannot be exported (the message names it
+            and its distribution), or an INT8 detector (quantize the ONNX graph instead).
+        MissingDependencyError
+            For ``"onnx"`` without the ``onnx`` package.
         """
+        if format not in ("mxnet", "onnx"):
+            raise InputError(f"The 'format' argument must be 'mxnet' or 'onnx'; got {format!r} instead.")
         height, width = self.data_shape if data_shape is None else check_size("data_shape", data_shape)
+        if min(height, width) < self.min_input_size:
+            raise InputError(f"The 'data_shape' argument must be at least {self.min_input_size} on each side for "
+                             f"this network; got {(height, width)} instead.")
         directory = Path(directory)
+        if format == "onnx":
+            return export_onnx(self, directory, height, width)
         make_dirs(directory)
         block = _InferenceNetwork(self._quantized or self.network, self.post_processor)
         block.hybridize(static_alloc=True)

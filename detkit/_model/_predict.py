@@ -15,7 +15,7 @@ from ..data._images import open_rgb8
 from ..data._transforms import as_rgb_array
 from ..errors import InputError
 
-__all__ = ["Detection", "draw_detections", "load_image"]
+__all__ = ["Detection", "as_numpy", "draw_detections", "load_image"]
 
 class Detection(NamedTuple):
     """One detected object.
@@ -56,7 +56,12 @@ def load_image(image: Any) -> np.ndarray:
     return as_rgb_array(image)
 
 
-def predict(detect: Callable[[mx.nd.NDArray], mx.nd.NDArray], classes: Sequence[str], data_shape: tuple[int, int],
+def as_numpy(array: Any) -> np.ndarray:
+    """An NDArray (MXNet's detections) or a numpy array (ONNX Runtime's) as numpy."""
+    return array.asnumpy() if isinstance(array, mx.nd.NDArray) else np.asarray(array)
+
+
+def predict(detect: Callable[[mx.nd.NDArray], Any], classes: Sequence[str], data_shape: tuple[int, int],
             images: Any, threshold: float, batch_size: int) -> Any:
     """See :meth:`SSDDetector.predict`; ``detect`` maps a preprocessed batch to detections ``(B, K, 6)``."""
     check_number("threshold", threshold, minimum=0, maximum=1)
@@ -74,7 +79,7 @@ def predict(detect: Callable[[mx.nd.NDArray], mx.nd.NDArray], classes: Sequence[
     for start in range(0, len(decoded), batch_size):
         chunk = decoded[start:start + batch_size]
         batch = mx.nd.concat(*[preprocess(image, data_shape) for image in chunk], dim=0)
-        rows = detect(batch).asnumpy()  # (B, K, 6), boxes in [0, 1]
+        rows = as_numpy(detect(batch))  # (B, K, 6), boxes in [0, 1]
         for image, image_rows in zip(chunk, rows):
             height, width = image.shape[:2]
             keep = image_rows[(image_rows[:, 0] >= 0) & (image_rows[:, 1] >= threshold)]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import operator
 from typing import Any, Sequence
 
-from .._base import check_bool, check_number
+import numpy as np
+
+from .._base import OnnxNodes, check_bool, check_number
 from ..errors import InputError
-from ..interfaces import PostProcessor
+from ..interfaces import OnnxSubgraph, PostProcessor
 from ._targets import DEFAULT_VARIANCES, check_variances
 
 
@@ -94,3 +96,95 @@ class MultiBoxDetectionPostProcessor(PostProcessor):
         degenerate = ((xmax <= xmin) + (ymax <= ymin)) > 0
         ids = F.where(degenerate, F.ones_like(ids) * -1, ids)
         return F.concat(ids, scores, boxes, dim=-1)
+
+    def export_onnx(self, class_preds: str, box_preds: str, anchors: str, detections: str, *,
+                    opset: int) -> OnnxSubgraph:
+        """``MultiBoxDetection`` as standard ONNX operators (``TopK``, ``NonMaxSuppression``, ``Gather``).
+
+        The same steps in the same order: softmax; each anchor's best object class
+        (the first on a tie) and its probability; boxes decoded with :attr:`variances`
+        ; anchors scoring below
+        :attr:`score_threshold` dropped; the :attr:`nms_topk` best kept (ties: the
+        lower anchor index first); non-maximum suppression across classes
+        (:attr:`force_suppress`) or within each. The output has ``K = min(nms_topk, N)``
+        rows: the kept detections, highest score first, then rows of ``-1``; with
+        :attr:`clip`, boxes are clipped to [0, 1] after suppression and a box left
+        without area is no detection, as in :meth:`hybrid_forward`.
+        MXNet suppresses a box whose IoU equals :attr:`nms_threshold`, ONNX only
+        above it: boxes at exactly the threshold may differ.
+        """
+        g = OnnxNodes(self.prefix)
+        int64 = np.int64
+        probabilities = g.op("Softmax", [class_preds], axis=-1)  # (B, N, C+1)
+        objects = g.op("Slice", [probabilities, g.const([1], int64), g.const([2 ** 62], int64),
+                                 g.const([2], int64)])  # (B, N, C): no background
+        best = g.op("ArgMax", [objects], axis=2, keepdims=1, select_last_index=0)  # (B, N, 1), first on a tie
+        scores = g.op("Reshape", [g.op("GatherElements", [objects, best], axis=2), g.const([0, -1], int64)])  # (B, N)
+        class_ids = g.op("Cast", [g.op("Reshape", [best, g.const([0, -1], int64)])], to=1)  # (B, N) float
+
+        # Decoding, in MultiBoxDetection's order of operations: (B, N, 2) centres and half sizes.
+        offsets = g.op("Reshape", [box_preds, g.const([0, -1, 4], int64)])  # (B, N, 4)
+        p_xy, p_wh = g.op("Split", [offsets, g.const([2, 2], int64)], outputs=2, axis=2)
+        a_min, a_max = g.op("Split", [anchors, g.const([2, 2], int64)], outputs=2, axis=2)  # (1, N, 2)
+        a_wh = g.op("Sub", [a_max, a_min])
+        a_xy = g.op("Div", [g.op("Add", [a_min, a_max]), g.const(2.0)])
+        v_xy, v_wh = g.const(self.variances[:2]), g.const(self.variances[2:])
+        centre = g.op("Add", [g.op("Mul", [g.op("Mul", [p_xy, v_xy]), a_wh]), a_xy])
+        half = g.op("Div", [g.op("Mul", [g.op("Exp", [g.op("Mul", [p_wh, v_wh])]), a_wh]), g.const(2.0)])
+        boxes = g.op("Concat", [g.op("Sub", [centre, half]), g.op("Add", [centre, half])], axis=2)  # (B, N, 4)
+
+        # Anchors below the score threshold: -1, below every real score.
+        kept = g.op("GreaterOrEqual", [scores, g.const(self.score_threshold)])
+        ranked = g.op("Where", [kept, scores, g.const(-1.0)])  # (B, N)
+        count = g.op("Gather", [g.op("Shape", [ranked]), g.const([1], int64)])  # [N]
+        if self.nms_topk > 0:
+            count = g.op("Min", [count, g.const([self.nms_topk], int64)])  # [K]
+        top_scores, top_index = g.op("TopK", [ranked, count], outputs=2, axis=1, largest=1, sorted=1)  # (B, K)
+        top_ids = g.op("GatherElements", [class_ids, top_index], axis=1)  # (B, K)
+        index_4 = g.op("Expand", [g.op("Unsqueeze", [top_index, g.const([2], int64)]),
+                                  g.op("Concat", [g.op("Shape", [top_index]), g.const([4], int64)], axis=0)])
+        top_boxes = g.op("GatherElements", [boxes, index_4], axis=1)  # (B, K, 4)
+
+        # Non-maximum suppression: one class for all boxes, or each box scored only in its own class.
+        if self.force_suppress:
+            nms_scores = g.op("Unsqueeze", [top_scores, g.const([1], int64)])  # (B, 1, K)
+        else:
+            num_classes = g.op("Sub", [g.op("Gather", [g.op("Shape", [class_preds]), g.const([2], int64)]),
+                                       g.const([1], int64)])  # [C]
+            classes = g.op("Cast", [g.op("Range", [g.const(0, int64), g.op("Squeeze", [num_classes]),
+                                                   g.const(1, int64)])], to=1)  # (C,)
+            same = g.op("Equal", [g.op("Unsqueeze", [top_ids, g.const([1], int64)]),
+                                  g.op("Unsqueeze", [classes, g.const([0, 2], int64)])])  # (B, C, K)
+            nms_scores = g.op("Where", [same, g.op("Unsqueeze", [top_scores, g.const([1], int64)]), g.const(-1.0)])
+        # MXNet skips suppression for a threshold outside (0, 1]; an IoU never exceeds 1.
+        iou = self.nms_threshold if 0 < self.nms_threshold <= 1 else 1.0
+        selected = g.op("NonMaxSuppression", [top_boxes, nms_scores, count, g.const([iou]), g.const([-0.5])],
+                        center_point_box=0)  # (S, 3): batch, class, box
+        where = g.op("Gather", [selected, g.const([0, 2], int64)], axis=1)  # (S, 2)
+        ones = g.op("ConstantOfShape", [g.op("Gather", [g.op("Shape", [selected]), g.const([0], int64)])],
+                    value=g.onnx.helper.make_tensor("one", 1, [1], [1.0]))
+        keep = g.op("ScatterND", [g.op("ConstantOfShape", [g.op("Shape", [top_scores])],
+                                       value=g.onnx.helper.make_tensor("zero", 1, [1], [0.0])), where, ones])
+
+        # The kept rows first, in score order, then rows of -1.
+        rows = g.op("Concat", [g.op("Unsqueeze", [top_ids, g.const([2], int64)]),
+                               g.op("Unsqueeze", [top_scores, g.const([2], int64)]), top_boxes], axis=2)  # (B, K, 6)
+        kept_rows = g.op("Greater", [g.op("Unsqueeze", [keep, g.const([2], int64)]), g.const(0.5)])
+        rows = g.op("Where", [kept_rows, rows, g.const(-1.0)])
+        if self.clip:  # after suppression, as hybrid_forward: clipped, and a box left without area dropped
+            ids, row_scores, row_boxes = g.op("Split", [rows, g.const([1, 1, 4], int64)], outputs=3, axis=2)
+            finite = g.op("Equal", [g.op("Sub", [row_boxes, row_boxes]), g.const(0.0)])  # NaN/inf stay
+            row_boxes = g.op("Where", [finite, g.op("Clip", [row_boxes, g.const(0.0), g.const(1.0)]), row_boxes])
+            low, high = g.op("Split", [row_boxes, g.const([2, 2], int64)], outputs=2, axis=2)  # (B, K, 2) each
+            flat = g.op("Cast", [g.op("LessOrEqual", [high, low])], to=1)  # (B, K, 2): 1 where no width/height
+            degenerate = g.op("Greater", [g.op("ReduceMax", [flat], axes=[2], keepdims=1), g.const(0.5)])
+            ids = g.op("Where", [degenerate, g.const(-1.0), ids])  # (B, K, 1)
+            rows = g.op("Concat", [ids, row_scores, row_boxes], axis=2)  # (B, K, 6)
+        position = g.op("Cast", [g.op("Range", [g.const(0, int64), g.op("Squeeze", [count]), g.const(1, int64)])],
+                        to=1)  # (K,)
+        later = g.op("Mul", [g.op("Sub", [g.const(1.0), keep]), g.op("Cast", [count], to=1)])
+        _, order = g.op("TopK", [g.op("Add", [position, later]), count], outputs=2, axis=1, largest=0, sorted=1)
+        index_6 = g.op("Expand", [g.op("Unsqueeze", [order, g.const([2], int64)]),
+                                  g.op("Concat", [g.op("Shape", [order]), g.const([6], int64)], axis=0)])
+        g.op("GatherElements", [rows, index_6], outputs=[detections], axis=1)  # (B, K, 6)
+        return OnnxSubgraph(g.nodes, g.initializers)

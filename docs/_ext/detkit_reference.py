@@ -342,8 +342,9 @@ def precision_table_rst(result: dict[str, Any]) -> list[str]:
         return ["This results file has no fp32/INT8/bf16 rows yet: run ``python benchmarks/bench.py``.", ""]
     model = precision.get("model", {})
     rows = []
-    for name, label in (("fp32", "fp32"), ("int8", "INT8")):
-        row = precision.get(name)
+    ort = precision.get("onnxruntime") or {}
+    for label, row in (("MXNet fp32", precision.get("fp32")), ("MXNet INT8", precision.get("int8")),
+                       ("ONNX Runtime fp32", ort.get("fp32")), ("ONNX Runtime INT8", ort.get("int8"))):
         if row:
             rows.append([label, f"{row['infer_img_s']:.1f}", f"{row['predict_latency_ms']:.2f}",
                          f"{row['map_50']:.4f}", f"{row['map_50_95']:.4f}"])
@@ -352,9 +353,18 @@ def precision_table_rst(result: dict[str, Any]) -> list[str]:
         f"One trained detector ({model.get('trained', 'see the JSON file')}), input {shape[0]}x{shape[1]}, "
         f"batch {result['settings']['batch_size']}, measured in one run:",
         "",
-        *_list_table(["precision", "inference (img/s)", "predict (ms)", "mAP@0.5", "mAP@[.5:.95]"], rows,
+        *_list_table(["runtime and precision", "inference (img/s)", "predict (ms)", "mAP@0.5", "mAP@[.5:.95]"], rows,
                      "20 20 20 20 20"),
     ]
+    if ort.get("parity"):
+        parity = ort["parity"]
+        lines += [f"ONNX Runtime {ort.get('onnxruntime_version', '')} ran the detector exported to ONNX "
+                  f"(``detkit export --format onnx``); its detections on the validation set differed from MXNet's "
+                  f"by at most {parity['max_box_error']:.1e} in a box coordinate and {parity['max_score_error']:.1e} "
+                  f"in a score, with {parity['images_with_other_detections']} images whose detections differ. Its "
+                  "INT8 is ONNX Runtime's static quantization (QDQ, per channel), calibrated on training images.", ""]
+    elif "skipped" in ort:
+        lines += [f"ONNX Runtime was not measured: {ort['skipped']}.", ""]
     bf16 = precision.get("bf16") or {}
     if "network_img_s" in bf16:
         ratio = bf16["network_img_s"] / bf16["fp32_network_img_s"]
