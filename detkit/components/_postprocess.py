@@ -166,20 +166,19 @@ class MultiBoxDetectionPostProcessor(PostProcessor):
         keep = g.op("ScatterND", [g.op("ConstantOfShape", [g.op("Shape", [top_scores])],
                                        value=g.onnx.helper.make_tensor("zero", 1, [1], [0.0])), where, ones])
 
+        if self.clip:  # after suppression, as hybrid_forward: clipped, and a box left without area dropped
+            finite = g.op("Equal", [g.op("Sub", [top_boxes, top_boxes]), g.const(0.0)])  # NaN/inf stay as they are
+            top_boxes = g.op("Where", [finite, g.op("Clip", [top_boxes, g.const(0.0), g.const(1.0)]), top_boxes])
+            low, high = g.op("Split", [top_boxes, g.const([2, 2], int64)], outputs=2, axis=2)  # (B, K, 2) each
+            flat = g.op("Cast", [g.op("LessOrEqual", [high, low])], to=1)  # (B, K, 2): 1 where no width/height
+            has_area = g.op("Sub", [g.const(1.0), g.op("ReduceMax", [flat], axes=[2], keepdims=0)])  # (B, K)
+            keep = g.op("Mul", [keep, has_area])
+
         # The kept rows first, in score order, then rows of -1.
         rows = g.op("Concat", [g.op("Unsqueeze", [top_ids, g.const([2], int64)]),
                                g.op("Unsqueeze", [top_scores, g.const([2], int64)]), top_boxes], axis=2)  # (B, K, 6)
         kept_rows = g.op("Greater", [g.op("Unsqueeze", [keep, g.const([2], int64)]), g.const(0.5)])
         rows = g.op("Where", [kept_rows, rows, g.const(-1.0)])
-        if self.clip:  # after suppression, as hybrid_forward: clipped, and a box left without area dropped
-            ids, row_scores, row_boxes = g.op("Split", [rows, g.const([1, 1, 4], int64)], outputs=3, axis=2)
-            finite = g.op("Equal", [g.op("Sub", [row_boxes, row_boxes]), g.const(0.0)])  # NaN/inf stay
-            row_boxes = g.op("Where", [finite, g.op("Clip", [row_boxes, g.const(0.0), g.const(1.0)]), row_boxes])
-            low, high = g.op("Split", [row_boxes, g.const([2, 2], int64)], outputs=2, axis=2)  # (B, K, 2) each
-            flat = g.op("Cast", [g.op("LessOrEqual", [high, low])], to=1)  # (B, K, 2): 1 where no width/height
-            degenerate = g.op("Greater", [g.op("ReduceMax", [flat], axes=[2], keepdims=1), g.const(0.5)])
-            ids = g.op("Where", [degenerate, g.const(-1.0), ids])  # (B, K, 1)
-            rows = g.op("Concat", [ids, row_scores, row_boxes], axis=2)  # (B, K, 6)
         position = g.op("Cast", [g.op("Range", [g.const(0, int64), g.op("Squeeze", [count]), g.const(1, int64)])],
                         to=1)  # (K,)
         later = g.op("Mul", [g.op("Sub", [g.const(1.0), keep]), g.op("Cast", [count], to=1)])
