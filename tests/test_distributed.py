@@ -85,7 +85,8 @@ def test_two_workers_end_with_identical_weights_statistics_and_history(job) -> N
         assert "map_50" in record
     # One writer: complete checkpoints, nothing half-written, the history of the job.
     checkpoints = job / "whole" / "checkpoints"
-    names = sorted(p.name for p in checkpoints.iterdir() if p.name != ".detkit.lock")  # rank 0's lock stays
+    # rank 0's lock and the folder's manifest stay (the folder rule)
+    names = sorted(p.name for p in checkpoints.iterdir() if p.name not in (".detkit.lock", ".detkit-manifest.json"))
     assert names in (["best.json", "epoch-0001", "epoch-0002", "last.json"], ["best.json", "epoch-0002", "last.json"])
     state = json.loads((checkpoints / "epoch-0002" / "state.json").read_text())
     assert state["history"] == histories[0] and state["settings"]["workers"] == 2

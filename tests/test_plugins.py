@@ -135,8 +135,9 @@ def test_builtins_are_a_plugin_registered_through_the_same_hooks(site) -> None:
     first = detkit.list_plugins()[0]
     assert (first.name, first.distribution, first.status) == ("detkit.components", "gluon-detkit", "active")
     assert first.components == {
-        "backbone": ["toy"], "anchor_generator": ["multibox_prior"], "target_assigner": ["multibox_target"],
-        "loss": ["focal_smooth_l1"], "post_processor": ["multibox_detection"]}
+        "backbone": ["toy"], "anchor_generator": ["multibox_prior", "gluoncv_anchors"],
+        "target_assigner": ["multibox_target"], "loss": ["focal_smooth_l1"],
+        "post_processor": ["multibox_detection", "gluoncv_decoder"]}
     manager = detkit.get_plugin_manager()
     assert manager.get_plugin("detkit.components") is detkit.components
     plugins = [impl.plugin for impl in manager.hook.register_backbones.get_hookimpls()]

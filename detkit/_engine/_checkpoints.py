@@ -141,8 +141,8 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         ("history", lambda v: isinstance(v, list) and len(v) == state.get("epoch", -2) + 1 and all(
             isinstance(r, dict) and isinstance(r.get("loss"), (int, float)) and not isinstance(r["loss"], bool)
             and math.isfinite(r["loss"]) and all(
-                isinstance(name, str) and (value is None or (isinstance(value, (int, float))
-                                                            and not isinstance(value, bool)))
+                isinstance(name, str) and (value is None or (isinstance(value, bool) if name == "validated" else (
+                    isinstance(value, (int, float)) and not isinstance(value, bool))))
                 for name, value in r.items()) for r in v)),
         ("settings", lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v)),
     ):
