@@ -10,7 +10,7 @@ import pytest
 
 import detkit
 from detkit import OnnxDetector, SSDDetector
-from detkit.errors import CheckpointError, ExportError, InputError
+from detkit.errors import CheckpointError, ExportError, InputError, StorageError
 from detkit.testing import compare_detections
 
 pytest.importorskip("onnxruntime")
@@ -220,3 +220,23 @@ def test_export_leaves_the_detectors_own_graphs_alone(tmp_path) -> None:
     detector.export(tmp_path, format="onnx")
     assert detector.network._cached_graph is graph and detector.hybridized
     np.testing.assert_array_equal(detector.detect(images).asnumpy(), before)
+
+
+def test_an_export_is_one_generation_of_its_folder_and_never_touches_a_users_file(tmp_path) -> None:
+    detector = _detector("toy")
+    out = tmp_path / "onnx"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    detector.export(out, format="onnx")
+    detector.export(out, format="onnx")  # over the earlier export: replaced as a whole
+    assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
+        ["detector.json", "detector.onnx", "notes.txt"]
+    OnnxDetector.load(out)
+    # A file of the user's under the export's name is refused, not replaced.
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "detector.onnx").write_bytes(b"not detkit's")
+    with pytest.raises(StorageError, match="detector.onnx"):
+        detector.export(theirs, format="onnx")
+    assert (theirs / "detector.onnx").read_bytes() == b"not detkit's"

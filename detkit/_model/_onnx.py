@@ -20,7 +20,7 @@ import numpy as np
 from mxnet import gluon
 
 from .._base import (
-    atomic_outputs,
+    folder_generation,
     distribution_version,
     file_digest,
     make_dirs,
@@ -35,12 +35,14 @@ from ..errors import ExportError, InputError
 if TYPE_CHECKING:
     from ._detector import SSDDetector
 
-__all__ = ["ONNX_FILE", "ONNX_FORMAT", "ONNX_INPUT", "ONNX_MANIFEST", "ONNX_OPSET", "ONNX_OUTPUT", "OUTPUT_LAYOUT",
+__all__ = ["ONNX_FILE", "ONNX_FORMAT", "ONNX_INPUT", "ONNX_KIND", "ONNX_MANIFEST", "ONNX_OPSET", "ONNX_OUTPUT", "OUTPUT_LAYOUT",
            "export_onnx"]
 
 #: The files of an exported detector: the graph, and its description (written last).
 ONNX_FILE = "detector.onnx"
 ONNX_MANIFEST = "detector.json"
+#: The kind of folder an ONNX export is, in its folder manifest.
+ONNX_KIND = "onnx-detector"
 #: The ``format`` of an ONNX export's ``detector.json``.
 ONNX_FORMAT = "detkit-onnx/1"
 ONNX_INPUT = "data"
@@ -162,7 +164,9 @@ def export_onnx(detector: SSDDetector, directory: Path, height: int, width: int)
     except onnx.checker.ValidationError as error:
         raise ExportError(f"The ONNX graph of {_provider(detector, 'post_processor')} is not valid: {error}") from None
     graph_file, manifest_file = directory / ONNX_FILE, directory / ONNX_MANIFEST
-    with atomic_outputs([graph_file, manifest_file]) as (graph_staged, manifest_staged):
+    # One generation of the folder (see detkit._base._folder): the old export or the new one, under any kill.
+    with folder_generation(directory, ONNX_KIND, purpose="an ONNX export") as generation:
+        graph_staged, manifest_staged = generation.path(ONNX_FILE), generation.path(ONNX_MANIFEST)
         with storage_errors(graph_file):
             onnx.save(model, str(graph_staged))
         manifest = {

@@ -14,17 +14,18 @@ import numpy as np
 
 from .._base import (
     PathLike,
-    atomic_outputs,
     check_bool,
     check_positive_int,
     file_digest,
+    folder_generation,
     require_onnx,
     require_onnxruntime,
+    resolve,
     scratch_folder,
     storage_errors,
 )
 from ..errors import CheckpointError, InputError
-from ._onnx import ONNX_FILE, ONNX_FORMAT, ONNX_MANIFEST
+from ._onnx import ONNX_FILE, ONNX_FORMAT, ONNX_KIND, ONNX_MANIFEST
 from ._predict import predict
 from ._quantize import calibration_batches
 
@@ -104,7 +105,7 @@ class OnnxDetector:
             check_positive_int("threads", threads)
         check_bool("spinning", spinning)
         directory = Path(directory)
-        manifest_path, graph_path = directory / ONNX_MANIFEST, directory / ONNX_FILE
+        manifest_path, graph_path = resolve(directory, ONNX_MANIFEST), resolve(directory, ONNX_FILE)
         if not manifest_path.is_file() or not graph_path.is_file():
             hint = (" It holds a saved MXNet detector: export it first with `detkit export "
                     f"{directory} --format onnx`." if (directory / "detector.yaml").is_file() else "")
@@ -188,7 +189,7 @@ class OnnxDetector:
         onnx = require_onnx()
         from onnxruntime import quantization as q
 
-        source = self.directory / ONNX_FILE
+        source = resolve(self.directory, ONNX_FILE)
         model = onnx.load(str(source))
         excluded = _nodes_after_body(model, self._manifest.get("body_outputs") or [])
 
@@ -207,8 +208,10 @@ class OnnxDetector:
             "calibration": "minmax", "calibration_images": int(sum(len(b) for b in batches)),
             "float32_sha256": manifest["sha256"].get(ONNX_FILE),
         })
-        graph_file, manifest_file = target / ONNX_FILE, target / ONNX_MANIFEST
-        with scratch_folder(target) as scratch, atomic_outputs([graph_file, manifest_file]) as staged:
+        graph_file = target / ONNX_FILE
+        with scratch_folder(target) as scratch, \
+                folder_generation(target, ONNX_KIND, purpose="an INT8 ONNX export") as generation:
+            staged = (generation.path(ONNX_FILE), generation.path(ONNX_MANIFEST))
             with storage_errors(graph_file), _without_preprocessing_advice():
                 q.quantize_static(
                     str(source), str(scratch / "int8.onnx"), _Reader(self._input, batches),
