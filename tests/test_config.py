@@ -396,3 +396,21 @@ def test_predict_a_folder_with_a_progress_bar_and_set_a_component(tmp_path, caps
     assert "holds no image files" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "model"), str(folder), "--set", "backbone.filters=[8]"]) == 2
     assert "COMPONENT one of target_assigner, loss, post_processor" in capsys.readouterr().err
+
+
+def test_a_run_resumes_from_its_own_resolved_config(tmp_path, monkeypatch, capsys) -> None:
+    # The command that an interrupted `detkit train` prints: OUTPUT/config.yaml, written by detkit (listed in
+    # the folder's manifest), may be read and rewritten; a configuration of the user's there may not.
+    monkeypatch.chdir(tmp_path)
+    tiny = ["--set", "data.num_train=8", "--set", "data.num_val=2", "--set", "data.image_size=64",
+            "--set", "model.data_shape=64", "--set", "train.batch_size=8", "--set", "train.quiet=true",
+            "--set", "train.num_pictures=0", "--set", "data.root=d", "--set", "train.epochs=2"]
+    assert main(["train", "--preset", "fast", *tiny, "--set", "train.output_dir=out"]) == 0
+    assert main(["train", "out/config.yaml", "--set", "train.resume=true"]) == 0
+    assert "trained 2 epochs" in capsys.readouterr().out
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("# mine\npreset: fast\ntrain: {output_dir: mine}\n")
+    assert main(["train", str(mine / "config.yaml"), *tiny[:-2]]) == 2
+    assert "would write the resolved configuration over" in capsys.readouterr().err
+    assert (mine / "config.yaml").read_text().startswith("# mine")
