@@ -219,3 +219,9 @@ def test_train_fine_tunes_an_imported_detector_from_model_init(tmp_path) -> None
     with pytest.raises(ConfigError) as caught:
         run_config(preset("fast", settings[:-1] + [f"model.init={tmp_path / 'nothing'}"]))
     assert caught.value.key == "model.init"
+
+
+def test_a_class_list_given_as_one_string_is_refused(tmp_path) -> None:
+    (tmp_path / "net.params").write_bytes(b"")  # refused before it is read
+    with pytest.raises(InputError, match="classes"):
+        detkit.import_gluoncv(tmp_path / "net.params", name="ssd_512_mobilenet1.0_custom", classes="dog")

@@ -52,7 +52,9 @@ class _Deadline:
     @staticmethod
     def _shut(sock: Any) -> None:
         try:
-            sock.shutdown(socket.SHUT_RDWR)
+            # The plain socket's shutdown: ssl.SSLSocket's would unwrap the TLS layer, and the next read
+            # would then raise a ValueError instead of the OSError that ends the download with its message.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
         except OSError:
             pass
 

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ..errors import InputError, StorageError
-from ._io import PathLike, fsync_dir, make_dirs, storage_error
+from ._io import PathLike, _fsync_tree, fsync_dir, make_dirs, storage_error
 from ._lock import LOCK_FILE, folder_lock
 from ._safe_load import load_json_file
 
@@ -308,14 +308,6 @@ class Generation:
     def names(self) -> list[str]:
         """The names written so far by this generation."""
         return list(self._names)
-
-
-def _fsync_tree(path: Path) -> None:
-    for root, _, files in os.walk(path, topdown=False):
-        for name in files:
-            with open(Path(root) / name, "rb") as handle:
-                os.fsync(handle.fileno())
-        fsync_dir(root)
 
 
 @contextlib.contextmanager

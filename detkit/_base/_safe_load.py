@@ -39,8 +39,13 @@ def depth(value: Any) -> int:
     """How deeply ``value`` nests lists and dicts (a scalar is 0), counted without recursion."""
     deepest = 0
     stack = [(value, 1)]
+    seen: set[int] = set()  # YAML aliases share containers: each is walked once (no alias bomb)
     while stack:
         item, level = stack.pop()
+        if isinstance(item, (dict, list, tuple)):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
         if isinstance(item, dict):
             children = list(item.values()) + list(item.keys())
         elif isinstance(item, (list, tuple)):

@@ -14,7 +14,7 @@ import mxnet as mx
 import yaml
 from tqdm.auto import tqdm
 
-from .._base import check_output, check_positive_int, json_text, owned_files
+from .._base import check_output, check_positive_int, json_text, load_yaml, owned_files
 from .._config import load_config
 from .._engine import evaluate, evaluate_detections, is_lead_worker
 from .._engine._detections import check_results_path, coco_entries, coco_ids_for, write_coco_results
@@ -175,8 +175,8 @@ def _load_detector(args: argparse.Namespace, model: str) -> SSDDetector | OnnxDe
                 f"e.g. post_processor.nms_threshold=0.3; got {item!r} instead."
             )
         try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as error:
+            value = load_yaml(text)  # numbers as users write them (1e-3), nesting bounded
+        except (yaml.YAMLError, ValueError) as error:
             raise InputError(f"The --set option {item!r} has a value that is not YAML: {error}") from None
         swaps.setdefault(kind, {})[name] = value
     return SSDDetector.load(model, **cast(Any, swaps))

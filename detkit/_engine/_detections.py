@@ -185,6 +185,8 @@ def _read_coco(path: Path, truth: GroundTruth) -> list[np.ndarray]:
         entries = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: cannot be read ({error})") from None
+    except RecursionError:
+        raise DataError(f"{path}: nests lists or objects too deeply; {fix}") from None
     except ValueError as error:
         raise DataError(f"{path}: not valid JSON ({error}); {fix}") from None
     if isinstance(entries, dict) and "annotations" in entries:

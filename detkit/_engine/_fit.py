@@ -436,10 +436,9 @@ def _average_statistics(coordinator: Coordinator, weights: gluon.ParameterDict) 
     statistics = [p for p in weights.values() if p.grad_req == "null"]
     if not statistics:
         return
-    # Every step of the epoch finished first, and the new values in place before the next step: a
-    # hybridized (static_alloc) step on several devices does not order its statistics' updates against
-    # other reads and writes of them in MXNet's engine (measured: 4-65 % off on the second device).
-    mx.nd.waitall()
+    # train_epoch waited for every step of the epoch; the new values are in place before the next step
+    # (below): a hybridized (static_alloc) step on several devices does not order its statistics' updates
+    # against other reads and writes of them in MXNet's engine (measured: 4-65 % off on the second device).
     local = [sum(d.asnumpy().astype(np.float64) for d in p.list_data()) for p in statistics]
     # The device count travels with the sums: workers may hold different numbers of devices.
     devices = float(len(statistics[0].list_data()))

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Optional, Sequence
 import mxnet as mx
 from mxnet.gluon import nn
 
-from .._base import PathLike, check_size
+from .._base import PathLike, check_classes, check_size
 from .._pretrained import GLUONCV_SSD_SHA1, gluoncv_model_file
 from ..data._voc import VOC_CLASSES
 from ..errors import CheckpointError, InputError
@@ -178,6 +178,7 @@ def import_gluoncv(
             raise InputError(f"The 'classes' argument is needed for {name}: a custom GluonCV network's file does "
                              "not name its classes; give them in the network's order.")
         classes = _DATASET_CLASSES[dataset]
+    classes = check_classes(classes)  # before anything reads it: a plain string is no list of names
     values = _read(path)
     shape = check_size("data_shape", data_shape) if data_shape is not None else (spec["size"], spec["size"])
     detector = SSDDetector(

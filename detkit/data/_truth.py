@@ -220,10 +220,11 @@ def coco_truth(json_path: PathLike) -> GroundTruth:
     rows: dict[Any, list] = {image_id: [] for image_id in images}
     for k, ann in enumerate(data["annotations"]):
         where = f"{json_path}: annotation {k}"
-        if not isinstance(ann, dict) or ann.get("image_id") not in images or not pack_is_id(ann.get("image_id")):
+        # The id's type first: a list or a mapping is no key of ``images``.
+        if not isinstance(ann, dict) or not pack_is_id(ann.get("image_id")) or ann.get("image_id") not in images:
             raise DataError(f"{where}: no image with image_id "
                             f"{ann.get('image_id') if isinstance(ann, dict) else None!r}")
-        if ann.get("category_id") not in class_of or not pack_is_id(ann.get("category_id")):
+        if not pack_is_id(ann.get("category_id")) or ann.get("category_id") not in class_of:
             raise DataError(f"{where}: unknown category_id {ann.get('category_id')!r}; the categories are "
                             f"{category_ids}")
         bbox = ann.get("bbox")

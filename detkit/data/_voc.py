@@ -111,11 +111,11 @@ class _Split(NamedTuple):
 
 def _check_split_file(root: Path, path: Path) -> None:
     """Refuse a split list that is not a regular file of the dataset (a pipe, a folder, a link out of it)."""
-    if path.is_symlink():
-        target = path.resolve()
-        if root.resolve() not in target.parents:
-            raise DataError(f"{path}: is a symbolic link to a file outside {root}; detkit reads split lists of the "
-                            "dataset only: copy the list into ImageSets/Main instead of linking it.")
+    # Resolved whole: a linked ImageSets/ or Main/ folder leads out of the dataset as a linked file does.
+    if root.resolve() not in path.resolve().parents:
+        raise DataError(f"{path}: is a symbolic link to a file outside {root} (or lies in a linked folder); detkit "
+                        "reads split lists of the dataset only: copy the list into ImageSets/Main instead of linking "
+                        "it.")
     try:
         mode = os.stat(path).st_mode
     except OSError as error:

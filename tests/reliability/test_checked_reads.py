@@ -222,3 +222,21 @@ def test_a_split_list_that_links_out_of_the_dataset_or_is_a_pipe_is_named(tmp_pa
     os.mkfifo(root / "ImageSets" / "Main" / "val.txt")
     with pytest.raises(DataError, match="is a named pipe"):
         _read_split(root, "val")
+    # A linked folder leads out of the dataset as a linked file does.
+    other = tmp_path / "voc2"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "train.txt").write_text("the first line of another file\n")
+    (other / "ImageSets").mkdir(parents=True)
+    (other / "ImageSets" / "Main").symlink_to(elsewhere)
+    with pytest.raises(DataError, match="outside"):
+        _read_split(other, "train")
+
+
+def test_yaml_aliases_are_walked_once_not_once_per_path() -> None:
+    # Nine levels of nine aliases each: 9**9 paths, nine containers. A walk per path would hang.
+    lines = ["l0: &l0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    from detkit._base import load_yaml
+
+    assert len(load_yaml("\n".join(lines))["l8"]) == 9
