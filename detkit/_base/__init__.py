@@ -22,7 +22,18 @@ from ._io import (
     storage_error,
     storage_errors,
 )
-from ._folder import MANIFEST_FILE, Generation, check_output, folder_generation, owned_files, read_manifest, resolve, settle
+from ._folder import (
+    MANIFEST_FILE,
+    FolderSnapshot,
+    Generation,
+    check_output,
+    folder_generation,
+    owned_files,
+    read_consistent,
+    read_manifest,
+    resolve,
+    settle,
+)
 from ._lock import folder_lock
 from ._native_log import QUANTIZATION_NOISE, native_stderr_filtered
 from ._safe_load import load_json_file, load_json_text, load_yaml
@@ -34,6 +45,7 @@ __all__ = [
     "Generation",
     "MANIFEST_FILE",
     "FetchFailed",
+    "FolderSnapshot",
     "LabelledBox",
     "ONNX_INSTALL_HINT",
     "OnnxNodes",
@@ -68,6 +80,7 @@ __all__ = [
     "native_stderr_filtered",
     "owned_files",
     "publish",
+    "read_consistent",
     "read_manifest",
     "require_onnx",
     "require_onnxruntime",

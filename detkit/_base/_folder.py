@@ -44,15 +44,15 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
 
 from ..errors import InputError, StorageError
 from ._io import PathLike, _fsync_tree, fsync_dir, make_dirs, storage_error
 from ._lock import LOCK_FILE, folder_lock
 from ._safe_load import load_json_file
 
-__all__ = ["MANIFEST_FILE", "Generation", "check_output", "folder_generation", "owned_files", "read_manifest",
-           "resolve", "settle"]
+__all__ = ["MANIFEST_FILE", "FolderSnapshot", "Generation", "check_output", "folder_generation", "owned_files",
+           "read_consistent", "read_manifest", "resolve", "settle"]
 
 #: The manifest of a folder that detkit writes results into: the files it made there.
 MANIFEST_FILE = ".detkit-manifest.json"
@@ -147,6 +147,72 @@ def resolve(folder: PathLike, name: str) -> Path:
         if os.path.lexists(staged):
             return staged
     return folder / name
+
+
+class FolderSnapshot:
+    """The committed generation of a folder as one reading of its manifest saw it: every name of a load from it.
+
+    :func:`resolve` reads the manifest anew for each name, so a load that reads
+    two files of a folder while another process saves into it could pair one
+    generation's ``detector.yaml`` with the other's weights. A load reads every
+    name through one snapshot (:meth:`path`), then asks :meth:`changed`: a
+    manifest that differs from the one the snapshot read means a write committed
+    or moved files meanwhile, and the load is repeated (:func:`read_consistent`).
+    """
+
+    def __init__(self, folder: PathLike) -> None:
+        self.folder = Path(folder)
+        self._manifest = self._read()
+
+    def _read(self) -> dict[str, Any] | None:
+        try:
+            return read_manifest(self.folder)
+        except (StorageError, OSError):
+            return None
+
+    def path(self, name: str) -> Path:
+        """Where to read ``name`` of the generation this snapshot saw (as :func:`resolve`, from its one manifest)."""
+        manifest = self._manifest
+        if manifest is not None and manifest["moving"] and name in manifest["moving"]["names"]:
+            staged = self.folder / manifest["moving"]["stage"] / name
+            if os.path.lexists(staged):
+                return staged
+        return self.folder / name
+
+    def changed(self) -> bool:
+        """Whether the folder's manifest now differs from the one this snapshot read (a write came between)."""
+        return self._read() != self._manifest
+
+
+_T = TypeVar("_T")
+_READ_ATTEMPTS = 8
+
+
+def read_consistent(folder: PathLike, load: Callable[[FolderSnapshot], _T]) -> _T:
+    """``load(snapshot)`` of ``folder``, repeated until no write into the folder came between its reads.
+
+    ``load`` reads every file of the folder through ``snapshot.path(name)``. When the
+    manifest changed while it ran (another process committed a generation or moved
+    its files into place), what it read may mix two generations: it runs again on a
+    fresh snapshot, and an error it raised then counts only if the folder did not change.
+
+    Raises
+    ------
+    StorageError
+        If the folder changed during every one of several attempts (another process keeps writing into it).
+    """
+    for _ in range(_READ_ATTEMPTS):
+        snapshot = FolderSnapshot(folder)
+        try:
+            result = load(snapshot)
+        except Exception:
+            if snapshot.changed():
+                continue
+            raise
+        if not snapshot.changed():
+            return result
+    raise StorageError(f"{folder} changed while it was read, {_READ_ATTEMPTS} times (another process keeps saving "
+                       "into it); read it again once that process has finished writing.")
 
 
 def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Mapping, cast
 
 import mxnet as mx
 from mxnet import gluon
 from tqdm.auto import tqdm
 
-from .._base import PathLike, resolve
+from .._base import FolderSnapshot, PathLike, read_consistent
 from .._model import SSDDetector, check_saved_weights
 from ..errors import CheckpointError, NonFiniteLossError, TrainingError
 from ._checkpoints import CHECKPOINT_FORMAT, Checkpoints, check_resumable, read_checkpoint
@@ -177,29 +178,40 @@ class Checkpointing(Callback):
         """Load the last checkpoint's weights into ``detector``; return ``(seed, next epoch, history)``."""
         if self.coordinator is None or self.coordinator.rank == 0:  # the writer, who holds the lock
             self.checkpoints.settle()  # a write of a run that was killed: finished or cleaned (fit holds the lock)
-        last = self.checkpoints.path("last")
+        # The pointer, the checkpoint's state, configuration and weights: all of one generation of the directory.
+        loaded = read_consistent(self.checkpoints.directory, lambda snapshot: self._read_last(snapshot, detector))
+        if loaded is None:
+            if self.resume and not self.quiet:
+                print_line(f"no checkpoint in {self.checkpoints.directory}: training starts at epoch 1")
+            return None
+        last, state = loaded
+        self._resume_from = last
+        self._epochs_done = int(state["epoch"]) + 1
+        history = History(state["history"])
+        self._best = max((_score(r, self.validating) for r in history.records), default=-math.inf)
+        return int(state["seed"]), int(state["epoch"]) + 1, history
+
+    def _read_last(self, snapshot: FolderSnapshot, detector: SSDDetector) -> tuple[Path, dict[str, Any]] | None:
+        """The last checkpoint (as ``snapshot`` of the checkpoint directory saw it) and its state, its weights
+        loaded into ``detector``; ``None`` without one."""
+        last = self.checkpoints.path("last", snapshot)
         if last is not None and not self.resume:
             raise CheckpointError(
                 f"{self.checkpoints.directory} holds the checkpoints of an earlier run (last: {last.name}); "
                 "pass resume=True to continue it, or choose another checkpoint directory."
             )
         if last is None:
-            if self.resume and not self.quiet:
-                print_line(f"no checkpoint in {self.checkpoints.directory}: training starts at epoch 1")
             return None
         state = read_checkpoint(last)
         check_resumable(last, state, detector, self.settings)
-        check_saved_weights(last)
-        weights = resolve(last, "network.params")
+        checkpoint = FolderSnapshot(last)  # the checkpoint's own folder: its weights and their checksums together
+        check_saved_weights(last, checkpoint)
+        weights = checkpoint.path("network.params")
         try:
             detector.network.load_parameters(str(weights), ctx=detector.ctx)
         except (mx.base.MXNetError, AssertionError, ValueError) as error:
             raise CheckpointError(f"The weights in {weights} cannot be read: {error}") from error
-        self._resume_from = last
-        self._epochs_done = int(state["epoch"]) + 1
-        history = History(state["history"])
-        self._best = max((_score(r, self.validating) for r in history.records), default=-math.inf)
-        return int(state["seed"]), int(state["epoch"]) + 1, history
+        return last, state
 
     def attach(self, trainer: gluon.Trainer, seed: int, history: History, images_per_epoch: int | None = None) -> None:
         """Use ``trainer`` for the checkpoints of this run (seeded ``seed``); load its states when resuming.

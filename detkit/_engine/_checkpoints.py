@@ -10,7 +10,17 @@ from typing import Any, Mapping
 
 from mxnet import gluon
 
-from .._base import PathLike, folder_generation, load_json_file, load_json_text, resolve, settle, storage_errors
+from .._base import (
+    FolderSnapshot,
+    PathLike,
+    folder_generation,
+    load_json_file,
+    load_json_text,
+    read_consistent,
+    resolve,
+    settle,
+    storage_errors,
+)
 from .._model import SSDDetector, read_detector_config
 from ..errors import CheckpointError, StorageError
 from ._optimizer_state import OPTIMIZER_FILE, save_optimizer_state
@@ -42,9 +52,15 @@ class Checkpoints:
     def _pointer(self, which: str) -> Path:
         return self.directory / f"{which}.json"
 
-    def path(self, which: str) -> Path | None:
-        """The checkpoint that ``last.json`` or ``best.json`` names, or ``None`` without a pointer."""
-        pointer = resolve(self.directory, f"{which}.json")
+    def path(self, which: str, snapshot: FolderSnapshot | None = None) -> Path | None:
+        """The checkpoint that ``last.json`` or ``best.json`` names, or ``None`` without a pointer.
+
+        The pointer and the folder it names are read from one snapshot of the directory's manifest:
+        ``snapshot`` (that of a caller that reads more of the directory), else one of this call's own.
+        """
+        if snapshot is None:
+            return read_consistent(self.directory, lambda own: self.path(which, own))
+        pointer = snapshot.path(f"{which}.json")
         if not pointer.is_file():
             return None
         try:
@@ -58,7 +74,7 @@ class Checkpoints:
                 f"{pointer} points to {name!r}, which is not a checkpoint folder of {self.directory}; "
                 "delete the pointer or restore it from a good copy."
             )
-        path = resolve(self.directory, name)
+        path = snapshot.path(name)
         if not (path / STATE_FILE).is_file():
             raise CheckpointError(f"{pointer} points to {path}, which holds no complete checkpoint")
         return path

@@ -14,6 +14,7 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 from .._base import (
+    FolderSnapshot,
     PathLike,
     atomic_outputs,
     atomic_write_text,
@@ -27,7 +28,7 @@ from .._base import (
     load_yaml,
     make_dirs,
     owned_files,
-    resolve,
+    read_consistent,
     scratch_folder,
     storage_errors,
 )
@@ -632,8 +633,15 @@ class SSDDetector:
                 f"network); got {', '.join(unknown)}. The backbone and the anchor generator shape the saved weights."
             )
         directory = Path(directory)
-        config_path = resolve(directory, _CONFIG_FILE)
-        params_path = resolve(directory, _PARAMS_FILE)
+        # Every file through one snapshot of the folder's manifest, again if a save came between (one generation).
+        return read_consistent(directory, lambda snapshot: cls._load(snapshot, ctx, hybridize, components))
+
+    @classmethod
+    def _load(cls, snapshot: FolderSnapshot, ctx: mx.Context | None, hybridize: bool,
+              components: Mapping[str, ComponentSpec]) -> SSDDetector:
+        directory = snapshot.folder
+        config_path = snapshot.path(_CONFIG_FILE)
+        params_path = snapshot.path(_PARAMS_FILE)
         _check_saved_files(directory, config_path, params_path)
         config = read_detector_config(config_path)
         if not isinstance(config, dict) or config.get("format") != DETECTOR_FORMAT:
@@ -672,18 +680,18 @@ class SSDDetector:
             if "'ctx'" in str(error) or "'hybridize'" in str(error):
                 raise
             raise CheckpointError(f"{config_path} describes a detector that cannot be built: {error}") from None
-        _check_sha256(directory, config.get("sha256"), config_path)
+        _check_sha256(directory, config.get("sha256"), config_path, snapshot)
         try:
             detector.network.load_parameters(str(params_path), ctx=detector.ctx)
             for kind in ("target_assigner", "loss", "post_processor"):
-                extra = resolve(directory, f"{kind}.params")
+                extra = snapshot.path(f"{kind}.params")
                 if extra.is_file() and swaps[kind] is None:  # a swapped component keeps its own
                     detector._components[kind].load_parameters(str(extra), ctx=detector.ctx)
         except (mx.base.MXNetError, AssertionError, ValueError) as error:
             raise CheckpointError(f"The weights in {params_path} do not fit the configuration: {error}") from error
         precision = config.get("precision", "float32")
         if precision == "int8":
-            symbol_file, int8_params = (resolve(directory, f"{_INT8_PREFIX}{suffix}") for suffix in _EXPORT_SUFFIXES)
+            symbol_file, int8_params = (snapshot.path(f"{_INT8_PREFIX}{suffix}") for suffix in _EXPORT_SUFFIXES)
             if not symbol_file.is_file() or not int8_params.is_file():
                 raise CheckpointError(
                     f"{directory} holds an INT8 detector without its quantized network ({symbol_file.name}, "
@@ -780,11 +788,20 @@ def file_sha256(path: PathLike) -> str:
     return file_digest(path, "sha256")
 
 
-def check_saved_weights(directory: PathLike) -> None:
-    """Refuse the weight files of a saved detector (or checkpoint) that differ from their recorded SHA-256."""
-    config_path = resolve(directory, _CONFIG_FILE)
-    config = read_detector_config(config_path)
-    _check_sha256(Path(directory), config.get("sha256"), config_path)
+def check_saved_weights(directory: PathLike, snapshot: FolderSnapshot | None = None) -> None:
+    """Refuse the weight files of a saved detector (or checkpoint) that differ from their recorded SHA-256.
+
+    ``snapshot``: the one snapshot of ``directory`` a caller reads the weights through (else one of this call's own).
+    """
+    def check(snapshot: FolderSnapshot) -> None:
+        config_path = snapshot.path(_CONFIG_FILE)
+        config = read_detector_config(config_path)
+        _check_sha256(snapshot.folder, config.get("sha256"), config_path, snapshot)
+
+    if snapshot is not None:
+        check(snapshot)
+    else:
+        read_consistent(directory, check)
 
 
 def read_detector_config(config_path: Path) -> dict[str, Any]:
@@ -829,7 +846,7 @@ def _legacy_detector_files(directory: Path) -> list[str]:
     return names
 
 
-def _check_sha256(directory: Path, checksums: Any, config_path: Path) -> None:
+def _check_sha256(directory: Path, checksums: Any, config_path: Path, snapshot: FolderSnapshot) -> None:
     """Refuse a weight file whose SHA-256 differs from the one ``detector.yaml`` recorded at save.
 
     Detectors saved before checksums were recorded have none and load as they are.
@@ -845,7 +862,7 @@ def _check_sha256(directory: Path, checksums: Any, config_path: Path) -> None:
         raise CheckpointError(f"{config_path} is not a valid saved detector: 'sha256' must map weight files to "
                               "their SHA-256.")
     for name, expected in checksums.items():
-        path = resolve(directory, name)
+        path = snapshot.path(name)
         if not path.is_file():  # missing, or a pipe that would block the read
             raise CheckpointError(f"The weights {path} that {config_path.name} lists are missing or not a file.")
         try:

@@ -13,12 +13,14 @@ import mxnet as mx
 import numpy as np
 
 from .._base import (
+    FolderSnapshot,
     PathLike,
     check_bool,
     check_positive_int,
     file_digest,
     folder_generation,
     require_onnx,
+    read_consistent,
     require_onnxruntime,
     resolve,
     scratch_folder,
@@ -105,7 +107,13 @@ class OnnxDetector:
             check_positive_int("threads", threads)
         check_bool("spinning", spinning)
         directory = Path(directory)
-        manifest_path, graph_path = resolve(directory, ONNX_MANIFEST), resolve(directory, ONNX_FILE)
+        # Both files through one snapshot of the folder's manifest, again if an export came between (one generation).
+        return read_consistent(directory, lambda snapshot: cls._load(snapshot, ort, threads, spinning))
+
+    @classmethod
+    def _load(cls, snapshot: FolderSnapshot, ort: Any, threads: int | None, spinning: bool) -> OnnxDetector:
+        directory = snapshot.folder
+        manifest_path, graph_path = snapshot.path(ONNX_MANIFEST), snapshot.path(ONNX_FILE)
         if not manifest_path.is_file() or not graph_path.is_file():
             hint = (" It holds a saved MXNet detector: export it first with `detkit export "
                     f"{directory} --format onnx`." if (directory / "detector.yaml").is_file() else "")

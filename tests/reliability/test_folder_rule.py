@@ -224,3 +224,60 @@ def test_pruning_checkpoints_reads_the_manifest_and_keeps_the_users_copies(work,
     for mine in ("epoch-0001-backup", "epoch-notes", "epoch-9999"):
         assert mine in names
     assert (checkpoints / "epoch-0001-backup" / "note.txt").read_bytes() == USER_BYTES
+
+
+# --------------------------------------------------------------- reads during a save
+
+
+def test_a_load_during_a_save_reads_one_generation(tmp_path, monkeypatch) -> None:
+    """A save that commits between the load's read of detector.yaml and of the weights: the load is of one save."""
+    import detkit._model._detector as detector_module
+
+    folder = tmp_path / "model"
+    child.detector(1).save(folder)
+    newer = child.detector(2)
+    read = detector_module.read_detector_config
+    saves = []
+
+    def read_then_save(path: Path):
+        config = read(path)
+        if not saves:  # once: the configuration of the first save is read, then the second commits
+            saves.append(newer.save(folder))
+        return config
+
+    monkeypatch.setattr(detector_module, "read_detector_config", read_then_save)
+    loaded = SSDDetector.load(folder, hybridize=False)
+    assert saves
+    mine, theirs = loaded.network.collect_params().values(), newer.network.collect_params().values()
+    assert len(mine) == len(theirs)
+    for param, expected in zip(mine, theirs):
+        assert (param.data().asnumpy() == expected.data().asnumpy()).all(), param.name
+
+
+def test_a_snapshot_reads_every_name_from_one_manifest(tmp_path) -> None:
+    """A write committed after the snapshot (its files still staged) is not seen by it; ``changed`` tells."""
+    from detkit._base import FolderSnapshot, folder_generation, read_consistent
+
+    folder = tmp_path / "set"
+    with folder_generation(folder, "test", purpose="a test") as generation:
+        for name in ("a", "b"):
+            generation.path(name).write_text("1")
+    snapshot = FolderSnapshot(folder)
+    assert snapshot.path("a").read_text() == "1" and not snapshot.changed()
+    with folder_generation(folder, "test", purpose="a test") as generation:
+        for name in ("a", "b"):
+            generation.path(name).write_text("2")
+    assert snapshot.changed()
+    reads: list[str] = []
+
+    def load(snap) -> str:
+        text = snap.path("a").read_text()
+        if not reads:  # a third generation commits between the two names of the first attempt
+            with folder_generation(folder, "test", purpose="a test") as generation:
+                for name in ("a", "b"):
+                    generation.path(name).write_text("3")
+        reads.append(text)
+        return text + snap.path("b").read_text()
+
+    assert read_consistent(folder, load) == "33"
+    assert reads == ["2", "3"]
