@@ -242,6 +242,20 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
+def _is_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _kind_clash(target: Path, staged: Path, name: str) -> str | None:
+    """Why the staged ``name`` cannot take ``target``'s place (a folder where a file goes, or a file where a folder
+    goes: one cannot be renamed onto the other), or ``None``."""
+    if not os.path.lexists(target) or _is_folder(target) == _is_folder(staged):
+        return None
+    kinds = ("folder", "file") if _is_folder(target) else ("file", "folder")
+    return f"{target} is a {kinds[0]} where detkit's new {name} is a {kinds[1]}, and detkit does not replace one kind " \
+           "with the other"
+
+
 def _roll_forward(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Finish a committed write: move its staged files into place, remove what it replaced and its stage."""
     moving = manifest["moving"]
@@ -253,9 +267,11 @@ def _roll_forward(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
             if not os.path.lexists(source):
                 continue  # moved before the kill
             target = folder / name
+            clash = _kind_clash(target, source, name)
+            if clash:  # a write of an earlier detkit committed it: the user's move lets the next write finish it
+                raise StorageError(f"{clash}; move {target} away, then write into {folder} again to finish its "
+                                   "committed write.")
             try:
-                if target.is_dir() and not target.is_symlink() and not source.is_dir():
-                    raise StorageError(f"{target} is a folder where detkit's file {name} goes; move it away.")
                 if target.is_dir() and not target.is_symlink():
                     # A folder (a checkpoint) cannot be renamed onto another: move the old one into the stage first.
                     make_dirs(trash)
@@ -463,6 +479,10 @@ def folder_generation(
                 generation._check_free(name)  # a file of the user's that appeared meanwhile
                 if not os.path.lexists(stage / name):
                     raise StorageError(f"{stage / name} was not written; nothing was changed in {folder}.")
+                clash = _kind_clash(folder / name, stage / name, name)
+                if clash:  # refused before the commit: a move that cannot happen would leave the write unfinished
+                    raise StorageError(f"{clash}; move {folder / name} away (or write into another folder), then "
+                                       f"write again: nothing was changed in {folder}.")
             try:
                 _fsync_tree(stage)
             except OSError as error:

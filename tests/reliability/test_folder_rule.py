@@ -281,3 +281,63 @@ def test_a_snapshot_reads_every_name_from_one_manifest(tmp_path) -> None:
 
     assert read_consistent(folder, load) == "33"
     assert reads == ["2", "3"]
+
+
+# --------------------------------------------------------------- a file where a folder goes, and back
+
+
+def _write(folder: Path, name: str, as_folder: bool, text: str) -> None:
+    from detkit._base import folder_generation
+
+    with folder_generation(folder, "test", purpose="a test") as generation:
+        path = generation.path(name)
+        if as_folder:
+            path.mkdir()
+            (path / "inside").write_text(text)
+        else:
+            path.write_text(text)
+
+
+def _listing(folder: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.name != ".detkit.lock"}
+
+
+@pytest.mark.parametrize("old_is_folder", [False, True], ids=["file-then-folder", "folder-then-file"])
+def test_a_generation_that_swaps_a_file_and_a_folder_is_refused_before_its_commit(tmp_path, old_is_folder) -> None:
+    from detkit._base import read_manifest
+
+    folder = tmp_path / "result"
+    _write(folder, "x", old_is_folder, "old")
+    before = _listing(folder)
+    kinds = ("folder", "file") if old_is_folder else ("file", "folder")
+    with pytest.raises(StorageError, match=rf"result/x is a {kinds[0]} where detkit's new x is a {kinds[1]}.*move "
+                                           r".*result/x away .*nothing was changed"):
+        _write(folder, "x", not old_is_folder, "new")
+    assert _listing(folder) == before  # the old generation as it was: no stage, no manifest in "moving"
+    assert read_manifest(folder)["moving"] is None
+    # The fix the message gives: the old one moved away, the write goes through and settles.
+    (folder / "x").rename(tmp_path / "kept")
+    _write(folder, "x", not old_is_folder, "new")
+    manifest = read_manifest(folder)
+    assert manifest["moving"] is None and manifest["files"] == ["x"]
+    assert (folder / "x" / "inside" if not old_is_folder else folder / "x").read_text() == "new"
+    assert not [p for p in folder.iterdir() if p.name.startswith(".detkit-stage-")]
+
+
+def test_a_committed_swap_left_by_an_earlier_detkit_names_the_fix_and_then_finishes(tmp_path) -> None:
+    from detkit._base import read_manifest, settle
+    from detkit._base._folder import MANIFEST_FORMAT
+
+    folder = tmp_path / "result"
+    _write(folder, "x", False, "old")
+    (folder / ".detkit-stage-2" / "x").mkdir(parents=True)  # committed: a folder x waits to replace the file x
+    (folder / ".detkit-stage-2" / "x" / "inside").write_text("new")
+    (folder / MANIFEST_FILE).write_text(json.dumps({
+        "format": MANIFEST_FORMAT, "kind": "test", "generation": 2, "files": ["x"], "remove": [], "pending": None,
+        "moving": {"stage": ".detkit-stage-2", "names": ["x"]}}))
+    with pytest.raises(StorageError, match=r"result/x is a file where .*move .*result/x away, then write"):
+        _write(folder, "y", False, "y")
+    (folder / "x").rename(tmp_path / "kept")
+    settle(folder)
+    assert read_manifest(folder)["moving"] is None and (folder / "x" / "inside").read_text() == "new"
