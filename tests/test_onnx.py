@@ -240,3 +240,23 @@ def test_an_export_is_one_generation_of_its_folder_and_never_touches_a_users_fil
     with pytest.raises(StorageError, match="detector.onnx"):
         detector.export(theirs, format="onnx")
     assert (theirs / "detector.onnx").read_bytes() == b"not detkit's"
+
+
+def _as_it_is(folder) -> tuple:
+    """A folder's files and their bytes, and its own modification time (a folder made and removed in it moves it)."""
+    files = {str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
+    return files, folder.stat().st_mtime_ns
+
+
+def test_a_refused_export_leaves_the_folder_exactly_as_it_was(tmp_path) -> None:
+    detector = _detector("toy")
+    model = tmp_path / "model"
+    detector.save(model)  # a folder of another kind of result: a saved detector
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "detector.json").write_text("mine")
+    for folder, message in ((model, "holds detkit's detector files"), (theirs, "detector.json was not made by detkit")):
+        before = _as_it_is(folder)
+        with pytest.raises(StorageError, match=message):
+            detector.export(folder, format="onnx")
+        assert _as_it_is(folder) == before  # no scratch folder made in it, not even for a moment

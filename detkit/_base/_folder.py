@@ -51,7 +51,7 @@ from ._io import PathLike, _fsync_tree, fsync_dir, make_dirs, storage_error
 from ._lock import LOCK_FILE, folder_lock
 from ._safe_load import load_json_file
 
-__all__ = ["MANIFEST_FILE", "FolderSnapshot", "Generation", "check_output", "folder_generation", "owned_files",
+__all__ = ["MANIFEST_FILE", "FolderSnapshot", "Generation", "check_output", "check_writable", "folder_generation", "owned_files",
            "read_consistent", "read_manifest", "resolve", "settle"]
 
 #: The manifest of a folder that detkit writes results into: the files it made there.
@@ -337,6 +337,51 @@ def settle(folder: PathLike) -> None:
         _roll_forward(folder, manifest)
 
 
+def _check_free(folder: Path, name: str, previous: frozenset[str]) -> None:
+    target = folder / name
+    if os.path.lexists(target) and name not in previous:
+        raise StorageError(
+            f"{target} was not made by detkit (the folder's manifest {MANIFEST_FILE} does not list it), "
+            "and detkit never replaces a file of yours; move it away or choose another folder."
+        )
+
+
+def _check_kind(folder: Path, manifest: dict[str, Any], kind: str) -> None:
+    if manifest["kind"] != kind and manifest["files"]:
+        # Another kind of result (a model saved into a synthetic set's folder): replacing the set would
+        # delete files detkit made for another purpose.
+        raise StorageError(
+            f"{folder} holds detkit's {manifest['kind']} files ({', '.join(sorted(manifest['files'])[:4])}"
+            f"{', ...' if len(manifest['files']) > 4 else ''}), not a {kind}; write the {kind} into "
+            "another folder."
+        )
+
+
+def check_writable(folder: PathLike, kind: str, names: Iterable[str]) -> None:
+    """Refuse, before anything is made or written, a write that :func:`folder_generation` would refuse.
+
+    For a writer that prepares its files in ``folder`` before its generation (an
+    ONNX export's scratch folder): ``folder`` holding detkit's results of another
+    ``kind``, or a file of the user's under one of ``names``. (A folder without a
+    manifest is checked as a new one: a writer with a ``legacy`` callback checks
+    in :func:`folder_generation`.)
+
+    Raises
+    ------
+    StorageError
+        Naming the folder's kind or the user's file, as :func:`folder_generation` does.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    manifest = read_manifest(folder)
+    if manifest is not None:
+        _check_kind(folder, manifest, kind)
+    previous = frozenset(manifest["files"]) if manifest is not None else frozenset()
+    for name in names:
+        _check_free(folder, name, previous)
+
+
 class Generation:
     """A write of a new generation of files into a folder, handed out by :func:`folder_generation`.
 
@@ -356,12 +401,7 @@ class Generation:
         self._kept: set[str] = set(previous) if keep_previous else set()
 
     def _check_free(self, name: str) -> None:
-        target = self.folder / name
-        if os.path.lexists(target) and name not in self.previous:
-            raise StorageError(
-                f"{target} was not made by detkit (the folder's manifest {MANIFEST_FILE} does not list it), "
-                "and detkit never replaces a file of yours; move it away or choose another folder."
-            )
+        _check_free(self.folder, name, self.previous)
 
     def path(self, name: str) -> Path:
         """The staged path where the new generation's file ``name`` (a plain file or folder name) is written.
@@ -446,14 +486,7 @@ def folder_generation(
             manifest = {"format": MANIFEST_FORMAT, "kind": kind, "generation": 0, "files": sorted(previous),
                         "moving": None, "remove": [], "pending": None}
         else:
-            if manifest["kind"] != kind and manifest["files"]:
-                # Another kind of result (a model saved into a synthetic set's folder): replacing the set would
-                # delete files detkit made for another purpose.
-                raise StorageError(
-                    f"{folder} holds detkit's {manifest['kind']} files ({', '.join(sorted(manifest['files'])[:4])}"
-                    f"{', ...' if len(manifest['files']) > 4 else ''}), not a {kind}; write the {kind} into "
-                    "another folder."
-                )
+            _check_kind(folder, manifest, kind)
             manifest = _roll_forward(folder, manifest)
             previous = frozenset(manifest["files"])
         number = manifest["generation"] + 1

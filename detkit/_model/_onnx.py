@@ -20,9 +20,10 @@ import numpy as np
 from mxnet import gluon
 
 from .._base import (
-    folder_generation,
+    check_writable,
     distribution_version,
     file_digest,
+    folder_generation,
     make_dirs,
     require_onnx,
     scratch_folder,
@@ -119,6 +120,9 @@ def _provider(detector: SSDDetector, kind: str) -> str:
 def export_onnx(detector: SSDDetector, directory: Path, height: int, width: int) -> tuple[Path, Path]:
     """Write ``detector.onnx`` and ``detector.json`` into ``directory``; see :meth:`SSDDetector.export`."""
     onnx = require_onnx()
+    # The folder's kind and the user's files are checked before the scratch folder is made in it: a refused export
+    # leaves the folder as it was (folder_generation checks again, under the lock).
+    check_writable(directory, ONNX_KIND, (ONNX_FILE, ONNX_MANIFEST))
     if detector.precision != "float32":
         raise ExportError(
             "An INT8 detector made by SSDDetector.quantize runs on MXNet only; export its float32 original to ONNX "
