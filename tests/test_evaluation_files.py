@@ -172,7 +172,7 @@ def test_a_stale_or_foreign_sidecar_is_refused_with_the_fix(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    ("{not json", r"results.json: not valid JSON .*COCO results file is a JSON list"),
+    ("{not json", r"results.json: it is not JSON .*COCO results file is a JSON list"),
     ('{"images": [], "annotations": [], "categories": []}', r"a COCO annotation file, not a results file"),
     ('[{"image_id": 999999, "category_id": 3, "bbox": [0, 0, 1, 1], "score": 0.5}]',
      r"results.json: detection 0: image_id 999999 is not an image of .*instances.json"),
@@ -186,6 +186,23 @@ def test_a_bad_detections_file_is_one_sentence_naming_it(tmp_path, content, mess
     image_id = json.loads(gt_path.read_text())["images"][0]["id"]
     results_path.write_text(content.replace("IMAGE", str(image_id)))
     with pytest.raises(DataError, match=message):
+        detkit.evaluate_detections(results_path, gt_path)
+
+
+def test_an_oversized_or_over_nested_detections_file_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    from detkit._engine import _detections
+
+    gt_path, results_path = make_coco(tmp_path, 2)
+    results_path.write_text("[" * 100 + "]" * 100)
+    with pytest.raises(DataError, match=r"results.json: it nests lists or objects deeper than 8 levels; a COCO "
+                                        r"results file is a JSON list"):
+        detkit.evaluate_detections(results_path, gt_path)
+    image_id = json.loads(gt_path.read_text())["images"][0]["id"]
+    results_path.write_text(json.dumps([{"image_id": image_id, "category_id": 3, "bbox": [0, 0, 1, 1],
+                                         "score": 0.5}] * 4))
+    monkeypatch.setattr(_detections, "_MAX_RESULTS_BYTES", 100)  # the bound, small enough for a small file
+    with pytest.raises(DataError, match=r"results.json: it is larger than 100 bytes, more than a COCO results file "
+                                        r"ever is; a COCO results file is"):
         detkit.evaluate_detections(results_path, gt_path)
 
 

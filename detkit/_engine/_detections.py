@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .._base import PathLike, atomic_path
+from .._base import PathLike, atomic_path, load_json_file
 from ..data._truth import GroundTruth, TruthImage, load_truth
 from ..errors import DataError, InputError
 from ._metric import DetectionMetric
@@ -176,19 +176,20 @@ def read_detections(source: PathLike, truth: GroundTruth) -> list[np.ndarray]:
     return _read_coco(path, truth)
 
 
+#: A COCO results file of 100 detections for each of COCO test-dev's 20,288 images is about 200 MB.
+_MAX_RESULTS_BYTES = 512 << 20
+#: A results file is a list of objects holding a list: three levels.
+_MAX_RESULTS_DEPTH = 8
+
+
 def _read_coco(path: Path, truth: GroundTruth) -> list[np.ndarray]:
     fix = ("a COCO results file is a JSON list of {\"image_id\", \"category_id\", \"bbox\": [x, y, w, h], \"score\"} "
            "as `detkit predict --format coco-json` writes it")
     if not path.is_file():
         raise InputError(f"The detections file {str(path)!r} does not exist; give the path of a COCO results file.")
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: cannot be read ({error})") from None
-    except RecursionError:
-        raise DataError(f"{path}: nests lists or objects too deeply; {fix}") from None
-    except ValueError as error:
-        raise DataError(f"{path}: not valid JSON ({error}); {fix}") from None
+    # Bounded as every JSON file detkit reads: its size before it is read, its nesting before it is parsed.
+    entries = load_json_file(path, what="COCO results file", max_bytes=_MAX_RESULTS_BYTES, max_depth=_MAX_RESULTS_DEPTH,
+                             error=lambda why: DataError(f"{path}: {why}; {fix}"))
     if isinstance(entries, dict) and "annotations" in entries:
         raise DataError(f"{path}: this is a COCO annotation file, not a results file; {fix}")
     if not isinstance(entries, list):
