@@ -168,3 +168,82 @@ def test_the_native_log_filter_drops_only_the_lines_it_names(capfd) -> None:
     with native_stderr_filtered(re.compile(r"noise\.cc:\d+:")):
         os.write(2, b"[12:00:00] noise.cc:302: layer is quantized.\n[12:00:00] other.cc:7: a real warning\n")
     assert capfd.readouterr().err == "[12:00:00] other.cc:7: a real warning\n"
+
+
+def _open_fds() -> list[str]:
+    import os
+
+    return sorted(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/fd"), reason="counts descriptors in /proc/self/fd")
+def test_the_native_log_filter_forwards_live_restores_fd_2_and_leaks_no_descriptor(tmp_path) -> None:
+    import os
+    import re
+    import time
+
+    from detkit._base import native_stderr_filtered
+
+    real = open(tmp_path / "stderr", "w+b")  # the real standard error of this test
+    original = os.dup(2)
+    try:
+        os.dup2(real.fileno(), 2)
+        before = _open_fds()
+        with pytest.raises(RuntimeError, match="quantization failed"):
+            with native_stderr_filtered(re.compile(r"noise\.cc:\d+:")):
+                os.write(2, b"[12:00:00] noise.cc:302: layer is quantized.\n[12:00:00] other.cc:7: the last words\n")
+                deadline = time.monotonic() + 30  # a hang guard: the line passes within milliseconds
+                while b"the last words" not in (tmp_path / "stderr").read_bytes() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert (tmp_path / "stderr").read_bytes() == b"[12:00:00] other.cc:7: the last words\n"  # live
+                raise RuntimeError("quantization failed")
+        assert os.fstat(2).st_ino == os.fstat(real.fileno()).st_ino  # fd 2 restored
+        assert _open_fds() == before  # the duplicate, the pipe's ends: all closed
+        os.write(2, b"after\n")
+    finally:
+        os.dup2(original, 2)
+        os.close(original)
+        real.close()
+    assert (tmp_path / "stderr").read_bytes() == b"[12:00:00] other.cc:7: the last words\nafter\n"
+
+
+def test_the_native_log_filter_keeps_the_last_line_of_a_process_that_dies_in_the_block() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import os, re, time\n"
+        "from detkit._base import native_stderr_filtered\n"
+        "with native_stderr_filtered(re.compile(r'noise')):\n"
+        "    os.write(2, b'noise.cc:1: dropped\\nCheck failed: the reason of the crash\\n')\n"
+        "    time.sleep(1)\n"
+        "    os._exit(3)  # as a fatal error of MXNet's C++ code ends the process: no finally runs\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
+    assert done.returncode == 3
+    assert done.stderr.decode().splitlines()[-1:] == ["Check failed: the reason of the crash"], done.stderr[-2000:]
+    assert b"dropped" not in done.stderr
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/fd"), reason="counts descriptors in /proc/self/fd")
+@pytest.mark.parametrize("failing", ["pipe", "thread"])
+def test_the_native_log_filter_that_cannot_start_runs_the_block_unfiltered_and_leaks_nothing(monkeypatch,
+                                                                                              failing) -> None:
+    import os
+    import re
+    import threading
+
+    from detkit._base import _native_log, native_stderr_filtered
+
+    def fail(*args, **kwargs):
+        raise OSError(24, "Too many open files") if failing == "pipe" else RuntimeError("can't start new thread")
+
+    if failing == "pipe":
+        monkeypatch.setattr(_native_log.os, "pipe", fail)
+    else:
+        monkeypatch.setattr(threading.Thread, "start", fail)
+    before, stderr = _open_fds(), os.fstat(2).st_ino
+    ran = []
+    with native_stderr_filtered(re.compile("noise")):
+        ran.append(os.fstat(2).st_ino)
+    assert ran == [stderr] and _open_fds() == before
