@@ -17,13 +17,14 @@ from tqdm.auto import tqdm
 from .._base import check_output, check_positive_int, json_text, load_yaml, owned_files
 from .._config import load_config
 from .._engine import evaluate, evaluate_detections, is_lead_worker
+from .._engine._checkpoints import Checkpoints
 from .._engine._detections import check_results_path, coco_entries, coco_ids_for, write_coco_results
 from .._model import RUNTIMES, OnnxDetector, SSDDetector, draw_detections
 from .._run import run_config
 from ..data import DetectionDataset
 from ..data._classes import find_classes, read_classes
 from ..data._truth import sidecar_path
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, DetkitError, InputError
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -224,9 +225,12 @@ def _where_training_stopped(config: Any, args: argparse.Namespace) -> str:
     output = config.output_folder()
     checkpoints = output / "checkpoints"
     try:
-        name = json.loads((checkpoints / "last.json").read_text(encoding="utf-8"))["checkpoint"]
-        done = int(str(name).rsplit("-", 1)[-1])
-    except (OSError, ValueError, KeyError, TypeError):
+        last = Checkpoints(checkpoints).path("last")  # the pointer as resuming reads it
+        name = last.name if last is not None else ""
+        done = int(name.rsplit("-", 1)[-1])
+    except (DetkitError, OSError, ValueError):
+        last = None
+    if last is None:
         return (f"no checkpoint was saved yet in {checkpoints}; run the same command again to start over "
                 "(an epoch is saved as it ends).")
     if (output / "config.yaml").is_file():  # the resolved configuration of this run
