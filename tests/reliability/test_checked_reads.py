@@ -163,7 +163,8 @@ def test_a_server_that_drips_its_headers_meets_the_deadline(tmp_path) -> None:
     finally:
         stop.set()
         server.close()
-    assert time.monotonic() - started < 30  # the per-read timeout alone never ends it
+    # A hang guard (the per-read timeout alone would drip on for half an hour), with room for a busy machine.
+    assert time.monotonic() - started < 90
 
 
 def test_a_sixteen_bit_png_in_a_record_is_scaled_not_clipped() -> None:
