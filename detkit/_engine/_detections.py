@@ -312,6 +312,29 @@ def score_detections(truth: GroundTruth, detections: Sequence[np.ndarray],
     return metric
 
 
+def coco_options(
+    *,
+    iou_thresholds: Sequence[float] | None = None,
+    max_detections: Sequence[int] | None = None,
+    recall_thresholds: Sequence[float] | None = None,
+    area_ranges: Mapping[str, Sequence[float]] | None = None,
+    class_agnostic: bool = False,
+    missing: float = math.nan,
+) -> dict[str, Any]:
+    """COCOeval's parameters as keyword arguments of :class:`DetectionMetric`, checked as it checks them.
+
+    The one place that gathers and checks them for :func:`evaluate`, :func:`evaluate_detections`,
+    ``detkit evaluate`` and the ``eval:`` configuration section. Raises :class:`InputError` naming
+    the argument (``The 'NAME' argument of DetectionMetric must be ...``).
+    """
+    options: dict[str, Any] = dict(
+        iou_thresholds=iou_thresholds, max_detections=max_detections, recall_thresholds=recall_thresholds,
+        area_ranges=area_ranges, class_agnostic=class_agnostic, missing=missing,
+    )
+    DetectionMetric(1, **options)  # its checks and messages, before any data is read
+    return options
+
+
 def metric_for(truth: GroundTruth, options: Mapping[str, Any]) -> DetectionMetric:
     """A DetectionMetric for ``truth`` (its classes and box format) with COCOeval's ``options``."""
     return DetectionMetric(len(truth.classes), truth.classes, box_format=truth.box_format, **options)
@@ -368,6 +391,9 @@ def evaluate_detections(
         category the ground truth does not have, or a stale sidecar; the message names
         the file, the entry and the fix.
     """
+    options = coco_options(iou_thresholds=iou_thresholds, max_detections=max_detections,
+                           recall_thresholds=recall_thresholds, area_ranges=area_ranges,
+                           class_agnostic=class_agnostic, missing=missing)
     if hasattr(data, "rec_path") and hasattr(data, "classes"):
         from ..data._truth import rec_truth
 
@@ -375,10 +401,6 @@ def evaluate_detections(
     else:
         truth = load_truth(data, classes)
     rows = read_detections(detections, truth)
-    options: dict[str, Any] = dict(
-        iou_thresholds=iou_thresholds, max_detections=max_detections, recall_thresholds=recall_thresholds,
-        area_ranges=area_ranges, class_agnostic=class_agnostic, missing=missing,
-    )
     metric = score_detections(truth, rows, metric_for(truth, options))
     if plot is not None:
         metric.plot_precision_recall(plot)

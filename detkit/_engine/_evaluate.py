@@ -11,8 +11,8 @@ from .._base import PathLike, check_output
 from .._model import OnnxDetector, SSDDetector, as_numpy
 from ..data._truth import GroundTruth, TruthImage, read_sidecar, sidecar_path
 from ..errors import InputError
-from ._detections import (check_results_path, coco_results, metric_for, score_detections, to_truth_format,
-                          write_coco_results)
+from ._detections import (check_results_path, coco_options, coco_results, metric_for, score_detections,
+                          to_truth_format, write_coco_results)
 from ._metric import DetectionMetric
 
 __all__ = ["evaluate"]
@@ -122,12 +122,11 @@ def evaluate(
     if save_detections is not None:
         rec_path = getattr(data, "rec_path", None)
         check_results_path(save_detections, [rec_path, sidecar_path(rec_path)] if rec_path is not None else [])
+    options = coco_options(iou_thresholds=iou_thresholds, max_detections=max_detections,
+                           recall_thresholds=recall_thresholds, area_ranges=area_ranges,
+                           class_agnostic=class_agnostic, missing=missing)
     from tqdm.auto import tqdm
 
-    options: dict[str, Any] = dict(
-        iou_thresholds=iou_thresholds, max_detections=max_detections, recall_thresholds=recall_thresholds,
-        area_ranges=area_ranges, class_agnostic=class_agnostic, missing=missing,
-    )
     truth = read_sidecar(data.rec_path, classes, len(data)) if hasattr(data, "rec_path") else None
     if truth is not None:
         metric = metric_for(truth, options)
