@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any, cast
 
 import mxnet as mx
+import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
 from .._base import check_output, check_positive_int, json_text, load_yaml, owned_files
 from .._config import load_config
 from .._engine import DetectionMetric, evaluate, evaluate_detections, is_lead_worker
-from .._engine._detections import check_results_path, coco_entries, coco_ids_for, coco_options, write_coco_results
+from .._engine._detections import check_results_path, coco_ids_for, coco_options, coco_results, write_coco_results
 from .._model import RUNTIMES, OnnxDetector, SSDDetector, draw_detections
 from .._run import run_config
 from ..data import DetectionDataset
@@ -409,9 +410,11 @@ def _predict(args: argparse.Namespace) -> int:
         check_results_path(args.save_detections, sources)
     detector = _load_detector(args, args.model)
     if form == "coco-json":
-        ids = coco_ids_for(images, detector.classes, args.annotations)
+        image_ids, category_ids = coco_ids_for(images, detector.classes, args.annotations)
         found = detector.predict(images, threshold=threshold)
-        entries = coco_entries(found, ids)
+        rows = [np.array([[d.class_id, d.score, *d.box] for d in image], dtype=np.float64).reshape(-1, 6)
+                for image in found]  # the same float64 numbers: pixel corners, as predict gives them
+        entries = coco_results(image_ids, category_ids, rows, "xyxy")
         if args.save_detections:
             path = write_coco_results(args.save_detections, entries)
             print(f"{len(entries)} detections in {len(found)} images -> {path}", file=sys.stderr)

@@ -78,13 +78,16 @@ def _from_voc(boxes: np.ndarray, box_format: str) -> np.ndarray:
 # ------------------------------------------------------------------- writing
 
 
-def coco_results(truth: GroundTruth, detections: Sequence[np.ndarray]) -> list[dict[str, Any]]:
-    """COCO results entries of ``detections`` (one (K, 6) array an image of ``truth``, boxes in its format)."""
+def coco_results(image_ids: Sequence[Any], category_ids: Sequence[Any], detections: Sequence[np.ndarray],
+                 box_format: str) -> list[dict[str, Any]]:
+    """COCO results entries (boxes ``[x, y, w, h]`` in pixels) of ``detections``: one (K, 6) array
+    ``[class_id, score, box in box_format]`` an image, with the image's id of ``image_ids`` and the
+    category id of each class in ``category_ids``."""
     entries = []
-    for image, rows in zip(truth.images, detections):
-        boxes = _to_xywh(rows[:, 2:6], truth.box_format)
+    for image_id, rows in zip(image_ids, detections):
+        boxes = _to_xywh(rows[:, 2:6], box_format)
         for row, box in zip(rows, boxes):
-            entries.append({"image_id": image.image_id, "category_id": truth.category_ids[int(row[0])],
+            entries.append({"image_id": image_id, "category_id": category_ids[int(row[0])],
                             "bbox": [float(v) for v in box], "score": float(row[1])})
     return entries
 
@@ -142,19 +145,6 @@ def coco_ids_for(images: Sequence[PathLike], classes: Sequence[str],
                             f"{annotations}; give the images that the annotations describe, with their own names")
         ids.append(found[0])
     return ids, list(truth.category_ids)
-
-
-def coco_entries(results: Sequence[Sequence[Any]], ids: tuple[list[Any], list[Any]]) -> list[dict[str, Any]]:
-    """COCO results entries of :meth:`SSDDetector.predict`'s detections (one list an image) with the
-    image and category ids of :func:`coco_ids_for`; boxes ``[x, y, w, h]`` in pixels."""
-    image_ids, category_ids = ids
-    entries = []
-    for image_id, detections in zip(image_ids, results):
-        for d in detections:
-            x0, y0, x1, y1 = d.box
-            entries.append({"image_id": image_id, "category_id": category_ids[d.class_id],
-                            "bbox": [x0, y0, x1 - x0, y1 - y0], "score": d.score})
-    return entries
 
 
 # ------------------------------------------------------------------- reading

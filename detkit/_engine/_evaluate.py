@@ -160,7 +160,9 @@ def evaluate(
     elif collected is not None and truth_for_file is not None:
         collected = [to_truth_format(rows, image, "xyxy") for rows, image in zip(collected, truth_for_file.images)]
     if save_detections is not None and collected is not None and truth_for_file is not None:
-        write_coco_results(save_detections, coco_results(truth_for_file, collected))
+        write_coco_results(save_detections, coco_results([image.image_id for image in truth_for_file.images],
+                                                         truth_for_file.category_ids, collected,
+                                                         truth_for_file.box_format))
     if plot is not None:
         metric.plot_precision_recall(plot)
     return metric.compute(detailed=detailed)
