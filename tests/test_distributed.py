@@ -718,10 +718,18 @@ class _Lead:
         return np.asarray(values if self.rank == 0 else self.lead, dtype=np.float64)
 
 
-def test_validation_and_checkpoints_follow_one_rank_0_protocol(tmp_path) -> None:
+def test_validation_and_checkpoints_follow_one_rank_0_protocol(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from detkit._engine import _callbacks
     from detkit._engine._callbacks import Validation
     from detkit._engine._distributed import lead_alone
-    from detkit.errors import TrainingError
+    from detkit.errors import DataError, TrainingError
+
+    def evaluate_with(*args, **kwargs):
+        raise DataError("rank 0's own failure")
+
+    monkeypatch.setattr(_callbacks, "evaluate_with", evaluate_with)
 
     # Rank 1 never evaluates (its data would fail): it takes rank 0's figures.
     record: dict = {}
@@ -731,8 +739,8 @@ def test_validation_and_checkpoints_follow_one_rank_0_protocol(tmp_path) -> None
     with pytest.raises(TrainingError, match=r"Rank 0 could not validate epoch 3 \(its own message says why\)"):
         Validation(None, 2, _Lead(1, [math.nan] * 3 + [1.0]), epochs=3).on_epoch_end(2, {}, None)
     lead = _Lead(0, [])
-    with pytest.raises(InputError, match="The 'detector' argument must be an SSDDetector"):
-        Validation(None, 2, lead, epochs=1).on_epoch_end(0, {}, None)
+    with pytest.raises(DataError, match="rank 0's own failure"):
+        Validation(None, 2, lead, epochs=1).on_epoch_end(0, {}, SimpleNamespace(classes=["pikachu"]))
     assert len(lead.sent) == 1 and lead.sent[0][-1] == 1.0
     # A plain "done" (a checkpoint, data prepared first): no numbers, the flag alone.
     assert lead_alone(_Lead(0, []), lambda: [], failed="-") == []

@@ -20,10 +20,11 @@ from tqdm.auto import tqdm
 
 from .._base import PathLike, resolve
 from .._model import SSDDetector, check_saved_weights
+from ..data._truth import GroundTruth
 from ..errors import CheckpointError, NonFiniteLossError
 from ._checkpoints import CHECKPOINT_FORMAT, Checkpoints, check_resumable, read_checkpoint
 from ._distributed import lead_alone
-from ._evaluate import NonFiniteDetectionsError, evaluate
+from ._evaluate import NonFiniteDetectionsError, evaluate_with, sidecar_truth
 from ._history import History
 from ._optimizer_state import load_optimizer_state
 
@@ -67,6 +68,9 @@ class Validation(Callback):
     mAP@0.5 (area and 11-point) and COCO mAP to the record; the other epochs' records get ``validated: False``.
 
     In a distributed run (a ``coordinator``) every worker holds rank 0's figures.
+
+    The evaluation sidecar of ``data`` (``PREFIX.eval.json``) is read and checked once, before the
+    first epoch (:meth:`on_train_begin`): a stale one stops the run before any training.
     """
 
     def __init__(self, data: Any, batch_size: int, coordinator: Coordinator | None = None, *, every: int = 1,
@@ -76,6 +80,16 @@ class Validation(Callback):
         self.coordinator = coordinator
         self.every = every
         self.epochs = epochs
+        self._truth: tuple[GroundTruth | None] | None = None  # (the sidecar's ground truth,) once read
+
+    def on_train_begin(self, detector: SSDDetector, history: History) -> None:
+        self._sidecar(detector)
+
+    def _sidecar(self, detector: SSDDetector) -> GroundTruth | None:
+        """The ground truth of the data's sidecar (None without one), read and checked the first time alone."""
+        if self._truth is None:
+            self._truth = (sidecar_truth(self.data, list(getattr(self.data, "classes", detector.classes))),)
+        return self._truth[0]
 
     def on_epoch_end(self, epoch: int, record: Mapping[str, Any], detector: SSDDetector) -> None:
         if (epoch + 1) % self.every and (self.epochs is None or epoch + 1 < self.epochs):
@@ -93,8 +107,9 @@ class Validation(Callback):
 
     def _scores(self, epoch: int, detector: SSDDetector, keys: tuple[str, ...]) -> list[float]:
         # On the first device; the weights are equal on all of them.
+        truth = self._sidecar(detector)
         try:
-            scores = evaluate(detector, self.data, batch_size=self.batch_size)
+            scores = evaluate_with(detector, self.data, truth, batch_size=self.batch_size)
         except NonFiniteDetectionsError as error:
             raise NonFiniteLossError(
                 f"Training diverged: after epoch {epoch + 1}, the detections on validation batch {error.batch + 1} "

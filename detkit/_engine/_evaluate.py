@@ -125,9 +125,25 @@ def evaluate(
     options = coco_options(iou_thresholds=iou_thresholds, max_detections=max_detections,
                            recall_thresholds=recall_thresholds, area_ranges=area_ranges,
                            class_agnostic=class_agnostic, missing=missing)
+    return evaluate_with(detector, data, sidecar_truth(data, classes), batch_size=batch_size, progress=progress,
+                         plot=plot, save_detections=save_detections, options=options, detailed=detailed)
+
+
+def sidecar_truth(data: Any, classes: Sequence[str]) -> GroundTruth | None:
+    """The exact ground truth of ``data``'s evaluation sidecar (``PREFIX.eval.json``), checked against its
+    ``.rec`` (a stale one raises :class:`~detkit.errors.DataError`); None without a sidecar or a ``.rec``."""
+    return read_sidecar(data.rec_path, classes, len(data)) if hasattr(data, "rec_path") else None
+
+
+def evaluate_with(detector: SSDDetector | OnnxDetector, data: Any, truth: GroundTruth | None, *, batch_size: int,
+                  progress: bool = False, plot: PathLike | None = None, save_detections: PathLike | None = None,
+                  options: Mapping[str, Any] | None = None, detailed: bool = False) -> dict[str, Any]:
+    """:func:`evaluate` once its arguments are checked, with the ground truth ``truth`` of
+    :func:`sidecar_truth` read already (validation during training reads it once, before the first epoch)."""
     from tqdm.auto import tqdm
 
-    truth = read_sidecar(data.rec_path, classes, len(data)) if hasattr(data, "rec_path") else None
+    classes = list(getattr(data, "classes", detector.classes))
+    options = dict(options or {})
     if truth is not None:
         metric = metric_for(truth, options)
     else:
