@@ -5,7 +5,7 @@ It imports nothing of detkit but :mod:`detkit.errors`; every other layer may use
 
 from __future__ import annotations
 
-from ._checks import check_bool, check_classes, check_int, check_number, check_positive_int, check_size
+from ._checks import check_bool, check_classes, check_count, check_int, check_number, check_positive_int, check_size
 from ._draw import PALETTE, LabelledBox, draw_boxes
 from ._fetch import FetchFailed, fetch
 from ._json import finite_or_null, json_text
@@ -46,6 +46,7 @@ __all__ = [
     "atomic_write_text",
     "check_bool",
     "check_classes",
+    "check_count",
     "check_int",
     "check_number",
     "check_output",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 from typing import Any, Sequence
 
 from ..errors import InputError
@@ -58,6 +59,18 @@ def check_int(name: str, value: Any, *, minimum: int = 1, owner: str | None = No
 def check_positive_int(name: str, value: Any, *, owner: str | None = None) -> int:
     """:func:`check_int` with ``minimum=1``."""
     return check_int(name, value, minimum=1, owner=owner)
+
+
+def check_count(name: str, value: Any, *, owner: str | None = None, minus_one: str = "all") -> int:
+    """Return ``value`` as an ``int`` (numpy integers too, never a bool) that is positive or -1, a count
+    where -1 means ``minus_one`` (``nms_topk``: keep all); raise :class:`InputError` otherwise."""
+    try:
+        number: int | None = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or not (number == -1 or number > 0):
+        raise InputError(f"{_argument(name, owner)} must be a positive int or -1 ({minus_one}); got {value!r} instead.")
+    return number
 
 
 def check_number(name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
