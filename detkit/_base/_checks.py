@@ -40,6 +40,21 @@ def check_classes(classes: Any, *, subject: str | None = None) -> list[str]:
     return names
 
 
+#: Box-offset variances of ``MultiBoxTarget`` and ``MultiBoxDetection`` (MXNet's defaults): the default of the
+#: built-in target assigners and post-processors (:data:`detkit.components.DEFAULT_VARIANCES`) and of the
+#: conformance checks (:mod:`detkit.testing`) for a component without a ``variances`` argument.
+DEFAULT_VARIANCES = (0.1, 0.1, 0.2, 0.2)
+
+
+def check_variances(variances: Any) -> list[float]:
+    """The box-offset variances as 4 positive floats; the encoder and the decoder must agree on them."""
+    values = list(variances) if isinstance(variances, (list, tuple)) else None
+    if values is None or len(values) != 4 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values):
+        raise InputError(f"The 'variances' argument must be 4 positive numbers; got {variances!r} instead.")
+    return [float(v) for v in values]
+
+
 def _argument(name: str, owner: str | None) -> str:
     return f"The '{name}' argument of {owner}" if owner else f"The '{name}' argument"
 
