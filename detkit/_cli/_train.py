@@ -419,8 +419,8 @@ def _predict(args: argparse.Namespace) -> int:
             path = write_coco_results(args.save_detections, entries)
             print(f"{len(entries)} detections in {len(found)} images -> {path}", file=sys.stderr)
         else:
-            json.dump(entries, sys.stdout, allow_nan=False, separators=(",", ":"))
-            print()
+            # A non-finite score or box is an error (ValueError), never null: pycocotools reads no null number.
+            print(json_text(entries, finite=True, separators=(",", ":")))
         return 0
     args.json = form == "json"
     results: list[Any] = []

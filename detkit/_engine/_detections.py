@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .._base import PathLike, atomic_path
+from .._base import PathLike, atomic_path, json_text
 from ..data._truth import GroundTruth, TruthImage, load_truth
 from ..errors import DataError, InputError
 from ._metric import DetectionMetric
@@ -113,7 +113,8 @@ def write_coco_results(path: PathLike, entries: list[dict[str, Any]]) -> Path:
     same float64 numbers back.
     """
     path = check_results_path(path)
-    text = json.dumps(entries, allow_nan=False, separators=(",", ":"))
+    # A non-finite score or box is an error (ValueError), never null: pycocotools reads no null number.
+    text = json_text(entries, finite=True, separators=(",", ":"))
     with atomic_path(path) as staged:
         staged.write_text(text + "\n", encoding="utf-8")
     return path
