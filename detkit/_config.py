@@ -13,7 +13,8 @@ import mxnet as mx
 import yaml
 
 from ._base import load_yaml
-from ._engine import DEFAULT_BATCH_SIZE, SEED_OPTIMIZER_PARAMS, DetectionMetric, check_optimizer
+from ._engine import DEFAULT_BATCH_SIZE, SEED_OPTIMIZER_PARAMS, check_optimizer
+from ._engine._detections import coco_options
 from ._model import DEFAULT_COMPONENTS, DEFAULT_DATA_SHAPE, DEFAULT_SCALE_FILTERS
 from ._plugins import KINDS, get_registry, parse_component_spec
 from .data._voc import check_split
@@ -152,13 +153,14 @@ class EvalConfig:
                                     choices=(None, -1))
 
     def metric_options(self) -> dict[str, Any]:
-        """The section as keyword arguments of :func:`detkit.evaluate` (and :class:`~detkit.DetectionMetric`)."""
-        return {
-            "iou_thresholds": self.iou_thresholds, "max_detections": self.max_detections,
-            "recall_thresholds": self.recall_thresholds,
-            "area_ranges": None if self.area_ranges is None else {k: tuple(v) for k, v in self.area_ranges.items()},
-            "class_agnostic": self.class_agnostic, "missing": math.nan if self.missing is None else float(self.missing),
-        }
+        """The section as keyword arguments of :func:`detkit.evaluate` (and :class:`~detkit.DetectionMetric`),
+        checked as the metric checks them (:class:`~detkit.errors.InputError`)."""
+        return coco_options(
+            iou_thresholds=self.iou_thresholds, max_detections=self.max_detections,
+            recall_thresholds=self.recall_thresholds,
+            area_ranges=None if self.area_ranges is None else {k: tuple(v) for k, v in self.area_ranges.items()},
+            class_agnostic=self.class_agnostic, missing=math.nan if self.missing is None else float(self.missing),
+        )
 
 
 @dataclasses.dataclass
@@ -556,7 +558,7 @@ def _check_semantics(config: Config) -> None:
                           f"(train.epochs: {train.epochs}); lower it or train longer", "train.warmup_epochs")
     parse_devices(train.devices)
     try:  # the options as the metric checks them
-        DetectionMetric(1, **config.eval.metric_options())
+        config.eval.metric_options()
     except InputError as error:
         text = str(error)
         named = [name for name in dataclasses.asdict(config.eval) if f"'{name}' argument" in text]

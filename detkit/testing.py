@@ -79,9 +79,11 @@ import yaml
 from mxnet import autograd, gluon
 from mxnet.gluon.model_zoo import model_store
 
+from ._base import DEFAULT_VARIANCES as _DEFAULT_VARIANCES
 from ._base import PathLike
 from ._base import file_digest as _file_digest
 from ._model import SSDDetector
+from ._model import as_numpy as _as_numpy
 from ._pretrained import GLUONCV_SSD_SHA1
 from ._plugins import ACTIVE, KINDS, register_plugin, unregister_plugin
 from ._plugins import get_registry as _get_registry
@@ -665,8 +667,7 @@ def compare_detections(ours: Any, theirs: Any, *, score_tolerance: float = 1e-5)
     >>> compare_detections(a, b)["mismatched_images"], compare_detections(a, b)["max_box_error"] < 1e-5
     ([], True)
     """
-    ours = ours.asnumpy() if isinstance(ours, mx.nd.NDArray) else np.asarray(ours)
-    theirs = theirs.asnumpy() if isinstance(theirs, mx.nd.NDArray) else np.asarray(theirs)
+    ours, theirs = _as_numpy(ours), _as_numpy(theirs)
     if ours.ndim != 3 or theirs.ndim != 3 or ours.shape[0] != theirs.shape[0] or ours.shape[2] != 6:
         raise InputError(f"Both detections must be (B, K, 6) of the same B; got {ours.shape} and {theirs.shape}.")
     box_error = score_error = 0.0
@@ -964,8 +965,6 @@ def _check_target_assigner_outputs(component: TargetAssigner, ctx: mx.Context) -
 
 #: Boxes of the encoding checks, ``(class_id, xmin, ymin, xmax, ymax)`` in [0, 1]: apart, one per class.
 _KNOWN_BOXES = np.array([[0, 0.08, 0.12, 0.42, 0.38], [1, 0.52, 0.46, 0.93, 0.88]], dtype="float32")
-#: The variances of the default target assigner (MultiBoxTarget's), for a component without a ``variances`` argument.
-_DEFAULT_VARIANCES = (0.1, 0.1, 0.2, 0.2)
 _ENCODING = ("tx = (gx - ax) / aw / v0, ty = (gy - ay) / ah / v1, tw = log(gw / aw) / v2, th = log(gh / ah) / v3 "
              "(detkit.interfaces.TargetAssigner)")
 
@@ -975,7 +974,7 @@ def _variances(component: Component) -> list[float]:
     value = component.get_config().get("variances")
     if isinstance(value, (list, tuple)) and len(value) == 4:
         return [float(v) for v in value]
-    return list(_DEFAULT_VARIANCES)
+    return list(_DEFAULT_VARIANCES)  # the default target assigner's (MultiBoxTarget's)
 
 
 def _encode(anchors: np.ndarray, boxes: np.ndarray, variances: Sequence[float]) -> np.ndarray:

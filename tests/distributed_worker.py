@@ -74,7 +74,7 @@ def _plan_failure(rank: int, phase: str, how: str, marker: Path) -> list:
         if _distributed.worker_rank("dist_sync") == rank:
             _fail(how, marker)
     elif phase == "validation":
-        _callbacks.evaluate = failing(_callbacks.evaluate)
+        _callbacks.evaluate_with = failing(_callbacks.evaluate_with)
     elif phase == "checkpoint":
         _checkpoints.Checkpoints.write = failing(_checkpoints.Checkpoints.write)
     elif phase == "epoch":

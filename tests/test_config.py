@@ -364,6 +364,19 @@ def test_json_that_detkit_writes_has_null_for_non_finite_numbers() -> None:
     assert json.loads(history.to_json(), parse_constant=_refuse_constant) == [{"epoch": 1, "loss": 0.5, "map_50": None}]
 
 
+
+def test_a_coco_results_file_refuses_non_finite_numbers_rather_than_null(tmp_path) -> None:
+    # pycocotools reads no null score or box: a NaN there is an error, and no file is written.
+    from detkit._engine._detections import write_coco_results
+
+    entry = {"image_id": 1, "category_id": 1, "bbox": [0.0, 0.0, 1.0, 1.0], "score": float("nan")}
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        write_coco_results(tmp_path / "detections.json", [entry])
+    assert not (tmp_path / "detections.json").exists()
+    assert json.loads(write_coco_results(tmp_path / "detections.json", [{**entry, "score": 0.5}]).read_text()) == \
+        [{**entry, "score": 0.5}]
+
+
 def test_predict_a_folder_with_a_progress_bar_and_set_a_component(tmp_path, capsys) -> None:
     from PIL import Image
 

@@ -9,6 +9,7 @@ Each takes a few seconds; they are marked ``distributed``
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -706,3 +707,45 @@ def test_only_detkit_launch_sheds_inherited_roles() -> None:
     assert is_launcher(["/usr/bin/detkit", "launch", "-n", "2"]) and is_launcher(["-m", "launch"])
     assert not is_launcher(["/usr/bin/detkit", "train"]) and not is_launcher(["train.py", "launch"])
     assert not is_launcher(["-c"])
+
+
+class _Lead:
+    """A coordinator of a two-worker job without MXNet: rank 0's broadcast values come from ``lead``."""
+
+    def __init__(self, rank: int, lead: list[float]) -> None:
+        self.rank, self.lead, self.sent = rank, lead, []
+
+    def broadcast(self, values, *, wait_for_lead: bool = False) -> np.ndarray:
+        assert wait_for_lead  # the others wait for rank 0's work alone: the lead timeout
+        self.sent.append([float(v) for v in values])
+        return np.asarray(values if self.rank == 0 else self.lead, dtype=np.float64)
+
+
+def test_validation_and_checkpoints_follow_one_rank_0_protocol(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from detkit._engine import _callbacks
+    from detkit._engine._callbacks import Validation
+    from detkit._engine._distributed import lead_alone
+    from detkit.errors import DataError, TrainingError
+
+    def evaluate_with(*args, **kwargs):
+        raise DataError("rank 0's own failure")
+
+    monkeypatch.setattr(_callbacks, "evaluate_with", evaluate_with)
+
+    # Rank 1 never evaluates (its data would fail): it takes rank 0's figures.
+    record: dict = {}
+    Validation(None, 2, _Lead(1, [0.5, 0.25, 0.125, 0.0]), epochs=1).on_epoch_end(0, record, None)
+    assert record == {"map_50": 0.5, "map_50_voc07": 0.25, "map_50_95": 0.125, "validated": True}
+    # Rank 0 failed: rank 1 stops with the protocol's message, rank 0 with its own error (after telling the others).
+    with pytest.raises(TrainingError, match=r"Rank 0 could not validate epoch 3 \(its own message says why\)"):
+        Validation(None, 2, _Lead(1, [math.nan] * 3 + [1.0]), epochs=3).on_epoch_end(2, {}, None)
+    lead = _Lead(0, [])
+    with pytest.raises(DataError, match="rank 0's own failure"):
+        Validation(None, 2, lead, epochs=1).on_epoch_end(0, {}, SimpleNamespace(classes=["pikachu"]))
+    assert len(lead.sent) == 1 and lead.sent[0][-1] == 1.0
+    # A plain "done" (a checkpoint, data prepared first): no numbers, the flag alone.
+    assert lead_alone(_Lead(0, []), lambda: [], failed="-") == []
+    with pytest.raises(TrainingError, match="^rank 0 failed$"):
+        lead_alone(_Lead(1, [1.0]), lambda: pytest.fail("rank 1 must not work"), failed="rank 0 failed")

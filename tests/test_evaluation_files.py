@@ -171,6 +171,27 @@ def test_a_stale_or_foreign_sidecar_is_refused_with_the_fix(tmp_path, capsys):
         detkit.evaluate_detections(results_path, dataset.rec_path)
 
 
+def test_training_refuses_a_stale_sidecar_before_its_first_step(tmp_path, monkeypatch):
+    # Validation reads the sidecar once, before the first epoch: a stale one costs no training.
+    from detkit._engine import _fit
+
+    gt_path, _ = make_coco(tmp_path, 1)
+    dataset = detkit.data.pack_coco(gt_path, tmp_path / "images", tmp_path / "packed" / "val", progress=False)
+    with open(dataset.rec_path, "ab") as rec:
+        rec.write(b"\0\0\0\0")  # the .rec changed after packing
+    steps = []
+
+    def train_epoch(*args, **kwargs):
+        steps.append(args)
+        raise AssertionError("an epoch trained before the sidecar was checked")
+
+    monkeypatch.setattr(_fit, "train_epoch", train_epoch)
+    detector = detkit.SSDDetector(dataset.classes, data_shape=64)
+    with pytest.raises(DataError, match=r"val.eval.json is stale: .*re-pack the data with `detkit data pack`"):
+        detkit.fit(detector, dataset, dataset, epochs=1, batch_size=2, checkpoint_dir=tmp_path / "run", quiet=True)
+    assert steps == [] and not list((tmp_path / "run").glob("epoch-*"))
+
+
 @pytest.mark.parametrize(("content", "message"), [
     ("{not json", r"results.json: it is not JSON .*COCO results file is a JSON list"),
     ('{"images": [], "annotations": [], "categories": []}', r"a COCO annotation file, not a results file"),

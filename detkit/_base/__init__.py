@@ -5,7 +5,8 @@ It imports nothing of detkit but :mod:`detkit.errors`; every other layer may use
 
 from __future__ import annotations
 
-from ._checks import check_bool, check_classes, check_int, check_number, check_positive_int, check_size
+from ._checks import (DEFAULT_VARIANCES, check_bool, check_classes, check_count, check_int, check_number,
+                      check_positive_int, check_size, check_variances)
 from ._draw import PALETTE, LabelledBox, draw_boxes
 from ._fetch import FetchFailed, fetch
 from ._json import finite_or_null, json_text
@@ -42,6 +43,7 @@ from ._onnx import ONNX_INSTALL_HINT, OnnxNodes, require_onnx, require_onnxrunti
 from ._public import DISTRIBUTION, current_distribution, distribution_version, publish
 
 __all__ = [
+    "DEFAULT_VARIANCES",
     "DISTRIBUTION",
     "Generation",
     "MANIFEST_FILE",
@@ -59,12 +61,14 @@ __all__ = [
     "atomic_write_text",
     "check_bool",
     "check_classes",
+    "check_count",
     "check_int",
     "check_number",
     "check_output",
     "check_writable",
     "check_positive_int",
     "check_size",
+    "check_variances",
     "current_distribution",
     "distribution_version",
     "draw_boxes",

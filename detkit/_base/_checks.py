@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 from typing import Any, Sequence
 
 from ..errors import InputError
@@ -39,6 +40,21 @@ def check_classes(classes: Any, *, subject: str | None = None) -> list[str]:
     return names
 
 
+#: Box-offset variances of ``MultiBoxTarget`` and ``MultiBoxDetection`` (MXNet's defaults): the default of the
+#: built-in target assigners and post-processors (:data:`detkit.components.DEFAULT_VARIANCES`) and of the
+#: conformance checks (:mod:`detkit.testing`) for a component without a ``variances`` argument.
+DEFAULT_VARIANCES = (0.1, 0.1, 0.2, 0.2)
+
+
+def check_variances(variances: Any) -> list[float]:
+    """The box-offset variances as 4 positive floats; the encoder and the decoder must agree on them."""
+    values = list(variances) if isinstance(variances, (list, tuple)) else None
+    if values is None or len(values) != 4 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values):
+        raise InputError(f"The 'variances' argument must be 4 positive numbers; got {variances!r} instead.")
+    return [float(v) for v in values]
+
+
 def _argument(name: str, owner: str | None) -> str:
     return f"The '{name}' argument of {owner}" if owner else f"The '{name}' argument"
 
@@ -58,6 +74,18 @@ def check_int(name: str, value: Any, *, minimum: int = 1, owner: str | None = No
 def check_positive_int(name: str, value: Any, *, owner: str | None = None) -> int:
     """:func:`check_int` with ``minimum=1``."""
     return check_int(name, value, minimum=1, owner=owner)
+
+
+def check_count(name: str, value: Any, *, owner: str | None = None, minus_one: str = "all") -> int:
+    """Return ``value`` as an ``int`` (numpy integers too, never a bool) that is positive or -1, a count
+    where -1 means ``minus_one`` (``nms_topk``: keep all); raise :class:`InputError` otherwise."""
+    try:
+        number: int | None = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or not (number == -1 or number > 0):
+        raise InputError(f"{_argument(name, owner)} must be a positive int or -1 ({minus_one}); got {value!r} instead.")
+    return number
 
 
 def check_number(name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,

@@ -32,6 +32,11 @@ def finite_or_null(value: Any) -> Any:
     return value
 
 
-def json_text(value: Any, **kwargs: Any) -> str:
-    """``value`` as strict JSON text (``json.dumps`` arguments pass through); non-finite floats become ``null``."""
-    return json.dumps(finite_or_null(value), allow_nan=False, **kwargs)
+def json_text(value: Any, *, finite: bool = False, **kwargs: Any) -> str:
+    """``value`` as strict JSON text (``json.dumps`` arguments pass through); non-finite floats become ``null``.
+
+    ``finite=True``: every number must be finite, and a non-finite one raises :class:`ValueError`
+    instead of becoming ``null``, for a file whose readers take no ``null`` for a number (a COCO
+    results file: pycocotools' ``loadRes``).
+    """
+    return json.dumps(value if finite else finite_or_null(value), allow_nan=False, **kwargs)

@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import Any, cast
 
 import mxnet as mx
+import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
 from .._base import check_output, check_positive_int, json_text, load_yaml, owned_files
 from .._config import load_config
-from .._engine import evaluate, evaluate_detections, is_lead_worker
+from .._engine import DetectionMetric, evaluate, evaluate_detections, is_lead_worker
 from .._engine._checkpoints import Checkpoints
-from .._engine._detections import check_results_path, coco_entries, coco_ids_for, write_coco_results
+from .._engine._detections import check_results_path, coco_ids_for, coco_options, coco_results, write_coco_results
 from .._model import RUNTIMES, OnnxDetector, SSDDetector, draw_detections
 from .._run import run_config
 from ..data import DetectionDataset
@@ -288,10 +289,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     check_positive_int("batch_size", args.batch_size)  # before anything is loaded
     if args.detailed and not args.json:
         raise InputError("--detailed adds arrays to the JSON output; give --json with it.")
-    options: dict[str, Any] = dict(iou_thresholds=args.iou_thresholds, max_detections=args.max_detections,
-                   recall_thresholds=args.recall_thresholds, area_ranges=_area_ranges(args.area_ranges),
-                   class_agnostic=args.class_agnostic, missing=-1.0 if args.missing == "-1" else math.nan,
-                   detailed=args.detailed)
+    options = coco_options(iou_thresholds=args.iou_thresholds, max_detections=args.max_detections,
+                           recall_thresholds=args.recall_thresholds, area_ranges=_area_ranges(args.area_ranges),
+                           class_agnostic=args.class_agnostic, missing=-1.0 if args.missing == "-1" else math.nan)
     if args.plot is not None:  # before anything is loaded: never onto the model or the data
         model = args.paths[0] if args.detections is None and args.paths else None
         data = args.paths[-1] if args.paths else None
@@ -302,7 +302,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                              f"{args.paths}.")
         if args.save_detections is not None:
             raise InputError("--save-detections writes a model's detections; with --detections there is no model.")
-        scores = evaluate_detections(args.detections, args.paths[0], plot=args.plot, **options)
+        scores = evaluate_detections(args.detections, args.paths[0], plot=args.plot, detailed=args.detailed,
+                                     **options)
     else:
         if len(args.paths) != 2:
             raise InputError(f"Give MODEL and DATA (or --detections FILE and DATA); got {len(args.paths)} path(s): "
@@ -310,7 +311,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         detector = _load_detector(args, args.paths[0])
         data = _dataset_for(detector, args.paths[1])
         scores = evaluate(detector, data, batch_size=args.batch_size, progress=not args.json, plot=args.plot,
-                          save_detections=args.save_detections, **options)
+                          save_detections=args.save_detections, detailed=args.detailed, **options)
     if args.json:
         print(json_text(scores, indent=1))  # nan (a mean over no class) -> null, as in metrics.json
         return 0
@@ -341,9 +342,10 @@ def _coco_lines(coco: dict[str, float], options: dict[str, Any]) -> list[tuple[s
     defaults = dict(_COCO_LINES)
     if all(options.get(key) is None for key in ("iou_thresholds", "max_detections", "area_ranges")):
         return [(key, defaults[key]) for key in coco if key in defaults]
-    thresholds = options["iou_thresholds"] or [0.5, 0.95]
-    max_dets = options["max_detections"] or [1, 10, 100]
-    areas = list(options["area_ranges"] or ["all", "small", "medium", "large"])
+    metric = DetectionMetric(1, **options)  # the metric's own defaults for the options not given
+    thresholds = metric.iou_thresholds.tolist()
+    max_dets = [int(limit) for limit in metric.max_detections]
+    areas = list(metric.area_ranges)
     span = f"{thresholds[0]:.2f}:{thresholds[-1]:.2f}" if len(thresholds) > 1 else f"{thresholds[0]:.2f}     "
     lines = []
     for key in coco:
@@ -412,15 +414,17 @@ def _predict(args: argparse.Namespace) -> int:
         check_results_path(args.save_detections, sources)
     detector = _load_detector(args, args.model)
     if form == "coco-json":
-        ids = coco_ids_for(images, detector.classes, args.annotations)
+        image_ids, category_ids = coco_ids_for(images, detector.classes, args.annotations)
         found = detector.predict(images, threshold=threshold)
-        entries = coco_entries(found, ids)
+        rows = [np.array([[d.class_id, d.score, *d.box] for d in image], dtype=np.float64).reshape(-1, 6)
+                for image in found]  # the same float64 numbers: pixel corners, as predict gives them
+        entries = coco_results(image_ids, category_ids, rows, "xyxy")
         if args.save_detections:
             path = write_coco_results(args.save_detections, entries)
             print(f"{len(entries)} detections in {len(found)} images -> {path}", file=sys.stderr)
         else:
-            json.dump(entries, sys.stdout, allow_nan=False, separators=(",", ":"))
-            print()
+            # A non-finite score or box is an error (ValueError), never null: pycocotools reads no null number.
+            print(json_text(entries, finite=True, separators=(",", ":")))
         return 0
     args.json = form == "json"
     results: list[Any] = []

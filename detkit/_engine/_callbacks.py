@@ -21,9 +21,11 @@ from tqdm.auto import tqdm
 
 from .._base import FolderSnapshot, PathLike, read_consistent
 from .._model import SSDDetector, check_saved_weights
-from ..errors import CheckpointError, NonFiniteLossError, TrainingError
+from ..data._truth import GroundTruth
+from ..errors import CheckpointError, NonFiniteLossError
 from ._checkpoints import CHECKPOINT_FORMAT, Checkpoints, check_resumable, read_checkpoint
-from ._evaluate import NonFiniteDetectionsError, evaluate
+from ._distributed import lead_alone
+from ._evaluate import NonFiniteDetectionsError, evaluate_with, sidecar_truth
 from ._history import History
 from ._optimizer_state import load_optimizer_state
 
@@ -67,6 +69,9 @@ class Validation(Callback):
     mAP@0.5 (area and 11-point) and COCO mAP to the record; the other epochs' records get ``validated: False``.
 
     In a distributed run (a ``coordinator``) every worker holds rank 0's figures.
+
+    The evaluation sidecar of ``data`` (``PREFIX.eval.json``) is read and checked once, before the
+    first epoch (:meth:`on_train_begin`): a stale one stops the run before any training.
     """
 
     def __init__(self, data: Any, batch_size: int, coordinator: Coordinator | None = None, *, every: int = 1,
@@ -76,38 +81,36 @@ class Validation(Callback):
         self.coordinator = coordinator
         self.every = every
         self.epochs = epochs
+        self._truth: tuple[GroundTruth | None] | None = None  # (the sidecar's ground truth,) once read
+
+    def on_train_begin(self, detector: SSDDetector, history: History) -> None:
+        self._sidecar(detector)
+
+    def _sidecar(self, detector: SSDDetector) -> GroundTruth | None:
+        """The ground truth of the data's sidecar (None without one), read and checked the first time alone."""
+        if self._truth is None:
+            self._truth = (sidecar_truth(self.data, list(getattr(self.data, "classes", detector.classes))),)
+        return self._truth[0]
 
     def on_epoch_end(self, epoch: int, record: Mapping[str, Any], detector: SSDDetector) -> None:
         if (epoch + 1) % self.every and (self.epochs is None or epoch + 1 < self.epochs):
             cast(Dict[str, Any], record)["validated"] = False
             return
         keys = ("map_50", "map_50_voc07", "map_50_95")
-        values = [math.nan] * len(keys)
-        failure: Exception | None = None
-        if self.coordinator is None or self.coordinator.rank == 0:  # in a job, rank 0 alone evaluates
-            try:
-                values = self._scores(epoch, detector, keys)
-            except Exception as error:  # in a job, every worker stops with it, below
-                if self.coordinator is None:
-                    raise
-                failure = error
-        if self.coordinator is not None:
-            # Rank 0's figures, and whether it failed (the others then stop too); the others wait for it.
-            shared = [float(v) for v in self.coordinator.broadcast([*values, failure is not None],
-                                                                   wait_for_lead=True)]
-            if failure is not None:
-                raise failure
-            if shared[-1]:
-                raise TrainingError(f"Rank 0 could not validate epoch {epoch + 1} (its own message says why); "
-                                    "training stopped. The checkpoints on disk are intact.")
-            values = shared[:-1]
+        if self.coordinator is None:
+            values = self._scores(epoch, detector, keys)
+        else:  # rank 0 alone evaluates; every worker gets its figures, or stops with its failure
+            values = lead_alone(self.coordinator, lambda: self._scores(epoch, detector, keys), size=len(keys),
+                                failed=f"Rank 0 could not validate epoch {epoch + 1} (its own message says why); "
+                                       "training stopped. The checkpoints on disk are intact.")
         # fit hands built-in callbacks the epoch's record itself (a dict), to add to.
         cast(Dict[str, Any], record).update(zip(keys, values), validated=True)
 
     def _scores(self, epoch: int, detector: SSDDetector, keys: tuple[str, ...]) -> list[float]:
         # On the first device; the weights are equal on all of them.
+        truth = self._sidecar(detector)
         try:
-            scores = evaluate(detector, self.data, batch_size=self.batch_size)
+            scores = evaluate_with(detector, self.data, truth, batch_size=self.batch_size)
         except NonFiniteDetectionsError as error:
             raise NonFiniteLossError(
                 f"Training diverged: after epoch {epoch + 1}, the detections on validation batch {error.batch + 1} "
@@ -235,21 +238,16 @@ class Checkpointing(Callback):
         if self.coordinator is None:
             self.checkpoints.write(epoch, detector, self._trainer, state, best=is_best)
             return
-        failure: Exception | None = None
-        if self.coordinator.rank == 0:
-            try:
-                self.checkpoints.write(epoch, detector, self._trainer, state, best=is_best)
-            except Exception as error:  # every worker stops with it, below
-                failure = error
+        trainer = self._trainer
+
+        def write() -> list[float]:
+            self.checkpoints.write(epoch, detector, trainer, state, best=is_best)
+            return []
+
         # Also the barrier: no worker goes on before the checkpoint is complete.
-        failed = self.coordinator.allreduce([failure is not None], wait_for_lead=True)[0]
-        if failure is not None:
-            raise failure
-        if failed:
-            raise TrainingError(
-                f"Rank 0 could not write the checkpoint of epoch {epoch + 1} in {self.checkpoints.directory} "
-                "(its own message says why); training stopped. The previous checkpoints are intact."
-            )
+        lead_alone(self.coordinator, write,
+                   failed=f"Rank 0 could not write the checkpoint of epoch {epoch + 1} in {self.checkpoints.directory} "
+                          "(its own message says why); training stopped. The previous checkpoints are intact.")
 
 
 def _score(record: Mapping[str, Any], validating: bool = False) -> float:

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .._base import PathLike, atomic_path, load_json_file
+from .._base import PathLike, atomic_path, json_text, load_json_file
 from ..data._truth import GroundTruth, TruthImage, load_truth
 from ..errors import DataError, InputError
 from ._metric import DetectionMetric
@@ -78,13 +78,16 @@ def _from_voc(boxes: np.ndarray, box_format: str) -> np.ndarray:
 # ------------------------------------------------------------------- writing
 
 
-def coco_results(truth: GroundTruth, detections: Sequence[np.ndarray]) -> list[dict[str, Any]]:
-    """COCO results entries of ``detections`` (one (K, 6) array an image of ``truth``, boxes in its format)."""
+def coco_results(image_ids: Sequence[Any], category_ids: Sequence[Any], detections: Sequence[np.ndarray],
+                 box_format: str) -> list[dict[str, Any]]:
+    """COCO results entries (boxes ``[x, y, w, h]`` in pixels) of ``detections``: one (K, 6) array
+    ``[class_id, score, box in box_format]`` an image, with the image's id of ``image_ids`` and the
+    category id of each class in ``category_ids``."""
     entries = []
-    for image, rows in zip(truth.images, detections):
-        boxes = _to_xywh(rows[:, 2:6], truth.box_format)
+    for image_id, rows in zip(image_ids, detections):
+        boxes = _to_xywh(rows[:, 2:6], box_format)
         for row, box in zip(rows, boxes):
-            entries.append({"image_id": image.image_id, "category_id": truth.category_ids[int(row[0])],
+            entries.append({"image_id": image_id, "category_id": category_ids[int(row[0])],
                             "bbox": [float(v) for v in box], "score": float(row[1])})
     return entries
 
@@ -110,7 +113,8 @@ def write_coco_results(path: PathLike, entries: list[dict[str, Any]]) -> Path:
     same float64 numbers back.
     """
     path = check_results_path(path)
-    text = json.dumps(entries, allow_nan=False, separators=(",", ":"))
+    # A non-finite score or box is an error (ValueError), never null: pycocotools reads no null number.
+    text = json_text(entries, finite=True, separators=(",", ":"))
     with atomic_path(path) as staged:
         staged.write_text(text + "\n", encoding="utf-8")
     return path
@@ -142,19 +146,6 @@ def coco_ids_for(images: Sequence[PathLike], classes: Sequence[str],
                             f"{annotations}; give the images that the annotations describe, with their own names")
         ids.append(found[0])
     return ids, list(truth.category_ids)
-
-
-def coco_entries(results: Sequence[Sequence[Any]], ids: tuple[list[Any], list[Any]]) -> list[dict[str, Any]]:
-    """COCO results entries of :meth:`SSDDetector.predict`'s detections (one list an image) with the
-    image and category ids of :func:`coco_ids_for`; boxes ``[x, y, w, h]`` in pixels."""
-    image_ids, category_ids = ids
-    entries = []
-    for image_id, detections in zip(image_ids, results):
-        for d in detections:
-            x0, y0, x1, y1 = d.box
-            entries.append({"image_id": image_id, "category_id": category_ids[d.class_id],
-                            "bbox": [x0, y0, x1 - x0, y1 - y0], "score": d.score})
-    return entries
 
 
 # ------------------------------------------------------------------- reading
@@ -313,6 +304,29 @@ def score_detections(truth: GroundTruth, detections: Sequence[np.ndarray],
     return metric
 
 
+def coco_options(
+    *,
+    iou_thresholds: Sequence[float] | None = None,
+    max_detections: Sequence[int] | None = None,
+    recall_thresholds: Sequence[float] | None = None,
+    area_ranges: Mapping[str, Sequence[float]] | None = None,
+    class_agnostic: bool = False,
+    missing: float = math.nan,
+) -> dict[str, Any]:
+    """COCOeval's parameters as keyword arguments of :class:`DetectionMetric`, checked as it checks them.
+
+    The one place that gathers and checks them for :func:`evaluate`, :func:`evaluate_detections`,
+    ``detkit evaluate`` and the ``eval:`` configuration section. Raises :class:`InputError` naming
+    the argument (``The 'NAME' argument of DetectionMetric must be ...``).
+    """
+    options: dict[str, Any] = dict(
+        iou_thresholds=iou_thresholds, max_detections=max_detections, recall_thresholds=recall_thresholds,
+        area_ranges=area_ranges, class_agnostic=class_agnostic, missing=missing,
+    )
+    DetectionMetric(1, **options)  # its checks and messages, before any data is read
+    return options
+
+
 def metric_for(truth: GroundTruth, options: Mapping[str, Any]) -> DetectionMetric:
     """A DetectionMetric for ``truth`` (its classes and box format) with COCOeval's ``options``."""
     return DetectionMetric(len(truth.classes), truth.classes, box_format=truth.box_format, **options)
@@ -369,6 +383,9 @@ def evaluate_detections(
         category the ground truth does not have, or a stale sidecar; the message names
         the file, the entry and the fix.
     """
+    options = coco_options(iou_thresholds=iou_thresholds, max_detections=max_detections,
+                           recall_thresholds=recall_thresholds, area_ranges=area_ranges,
+                           class_agnostic=class_agnostic, missing=missing)
     if hasattr(data, "rec_path") and hasattr(data, "classes"):
         from ..data._truth import rec_truth
 
@@ -376,10 +393,6 @@ def evaluate_detections(
     else:
         truth = load_truth(data, classes)
     rows = read_detections(detections, truth)
-    options: dict[str, Any] = dict(
-        iou_thresholds=iou_thresholds, max_detections=max_detections, recall_thresholds=recall_thresholds,
-        area_ranges=area_ranges, class_agnostic=class_agnostic, missing=missing,
-    )
     metric = score_detections(truth, rows, metric_for(truth, options))
     if plot is not None:
         metric.plot_precision_recall(plot)

@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import math
 import os
 import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, TypeVar, cast
+from typing import Any, Callable, Iterator, Sequence, TypeVar, cast
 
 import mxnet as mx
 import numpy as np
@@ -280,23 +281,45 @@ def lead_first(kvstore: Any, work: Callable[[], T]) -> T:
     if not is_distributed(kvstore):
         return work()
     coordinator = Coordinator(process_store(kvstore), timeout_seconds())
-    failure: Exception | None = None
-    result: Any = None
+    result: list[Any] = []
+
+    def lead_work() -> list[float]:
+        result.append(work())
+        return []
+
     try:
-        if coordinator.rank == 0:
-            try:
-                result = work()
-            except Exception as error:  # every worker stops with it, below
-                failure = error
-        failed = coordinator.allreduce([failure is not None], wait_for_lead=True)[0]
-        if failure is not None:
-            raise failure
-        if failed:
-            raise TrainingError("Rank 0 could not prepare the data (its own message says why); this worker stops.")
-        return cast(T, result) if coordinator.rank == 0 else work()
+        lead_alone(coordinator, lead_work, failed="Rank 0 could not prepare the data (its own message says why); "
+                                                  "this worker stops.")
+        return cast(T, result[0]) if coordinator.rank == 0 else work()
     except BaseException as error:
         note_failure(error)
         raise
+
+
+def lead_alone(coordinator: Coordinator, work: Callable[[], Sequence[float]], *, size: int = 0,
+               failed: str) -> list[float]:
+    """``work()`` on rank 0 alone; every worker returns its ``size`` numbers (exactly), or stops with its failure.
+
+    The others wait for rank 0 (the lead timeout). When ``work()`` raises, rank 0 raises that
+    exception and the others :class:`~detkit.errors.TrainingError` with the message ``failed``.
+    The exchange is also a barrier: no worker goes on before rank 0's work is done.
+    """
+    values = [math.nan] * size  # the others' values count for nothing: the same size on every worker
+    failure: Exception | None = None
+    if coordinator.rank == 0:
+        try:
+            values = [float(v) for v in work()]
+        except Exception as error:  # every worker stops with it, below
+            failure = error
+        else:
+            if len(values) != size:
+                raise RuntimeError(f"lead_alone's work gave {len(values)} numbers, not {size}")
+    shared = coordinator.broadcast([*values, failure is not None], wait_for_lead=True)
+    if failure is not None:
+        raise failure
+    if shared[-1]:
+        raise TrainingError(failed)
+    return [float(v) for v in shared[:-1]]
 
 
 class Watchdog:

@@ -11,8 +11,8 @@ from .._base import PathLike, check_output
 from .._model import OnnxDetector, SSDDetector, as_numpy
 from ..data._truth import GroundTruth, TruthImage, read_sidecar, sidecar_path
 from ..errors import InputError
-from ._detections import (check_results_path, coco_results, metric_for, score_detections, to_truth_format,
-                          write_coco_results)
+from ._detections import (check_results_path, coco_options, coco_results, metric_for, score_detections,
+                          to_truth_format, write_coco_results)
 from ._metric import DetectionMetric
 
 __all__ = ["evaluate"]
@@ -122,13 +122,28 @@ def evaluate(
     if save_detections is not None:
         rec_path = getattr(data, "rec_path", None)
         check_results_path(save_detections, [rec_path, sidecar_path(rec_path)] if rec_path is not None else [])
+    options = coco_options(iou_thresholds=iou_thresholds, max_detections=max_detections,
+                           recall_thresholds=recall_thresholds, area_ranges=area_ranges,
+                           class_agnostic=class_agnostic, missing=missing)
+    return evaluate_with(detector, data, sidecar_truth(data, classes), batch_size=batch_size, progress=progress,
+                         plot=plot, save_detections=save_detections, options=options, detailed=detailed)
+
+
+def sidecar_truth(data: Any, classes: Sequence[str]) -> GroundTruth | None:
+    """The exact ground truth of ``data``'s evaluation sidecar (``PREFIX.eval.json``), checked against its
+    ``.rec`` (a stale one raises :class:`~detkit.errors.DataError`); None without a sidecar or a ``.rec``."""
+    return read_sidecar(data.rec_path, classes, len(data)) if hasattr(data, "rec_path") else None
+
+
+def evaluate_with(detector: SSDDetector | OnnxDetector, data: Any, truth: GroundTruth | None, *, batch_size: int,
+                  progress: bool = False, plot: PathLike | None = None, save_detections: PathLike | None = None,
+                  options: Mapping[str, Any] | None = None, detailed: bool = False) -> dict[str, Any]:
+    """:func:`evaluate` once its arguments are checked, with the ground truth ``truth`` of
+    :func:`sidecar_truth` read already (validation during training reads it once, before the first epoch)."""
     from tqdm.auto import tqdm
 
-    options: dict[str, Any] = dict(
-        iou_thresholds=iou_thresholds, max_detections=max_detections, recall_thresholds=recall_thresholds,
-        area_ranges=area_ranges, class_agnostic=class_agnostic, missing=missing,
-    )
-    truth = read_sidecar(data.rec_path, classes, len(data)) if hasattr(data, "rec_path") else None
+    classes = list(getattr(data, "classes", detector.classes))
+    options = dict(options or {})
     if truth is not None:
         metric = metric_for(truth, options)
     else:
@@ -161,7 +176,9 @@ def evaluate(
     elif collected is not None and truth_for_file is not None:
         collected = [to_truth_format(rows, image, "xyxy") for rows, image in zip(collected, truth_for_file.images)]
     if save_detections is not None and collected is not None and truth_for_file is not None:
-        write_coco_results(save_detections, coco_results(truth_for_file, collected))
+        write_coco_results(save_detections, coco_results([image.image_id for image in truth_for_file.images],
+                                                         truth_for_file.category_ids, collected,
+                                                         truth_for_file.box_format))
     if plot is not None:
         metric.plot_precision_recall(plot)
     return metric.compute(detailed=detailed)

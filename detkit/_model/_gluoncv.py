@@ -43,20 +43,30 @@ COCO_CLASSES = (
 
 _RATIOS_6 = [[1, 2, 0.5]] + [[1, 2, 0.5, 3, 1.0 / 3]] * 3 + [[1, 2, 0.5]] * 2
 _RATIOS_7 = [[1, 2, 0.5]] + [[1, 2, 0.5, 3, 1.0 / 3]] * 4 + [[1, 2, 0.5]] * 2
-_SIZES_300 = {"voc": [30, 60, 111, 162, 213, 264, 315], "coco": [21, 45, 99, 153, 207, 261, 315]}
-_SIZES_300["custom"] = _SIZES_300["coco"]
+_SIZES_300_VOC = [30, 60, 111, 162, 213, 264, 315]
+_SIZES_300_COCO = [21, 45, 99, 153, 207, 261, 315]
 _SIZES_VGG512 = [51.2, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6]
 _SIZES_512 = [51.2, 102.4, 189.4, 276.4, 363.52, 450.6, 492]
 _SIZES_R50_COCO = [51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72]
-_STEPS_300 = [8, 16, 32, 64, 100, 300]
-_STEPS_512 = [16, 32, 64, 128, 256, 512]
+_STEPS = {300: [8, 16, 32, 64, 100, 300], 512: [16, 32, 64, 128, 256, 512]}
 # GluonCV's VGG-16 atrous: its own convolutions on mean-subtracted 0-255 input, L2 norm with eps 1e-5.
 _VGG = {"name": "vgg16_atrous", "caffe_input": True, "l2_eps": 1e-5}
+
+
+def _per_dataset(voc: Sequence[float], coco: Sequence[float] | None = None) -> dict[str, Sequence[float]]:
+    """Anchor sizes by data set: ``_custom`` networks take COCO's (GluonCV's ``ssd_*_custom``)."""
+    return {"voc": voc, "coco": coco or voc, "custom": coco or voc}
 
 
 def _expander(filters: Sequence[int]) -> list[list[list[int]]]:
     # GluonCV's FeatureExpander with SSD's defaults (reduce_ratio 1, min_depth 128).
     return [[[max(128, f), 1, 1, 0], [f, 3, 2, 1]] for f in filters]
+
+
+def _expanded(size: int, body: str, filters: Sequence[int], sizes: Mapping[str, Sequence[float]]) -> dict[str, Any]:
+    """A GluonCV SSD on a ResNet or MobileNet body: its stages 3 and 4, then FeatureExpander's extra layers."""
+    return {"size": size, "body": {"name": body, "stages": [3, 4]}, "extras": _expander(filters), "batch_norm": True,
+            "sizes": sizes, "ratios": _RATIOS_6, "steps": _STEPS[size]}
 
 
 _VGG300_EXTRAS = [[[256, 1, 1, 0], [512, 3, 2, 1]], [[128, 1, 1, 0], [256, 3, 2, 1]],
@@ -68,27 +78,16 @@ _VGG512_EXTRAS = [[[256, 1, 1, 0], [512, 3, 2, 1]]] + [[[128, 1, 1, 0], [256, 3,
 #: each with its input size, body, extra layers and anchors (sizes per data set).
 GLUONCV_MODELS: Mapping[str, Mapping[str, Any]] = {
     "ssd_300_vgg16_atrous": {"size": 300, "body": _VGG, "extras": _VGG300_EXTRAS, "batch_norm": False,
-                             "sizes": _SIZES_300, "ratios": _RATIOS_6, "steps": _STEPS_300},
+                             "sizes": _per_dataset(_SIZES_300_VOC, _SIZES_300_COCO), "ratios": _RATIOS_6,
+                             "steps": _STEPS[300]},
     "ssd_512_vgg16_atrous": {"size": 512, "body": _VGG, "extras": _VGG512_EXTRAS, "batch_norm": False,
-                             "sizes": dict.fromkeys(("voc", "coco", "custom"), _SIZES_VGG512), "ratios": _RATIOS_7,
+                             "sizes": _per_dataset(_SIZES_VGG512), "ratios": _RATIOS_7,
                              "steps": [8, 16, 32, 64, 128, 256, 512]},
-    "ssd_512_resnet18_v1": {"size": 512, "body": {"name": "resnet18_v1", "stages": [3, 4]},
-                            "extras": _expander([512, 512, 256, 256]), "batch_norm": True,
-                            "sizes": dict.fromkeys(("voc", "coco", "custom"), _SIZES_512), "ratios": _RATIOS_6,
-                            "steps": _STEPS_512},
-    "ssd_512_resnet50_v1": {"size": 512, "body": {"name": "resnet50_v1", "stages": [3, 4]},
-                            "extras": _expander([512, 512, 256, 256]), "batch_norm": True,
-                            "sizes": {"voc": _SIZES_512, "coco": _SIZES_R50_COCO, "custom": _SIZES_R50_COCO},
-                            "ratios": _RATIOS_6, "steps": _STEPS_512},
-    "ssd_512_mobilenet1.0": {"size": 512, "body": {"name": "mobilenet1_0", "stages": [3, 4]},
-                             "extras": _expander([512, 512, 256, 256]), "batch_norm": True,
-                             "sizes": dict.fromkeys(("voc", "coco", "custom"), _SIZES_512), "ratios": _RATIOS_6,
-                             "steps": _STEPS_512},
-    "ssd_300_mobilenet0.25": {"size": 300, "body": {"name": "mobilenet0_25", "stages": [3, 4]},
-                              "extras": _expander([256, 256, 128, 128]), "batch_norm": True,
-                              "sizes": dict.fromkeys(("voc", "coco", "custom"), _SIZES_300["coco"]),
-                              "ratios": _RATIOS_6,
-                              "steps": _STEPS_300},
+    "ssd_512_resnet18_v1": _expanded(512, "resnet18_v1", [512, 512, 256, 256], _per_dataset(_SIZES_512)),
+    "ssd_512_resnet50_v1": _expanded(512, "resnet50_v1", [512, 512, 256, 256],
+                                     _per_dataset(_SIZES_512, _SIZES_R50_COCO)),
+    "ssd_512_mobilenet1.0": _expanded(512, "mobilenet1_0", [512, 512, 256, 256], _per_dataset(_SIZES_512)),
+    "ssd_300_mobilenet0.25": _expanded(300, "mobilenet0_25", [256, 256, 128, 128], _per_dataset(_SIZES_300_COCO)),
 }
 _DATASET_CLASSES = {"voc": VOC_CLASSES, "coco": COCO_CLASSES}
 _NAME = re.compile(r"(?P<arch>ssd_\d+_[a-z0-9.]+(?:_v1|_atrous)?)_(?P<dataset>voc|coco|custom)\Z")

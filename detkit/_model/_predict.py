@@ -56,9 +56,9 @@ def load_image(image: Any) -> np.ndarray:
     return as_rgb_array(image)
 
 
-def as_numpy(array: Any) -> np.ndarray:
-    """An NDArray (MXNet's detections) or a numpy array (ONNX Runtime's) as numpy."""
-    return array.asnumpy() if isinstance(array, mx.nd.NDArray) else np.asarray(array)
+def as_numpy(array: Any, dtype: Any = None) -> np.ndarray:
+    """An NDArray (MXNet's detections) or a numpy array (ONNX Runtime's) as numpy (of ``dtype``, if given)."""
+    return np.asarray(array.asnumpy() if isinstance(array, mx.nd.NDArray) else array, dtype=dtype)
 
 
 def predict(detect: Callable[[mx.nd.NDArray], Any], classes: Sequence[str], data_shape: tuple[int, int],
@@ -72,7 +72,7 @@ def predict(detect: Callable[[mx.nd.NDArray], Any], classes: Sequence[str], data
                 f"A batch of images must be channels last, (B, H, W, 3); got shape {images.shape}. "
                 "For preprocessed (B, 3, H, W) network input use detector.detect()."
             )
-        images = list(images.asnumpy() if isinstance(images, mx.nd.NDArray) else images)
+        images = list(as_numpy(images))
     single = not isinstance(images, (list, tuple))
     decoded = [load_image(image) for image in ([images] if single else images)]
     results: list[list[Detection]] = []

@@ -28,7 +28,7 @@ from .._base import (
 )
 from ..errors import CheckpointError, InputError
 from ._onnx import ONNX_FILE, ONNX_FORMAT, ONNX_KIND, ONNX_MANIFEST
-from ._predict import predict
+from ._predict import as_numpy, predict
 from ._quantize import calibration_batches
 
 __all__ = ["OnnxDetector", "RUNTIMES"]
@@ -189,7 +189,7 @@ class OnnxDetector:
         if target.resolve() == self.directory.resolve():
             raise InputError(f"The 'directory' argument must differ from the float32 detector's own folder "
                              f"{self.directory}; the INT8 copy would replace it.")
-        batches = [b.asnumpy() if isinstance(b, mx.nd.NDArray) else np.asarray(b, dtype=np.float32) for b in
+        batches = [as_numpy(b, np.float32) for b in
                    calibration_batches(calibration_data, self.data_shape, num_batches=num_batches,
                                        batch_size=batch_size)]
         if not batches:

@@ -12,10 +12,9 @@ returns GluonCV's detections divided by the image size.
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any, Sequence
 
-from .._base import check_bool, check_number, check_size
+from .._base import check_bool, check_count, check_number, check_size
 from ..errors import InputError
 from ..interfaces import AnchorGenerator, PostProcessor
 from ._targets import DEFAULT_VARIANCES, check_variances
@@ -193,8 +192,8 @@ class GluonCVDecoder(PostProcessor):
         owner = "GluonCVDecoder"
         self.nms_threshold = check_number("nms_threshold", nms_threshold, owner=owner)
         self.score_threshold = check_number("score_threshold", score_threshold, minimum=0, maximum=1, owner=owner)
-        self.nms_topk = _count("nms_topk", nms_topk)
-        self.post_nms = _count("post_nms", post_nms)
+        self.nms_topk = check_count("nms_topk", nms_topk, owner=owner)
+        self.post_nms = check_count("post_nms", post_nms, owner=owner)
         self.clip = check_bool("clip", clip, owner=owner)
         self.variances = check_variances(variances)
 
@@ -237,14 +236,3 @@ class GluonCVDecoder(PostProcessor):
             ids = F.where(area, ids, F.ones_like(ids) * -1)
             result = F.concat(ids, scores, boxes, dim=-1)  # (B, K, 6)
         return result
-
-
-def _count(name: str, value: Any) -> int:
-    try:
-        number: int | None = None if isinstance(value, bool) else operator.index(value)
-    except TypeError:
-        number = None
-    if number is None or not (number == -1 or number > 0):
-        raise InputError(f"The '{name}' argument of GluonCVDecoder must be a positive int or -1 (all); "
-                         f"got {value!r} instead.")
-    return number

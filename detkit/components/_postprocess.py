@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import operator
 from typing import Any, Sequence
 
 import numpy as np
 
-from .._base import OnnxNodes, check_bool, check_number
-from ..errors import InputError
+from .._base import OnnxNodes, check_bool, check_count, check_number
 from ..interfaces import OnnxSubgraph, PostProcessor
 from ._targets import DEFAULT_VARIANCES, check_variances
 
@@ -54,15 +52,7 @@ class MultiBoxDetectionPostProcessor(PostProcessor):
             check_number(name, value, minimum=0, maximum=1, owner="MultiBoxDetectionPostProcessor")
         for name, value in (("force_suppress", force_suppress), ("clip", clip)):
             check_bool(name, value, owner="MultiBoxDetectionPostProcessor")
-        try:
-            topk: int | None = None if isinstance(nms_topk, bool) else operator.index(nms_topk)  # numpy ints too
-        except TypeError:
-            topk = None
-        if topk is None or not (topk == -1 or topk > 0):
-            raise InputError(
-                f"The 'nms_topk' argument of MultiBoxDetectionPostProcessor must be a positive int or -1 (keep "
-                f"all); got {nms_topk!r} instead."
-            )
+        topk = check_count("nms_topk", nms_topk, owner="MultiBoxDetectionPostProcessor", minus_one="keep all")
         self.variances = check_variances(variances)
         self.nms_threshold = float(nms_threshold)
         self.score_threshold = float(score_threshold)

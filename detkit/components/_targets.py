@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
-from .._base import check_int, check_number
+from .._base import DEFAULT_VARIANCES, check_int, check_number, check_variances
 from ..errors import InputError
 from ..interfaces import TargetAssigner
 
-#: Box-offset variances of ``MultiBoxTarget`` and ``MultiBoxDetection`` (MXNet's defaults).
-DEFAULT_VARIANCES = (0.1, 0.1, 0.2, 0.2)
+__all__ = ["DEFAULT_VARIANCES", "MultiBoxTargetAssigner", "check_variances"]
 
-
-
-def check_variances(variances: Any) -> list[float]:
-    """The box-offset variances as 4 positive floats; the encoder and the decoder must agree on them."""
-    values = list(variances) if isinstance(variances, (list, tuple)) else None
-    if values is None or len(values) != 4 or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values):
-        raise InputError(f"The 'variances' argument must be 4 positive numbers; got {variances!r} instead.")
-    return [float(v) for v in values]
 
 class MultiBoxTargetAssigner(TargetAssigner):
     """Match anchors to boxes by IoU and encode offsets, by ``MultiBoxTarget``.

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._base import PathLike, file_digest
+from .._base import PathLike, file_digest, json_text
 from ..errors import DataError, InputError
 from . import _recordio
 
@@ -83,8 +83,8 @@ def sidecar_text(rec_path: Path, rec_name: str, truth: GroundTruth) -> str:
     (named ``rec_name`` in the sidecar: the staged file is renamed later)."""
     images = []
     for image in truth.images:
-        objects = [[int(row[0]), *(float(v) for v in row[1:5]), int(row[5]),
-                    None if math.isnan(row[6]) else float(row[6])] for row in image.objects]
+        objects = [[int(row[0]), *(float(v) for v in row[1:5]), int(row[5]), float(row[6])]  # no area: NaN, null
+                   for row in image.objects]
         images.append({"id": image.image_id, "file_name": image.file_name, "width": image.width,
                        "height": image.height, "objects": objects})
     document = {
@@ -96,7 +96,7 @@ def sidecar_text(rec_path: Path, rec_name: str, truth: GroundTruth) -> str:
         "category_ids": truth.category_ids,
         "images": images,
     }
-    return json.dumps(document, allow_nan=False, separators=(",", ":")) + "\n"
+    return json_text(document, separators=(",", ":")) + "\n"
 
 
 def read_sidecar(rec_path: PathLike, classes: Sequence[str], num_records: int) -> GroundTruth | None:

@@ -490,3 +490,16 @@ def test_gluoncv_features_append_gluoncv_extra_layers_to_a_registered_body() -> 
             "steps": [8, 16, 32, 64, 100, 300], "image_size": 256}, data_shape=256)
     with pytest.raises(InputError, match="'extras' argument of GluonCVFeatures"):
         GluonCVFeatures("mobilenet0_25", [[[64, 3, 2]]])
+
+
+def test_the_extra_layers_are_those_import_gluoncv_builds() -> None:
+    # detkit keeps its own copy in a private module (this plugin imports detkit's public API alone): the same specs.
+    from detkit._model._gluoncv import GLUONCV_MODELS
+
+    for name, extras in (("ssd_300_vgg16_atrous", detkit_zoo.VGG300_EXTRAS),
+                         ("ssd_512_vgg16_atrous", detkit_zoo.VGG512_EXTRAS)):
+        assert [[list(conv) for conv in layer] for layer in extras] == GLUONCV_MODELS[name]["extras"]
+    expanded = [spec for spec in GLUONCV_MODELS.values() if spec["batch_norm"]]
+    assert len(expanded) == 4
+    for spec in expanded:
+        assert detkit_zoo.expander_extras([layer[-1][0] for layer in spec["extras"]]) == spec["extras"]
