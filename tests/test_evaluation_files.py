@@ -523,3 +523,14 @@ def test_the_eval_config_section_gives_evaluate_its_options():
         load_config(None, ["eval.max_detections=[5, 1]"])
     with pytest.raises(ConfigError, match=r"eval.missing: must be one of None, -1; got 0"):
         load_config(None, ["eval.missing=0"])
+
+
+def test_coco_results_refuse_a_diverged_detectors_nan_rows_in_one_sentence():
+    from detkit._engine._detections import coco_results
+
+    good = np.array([[0, 0.9, 1.0, 2.0, 11.0, 12.0]])
+    assert coco_results([7], [3], [good], "xyxy") == [
+        {"image_id": 7, "category_id": 3, "bbox": [1.0, 2.0, 10.0, 10.0], "score": 0.9}]
+    for bad in (np.array([[0, 0.9, np.nan, 2.0, 11.0, 12.0]]), np.array([[0, np.inf, 1.0, 2.0, 11.0, 12.0]])):
+        with pytest.raises(InputError, match=r"image 7 hold NaN or infinite values.*lower learning rate"):
+            coco_results([7], [3], [bad], "xyxy")

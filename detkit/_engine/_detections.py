@@ -82,9 +82,17 @@ def coco_results(image_ids: Sequence[Any], category_ids: Sequence[Any], detectio
                  box_format: str) -> list[dict[str, Any]]:
     """COCO results entries (boxes ``[x, y, w, h]`` in pixels) of ``detections``: one (K, 6) array
     ``[class_id, score, box in box_format]`` an image, with the image's id of ``image_ids`` and the
-    category id of each class in ``category_ids``."""
+    category id of each class in ``category_ids``.
+
+    Raises :class:`~detkit.errors.InputError` if a row holds NaN or infinity (a diverged
+    detector): COCO results have no place for a non-finite number.
+    """
     entries = []
     for image_id, rows in zip(image_ids, detections):
+        if not np.isfinite(rows).all():
+            raise InputError(
+                f"The detections of image {image_id!r} hold NaN or infinite values: the detector's weights have "
+                "diverged, or overflow on this image. Retrain with a lower learning rate.")
         boxes = _to_xywh(rows[:, 2:6], box_format)
         for row, box in zip(rows, boxes):
             entries.append({"image_id": image_id, "category_id": category_ids[int(row[0])],
