@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import mxnet as mx
 import numpy as np
@@ -417,6 +418,25 @@ def test_clip_gradient_norm_bounds_every_step(tiny) -> None:
     steps = 2  # 32 images, batch 16
     assert moved[1e-3] <= steps * 0.01 * 1e-3 * 1.01
     assert moved[None] > 10 * moved[1e-3]  # unclipped, the gradients are far larger
+
+
+def test_the_history_records_clipping_and_a_limit_that_clips_every_step_is_named(tiny) -> None:
+    from detkit.errors import PerformanceWarning
+
+    train, _ = tiny
+    # A limit far below any gradient's norm: every step is clipped, which the warning names with a fix.
+    with pytest.warns(PerformanceWarning, match=r"shortened 100% of epoch 2's steps.*Raise clip_gradient_norm to \d"):
+        tight = detkit.fit(_detector(), train, epochs=2, batch_size=16, seed=0, quiet=True, clip_gradient_norm=1e-6)
+    assert tight["clipped"] == [1.0, 1.0]
+    assert all(norm > 1e-6 for norm in tight["grad_norm"])
+    # A limit no gradient reaches: nothing clipped, no warning, the same norms (clipping does not change them).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PerformanceWarning)
+        loose = detkit.fit(_detector(), train, epochs=2, batch_size=16, seed=0, quiet=True, clip_gradient_norm=1e9)
+    assert loose["clipped"] == [0.0, 0.0]
+    assert all(math.isfinite(norm) and norm > 0 for norm in loose["grad_norm"])
+    # Without clipping the record has neither key.
+    assert "grad_norm" not in detkit.fit(_detector(), train, epochs=1, batch_size=16, seed=0, quiet=True).records[0]
 
 
 def test_warmup_steps_is_the_least_warm_up() -> None:

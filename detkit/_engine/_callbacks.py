@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["Callback", "Checkpointing", "Progress", "Recorder", "Validation", "print_line"]
 
 _SEED_METRICS = ("epoch", "loss", "class_accuracy", "box_mae", "seconds", "images_per_second",
-                 "learning_rate", "map_50", "map_50_voc07", "map_50_95", "validated")
+                 "learning_rate", "map_50", "map_50_voc07", "map_50_95", "validated", "grad_norm", "clipped")
 
 
 class Callback:
@@ -144,6 +144,8 @@ class Progress(Callback):
             line += f"  val mAP@0.5 {record['map_50']:.4f}"
         elif record.get("validated") is False:
             line += "  (not validated)"
+        if record.get("clipped", 0.0) >= 0.5:  # clipping that shortens most steps slows training: say so
+            line += f"  clipped {record['clipped']:.0%} (grad norm {record['grad_norm']:.3g})"
         print_line(line + f"  {record['seconds']:.1f} s, {record['images_per_second']:.1f} img/s")
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 import numbers
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence, Union
 
@@ -15,7 +17,7 @@ from mxnet import gluon
 from .._base import PathLike, check_bool, check_int, check_number, check_positive_int, folder_lock
 from .._blocks import can_fuse_batch_norm_relu
 from .._model import SSDDetector
-from ..errors import CheckpointError, InputError
+from ..errors import CheckpointError, InputError, PerformanceWarning
 from ._callbacks import Callback, Checkpointing, Progress, Recorder, Validation
 from ._checkpoints import CHECKPOINT_FORMAT
 from ._distributed import (KEY_BASE, Coordinator, dist_store, is_distributed, note_failure, note_trained,
@@ -95,6 +97,11 @@ def fit(
         Scale each step's gradient (the mean over the batch, of every weight
         together) down to this global L2 norm when it is larger: one bad batch
         early in training cannot throw the weights far. Default: no clipping.
+        The history then records each epoch's mean norm before clipping
+        (``grad_norm``) and the fraction of steps clipped (``clipped``); a
+        :class:`~detkit.errors.PerformanceWarning` says when clipping shortens
+        nearly every step of an epoch after the first (the limit is too low
+        for this network, and training runs slower than its learning rate says).
     val_every : int, default 1
         Validate ``val_data`` after every ``val_every``-th epoch and always after
         the last; the other epochs' records have no mAP (the best checkpoint is
@@ -138,7 +145,8 @@ def fit(
         One record per epoch: ``epoch``, ``loss`` and each loss term, ``class_accuracy``,
         ``box_mae``, ``learning_rate``, ``seconds``, ``images_per_second``, and with
         ``val_data`` ``validated`` (see ``val_every``) and, when true, the validation
-        ``map_50``, ``map_50_voc07`` and ``map_50_95``.
+        ``map_50``, ``map_50_voc07`` and ``map_50_95``; with ``clip_gradient_norm``,
+        ``grad_norm`` and ``clipped``.
 
     Raises
     ------
@@ -246,11 +254,15 @@ def _fit(detector: SSDDetector, train_data: Any, val_data: Any, plan: _Plan, *, 
             checkpointing.attach(trainer, seed, history, images_per_epoch=len(train_data))
         for callback in (*built_in, *callbacks):
             callback.on_train_begin(detector, history)
+        warned_clipping = False
         for epoch in range(start_epoch, epochs):
             mx.random.seed(_epoch_seed(seed, epoch) % (2**31))
             record = train_epoch(graph, trainer, loader(epoch), plan.contexts, epoch, epochs, term_names, quiet,
                                  coordinator=coordinator, clip_gradient_norm=clip_gradient_norm)
             record["learning_rate"] = float(trainer.learning_rate)
+            lead = coordinator is None or coordinator.rank == 0  # one warning for the job
+            if lead and not warned_clipping and _warn_if_always_clipped(record, clip_gradient_norm):
+                warned_clipping = True
             if coordinator is not None:
                 _average_statistics(coordinator, weights)
             check_weights_finite(weights, epoch)
@@ -268,6 +280,33 @@ def _fit(detector: SSDDetector, train_data: Any, val_data: Any, plan: _Plan, *, 
     for callback in (*built_in, *callbacks):
         callback.on_train_end(history)
     return history
+
+
+def _warn_if_always_clipped(record: Mapping[str, Any], clip_gradient_norm: float | None) -> bool:
+    """Warn (and return True) when clipping shortened nearly every step of an epoch after the first.
+
+    Clipping is meant for the rare large step; when it shortens them all, the steps are
+    ``grad_norm / clip_gradient_norm`` times shorter than the learning rate says, which
+    trains that much slower without a word (a body with more weights has a larger norm).
+    """
+    if clip_gradient_norm is None or record["epoch"] < 2 or record.get("clipped", 0.0) < 0.9:
+        return False
+    norm = record["grad_norm"]
+    warnings.warn(
+        f"Gradient clipping shortened {record['clipped']:.0%} of epoch {record['epoch']}'s steps: the gradient's "
+        f"mean norm was {norm:.3g}, over train.clip_gradient_norm {clip_gradient_norm:g}, so the steps were "
+        f"about {norm / clip_gradient_norm:.3g} times shorter than the learning rate says. Raise "
+        f"clip_gradient_norm to {_round_up(2 * norm)} (twice that norm), or turn it off (null).",
+        PerformanceWarning, stacklevel=3)
+    return True
+
+
+def _round_up(value: float) -> str:
+    """``value`` rounded up to two significant digits, as a plain number (``287.4`` -> ``"290"``)."""
+    if not math.isfinite(value) or value <= 0:
+        return f"{value:g}"
+    step = 10 ** (math.floor(math.log10(value)) - 1)
+    return f"{math.ceil(value / step) * step:.10g}"
 
 
 @dataclass

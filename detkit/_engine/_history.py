@@ -68,7 +68,8 @@ class History:
         if not self.records:
             raise InputError("The history has no epochs to plot.")
         epochs = self["epoch"]
-        skip = {"epoch", "seconds", "images_per_second", "learning_rate", "class_accuracy", "box_mae", "validated"}
+        skip = {"epoch", "seconds", "images_per_second", "learning_rate", "class_accuracy", "box_mae", "validated",
+                "grad_norm", "clipped"}
         fields = list(fields) if fields is not None else [
             k for k in self.records[0] if k not in skip and not k.startswith("map_")]
         maps = [k for k in ("map_50", "map_50_voc07", "map_50_95") if k in self.records[-1]]

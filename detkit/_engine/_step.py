@@ -113,19 +113,25 @@ def train_epoch(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, conte
                 coordinator: Coordinator | None = None, clip_gradient_norm: float | None = None) -> dict[str, Any]:
     """Run one epoch of steps; return its record (the loss terms, the seed's metrics, time and speed).
 
+    With ``clip_gradient_norm`` the record also has ``grad_norm``, the mean over the
+    steps of the mean gradient's global norm before clipping, and ``clipped``, the
+    fraction of the steps that clipping shortened.
+
     With a ``coordinator`` (a distributed run) every step is normalised by the
     global batch, the watchdog counts the epoch, and the record is the whole
     job's: sums over the workers, ``seconds`` their mean.
     """
     with coordinator.watchdog.armed() if coordinator is not None else contextlib.nullcontext():
-        totals, seconds = _steps(graph, trainer, loader, contexts, epoch, epochs, term_names, quiet, coordinator,
-                                 clip_gradient_norm)
+        totals, clipping, seconds = _steps(graph, trainer, loader, contexts, epoch, epochs, term_names, quiet,
+                                           coordinator, clip_gradient_norm)
         # Every step done, BatchNorm's statistics included, before anything reads the weights: a hybridized
         # (static_alloc) step on several devices does not order those updates against later reads.
         mx.nd.waitall()
     if coordinator is not None:
-        summed = coordinator.allreduce(np.append(totals, seconds))
-        totals, seconds = summed[:-1], float(summed[-1]) / coordinator.num_workers
+        summed = coordinator.allreduce(np.concatenate([totals, clipping, [seconds]]))
+        # Every worker clips the same summed gradient: its clipping figures are the job's, counted once.
+        totals, clipping = summed[:len(totals)], summed[len(totals):-1] / coordinator.num_workers
+        seconds = float(summed[-1]) / coordinator.num_workers
     images = totals[0]
     record: dict[str, Any] = {"epoch": epoch + 1}
     for position, name in enumerate(term_names):
@@ -135,18 +141,25 @@ def train_epoch(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, conte
     record["box_mae"] = float(box_error / max(offsets, 1))
     record["seconds"] = seconds
     record["images_per_second"] = float(images / seconds) if seconds > 0 else float("nan")
+    if clip_gradient_norm is not None:
+        steps = max(float(clipping[2]), 1.0)
+        record["grad_norm"] = float(clipping[0] / steps)
+        record["clipped"] = float(clipping[1] / steps)
     return record
 
 
 def _steps(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, contexts: list[mx.Context], epoch: int,
            epochs: int, term_names: list[str], quiet: bool,
-           coordinator: Coordinator | None, clip_gradient_norm: float | None = None) -> tuple[np.ndarray, float]:
-    """The epoch's steps; return the column sums of the stats (see :class:`TrainingGraph`) and the seconds."""
+           coordinator: Coordinator | None, clip_gradient_norm: float | None = None,
+           ) -> tuple[np.ndarray, np.ndarray, float]:
+    """The epoch's steps; return the column sums of the stats (see :class:`TrainingGraph`), the clipping
+    sums ``[norms of the mean gradient, steps clipped, steps]`` (zeros without clipping) and the seconds."""
     # Trainer.step divides the summed gradients by the images they come from: all workers' images.
     workers = coordinator.num_workers if coordinator is not None else 1
     bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
                disable=quiet, dynamic_ncols=True, file=sys.stderr)
     sums = mx.nd.zeros((len(term_names) + 5,), ctx=contexts[0])  # see TrainingGraph's stats
+    clipping = mx.nd.zeros((3,), ctx=contexts[0])  # norms, clipped steps, steps: read once, at the end
     unchecked: list[tuple[int, mx.nd.NDArray]] = []  # (batch, stats) not yet read back
     images_done = 0.0  # images whose results were read back
     started = time.perf_counter()
@@ -166,8 +179,11 @@ def _steps(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, contexts: 
             trainer.step(batch.data.shape[0] * workers)
         else:
             trainer.allreduce_grads()  # every device (and worker) now holds the batch's summed gradient
-            _clip_global_norm(trainer, contexts, clip_gradient_norm * batch.data.shape[0] * workers)
-            trainer.update(batch.data.shape[0] * workers)
+            total = batch.data.shape[0] * workers
+            norm = _clip_global_norm(trainer, contexts, clip_gradient_norm * total)
+            clipping += mx.nd.concat(norm / total, norm > clip_gradient_norm * total, mx.nd.ones((1,), ctx=norm.context),
+                                     dim=0).as_in_context(contexts[0])
+            trainer.update(total)
         if coordinator is not None:
             coordinator.watchdog.beat()
         for _, stats in outputs:
@@ -188,23 +204,28 @@ def _steps(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, contexts: 
     _check_finite(unchecked, epoch)
     totals = sums.asnumpy()
     bar.close()
-    return totals, time.perf_counter() - started
+    return totals, clipping.asnumpy().astype(np.float64), time.perf_counter() - started
 
 
-def _clip_global_norm(trainer: gluon.Trainer, contexts: list[mx.Context], max_norm: float) -> None:
-    """Scale every gradient on every device by ``min(1, max_norm / global norm)``, without waiting for the device.
+def _clip_global_norm(trainer: gluon.Trainer, contexts: list[mx.Context], max_norm: float) -> mx.nd.NDArray:
+    """Scale every gradient on every device by ``min(1, max_norm / global norm)``, without waiting for the device;
+    return the norm before clipping, shape ``(1,)``, on the first device.
 
     The gradients are the batch's sums (the update divides them by the batch), so ``max_norm``
-    is the limit on the mean gradient times the batch.
+    is the limit on the mean gradient times the batch. Every device holds the same summed gradient.
     """
     weights = [p for p in trainer._params if p.grad_req != "null"]
+    first = None
     for position in range(len(contexts)):
         grads = [p.list_grad()[position] for p in weights]
-        squares = mx.nd.add_n(*[mx.nd.sum(mx.nd.square(g)).reshape((1,)) for g in grads])
-        scale = mx.nd.minimum(max_norm / (mx.nd.sqrt(squares) + 1e-12), mx.nd.ones_like(squares))
+        norm = mx.nd.sqrt(mx.nd.add_n(*[mx.nd.sum(mx.nd.square(g)).reshape((1,)) for g in grads]))
+        scale = mx.nd.minimum(max_norm / (norm + 1e-12), mx.nd.ones_like(norm))
         for grad in grads:
             grad *= scale
+        first = norm if first is None else first
         # A non-finite norm leaves non-finite gradients: the loss check stops training, as without clipping.
+    assert first is not None
+    return first
 
 
 def _check_finite(stats: list[tuple[int, mx.nd.NDArray]], epoch: int) -> np.ndarray:
