@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--gluoncv-batch", type=int, default=32)
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (each one thread)")
     parser.add_argument("--out", default="benchmarks/results/recipes-cards")
+    parser.add_argument("--append", action="store_true",
+                        help="keep OUT.json's rows of other runs (a rerun recipe:seed replaces its row)")
     parser.add_argument("--save", default=None, help="save each detkit run's final detector into SAVE/RECIPE-SEED")
     parser.add_argument("--draw", default=None, metavar="MODEL",
                         help="draw four test photos with MODEL's detections into OUT-detections.jpg, and stop")
@@ -78,6 +80,16 @@ def main() -> None:
     out = Path(args.out).with_suffix(".json")
     out.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
+    commands: list[str] = []
+    if args.append and out.is_file():
+        earlier = json.loads(out.read_text())
+        if (earlier.get("budget_cpu_seconds"), earlier.get("data_shape")) != (args.budget, args.data_shape):
+            raise SystemExit(f"{out} was measured at another budget or input size: rows must share both")
+        rerun = {(recipe, int(seed or 0)) for recipe, _, seed in (run.partition(":") for run in args.runs)}
+        rows = [row for row in earlier["rows"]
+                if (row["recipe"] if row["system"] == "detkit" else "gluoncv", row["seed"]) not in rerun]
+        commands = earlier.get("commands", [earlier["command"]] if "command" in earlier else [])
+    commands.append("python benchmarks/recipes_cards.py " + " ".join(sys.argv[1:]))
     pending = list(args.runs)
     running: list[tuple[str, subprocess.Popen, Path]] = []
     work = Path(tempfile.mkdtemp(prefix="recipes-cards-"))
@@ -101,11 +113,11 @@ def main() -> None:
                 print(f"{run}: failed (exit {process.returncode})", flush=True)
                 continue
             rows.append(json.loads(row_file.read_text()))
-            write(out, args, rows, time.time() - started)
+            write(out, args, rows, commands, time.time() - started)
     plot(rows, out.with_suffix(".png"))
 
 
-def write(out: Path, args: argparse.Namespace, rows: list[dict[str, Any]], wall: float) -> None:
+def write(out: Path, args: argparse.Namespace, rows: list[dict[str, Any]], commands: list[str], wall: float) -> None:
     import detkit
 
     order = {"fast": 0, "ssd": 1}
@@ -113,12 +125,12 @@ def write(out: Path, args: argparse.Namespace, rows: list[dict[str, Any]], wall:
     summary = {
         "data": Path(args.root).name, "data_shape": args.data_shape, "budget_cpu_seconds": args.budget,
         "budget": "process CPU seconds of training per run, one thread (OMP_NUM_THREADS=1), evaluation excluded",
-        "epochs": args.epochs, "overrides": args.set, "val_every": args.val_every,
+        "val_every": args.val_every,
         "gluoncv": {"model": args.gluoncv_model, "batch_size": args.gluoncv_batch, "optimizer": "sgd",
                     "learning_rate": 0.001, "momentum": 0.9, "wd": 0.0005, "pretrained_base": False},
-        "command": "python benchmarks/recipes_cards.py " + " ".join(sys.argv[1:]),
+        "commands": commands,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), detkit {detkit.__version__}",
-        "wall_seconds": round(wall), "rows": rows,
+        "wall_seconds_last_command": round(wall), "rows": rows,
     }
     temporary = out.with_suffix(".json.part")
     temporary.write_text(json.dumps(summary, indent=1))
@@ -141,12 +153,12 @@ class Budget:
         self.mark = cpu_seconds()
         self.curve: list[dict[str, Any]] = []
 
-    def epoch_done(self, epoch: int, loss: float) -> bool:
-        """Record epoch ``epoch`` (1-based); return True to stop."""
+    def epoch_done(self, epoch: int, loss: float, **extra: float) -> bool:
+        """Record epoch ``epoch`` (1-based) and ``extra`` figures of it; return True to stop."""
         spent = cpu_seconds() - self.mark
         self.used += spent
         stop = self.used + spent / 2 >= self.budget or not math.isfinite(loss)
-        point: dict[str, Any] = {"epoch": epoch, "cpu_seconds": round(self.used, 1), "loss": loss}
+        point: dict[str, Any] = {"epoch": epoch, "cpu_seconds": round(self.used, 1), "loss": loss, **extra}
         if (stop or epoch % self.every == 0) and math.isfinite(loss):
             point.update(self.score())
         self.curve.append(point)
@@ -226,7 +238,8 @@ def run_detkit(args: argparse.Namespace, recipe: str, train: Any, val: Any, seed
 
     class Stop(detkit.Callback):
         def on_epoch_end(self, epoch: int, record: Any, detector: Any) -> bool:
-            return budget.epoch_done(epoch + 1, float(record["loss"]))
+            clipping = {key: round(float(record[key]), 4) for key in ("grad_norm", "clipped") if key in record}
+            return budget.epoch_done(epoch + 1, float(record["loss"]), **clipping)
 
     diverged = False
     try:
