@@ -267,8 +267,8 @@ _SSD_ANCHOR_SIZES: List[List[float]] = [[0.07, 0.1025], [0.15, 0.2225], [0.33, 0
 #: ``MultiBoxDetectionPostProcessor``); ``"fast"`` reaches a higher mAP in fewer
 #: epochs with the same components; ``"ssd"`` is the recipe for real data: a
 #: ResNet-18 body from ImageNet weights (gluon-detkit-resnet), SSD's anchor scales,
-#: hard-negative mining (``ssd_multibox``, gluon-detkit-losses) and SSD's
-#: augmentation (see the training guide).
+#: hard-negative mining (``ssd_multibox``, gluon-detkit-losses), the seed's crop and
+#: GluonCV's learning rate (see the training guide).
 PRESETS: Mapping[str, Mapping[str, Any]] = {
     "seed": {"model": {"post_processor": {"name": "multibox_detection", "clip": False}}},
     "fast": {
@@ -289,15 +289,21 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
             "anchor_generator": {"name": "multibox_prior", "sizes": _SSD_ANCHOR_SIZES},
             "loss": "ssd_multibox",
         },
-        "data": {"augment": "ssd"},
+        # The seed's crop, not SSD's zoom-out and crops: on cards-voc from random weights SSD's
+        # augmentation kept mAP@0.5 at noise level for 7 epochs (0.003-0.03; the crop: 0.09), as on
+        # the shapes set (the training guide). Long schedules on real data: data.augment=ssd.
+        "data": {"augment": "seed"},
         "train": {
             "epochs": 10,
             "batch_size": 8,
-            "optimizer_params": {"learning_rate": 0.005, "momentum": 0.9, "wd": 0.0005},
+            # 0.001 (GluonCV's train_ssd.py): from random weights 0.002 and 0.005 stayed at noise level.
+            "optimizer_params": {"learning_rate": 0.001, "momentum": 0.9, "wd": 0.0005},
             "lr_schedule": "cosine",
             "warmup_epochs": 1.0,
             "warmup_steps": 150,
-            "clip_gradient_norm": 10.0,
+            # ResNet-18's mean gradient has a norm of 100-500 in the first epochs (the toy body's: 10-20):
+            # a limit for spikes only. At 10, every step was shortened 10-50 times.
+            "clip_gradient_norm": 1000.0,
         },
     },
 }
