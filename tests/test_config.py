@@ -324,8 +324,11 @@ def test_ctrl_c_during_train_says_where_it_stopped_and_how_to_resume(tmp_path) -
                "--set", "data.num_val=2", "--set", "data.image_size=64", "--set", "model.data_shape=64",
                "--set", "train.epochs=500", "--set", "train.batch_size=8", "--set", f"train.output_dir={out}",
                "--set", "train.quiet=true"]
+    # A shell's background job ignores SIGINT, and Python keeps an ignored SIGINT ignored: the child starts with
+    # the default, as a terminal's foreground command does, wherever this suite runs.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+                               env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 300
         while not (out / "checkpoints" / "last.json").is_file() and process.poll() is None:

@@ -269,7 +269,7 @@ def test_the_example_configuration(tmp_path):
     with pytest.raises(ConfigError, match=r"data.root: the folder VOCdevkit/VOC2007 does not exist; set data.root"):
         load_config(example)
     config = load_config(example, [f"data.root={make_voc(tmp_path / 'VOC')}"])
-    assert (config.data.source, config.data.augment, config.train.epochs) == ("voc", "ssd", 10)
+    assert (config.data.source, config.data.augment, config.train.epochs) == ("voc", "seed", 10)
 
 
 def test_a_cache_folder_that_holds_other_files_is_never_replaced(tmp_path):
