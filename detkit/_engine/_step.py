@@ -153,17 +153,19 @@ def _steps(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, contexts: 
            coordinator: Coordinator | None, clip_gradient_norm: float | None = None,
            ) -> tuple[np.ndarray, np.ndarray, float]:
     """The epoch's steps; return the column sums of the stats (see :class:`TrainingGraph`), the clipping
-    sums ``[norms of the mean gradient, steps clipped, steps]`` (zeros without clipping) and the seconds."""
+    sums ``[norms of the mean gradient, steps clipped, steps]`` and the seconds."""
     # Trainer.step divides the summed gradients by the images they come from: all workers' images.
     workers = coordinator.num_workers if coordinator is not None else 1
     bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
                disable=quiet, dynamic_ncols=True, file=sys.stderr)
     sums = mx.nd.zeros((len(term_names) + 5,), ctx=contexts[0])  # see TrainingGraph's stats
-    clipping = mx.nd.zeros((3,), ctx=contexts[0])  # norms, clipped steps, steps: read once, at the end
+    clipping = mx.nd.zeros((2,), ctx=contexts[0])  # norms, clipped steps: read once, at the end
     unchecked: list[tuple[int, mx.nd.NDArray]] = []  # (batch, stats) not yet read back
     images_done = 0.0  # images whose results were read back
     started = time.perf_counter()
+    steps = 0
     for index, batch in enumerate(loader):
+        steps += 1
         data = gluon.utils.split_and_load(batch.data, contexts, even_split=True)
         labels = gluon.utils.split_and_load(batch.label, contexts, even_split=True)
         inputs = [data, labels]
@@ -181,8 +183,7 @@ def _steps(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, contexts: 
             trainer.allreduce_grads()  # every device (and worker) now holds the batch's summed gradient
             total = batch.data.shape[0] * workers
             norm = _clip_global_norm(trainer, contexts, clip_gradient_norm * total)
-            clipping += mx.nd.concat(norm / total, norm > clip_gradient_norm * total, mx.nd.ones((1,), ctx=norm.context),
-                                     dim=0).as_in_context(contexts[0])
+            clipping += mx.nd.concat(norm / total, norm > clip_gradient_norm * total, dim=0)  # on contexts[0]
             trainer.update(total)
         if coordinator is not None:
             coordinator.watchdog.beat()
@@ -204,7 +205,7 @@ def _steps(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, contexts: 
     _check_finite(unchecked, epoch)
     totals = sums.asnumpy()
     bar.close()
-    return totals, clipping.asnumpy().astype(np.float64), time.perf_counter() - started
+    return totals, np.append(clipping.asnumpy().astype(np.float64), steps), time.perf_counter() - started
 
 
 def _clip_global_norm(trainer: gluon.Trainer, contexts: list[mx.Context], max_norm: float) -> mx.nd.NDArray:
