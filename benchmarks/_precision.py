@@ -26,7 +26,7 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def _median_seconds(run: Callable[[], Any], repeats: int) -> float:
+def median_seconds(run: Callable[[], Any], repeats: int) -> float:
     for _ in range(2):
         run()
     times = []
@@ -49,11 +49,11 @@ def conv_rates(ctx: mx.Context, repeats: int = 5) -> dict[str, float]:
     net.initialize(ctx=ctx)
     net.hybridize(static_alloc=True, static_shape=True)
     net(x).wait_to_read()
-    rates = {"fp32": flops / _median_seconds(lambda: net(x).wait_to_read(), repeats) / 1e9}
+    rates = {"fp32": flops / median_seconds(lambda: net(x).wait_to_read(), repeats) / 1e9}
     int8 = quantization.quantize_net_v2(net, quantized_dtype="auto", calib_data=[[x]], calib_mode="naive",
                                         num_calib_examples=32, ctx=ctx)
     int8.hybridize(static_alloc=True, static_shape=True)
-    rates["int8"] = flops / _median_seconds(lambda: int8(x).wait_to_read(), repeats) / 1e9
+    rates["int8"] = flops / median_seconds(lambda: int8(x).wait_to_read(), repeats) / 1e9
     return rates
 
 
@@ -83,8 +83,8 @@ def precision_rows(detector: Any, val: Any, calibration: Any, image_path: str, b
     def measure(model: Any) -> dict[str, float]:
         scores = detkit.evaluate(model, val, batch_size=batch_size)
         return {
-            "infer_img_s": batch_size / _median_seconds(lambda: _wait(model.detect(batch)), repeats),
-            "predict_latency_ms": 1000 * _median_seconds(lambda: model.predict(image_path), repeats),
+            "infer_img_s": batch_size / median_seconds(lambda: _wait(model.detect(batch)), repeats),
+            "predict_latency_ms": 1000 * median_seconds(lambda: model.predict(image_path), repeats),
             "map_50": scores["map_50"], "map_50_95": scores["map_50_95"],
         }
 
@@ -102,8 +102,8 @@ def precision_rows(detector: Any, val: Any, calibration: Any, image_path: str, b
         error = max(float(np.abs(b.astype("float32").asnumpy() - f.asnumpy()).mean()
                           / (np.abs(f.asnumpy()).mean() + 1e-12)) for b, f in zip(bf16_outputs[1:], fp32_outputs[1:]))
         rows["bf16"] = {
-            "network_img_s": batch_size / _median_seconds(lambda: [o.wait_to_read() for o in network(batch)], repeats),
-            "fp32_network_img_s": batch_size / _median_seconds(lambda: [o.wait_to_read() for o in detector(batch)],
+            "network_img_s": batch_size / median_seconds(lambda: [o.wait_to_read() for o in network(batch)], repeats),
+            "fp32_network_img_s": batch_size / median_seconds(lambda: [o.wait_to_read() for o in detector(batch)],
                                                                repeats),
             "relative_error": error,
         }
@@ -182,6 +182,27 @@ def step_alone_img_s(detector: Any, train: Any, batch_size: int, batches: int) -
     return float(record["images_per_second"])
 
 
+def gluoncv_train_step(net: Any, x: Any, cls_targets: Any, box_targets: Any, batch_size: int,
+                       learning_rate: float) -> Callable[[], None]:
+    """One timed training step of a hybridized GluonCV SSD on the batch ``x`` with its targets, as its
+    ``train_ssd.py`` does: forward, ``SSDMultiBoxLoss``, backward, SGD (momentum 0.9, weight decay 5e-4)."""
+    from gluoncv.loss import SSDMultiBoxLoss
+    from mxnet import autograd, gluon
+
+    loss = SSDMultiBoxLoss()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": learning_rate, "momentum": 0.9, "wd": 5e-4})
+
+    def step() -> None:
+        with autograd.record():
+            cls, box, _ = net(x)
+            total, _, _ = loss(cls, box, cls_targets, box_targets)
+        autograd.backward(total)
+        trainer.step(batch_size)
+        mx.nd.waitall()
+
+    return step
+
+
 def gluoncv_peer(val: Any, image_size: int, batch_size: int, repeats: int, ctx: Any) -> dict[str, Any]:
     """GluonCV's SSD (MobileNet 1.0 body, untrained, one class) at the same size, when GluonCV is installed.
 
@@ -190,11 +211,10 @@ def gluoncv_peer(val: Any, image_size: int, batch_size: int, repeats: int, ctx: 
     """
     try:
         from gluoncv import model_zoo
-        from gluoncv.loss import SSDMultiBoxLoss
         from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
     except ImportError as error:  # not a dependency of detkit: an optional peer
         return {"skipped": f"GluonCV is not installed ({error})"}
-    from mxnet import autograd, gluon
+    from mxnet import autograd
 
     mx.random.seed(0)
     net = model_zoo.get_model("ssd_512_mobilenet1.0_custom", classes=["pikachu"], pretrained_base=False,
@@ -209,18 +229,8 @@ def gluoncv_peer(val: Any, image_size: int, batch_size: int, repeats: int, ctx: 
     with autograd.train_mode():
         cls_preds, box_preds, anchors = net(x)
     cls_targets, box_targets, _ = SSDTargetGenerator(negative_mining_ratio=-1)(anchors, cls_preds, gt_boxes, gt_ids)
-    loss = SSDMultiBoxLoss()
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01, "momentum": 0.9, "wd": 5e-4})
-
-    def step() -> None:
-        with autograd.record():
-            cls, box, _ = net(x)
-            total, _, _ = loss(cls, box, cls_targets, box_targets)
-        autograd.backward(total)
-        trainer.step(batch_size)
-        mx.nd.waitall()
-
-    train_s = _median_seconds(step, repeats)
-    detect_s = _median_seconds(lambda: [o.wait_to_read() for o in net(x)], repeats)
+    step = gluoncv_train_step(net, x, cls_targets, box_targets, batch_size, learning_rate=0.01)
+    train_s = median_seconds(step, repeats)
+    detect_s = median_seconds(lambda: [o.wait_to_read() for o in net(x)], repeats)
     return {"model": "ssd_512_mobilenet1.0_custom (untrained) at the same input size", "train_img_s":
             batch_size / train_s, "infer_img_s": batch_size / detect_s}

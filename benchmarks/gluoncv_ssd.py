@@ -41,25 +41,12 @@ import json
 import os
 import platform
 import tempfile
-import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import detkit  # noqa: F401  (before mxnet: detkit chooses MXNet's thread count)
 import mxnet as mx
-import numpy as np
-
-
-def _median_seconds(run: Callable[[], Any], repeats: int) -> float:
-    for _ in range(2):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,11 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import gluoncv
-        from gluoncv.loss import SSDMultiBoxLoss
         from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
     from mxnet import autograd, gluon
     from mxnet.contrib import quantization
 
+    from _precision import gluoncv_train_step, median_seconds
     from detkit._blocks import can_fuse_batch_norm_relu
     from detkit._engine._step import TrainingGraph, train_epoch
 
@@ -114,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     # Inference, fp32.
-    results["gluoncv"]["infer_fp32"] = batch_size / _median_seconds(
+    results["gluoncv"]["infer_fp32"] = batch_size / median_seconds(
         lambda: [o.wait_to_read() for o in net(x_gluoncv)], args.repeats)
-    results["detkit"]["infer_fp32"] = batch_size / _median_seconds(
+    results["detkit"]["infer_fp32"] = batch_size / median_seconds(
         lambda: detector.detect(x_detkit).wait_to_read(), args.repeats)
 
     # Inference, INT8 (MKL-DNN on the CPU).
@@ -130,10 +117,10 @@ def main(argv: list[str] | None = None) -> int:
                 calib_data=[[detkit.ImageNetInput()(c)] for c in calibration], calib_mode="naive",
                 num_calib_examples=2 * batch_size, ctx=ctx)
         int8_net.hybridize(static_alloc=True, static_shape=True)
-        results["gluoncv"]["infer_int8"] = batch_size / _median_seconds(
+        results["gluoncv"]["infer_int8"] = batch_size / median_seconds(
             lambda: [o.wait_to_read() for o in int8_net(x_gluoncv)], args.repeats)
         int8 = detector.quantize(calibration, num_batches=2, batch_size=batch_size)
-        results["detkit"]["infer_int8"] = batch_size / _median_seconds(
+        results["detkit"]["infer_int8"] = batch_size / median_seconds(
             lambda: int8.detect(x_detkit).wait_to_read(), args.repeats)
 
     # Training step. A network of its own: a hybridized GluonCV SSD keeps the graph of the mode it first ran in
@@ -147,16 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         cls_preds, box_preds, anchors = net(x_gluoncv)
     cls_targets, box_targets, _ = SSDTargetGenerator(negative_mining_ratio=3)(
         anchors, cls_preds, labels[:, :, 1:5] * size, labels[:, :, :1])
-    loss = SSDMultiBoxLoss()
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.001, "momentum": 0.9, "wd": 5e-4})
-
-    def gluoncv_step() -> None:
-        with autograd.record():
-            cls, box, _ = net(x_gluoncv)
-            total, _, _ = loss(cls, box, cls_targets, box_targets)
-        autograd.backward(total)
-        trainer.step(batch_size)
-        mx.nd.waitall()
+    gluoncv_step = gluoncv_train_step(net, x_gluoncv, cls_targets, box_targets, batch_size, learning_rate=0.001)
 
     detector._materialize()
     graph = TrainingGraph(detector, fuse_batch_norm_relu=can_fuse_batch_norm_relu([ctx]))
@@ -169,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         train_epoch(graph, detkit_trainer, [batch], [ctx], 0, 1, term_names, quiet=True)
         mx.nd.waitall()
 
-    results["gluoncv"]["train_step"] = batch_size / _median_seconds(gluoncv_step, args.repeats)
-    results["detkit"]["train_step"] = batch_size / _median_seconds(detkit_step, args.repeats)
+    results["gluoncv"]["train_step"] = batch_size / median_seconds(gluoncv_step, args.repeats)
+    results["detkit"]["train_step"] = batch_size / median_seconds(detkit_step, args.repeats)
 
     results["ratios"] = {key: results["detkit"][key] / results["gluoncv"][key] for key in results["detkit"]}
     print(f"{args.model} at {size} x {size}, batch {batch_size}, {ctx} (images/s, median of {args.repeats}):")
