@@ -240,6 +240,8 @@ def test_fit_rejects_bad_arguments(tiny) -> None:
         detkit.fit(detector, train, epochs=1, batch_size=64, quiet=True)
     with pytest.raises(InputError, match="'devices'"):
         detkit.fit(detector, train, epochs=1, devices="tpu")
+    with pytest.raises(InputError, match="'ema_epochs'"):
+        detkit.fit(detector, train, epochs=1, ema_epochs=-1.0)
     with pytest.raises(InputError, match="'optimizer' argument.*'adamm'"):
         detkit.fit(detector, train, epochs=1, optimizer="adamm")
     with pytest.raises(InputError, match="does not take the setting.*'momentun'"):
@@ -458,3 +460,71 @@ def test_warmup_steps_is_the_least_warm_up() -> None:
         _lr_scheduler("cosine", 0.1, 10, 5, warmup_epochs=10, warmup_steps=0)
     with pytest.raises(InputError, match="warmup_steps"):
         detkit.fit(_detector(), None, epochs=1, warmup_steps=-1)
+
+
+def _by_name(detector: SSDDetector) -> dict[str, np.ndarray]:
+    return {name: p.data().asnumpy() for name, p in detector.network._collect_params_with_prefix().items()}
+
+
+def test_ema_epochs_validates_checkpoints_and_returns_the_moving_average_of_the_weights(tiny, tmp_path,
+                                                                                         monkeypatch) -> None:
+    from detkit._engine import _averaging
+
+    train, val = tiny
+    arguments = {"epochs": 2, "batch_size": 8, "seed": 0, "quiet": True, "optimizer_params": {"learning_rate": 0.05}}
+    # The weights after every step, spied where the average reads them.
+    steps: list[dict[str, np.ndarray]] = []
+    update = _averaging.WeightAverage.update
+
+    def spy(self) -> None:
+        steps.append({name: p.data().asnumpy() for name, p in self._parameters.items()})
+        update(self)
+
+    monkeypatch.setattr(_averaging.WeightAverage, "update", spy)
+    averaged = _detector()
+    averaged._materialize()
+    start = _by_name(averaged)
+    history = detkit.fit(averaged, train, val, checkpoint_dir=tmp_path, ema_epochs=0.5, **arguments)
+    assert len(steps) == 8  # 32 images, batch 8, 2 epochs
+    # The documented average, computed here: decay 1 - 1 / (0.5 x 4 steps), less in the first steps.
+    expected = start
+    for t, weights in enumerate(steps, start=1):
+        decay = min(1 - 1 / 2.0, (1 + t) / (10 + t))
+        expected = {name: decay * expected[name] + (1 - decay) * weights[name] for name in weights}
+    got = _by_name(averaged)
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    # Averaging changes nothing of the training: the checkpoint keeps the trained weights, equal to a plain run's.
+    plain = _detector()
+    detkit.fit(plain, train, **arguments)
+    trained = _averaging.load_weights_file(tmp_path / "epoch-0002" / "training.params")
+    for name, value in _by_name(plain).items():
+        np.testing.assert_array_equal(trained[name].asnumpy(), value, err_msg=name)
+    assert any(not np.allclose(got[name], value) for name, value in _by_name(plain).items())
+    # Validation scored the average, and the checkpoint's detector is the average.
+    assert history.last["map_50"] == pytest.approx(detkit.evaluate(averaged, val)["map_50"], abs=1e-12)
+    saved = _by_name(SSDDetector.load(tmp_path / "epoch-0002", ctx=mx.cpu()))
+    for name in got:
+        np.testing.assert_array_equal(saved[name], got[name], err_msg=name)
+
+
+def test_a_run_with_ema_epochs_resumes_exactly_and_refuses_another_average(tiny, tmp_path) -> None:
+    train, _ = tiny
+    arguments = {"batch_size": 8, "seed": 4, "quiet": True, "ema_epochs": 1.0,
+                 "optimizer_params": {"learning_rate": 0.05, "momentum": 0.9}}
+    straight = _detector()
+    detkit.fit(straight, train, epochs=3, checkpoint_dir=tmp_path / "a", **arguments)
+    detkit.fit(_detector(), train, epochs=2, checkpoint_dir=tmp_path / "b", **arguments)
+    with pytest.raises(CheckpointError, match="ema_epochs=1.0, not 2.0"):
+        detkit.fit(_detector(), train, epochs=3, checkpoint_dir=tmp_path / "b", resume=True,
+                   **{**arguments, "ema_epochs": 2.0})
+    resumed = _detector()
+    detkit.fit(resumed, train, epochs=3, checkpoint_dir=tmp_path / "b", resume=True, **arguments)
+    expected, got = _by_name(straight), _by_name(resumed)
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    # A damaged file of trained weights is named, not loaded.
+    damaged = tmp_path / "b" / "epoch-0003" / "training.params"
+    damaged.write_bytes(damaged.read_bytes()[:-8])
+    with pytest.raises(CheckpointError, match="training.params is missing or differs from its recorded SHA-256"):
+        detkit.fit(_detector(), train, epochs=4, checkpoint_dir=tmp_path / "b", resume=True, **arguments)

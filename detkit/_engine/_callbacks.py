@@ -20,9 +20,10 @@ from mxnet import gluon
 from tqdm.auto import tqdm
 
 from .._base import FolderSnapshot, PathLike, read_consistent
-from .._model import SSDDetector, check_saved_weights
+from .._model import SSDDetector, check_saved_weights, file_sha256
 from ..data._truth import GroundTruth
 from ..errors import CheckpointError, NonFiniteLossError
+from ._averaging import TRAINING_WEIGHTS_FILE, WeightAverage, load_weights_file
 from ._checkpoints import CHECKPOINT_FORMAT, Checkpoints, check_resumable, read_checkpoint
 from ._distributed import lead_alone
 from ._evaluate import NonFiniteDetectionsError, evaluate_with, sidecar_truth
@@ -178,6 +179,9 @@ class Checkpointing(Callback):
         self._seed = 0
         self._history: History | None = None
         self._best = -math.inf
+        self._average: WeightAverage | None = None
+        #: After :meth:`restore` of a run that averages its weights: (the average, its steps), to continue from.
+        self.restored_average: tuple[dict[str, mx.nd.NDArray], int] | None = None
 
     def restore(self, detector: SSDDetector) -> tuple[int, int, History] | None:
         """Load the last checkpoint's weights into ``detector``; return ``(seed, next epoch, history)``."""
@@ -212,19 +216,33 @@ class Checkpointing(Callback):
         checkpoint = FolderSnapshot(last)  # the checkpoint's own folder: its weights and their checksums together
         check_saved_weights(last, checkpoint)
         weights = checkpoint.path("network.params")
+        averaged = state.get("average")
+        if averaged is not None:  # the detector is the average; training goes on from the weights beside it
+            self.restored_average = (load_weights_file(weights), int(averaged["steps"]))
+            weights = checkpoint.path(TRAINING_WEIGHTS_FILE)
+            if not weights.is_file() or file_sha256(weights) != averaged["sha256"]:
+                raise CheckpointError(f"{last / TRAINING_WEIGHTS_FILE} is missing or differs from its recorded "
+                                      "SHA-256; the checkpoint is damaged (resume from another one, or start afresh).")
         try:
             detector.network.load_parameters(str(weights), ctx=detector.ctx)
         except (mx.base.MXNetError, AssertionError, ValueError) as error:
             raise CheckpointError(f"The weights in {weights} cannot be read: {error}") from error
         return last, state
 
-    def attach(self, trainer: gluon.Trainer, seed: int, history: History, images_per_epoch: int | None = None) -> None:
+    def attach(self, trainer: gluon.Trainer, seed: int, history: History, images_per_epoch: int | None = None,
+               average: WeightAverage | None = None) -> None:
         """Use ``trainer`` for the checkpoints of this run (seeded ``seed``); load its states when resuming.
 
         ``images_per_epoch`` bounds the update counters that a resumed state may hold (one update
-        takes at least one image).
+        takes at least one image). With ``average`` (applied to the network when an epoch ends), a
+        checkpoint's detector is the average and ``training.params`` the weights being trained.
         """
-        self._trainer, self._seed, self._history = trainer, seed, history
+        self._trainer, self._seed, self._history, self._average = trainer, seed, history, average
+        if self._resume_from is not None and (average is None) != (self.restored_average is None):
+            raise CheckpointError(
+                f"The checkpoint {self._resume_from} was trained {'without' if average is not None else 'with'} "
+                "a moving average of the weights; resume with the same ema_epochs, or start afresh in another "
+                "checkpoint directory.")
         if self._resume_from is not None:
             limit = None if images_per_epoch is None else self._epochs_done * max(1, int(images_per_epoch))
             load_optimizer_state(trainer, self._resume_from, limit)
@@ -237,13 +255,17 @@ class Checkpointing(Callback):
         self._best = max(self._best, score)
         state = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "seed": self._seed, "history": self._history.records,
                  "settings": self.settings}
+        training = None
+        if self._average is not None:
+            training = self._average.training_weights()
+            state["average"] = {"steps": self._average.updates}
         if self.coordinator is None:
-            self.checkpoints.write(epoch, detector, self._trainer, state, best=is_best)
+            self.checkpoints.write(epoch, detector, self._trainer, state, best=is_best, training_weights=training)
             return
         trainer = self._trainer
 
         def write() -> list[float]:
-            self.checkpoints.write(epoch, detector, trainer, state, best=is_best)
+            self.checkpoints.write(epoch, detector, trainer, state, best=is_best, training_weights=training)
             return []
 
         # Also the barrier: no worker goes on before the checkpoint is complete.

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+import mxnet as mx
 from mxnet import gluon
 
 from .._base import (
@@ -21,8 +22,9 @@ from .._base import (
     settle,
     storage_errors,
 )
-from .._model import SSDDetector, read_detector_config
+from .._model import SSDDetector, file_sha256, read_detector_config
 from ..errors import CheckpointError, StorageError
+from ._averaging import TRAINING_WEIGHTS_FILE, save_weights_file
 from ._optimizer_state import OPTIMIZER_FILE, save_optimizer_state
 
 __all__ = ["CHECKPOINT_FORMAT", "Checkpoints", "check_resumable", "read_checkpoint"]
@@ -96,8 +98,11 @@ class Checkpoints:
         return names
 
     def write(self, epoch: int, detector: SSDDetector, trainer: gluon.Trainer, state: Mapping[str, Any],
-              best: bool) -> Path:
+              best: bool, training_weights: dict[str, mx.nd.NDArray] | None = None) -> Path:
         """Write the checkpoint of ``epoch`` (0-based), move ``last`` (and ``best``) to it, drop older ones.
+
+        ``training_weights`` (name -> array): the weights being trained when the detector holds
+        their moving average, written to ``training.params`` (its SHA-256 in the state's ``average``).
 
         The directory is written as one generation of its manifest (the caller
         holds its lock): the new checkpoint and pointers appear together, and
@@ -117,6 +122,10 @@ class Checkpoints:
                 staged.mkdir()
                 detector.save(staged)
                 save_optimizer_state(trainer, staged)
+                if training_weights is not None:
+                    save_weights_file(training_weights, staged / TRAINING_WEIGHTS_FILE, final / TRAINING_WEIGHTS_FILE)
+                    state = {**state, "average": {**state.get("average", {}),
+                                                  "sha256": file_sha256(staged / TRAINING_WEIGHTS_FILE)}}
                 with storage_errors(final / STATE_FILE):
                     (staged / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
                 generation.path("last.json").write_text(pointer, encoding="utf-8")
@@ -161,7 +170,12 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
                     isinstance(value, (int, float)) and not isinstance(value, bool))))
                 for name, value in r.items()) for r in v)),
         ("settings", lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v)),
+        # Optional: a run that averages its weights (fit's ema_epochs).
+        ("average", lambda v: v is None or isinstance(v, dict) and isinstance(v.get("sha256"), str) and isinstance(
+            v.get("steps"), int) and not isinstance(v["steps"], bool) and 0 <= v["steps"] < 2**62),
     ):
+        if key == "average" and key not in state:
+            continue
         if key not in state or not valid(state[key]):
             raise CheckpointError(
                 f"{path / STATE_FILE} is not a valid checkpoint state: {key!r} is missing or malformed; "

@@ -22,6 +22,7 @@ from ._callbacks import Callback, Checkpointing, Progress, Recorder, Validation
 from ._checkpoints import CHECKPOINT_FORMAT
 from ._distributed import (KEY_BASE, Coordinator, dist_store, is_distributed, note_failure, note_trained,
                            timeout_seconds)
+from ._averaging import WeightAverage, averaging_decay
 from ._history import History
 from ._optimizer_state import initialize_trainer
 from ._step import TrainingGraph, check_weights_finite, train_epoch
@@ -49,6 +50,7 @@ def fit(
     warmup_epochs: float = 0.0,
     warmup_steps: int = 0,
     clip_gradient_norm: float | None = None,
+    ema_epochs: float = 0.0,
     val_every: int = 1,
     devices: Devices = "auto",
     callbacks: Sequence[Callback] = (),
@@ -103,6 +105,16 @@ def fit(
         nearly every step of an epoch after the first more than ten times (the
         limit is too low for this network, and training runs many times slower
         than its learning rate says).
+    ema_epochs : float, default 0
+        Above 0: keep an exponential moving average of the network's weights
+        (BatchNorm's statistics included) over about this many epochs (decay
+        ``1 - 1 / (ema_epochs * steps per epoch)`` per step, less in the first
+        steps), and validate, checkpoint and return the average instead of
+        the last step's weights. On small real data sets the weights of one
+        step swing from epoch to epoch; their average scores higher and
+        steadier. A checkpoint keeps both (the average as its detector, the
+        weights being trained in ``training.params``), so a resumed run
+        continues exactly. ``0``: no average (the seed).
     val_every : int, default 1
         Validate ``val_data`` after every ``val_every``-th epoch and always after
         the last; the other epochs' records have no mAP (the best checkpoint is
@@ -146,8 +158,10 @@ def fit(
         One record per epoch: ``epoch``, ``loss`` and each loss term, ``class_accuracy``,
         ``box_mae``, ``learning_rate``, ``seconds``, ``images_per_second``, and with
         ``val_data`` ``validated`` (see ``val_every``) and, when true, the validation
-        ``map_50``, ``map_50_voc07`` and ``map_50_95``; with ``clip_gradient_norm``,
-        ``grad_norm`` and ``clipped``.
+        ``map_50``, ``map_50_voc07`` and ``map_50_95`` (of the averaged weights with
+        ``ema_epochs``); with ``clip_gradient_norm``, ``grad_norm`` and ``clipped``.
+        The detector holds the trained weights afterwards: the average with
+        ``ema_epochs``.
 
     Raises
     ------
@@ -167,8 +181,9 @@ def fit(
     """
     plan = _plan(detector, train_data, val_data, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                  optimizer_params=optimizer_params, lr_schedule=lr_schedule, warmup_epochs=warmup_epochs,
-                 warmup_steps=warmup_steps, clip_gradient_norm=clip_gradient_norm, val_every=val_every,
-                 devices=devices, checkpoint_dir=checkpoint_dir, resume=resume, kvstore=kvstore, seed=seed)
+                 warmup_steps=warmup_steps, clip_gradient_norm=clip_gradient_norm, ema_epochs=ema_epochs,
+                 val_every=val_every, devices=devices, checkpoint_dir=checkpoint_dir, resume=resume, kvstore=kvstore,
+                 seed=seed)
     check_bool("quiet", quiet)
     with contextlib.ExitStack() as held:
         # One training at a time in a checkpoint directory; in a distributed run, its writer: rank 0.
@@ -177,8 +192,8 @@ def fit(
         try:
             history = _fit(detector, train_data, val_data, plan, epochs=epochs, batch_size=batch_size,
                            optimizer=optimizer, lr_schedule=lr_schedule, warmup_epochs=warmup_epochs,
-                           warmup_steps=warmup_steps, clip_gradient_norm=clip_gradient_norm, val_every=val_every,
-                           callbacks=callbacks, checkpoint_dir=checkpoint_dir, resume=resume, seed=seed, quiet=quiet)
+                           warmup_steps=warmup_steps, clip_gradient_norm=clip_gradient_norm, ema_epochs=ema_epochs,
+                           val_every=val_every, callbacks=callbacks, checkpoint_dir=checkpoint_dir, resume=resume, seed=seed, quiet=quiet)
         except BaseException as error:
             if plan.coordinator is not None:  # the job cannot go on: this worker leaves it at once on exit
                 note_failure(error)
@@ -190,7 +205,7 @@ def fit(
 
 def _fit(detector: SSDDetector, train_data: Any, val_data: Any, plan: _Plan, *, epochs: int, batch_size: int,
          optimizer: str, lr_schedule: Any, warmup_epochs: float, warmup_steps: int,
-         clip_gradient_norm: float | None, val_every: int, callbacks: Sequence[Callback],
+         clip_gradient_norm: float | None, ema_epochs: float, val_every: int, callbacks: Sequence[Callback],
          checkpoint_dir: PathLike | None, resume: bool, seed: int | None, quiet: bool) -> History:
     """:func:`fit` once its arguments are checked (and its checkpoint directory locked)."""
     coordinator = plan.coordinator
@@ -251,30 +266,40 @@ def _fit(detector: SSDDetector, train_data: Any, val_data: Any, plan: _Plan, *, 
         with coordinator.watchdog.armed() if coordinator is not None else contextlib.nullcontext():
             trainer = gluon.Trainer(weights, optimizer, params, kvstore=plan.store, update_on_kvstore=False)
             initialize_trainer(trainer)
+        average = None
+        if ema_epochs > 0:
+            restored_average = checkpointing.restored_average if checkpointing is not None else None
+            average = WeightAverage(detector.network, averaging_decay(ema_epochs, batches_per_epoch), plan.contexts[0],
+                                    start=restored_average[0] if restored_average else None,
+                                    updates=restored_average[1] if restored_average else 0)
         if checkpointing is not None:
-            checkpointing.attach(trainer, seed, history, images_per_epoch=len(train_data))
+            checkpointing.attach(trainer, seed, history, images_per_epoch=len(train_data), average=average)
         for callback in (*built_in, *callbacks):
             callback.on_train_begin(detector, history)
         warned_clipping = False
         for epoch in range(start_epoch, epochs):
             mx.random.seed(_epoch_seed(seed, epoch) % (2**31))
             record = train_epoch(graph, trainer, loader(epoch), plan.contexts, epoch, epochs, term_names, quiet,
-                                 coordinator=coordinator, clip_gradient_norm=clip_gradient_norm)
+                                 coordinator=coordinator, clip_gradient_norm=clip_gradient_norm, average=average)
             record["learning_rate"] = float(trainer.learning_rate)
             lead = coordinator is None or coordinator.rank == 0  # one warning for the job
             if lead and not warned_clipping and _warn_if_always_clipped(record, clip_gradient_norm):
                 warned_clipping = True
             if coordinator is not None:
-                _average_statistics(coordinator, weights)
+                _average_statistics(coordinator, weights, average)
             check_weights_finite(weights, epoch)
-            for callback in built_in:
-                callback.on_epoch_end(epoch, record, detector)
-            # Every user callback sees the epoch, even when an earlier one asks to stop.
-            stops = [bool(callback.on_epoch_end(epoch, dict(record), detector)) for callback in callbacks]
+            # The callbacks (validation, checkpoints, the user's) see the weights that training yields.
+            with average.applied() if average is not None else contextlib.nullcontext():
+                for callback in built_in:
+                    callback.on_epoch_end(epoch, record, detector)
+                # Every user callback sees the epoch, even when an earlier one asks to stop.
+                stops = [bool(callback.on_epoch_end(epoch, dict(record), detector)) for callback in callbacks]
             if coordinator is not None:  # rank 0 decides for the job
                 stops = [bool(coordinator.broadcast([any(stops)])[0])]
             if any(stops):
                 break
+        if average is not None:
+            average.apply()
     finally:
         weights.reset_ctx(home)
         detector.ctx = home
@@ -333,8 +358,8 @@ class _Plan:
 
 def _plan(detector: SSDDetector, train_data: Any, val_data: Any, *, epochs: int, batch_size: int, optimizer: str,
           optimizer_params: Mapping[str, Any] | None, lr_schedule: Any, warmup_epochs: float, devices: Devices,
-          warmup_steps: int = 0, clip_gradient_norm: float | None = None, val_every: int = 1,
-          checkpoint_dir: PathLike | None, resume: bool, kvstore: Any, seed: int | None = None) -> _Plan:
+          warmup_steps: int = 0, clip_gradient_norm: float | None = None, ema_epochs: float = 0.0,
+          val_every: int = 1, checkpoint_dir: PathLike | None, resume: bool, kvstore: Any, seed: int | None = None) -> _Plan:
     """Check every argument of :func:`fit` before anything runs; return what the loop needs."""
     if not isinstance(detector, SSDDetector):
         raise InputError(f"The 'detector' argument must be an SSDDetector; got {type(detector).__name__} instead.")
@@ -348,6 +373,7 @@ def _plan(detector: SSDDetector, train_data: Any, val_data: Any, *, epochs: int,
     check_number("warmup_epochs", warmup_epochs, minimum=0)
     check_int("warmup_steps", warmup_steps, minimum=0)
     check_positive_int("val_every", val_every)
+    check_number("ema_epochs", ema_epochs, minimum=0)
     if clip_gradient_norm is not None:
         check_number("clip_gradient_norm", clip_gradient_norm, minimum=0, exclusive_minimum=True)
     check_bool("resume", resume)
@@ -393,6 +419,7 @@ def _plan(detector: SSDDetector, train_data: Any, val_data: Any, *, epochs: int,
         "batch_size": batch_size, "optimizer": optimizer, "lr_schedule": schedule,
         "warmup_epochs": warmup_epochs, "warmup_steps": warmup_steps, "data_shape": list(detector.data_shape),
         "clip_gradient_norm": None if clip_gradient_norm is None else float(clip_gradient_norm),
+        "ema_epochs": float(ema_epochs),
         "epochs": epochs if schedule != "constant" else None,
         # Every optimizer setting (the seed's defaults included): resuming with another one is refused.
         "optimizer_params": {key: _plain(value) for key, value in sorted(params.items()) if key != "lr_scheduler"},
@@ -479,23 +506,33 @@ def _start_of_rank_zero(coordinator: Coordinator, seed: int, start_epoch: int,
     return seed_zero, start_zero
 
 
-def _average_statistics(coordinator: Coordinator, weights: gluon.ParameterDict) -> None:
-    """Every parameter without a gradient (BatchNorm's running statistics): the mean over workers and devices."""
-    statistics = [p for p in weights.values() if p.grad_req == "null"]
+def _average_statistics(coordinator: Coordinator, weights: gluon.ParameterDict,
+                        average: WeightAverage | None = None) -> None:
+    """Every parameter without a gradient (BatchNorm's running statistics), and their moving averages: the mean
+    over workers and devices, so that every worker holds the same network (and average)."""
+    _set_to_mean(coordinator, [p.list_data() for p in weights.values() if p.grad_req == "null"])
+    if average is not None:
+        _set_to_mean(coordinator, [[array] for array in average.statistics()])
+
+
+def _set_to_mean(coordinator: Coordinator, statistics: list[list[mx.nd.NDArray]]) -> None:
+    """Set each array of ``statistics`` (per statistic, its copy on each device) to the mean of its copies on
+    every device of every worker."""
     if not statistics:
         return
     # train_epoch waited for every step of the epoch; the new values are in place before the next step
     # (below): a hybridized (static_alloc) step on several devices does not order its statistics' updates
     # against other reads and writes of them in MXNet's engine (measured: 4-65 % off on the second device).
-    local = [sum(d.asnumpy().astype(np.float64) for d in p.list_data()) for p in statistics]
+    local = [sum(d.asnumpy().astype(np.float64) for d in copies) for copies in statistics]
     # The device count travels with the sums: workers may hold different numbers of devices.
-    devices = float(len(statistics[0].list_data()))
+    devices = float(len(statistics[0]))
     total = coordinator.allreduce(np.concatenate([value.ravel() for value in local] + [np.array([devices])]))
     count = total[-1]
     offset = 0
-    for parameter, value in zip(statistics, local):
+    for copies, value in zip(statistics, local):
         mean = total[offset: offset + value.size].reshape(value.shape) / count
-        parameter.set_data(mx.nd.array(mean, dtype=parameter.dtype))
+        for array in copies:
+            array[:] = mx.nd.array(mean, dtype=array.dtype, ctx=array.context)
         offset += value.size
     mx.nd.waitall()
 

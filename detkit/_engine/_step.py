@@ -18,6 +18,7 @@ from .._model import SSDDetector
 from ..errors import NonFiniteLossError
 
 if TYPE_CHECKING:
+    from ._averaging import WeightAverage
     from ._distributed import Coordinator
 
 __all__ = ["TrainingGraph", "check_weights_finite", "train_epoch"]
@@ -110,8 +111,11 @@ class TrainingGraph(gluon.HybridBlock):
 
 def train_epoch(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, contexts: list[mx.Context],
                 epoch: int, epochs: int, term_names: list[str], quiet: bool,
-                coordinator: Coordinator | None = None, clip_gradient_norm: float | None = None) -> dict[str, Any]:
+                coordinator: Coordinator | None = None, clip_gradient_norm: float | None = None,
+                average: WeightAverage | None = None) -> dict[str, Any]:
     """Run one epoch of steps; return its record (the loss terms, the seed's metrics, time and speed).
+
+    With ``average``, every step's weights are folded into that moving average.
 
     With ``clip_gradient_norm`` the record also has ``grad_norm``, the mean over the
     steps of the mean gradient's global norm before clipping, and ``clipped``, the
@@ -123,7 +127,7 @@ def train_epoch(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, conte
     """
     with coordinator.watchdog.armed() if coordinator is not None else contextlib.nullcontext():
         totals, clipping, seconds = _steps(graph, trainer, loader, contexts, epoch, epochs, term_names, quiet,
-                                           coordinator, clip_gradient_norm)
+                                           coordinator, clip_gradient_norm, average)
         # Every step done, BatchNorm's statistics included, before anything reads the weights: a hybridized
         # (static_alloc) step on several devices does not order those updates against later reads.
         mx.nd.waitall()
@@ -151,7 +155,7 @@ def train_epoch(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, conte
 def _steps(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, contexts: list[mx.Context], epoch: int,
            epochs: int, term_names: list[str], quiet: bool,
            coordinator: Coordinator | None, clip_gradient_norm: float | None = None,
-           ) -> tuple[np.ndarray, np.ndarray, float]:
+           average: WeightAverage | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """The epoch's steps; return the column sums of the stats (see :class:`TrainingGraph`), the clipping
     sums ``[norms of the mean gradient, steps clipped, steps]`` and the seconds."""
     # Trainer.step divides the summed gradients by the images they come from: all workers' images.
@@ -185,6 +189,8 @@ def _steps(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, contexts: 
             norm = _clip_global_norm(trainer, contexts, clip_gradient_norm * total)
             clipping += mx.nd.concat(norm / total, norm > clip_gradient_norm * total, dim=0)  # on contexts[0]
             trainer.update(total)
+        if average is not None:
+            average.update()
         if coordinator is not None:
             coordinator.watchdog.beat()
         for _, stats in outputs:
