@@ -471,8 +471,9 @@ def test_ema_epochs_validates_checkpoints_and_returns_the_moving_average_of_the_
     from detkit._engine import _averaging
 
     train, val = tiny
-    arguments = {"epochs": 2, "batch_size": 8, "seed": 0, "quiet": True, "optimizer_params": {"learning_rate": 0.05}}
-    # The weights after every step, spied where the average reads them.
+    # 32 images at batch 6: 5 steps an epoch, so the folds every 4 steps and at the epochs' ends differ.
+    arguments = {"epochs": 2, "batch_size": 6, "seed": 0, "quiet": True, "optimizer_params": {"learning_rate": 0.05}}
+    # The weights after every step, spied where the average counts the steps.
     steps: list[dict[str, np.ndarray]] = []
     update = _averaging.WeightAverage.update
 
@@ -485,12 +486,21 @@ def test_ema_epochs_validates_checkpoints_and_returns_the_moving_average_of_the_
     averaged._materialize()
     start = _by_name(averaged)
     history = detkit.fit(averaged, train, val, checkpoint_dir=tmp_path, ema_epochs=0.5, **arguments)
-    assert len(steps) == 8  # 32 images, batch 8, 2 epochs
-    # The documented average, computed here: decay 1 - 1 / (0.5 x 4 steps), less in the first steps.
-    expected = start
+    assert len(steps) == 10
+    # The documented average, computed here: decay 1 - 1 / (0.5 x 5 steps), less in the first steps; the
+    # trained weights folded in every FOLD_EVERY steps and at each epoch's end, the statistics at the ends.
+    assert _averaging.FOLD_EVERY == 4
+    statistics = {name for name, p in averaged.network._collect_params_with_prefix().items() if p.grad_req == "null"}
+    assert statistics  # BatchNorm's running means and variances
+    expected, pending = start, {True: 1.0, False: 1.0}
     for t, weights in enumerate(steps, start=1):
-        decay = min(1 - 1 / 2.0, (1 + t) / (10 + t))
-        expected = {name: decay * expected[name] + (1 - decay) * weights[name] for name in weights}
+        for group in pending:
+            pending[group] *= min(1 - 1 / 2.5, (1 + t) / (10 + t))
+        for group, due in ((False, t % 4 == 0 or t % 5 == 0), (True, t % 5 == 0)):
+            if due:
+                expected = {name: pending[group] * value + (1 - pending[group]) * weights[name]
+                            if (name in statistics) == group else value for name, value in expected.items()}
+                pending[group] = 1.0
     got = _by_name(averaged)
     for name in expected:
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-6, err_msg=name)

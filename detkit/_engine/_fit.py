@@ -282,6 +282,8 @@ def _fit(detector: SSDDetector, train_data: Any, val_data: Any, plan: _Plan, *, 
             record = train_epoch(graph, trainer, loader(epoch), plan.contexts, epoch, epochs, term_names, quiet,
                                  coordinator=coordinator, clip_gradient_norm=clip_gradient_norm, average=average)
             record["learning_rate"] = float(trainer.learning_rate)
+            if average is not None:
+                average.end_epoch()  # train_epoch waited for every step: the average of the whole epoch
             lead = coordinator is None or coordinator.rank == 0  # one warning for the job
             if lead and not warned_clipping and _warn_if_always_clipped(record, clip_gradient_norm):
                 warned_clipping = True
