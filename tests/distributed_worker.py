@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--object", action="store_true", help="pass the kvstore as a KVStore object")
     parser.add_argument("--devices", type=int, default=1, help="CPU devices of each worker (--single: in all)")
     parser.add_argument("--no-val", action="store_true", help="no validation data")
+    parser.add_argument("--ema-epochs", type=float, default=0.0, help="fit's ema_epochs")
     parser.add_argument("--no-second-fit", action="store_true", help="skip the second fit's check")
     parser.add_argument("--imperative", action="store_true", help="train the detector without hybridizing it")
     args = parser.parse_args()
@@ -125,7 +126,8 @@ def main() -> None:
     statistics = _Statistics()
     if args.single:
         history = detkit.fit(detector, train, val, epochs=args.epochs, batch_size=args.devices * args.batch_size,
-                             devices=devices, seed=5, quiet=True, callbacks=[statistics])
+                             devices=devices, seed=5, quiet=True, callbacks=[statistics],
+                             ema_epochs=args.ema_epochs)
         rank = "single"
     else:
         kvstore = mx.kv.create("dist_sync") if args.object else "dist_sync"
@@ -135,7 +137,7 @@ def main() -> None:
             failure = _plan_failure(int(args.fail[0]), args.fail[1], args.fail[2], Path(args.out) / "failed")
         history = detkit.fit(detector, train, val, epochs=args.epochs, batch_size=args.devices * args.batch_size,
                              kvstore=kvstore, seed=5, quiet=True, checkpoint_dir=args.checkpoints, devices=devices,
-                             resume=args.resume,
+                             resume=args.resume, ema_epochs=args.ema_epochs,
                              callbacks=[statistics, *failure] + ([_Die(*args.die)] if args.die else []))
         rank = _distributed._store.rank
         try:  # a second distributed fit in this process: a clear error, not a hang

@@ -44,7 +44,8 @@ def _launch(*arguments: str, env: dict[str, str] | None = None, timeout: float =
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
-    """The data, the initial detector and the uninterrupted two-worker run of two epochs."""
+    """The data, the initial detector and the uninterrupted two-worker run of two epochs (which averages
+    its weights: ``ema_epochs``)."""
     root = tmp_path_factory.mktemp("distributed")
     detkit.data.synthetic_pikachu(root / "data", num_train=31, num_val=4, image_size=64, progress=False)
     mx.random.seed(3)
@@ -52,7 +53,8 @@ def job(tmp_path_factory):
     detector._materialize()
     detector.save(root / "initial")
     run = _launch("-n", "2", "-s", "1", "--timeout", "30", "--", sys.executable, str(WORKER), str(root / "data"),
-                  str(root / "initial"), str(root / "whole"), "--checkpoints", str(root / "whole" / "checkpoints"))
+                  str(root / "initial"), str(root / "whole"), "--checkpoints", str(root / "whole" / "checkpoints"),
+                  "--ema-epochs", "1")
     assert run.returncode == 0, run.stderr[-3000:]
     return root
 
@@ -91,6 +93,8 @@ def test_two_workers_end_with_identical_weights_statistics_and_history(job) -> N
     assert names in (["best.json", "epoch-0001", "epoch-0002", "last.json"], ["best.json", "epoch-0002", "last.json"])
     state = json.loads((checkpoints / "epoch-0002" / "state.json").read_text())
     assert state["history"] == histories[0] and state["settings"]["workers"] == 2
+    # The weights' average is the checkpoint's detector, the trained weights lie beside it.
+    assert state["average"]["steps"] == 6 and (checkpoints / "epoch-0002" / "training.params").is_file()
     for rank in (0, 1):
         assert "one fit per process" in (job / "whole" / f"rank-{rank}.second-fit").read_text()
 
@@ -104,7 +108,8 @@ def test_two_workers_update_as_one_process_at_the_global_batch(job) -> None:
     # counts change the float rounding of the convolutions, which training amplifies to ~1e-3.
     # (On one device at batch 8, BatchNorm would normalise over 8 images instead of 4.)
     reference = subprocess.run([sys.executable, str(WORKER), str(job / "data"), str(job / "initial"),
-                                str(job / "whole"), "--single", "--devices", "2"], capture_output=True, text=True,
+                                str(job / "whole"), "--single", "--devices", "2", "--ema-epochs", "1"],
+                               capture_output=True, text=True,
                                timeout=JOB_SECONDS, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert reference.returncode == 0, reference.stderr[-3000:]
     workers, single = _weights(job / "whole", 0), _weights(job / "whole", "single")
@@ -124,7 +129,7 @@ def test_two_workers_update_as_one_process_at_the_global_batch(job) -> None:
 @distributed
 def test_resume_equals_the_uninterrupted_run(job) -> None:
     common = [sys.executable, str(WORKER), str(job / "data"), str(job / "initial"), str(job / "resumed"),
-              "--checkpoints", str(job / "resumed" / "checkpoints")]
+              "--checkpoints", str(job / "resumed" / "checkpoints"), "--ema-epochs", "1"]
     first = _launch("-n", "2", "--timeout", "30", "--", *common, "--epochs", "1")
     assert first.returncode == 0, first.stderr[-3000:]
     # Resumed with the kvstore given as an object: sharded all the same.
