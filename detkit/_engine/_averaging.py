@@ -18,7 +18,8 @@ from mxnet import gluon
 from .._base import storage_errors
 from ..errors import CheckpointError
 
-__all__ = ["FOLD_EVERY", "TRAINING_WEIGHTS_FILE", "WeightAverage", "averaging_decay", "load_weights_file", "save_weights_file"]
+__all__ = ["FOLD_EVERY", "TRAINING_WEIGHTS_FILE", "WeightAverage", "averaging_decay", "load_weights_file",
+           "save_weights_file"]
 
 #: The weights being trained, beside the averaged ones (``network.params``) of a checkpoint.
 TRAINING_WEIGHTS_FILE = "training.params"

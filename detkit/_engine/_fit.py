@@ -18,11 +18,11 @@ from .._base import PathLike, check_bool, check_int, check_number, check_positiv
 from .._blocks import can_fuse_batch_norm_relu
 from .._model import SSDDetector
 from ..errors import CheckpointError, InputError, PerformanceWarning
+from ._averaging import WeightAverage, averaging_decay
 from ._callbacks import Callback, Checkpointing, Progress, Recorder, Validation
 from ._checkpoints import CHECKPOINT_FORMAT
 from ._distributed import (KEY_BASE, Coordinator, dist_store, is_distributed, note_failure, note_trained,
                            timeout_seconds)
-from ._averaging import WeightAverage, averaging_decay
 from ._history import History
 from ._optimizer_state import initialize_trainer
 from ._step import TrainingGraph, check_weights_finite, train_epoch
@@ -110,9 +110,9 @@ def fit(
         (BatchNorm's statistics included) over about this many epochs (decay
         ``1 - 1 / (ema_epochs * steps per epoch)`` per step, less in the first
         steps), and validate, checkpoint and return the average instead of
-        the last step's weights. On small real data sets the weights of one
-        step swing from epoch to epoch; their average scores higher and
-        steadier. A checkpoint keeps both (the average as its detector, the
+        the last step's weights (the callbacks see the average too). On small
+        real data sets the weights of one step swing from epoch to epoch;
+        their average scores higher and steadier. A checkpoint keeps both (the average as its detector, the
         weights being trained in ``training.params``), so a resumed run
         continues exactly. ``0``: no average (the seed).
     val_every : int, default 1
