@@ -147,8 +147,9 @@ def cpu_seconds() -> float:
 class Budget:
     """Counts the training CPU seconds between epochs; scores the test split; says when to stop."""
 
-    def __init__(self, budget: float, every: int, score: Callable[[], dict[str, float]]) -> None:
-        self.budget, self.every, self.score = budget, every, score
+    def __init__(self, budget: float, every: int, score: Callable[[], dict[str, float]],
+                 also: Callable[[], dict[str, float]] | None = None) -> None:
+        self.budget, self.every, self.score, self.also = budget, every, score, also
         self.used = 0.0
         self.mark = cpu_seconds()
         self.curve: list[dict[str, Any]] = []
@@ -161,6 +162,8 @@ class Budget:
         point: dict[str, Any] = {"epoch": epoch, "cpu_seconds": round(self.used, 1), "loss": loss, **extra}
         if (stop or epoch % self.every == 0) and math.isfinite(loss):
             point.update(self.score())
+            if self.also is not None:
+                point.update(self.also())
         self.curve.append(point)
         print(f"  {epoch}: {point}", flush=True)
         self.mark = cpu_seconds()
@@ -234,7 +237,32 @@ def run_detkit(args: argparse.Namespace, recipe: str, train: Any, val: Any, seed
         found = detector.predict(image, threshold=0.0)
         return [[d.class_id, d.score, *d.box] for d in found] or np.zeros((0, 6))
 
-    budget = Budget(args.budget, args.val_every, lambda: score(predict, val))
+    # With train.ema_epochs the callbacks see the weights' average; the last step's weights are scored
+    # too (last_step_map_50...): training is the same either way, so one run measures both.
+    from detkit._engine import _fit
+
+    averages: list[Any] = []
+
+    class Recorded(_fit.WeightAverage):  # type: ignore[misc,name-defined]
+        def __init__(self, *arguments: Any, **keywords: Any) -> None:
+            super().__init__(*arguments, **keywords)
+            averages.append(self)
+
+    _fit.WeightAverage = Recorded
+
+    def score_last_step() -> dict[str, float]:
+        if not averages:
+            return {}
+        parameters = dict(detector.network._collect_params_with_prefix())
+        held = {name: p.data().copy() for name, p in parameters.items()}
+        for name, weights in averages[0].training_weights().items():
+            weights.copyto(parameters[name].data())
+        scores = score(predict, val)
+        for name, weights in held.items():
+            weights.copyto(parameters[name].data())
+        return {f"last_step_{key}": value for key, value in scores.items()}
+
+    budget = Budget(args.budget, args.val_every, lambda: score(predict, val), score_last_step)
 
     class Stop(detkit.Callback):
         def on_epoch_end(self, epoch: int, record: Any, detector: Any) -> bool:

@@ -279,13 +279,14 @@ def test_the_ssd_preset_is_the_recipe_for_real_data(monkeypatch) -> None:
     # From random weights on real photos SSD's augmentation and 0.005 stayed at noise level (the training guide).
     assert config.data.augment == "seed" and config.train.optimizer_params["learning_rate"] == 0.001
     assert config.train.clip_gradient_norm >= 500  # ResNet-18's gradient norm is in the hundreds: spikes only
-    # Validation on a small real set swings from epoch to epoch: the presets score the weights' average.
-    assert config.train.ema_epochs > 0 and preset("fast").train.ema_epochs > 0 and preset("seed").train.ema_epochs == 0
+    # Validation on a small real set swings from epoch to epoch: ssd scores the weights' average.
+    assert config.train.ema_epochs > 0 and preset("seed").train.ema_epochs == 0
     assert preset("ssd").fit_arguments()["ema_epochs"] == config.train.ema_epochs
     sizes = config.model.anchor_generator["sizes"]
     assert sizes[0][0] < 0.1  # SSD's scales start below the seed's 0.2: small objects get anchors
     assert [pair[0] for pair in sizes] == sorted(pair[0] for pair in sizes)
-    assert config.train.lr_schedule == "cosine" and config.train.warmup_epochs < config.train.epochs
+    # GluonCV's schedule (divided by 10 at 2/3 and 5/6): the last third of training is at a low rate.
+    assert config.train.lr_schedule == "step" and config.train.warmup_epochs < config.train.epochs
 
 
 def test_the_ssd_preset_trains_from_random_weights_at_a_small_size(tmp_path) -> None:

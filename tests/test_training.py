@@ -538,3 +538,54 @@ def test_a_run_with_ema_epochs_resumes_exactly_and_refuses_another_average(tiny,
     damaged.write_bytes(damaged.read_bytes()[:-8])
     with pytest.raises(CheckpointError, match="training.params is missing or differs from its recorded SHA-256"):
         detkit.fit(_detector(), train, epochs=4, checkpoint_dir=tmp_path / "b", resume=True, **arguments)
+
+
+def test_an_error_in_a_callback_leaves_the_last_steps_weights_and_damaged_averages_are_named(tiny, tmp_path) -> None:
+    train, _ = tiny
+    arguments = {"epochs": 1, "batch_size": 8, "seed": 2, "quiet": True, "optimizer_params": {"learning_rate": 0.05}}
+
+    class Fails(detkit.Callback):
+        def on_epoch_end(self, epoch, record, detector):
+            raise RuntimeError("a callback's own error")
+
+    failed = _detector()
+    with pytest.raises(RuntimeError, match="a callback's own error"):
+        detkit.fit(failed, train, ema_epochs=1.0, callbacks=[Fails()], **arguments)
+    plain = _detector()
+    detkit.fit(plain, train, **arguments)
+    for name, value in _by_name(plain).items():  # the weights being trained, not the average
+        np.testing.assert_array_equal(_by_name(failed)[name], value, err_msg=name)
+    # A checkpoint of a run without an average (as an earlier detkit wrote it: no ema_epochs in its settings)
+    # resumes only without one.
+    detkit.fit(_detector(), train, checkpoint_dir=tmp_path / "plain", **arguments)
+    state_file = tmp_path / "plain" / "epoch-0001" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["settings"]["ema_epochs"]
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match=r"without a moving average.*ema_epochs=0"):
+        detkit.fit(_detector(), train, **{**arguments, "epochs": 2}, checkpoint_dir=tmp_path / "plain", resume=True,
+                   ema_epochs=1.0)
+    # A malformed record of the average is damage, named.
+    detkit.fit(_detector(), train, checkpoint_dir=tmp_path / "averaged", ema_epochs=1.0, **arguments)
+    state_file = tmp_path / "averaged" / "epoch-0001" / "state.json"
+    good = json.loads(state_file.read_text())
+    for bad in ({"steps": -1, "sha256": good["average"]["sha256"]}, {"steps": True, "sha256": "0"}, {"steps": 4}):
+        state_file.write_text(json.dumps({**good, "average": bad}))
+        with pytest.raises(CheckpointError, match="'average' is missing or malformed"):
+            detkit.fit(_detector(), train, **{**arguments, "epochs": 2}, checkpoint_dir=tmp_path / "averaged",
+                       resume=True, ema_epochs=1.0)
+
+
+def test_ema_epochs_on_two_devices_resumes_exactly(tiny, tmp_path) -> None:
+    train, _ = tiny
+    arguments = {"batch_size": 8, "seed": 6, "quiet": True, "ema_epochs": 1.0, "devices": [mx.cpu(0), mx.cpu(1)],
+                 "optimizer_params": {"learning_rate": 0.05, "momentum": 0.9}}
+    straight = _detector()
+    detkit.fit(straight, train, epochs=2, checkpoint_dir=tmp_path / "a", **arguments)
+    detkit.fit(_detector(), train, epochs=1, checkpoint_dir=tmp_path / "b", **arguments)
+    resumed = _detector()
+    detkit.fit(resumed, train, epochs=2, checkpoint_dir=tmp_path / "b", resume=True, **arguments)
+    expected, got = _by_name(straight), _by_name(resumed)
+    assert any(name.endswith("running_mean") for name in expected)  # the statistics are compared too
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import mxnet as mx
 from mxnet import gluon
@@ -18,13 +18,20 @@ from mxnet import gluon
 from .._base import storage_errors
 from ..errors import CheckpointError
 
-__all__ = ["FOLD_EVERY", "TRAINING_WEIGHTS_FILE", "WeightAverage", "averaging_decay", "load_weights_file",
-           "save_weights_file"]
+__all__ = ["FOLD_EVERY", "TRAINING_WEIGHTS_FILE", "RestoredAverage", "WeightAverage", "averaging_decay",
+           "load_weights_file", "save_weights_file"]
 
 #: The weights being trained, beside the averaged ones (``network.params``) of a checkpoint.
 TRAINING_WEIGHTS_FILE = "training.params"
 #: Steps between two folds of the weights into the average (see :class:`WeightAverage`).
 FOLD_EVERY = 4
+
+
+class RestoredAverage(NamedTuple):
+    """The average a checkpoint holds (name -> array) and the steps already in it."""
+
+    weights: dict[str, mx.nd.NDArray]
+    steps: int
 
 
 def averaging_decay(ema_epochs: float, steps_per_epoch: int) -> float:
@@ -102,24 +109,23 @@ class WeightAverage:
             mx.nd.sgd_update(average, self._parameters[name].data(self._ctx), lr=1.0 - keep, wd=1.0,
                              rescale_grad=-1.0, out=average)
 
-    def statistics(self) -> list[mx.nd.NDArray]:
-        """The averages of the arrays without a gradient (BatchNorm's running statistics), in a fixed order."""
-        return [self._average[name] for name in self._groups["statistics"]]
-
     @contextlib.contextmanager
-    def applied(self) -> Iterator[dict[str, mx.nd.NDArray]]:
-        """Put the average into the network on every device; yield the weights being trained (name -> array,
-        the first device's), put back on exit."""
+    def applied(self) -> Iterator[None]:
+        """Put the average into the network on every device, and the weights being trained back on exit
+        (also on an error; what the block changed in the weights is lost). Within it,
+        :meth:`training_weights` gives the weights being trained."""
         training = {name: [array.copy() for array in p.list_data()] for name, p in self._parameters.items()}
-        self.apply()
         self._training = {name: arrays[0] for name, arrays in training.items()}
         try:
-            yield self._training
+            self.apply()
+            yield
         finally:
             self._training = None
             for name, parameter in self._parameters.items():
                 for array, saved in zip(parameter.list_data(), training[name]):
                     saved.copyto(array)
+            # Before the next hybridized step, which does not order its writes of the statistics after these.
+            mx.nd.waitall()
 
     def training_weights(self) -> dict[str, mx.nd.NDArray]:
         """Within :meth:`applied`: the weights being trained (name -> array), which a checkpoint keeps to resume."""
@@ -132,6 +138,7 @@ class WeightAverage:
         for name, parameter in self._parameters.items():
             for array in parameter.list_data():
                 self._average[name].copyto(array)
+        mx.nd.waitall()  # before anything else (a hybridized step) writes the statistics
 
 
 def save_weights_file(weights: dict[str, mx.nd.NDArray], path: Path, shown: Path) -> None:

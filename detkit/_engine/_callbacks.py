@@ -23,7 +23,7 @@ from .._base import FolderSnapshot, PathLike, read_consistent
 from .._model import SSDDetector, check_saved_weights, file_sha256
 from ..data._truth import GroundTruth
 from ..errors import CheckpointError, NonFiniteLossError
-from ._averaging import TRAINING_WEIGHTS_FILE, WeightAverage, load_weights_file
+from ._averaging import TRAINING_WEIGHTS_FILE, RestoredAverage, WeightAverage, load_weights_file
 from ._checkpoints import CHECKPOINT_FORMAT, Checkpoints, check_resumable, read_checkpoint
 from ._distributed import lead_alone
 from ._evaluate import NonFiniteDetectionsError, evaluate_with, sidecar_truth
@@ -180,8 +180,9 @@ class Checkpointing(Callback):
         self._history: History | None = None
         self._best = -math.inf
         self._average: WeightAverage | None = None
-        #: After :meth:`restore` of a run that averages its weights: (the average, its steps), to continue from.
-        self.restored_average: tuple[dict[str, mx.nd.NDArray], int] | None = None
+        # After restore() of a run that averages its weights: the average to continue from (until taken).
+        self._restored_average: RestoredAverage | None = None
+        self._resumed_with_average = False  # whether the checkpoint resumed from holds an average
 
     def restore(self, detector: SSDDetector) -> tuple[int, int, History] | None:
         """Load the last checkpoint's weights into ``detector``; return ``(seed, next epoch, history)``."""
@@ -217,10 +218,16 @@ class Checkpointing(Callback):
         check_saved_weights(last, checkpoint)
         weights = checkpoint.path("network.params")
         averaged = state.get("average")
+        self._resumed_with_average = averaged is not None
         if averaged is not None:  # the detector is the average; training goes on from the weights beside it
-            self.restored_average = (load_weights_file(weights), int(averaged["steps"]))
+            self._restored_average = RestoredAverage(load_weights_file(weights), int(averaged["steps"]))
             weights = checkpoint.path(TRAINING_WEIGHTS_FILE)
-            if not weights.is_file() or file_sha256(weights) != averaged["sha256"]:
+            try:
+                intact = weights.is_file() and file_sha256(weights).lower() == averaged["sha256"].lower()
+            except OSError as error:
+                raise CheckpointError(f"{last / TRAINING_WEIGHTS_FILE} cannot be read ({error.strerror or error}); "
+                                      "make it readable, or resume from another checkpoint.") from None
+            if not intact:
                 raise CheckpointError(f"{last / TRAINING_WEIGHTS_FILE} is missing or differs from its recorded "
                                       "SHA-256; the checkpoint is damaged (resume from another one, or start afresh).")
         try:
@@ -228,6 +235,11 @@ class Checkpointing(Callback):
         except (mx.base.MXNetError, AssertionError, ValueError) as error:
             raise CheckpointError(f"The weights in {weights} cannot be read: {error}") from error
         return last, state
+
+    def take_restored_average(self) -> RestoredAverage | None:
+        """The average of the checkpoint that :meth:`restore` loaded (``None`` without one); handed over once."""
+        restored, self._restored_average = self._restored_average, None
+        return restored
 
     def attach(self, trainer: gluon.Trainer, seed: int, history: History, images_per_epoch: int | None = None,
                average: WeightAverage | None = None) -> None:
@@ -238,11 +250,14 @@ class Checkpointing(Callback):
         checkpoint's detector is the average and ``training.params`` the weights being trained.
         """
         self._trainer, self._seed, self._history, self._average = trainer, seed, history, average
-        if self._resume_from is not None and (average is None) != (self.restored_average is None):
+        # (A change of ema_epochs is named by check_resumable; this is a checkpoint of an earlier detkit, or damage.)
+        if self._resume_from is not None and (average is not None) != self._resumed_with_average:
             raise CheckpointError(
-                f"The checkpoint {self._resume_from} was trained {'without' if average is not None else 'with'} "
-                "a moving average of the weights; resume with the same ema_epochs, or start afresh in another "
-                "checkpoint directory.")
+                f"The checkpoint {self._resume_from} was trained "
+                + ("with a moving average of its weights, which it lacks now; the checkpoint is damaged (resume "
+                   "from another one, or start afresh)." if self._resumed_with_average else
+                   "without a moving average of the weights; resume it with ema_epochs=0 (--set "
+                   "train.ema_epochs=0), or start afresh in another checkpoint directory."))
         if self._resume_from is not None:
             limit = None if images_per_epoch is None else self._epochs_done * max(1, int(images_per_epoch))
             load_optimizer_state(trainer, self._resume_from, limit)
@@ -255,17 +270,15 @@ class Checkpointing(Callback):
         self._best = max(self._best, score)
         state = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "seed": self._seed, "history": self._history.records,
                  "settings": self.settings}
-        training = None
-        if self._average is not None:
-            training = self._average.training_weights()
-            state["average"] = {"steps": self._average.updates}
+        average = self._average
+        trained = (average.training_weights(), average.updates) if average is not None else None
         if self.coordinator is None:
-            self.checkpoints.write(epoch, detector, self._trainer, state, best=is_best, training_weights=training)
+            self.checkpoints.write(epoch, detector, self._trainer, state, best=is_best, trained=trained)
             return
         trainer = self._trainer
 
         def write() -> list[float]:
-            self.checkpoints.write(epoch, detector, trainer, state, best=is_best, training_weights=training)
+            self.checkpoints.write(epoch, detector, trainer, state, best=is_best, trained=trained)
             return []
 
         # Also the barrier: no worker goes on before the checkpoint is complete.

@@ -98,11 +98,12 @@ class Checkpoints:
         return names
 
     def write(self, epoch: int, detector: SSDDetector, trainer: gluon.Trainer, state: Mapping[str, Any],
-              best: bool, training_weights: dict[str, mx.nd.NDArray] | None = None) -> Path:
+              best: bool, trained: tuple[dict[str, mx.nd.NDArray], int] | None = None) -> Path:
         """Write the checkpoint of ``epoch`` (0-based), move ``last`` (and ``best``) to it, drop older ones.
 
-        ``training_weights`` (name -> array): the weights being trained when the detector holds
-        their moving average, written to ``training.params`` (its SHA-256 in the state's ``average``).
+        ``trained``: when the detector holds the moving average of the weights, the weights being
+        trained (name -> array), written to ``training.params``, and the steps in the average; the
+        state's ``average`` records both (``{"steps": N, "sha256": ...}``).
 
         The directory is written as one generation of its manifest (the caller
         holds its lock): the new checkpoint and pointers appear together, and
@@ -122,9 +123,10 @@ class Checkpoints:
                 staged.mkdir()
                 detector.save(staged)
                 save_optimizer_state(trainer, staged)
-                if training_weights is not None:
-                    save_weights_file(training_weights, staged / TRAINING_WEIGHTS_FILE, final / TRAINING_WEIGHTS_FILE)
-                    state = {**state, "average": {**state.get("average", {}),
+                if trained is not None:
+                    weights, steps = trained
+                    save_weights_file(weights, staged / TRAINING_WEIGHTS_FILE, final / TRAINING_WEIGHTS_FILE)
+                    state = {**state, "average": {"steps": int(steps),
                                                   "sha256": file_sha256(staged / TRAINING_WEIGHTS_FILE)}}
                 with storage_errors(final / STATE_FILE):
                     (staged / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")

@@ -161,7 +161,8 @@ def fit(
         ``map_50``, ``map_50_voc07`` and ``map_50_95`` (of the averaged weights with
         ``ema_epochs``); with ``clip_gradient_norm``, ``grad_norm`` and ``clipped``.
         The detector holds the trained weights afterwards: the average with
-        ``ema_epochs``.
+        ``ema_epochs`` (after an error or an interruption, the last step's; the
+        checkpoints hold the average of each epoch).
 
     Raises
     ------
@@ -268,10 +269,10 @@ def _fit(detector: SSDDetector, train_data: Any, val_data: Any, plan: _Plan, *, 
             initialize_trainer(trainer)
         average = None
         if ema_epochs > 0:
-            restored_average = checkpointing.restored_average if checkpointing is not None else None
+            resumed = checkpointing.take_restored_average() if checkpointing is not None else None
             average = WeightAverage(detector.network, averaging_decay(ema_epochs, batches_per_epoch), plan.contexts[0],
-                                    start=restored_average[0] if restored_average else None,
-                                    updates=restored_average[1] if restored_average else 0)
+                                    start=resumed.weights if resumed is not None else None,
+                                    updates=resumed.steps if resumed is not None else 0)
         if checkpointing is not None:
             checkpointing.attach(trainer, seed, history, images_per_epoch=len(train_data), average=average)
         for callback in (*built_in, *callbacks):
@@ -282,13 +283,15 @@ def _fit(detector: SSDDetector, train_data: Any, val_data: Any, plan: _Plan, *, 
             record = train_epoch(graph, trainer, loader(epoch), plan.contexts, epoch, epochs, term_names, quiet,
                                  coordinator=coordinator, clip_gradient_norm=clip_gradient_norm, average=average)
             record["learning_rate"] = float(trainer.learning_rate)
-            if average is not None:
-                average.end_epoch()  # train_epoch waited for every step: the average of the whole epoch
             lead = coordinator is None or coordinator.rank == 0  # one warning for the job
             if lead and not warned_clipping and _warn_if_always_clipped(record, clip_gradient_norm):
                 warned_clipping = True
             if coordinator is not None:
-                _average_statistics(coordinator, weights, average)
+                _average_statistics(coordinator, weights)
+            if average is not None:
+                # Every step is done (train_epoch waited), the statistics are the job's: every worker folds the
+                # same weights into the same average.
+                average.end_epoch()
             check_weights_finite(weights, epoch)
             # The callbacks (validation, checkpoints, the user's) see the weights that training yields.
             with average.applied() if average is not None else contextlib.nullcontext():
@@ -508,33 +511,23 @@ def _start_of_rank_zero(coordinator: Coordinator, seed: int, start_epoch: int,
     return seed_zero, start_zero
 
 
-def _average_statistics(coordinator: Coordinator, weights: gluon.ParameterDict,
-                        average: WeightAverage | None = None) -> None:
-    """Every parameter without a gradient (BatchNorm's running statistics), and their moving averages: the mean
-    over workers and devices, so that every worker holds the same network (and average)."""
-    _set_to_mean(coordinator, [p.list_data() for p in weights.values() if p.grad_req == "null"])
-    if average is not None:
-        _set_to_mean(coordinator, [[array] for array in average.statistics()])
-
-
-def _set_to_mean(coordinator: Coordinator, statistics: list[list[mx.nd.NDArray]]) -> None:
-    """Set each array of ``statistics`` (per statistic, its copy on each device) to the mean of its copies on
-    every device of every worker."""
+def _average_statistics(coordinator: Coordinator, weights: gluon.ParameterDict) -> None:
+    """Every parameter without a gradient (BatchNorm's running statistics): the mean over workers and devices."""
+    statistics = [p for p in weights.values() if p.grad_req == "null"]
     if not statistics:
         return
     # train_epoch waited for every step of the epoch; the new values are in place before the next step
     # (below): a hybridized (static_alloc) step on several devices does not order its statistics' updates
     # against other reads and writes of them in MXNet's engine (measured: 4-65 % off on the second device).
-    local = [sum(d.asnumpy().astype(np.float64) for d in copies) for copies in statistics]
+    local = [sum(d.asnumpy().astype(np.float64) for d in p.list_data()) for p in statistics]
     # The device count travels with the sums: workers may hold different numbers of devices.
-    devices = float(len(statistics[0]))
+    devices = float(len(statistics[0].list_data()))
     total = coordinator.allreduce(np.concatenate([value.ravel() for value in local] + [np.array([devices])]))
     count = total[-1]
     offset = 0
-    for copies, value in zip(statistics, local):
+    for parameter, value in zip(statistics, local):
         mean = total[offset: offset + value.size].reshape(value.shape) / count
-        for array in copies:
-            array[:] = mx.nd.array(mean, dtype=array.dtype, ctx=array.context)
+        parameter.set_data(mx.nd.array(mean, dtype=parameter.dtype))
         offset += value.size
     mx.nd.waitall()
 

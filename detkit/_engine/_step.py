@@ -115,7 +115,7 @@ def train_epoch(graph: TrainingGraph, trainer: gluon.Trainer, loader: Any, conte
                 average: WeightAverage | None = None) -> dict[str, Any]:
     """Run one epoch of steps; return its record (the loss terms, the seed's metrics, time and speed).
 
-    With ``average``, every step's weights are folded into that moving average.
+    With ``average``, every step is counted into that moving average (:meth:`WeightAverage.update`).
 
     With ``clip_gradient_norm`` the record also has ``grad_norm``, the mean over the
     steps of the mean gradient's global norm before clipping, and ``clipped``, the
