@@ -309,6 +309,8 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
             # ResNet-18's mean gradient has a norm of 100-500 in the first epochs (the toy body's: 10-20):
             # a limit for spikes only. At 10, every step was shortened 10-50 times.
             "clip_gradient_norm": 1000.0,
+            # On cards-voc the last step's weights scored up to 43 % below the run's best late in training,
+            # their average over two epochs at most 22 % (the training guide).
             "ema_epochs": 2.0,
         },
     },
