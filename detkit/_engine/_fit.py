@@ -112,9 +112,10 @@ def fit(
         steps), and validate, checkpoint and return the average instead of
         the last step's weights (the callbacks see the average too). On small
         real data sets the weights of one step swing from epoch to epoch;
-        their average scores higher and steadier. A checkpoint keeps both (the average as its detector, the
-        weights being trained in ``training.params``), so a resumed run
-        continues exactly. ``0``: no average (the seed).
+        their average scores higher and steadier. A checkpoint keeps both
+        (the average as its detector, the weights being trained in
+        ``training.params``), so a resumed run continues exactly. ``0``: no
+        average (the seed).
     val_every : int, default 1
         Validate ``val_data`` after every ``val_every``-th epoch and always after
         the last; the other epochs' records have no mAP (the best checkpoint is
@@ -194,7 +195,8 @@ def fit(
             history = _fit(detector, train_data, val_data, plan, epochs=epochs, batch_size=batch_size,
                            optimizer=optimizer, lr_schedule=lr_schedule, warmup_epochs=warmup_epochs,
                            warmup_steps=warmup_steps, clip_gradient_norm=clip_gradient_norm, ema_epochs=ema_epochs,
-                           val_every=val_every, callbacks=callbacks, checkpoint_dir=checkpoint_dir, resume=resume, seed=seed, quiet=quiet)
+                           val_every=val_every, callbacks=callbacks, checkpoint_dir=checkpoint_dir, resume=resume,
+                           seed=seed, quiet=quiet)
         except BaseException as error:
             if plan.coordinator is not None:  # the job cannot go on: this worker leaves it at once on exit
                 note_failure(error)
