@@ -366,7 +366,8 @@ class _Plan:
 def _plan(detector: SSDDetector, train_data: Any, val_data: Any, *, epochs: int, batch_size: int, optimizer: str,
           optimizer_params: Mapping[str, Any] | None, lr_schedule: Any, warmup_epochs: float, devices: Devices,
           warmup_steps: int = 0, clip_gradient_norm: float | None = None, ema_epochs: float = 0.0,
-          val_every: int = 1, checkpoint_dir: PathLike | None, resume: bool, kvstore: Any, seed: int | None = None) -> _Plan:
+          val_every: int = 1, checkpoint_dir: PathLike | None, resume: bool, kvstore: Any,
+          seed: int | None = None) -> _Plan:
     """Check every argument of :func:`fit` before anything runs; return what the loop needs."""
     if not isinstance(detector, SSDDetector):
         raise InputError(f"The 'detector' argument must be an SSDDetector; got {type(detector).__name__} instead.")
