@@ -295,6 +295,14 @@ def _coco_breakages():
     return {f.__name__: f for f in (outside, empty, unknown, no_image)}
 
 
+def test_a_coco_file_nested_too_deep_is_named(tmp_path):
+    _, json_path, images, _ = make_coco(tmp_path)
+    json_path.write_text('{"images": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(DataError, match=r"instances\.json: not valid JSON.*nests"):
+        pack_coco(json_path, images, tmp_path / "deep", progress=False)
+    assert _no_output(tmp_path)
+
+
 @pytest.mark.parametrize("breakage", sorted(_coco_breakages()))
 def test_coco_invalid_annotation_names_file_and_index(tmp_path, breakage):
     items, json_path, images, data = make_coco(tmp_path)

@@ -169,6 +169,10 @@ def test_a_stale_or_foreign_sidecar_is_refused_with_the_fix(tmp_path, capsys):
     (tmp_path / "packed" / "val.eval.json").write_text("{\"format\": \"something else\"}")
     with pytest.raises(DataError, match="not a detkit evaluation sidecar"):
         detkit.evaluate_detections(results_path, dataset.rec_path)
+    # Nested far too deep for Python's JSON reader: named, not a RecursionError.
+    (tmp_path / "packed" / "val.eval.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match=r"val.eval.json: cannot be read as the evaluation sidecar.*nests"):
+        detkit.evaluate_detections(results_path, dataset.rec_path)
 
 
 def test_training_refuses_a_stale_sidecar_before_its_first_step(tmp_path, monkeypatch):

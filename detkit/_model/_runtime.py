@@ -19,6 +19,7 @@ from .._base import (
     check_positive_int,
     file_digest,
     folder_generation,
+    load_json_text,
     require_onnx,
     read_consistent,
     require_onnxruntime,
@@ -279,7 +280,7 @@ def _nodes_after_body(model: Any, body_outputs: Sequence[str]) -> list[str]:
 
 def _read_manifest(path: Path) -> dict[str, Any]:
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = load_json_text(path.read_text(encoding="utf-8"))  # nesting bounded: ValueError
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise CheckpointError(f"{path} cannot be read as JSON: {error}") from None
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import stat
@@ -17,7 +16,7 @@ from PIL import Image
 
 from tqdm.auto import tqdm
 
-from .._base import PathLike, atomic_outputs, check_classes
+from .._base import PathLike, atomic_outputs, check_classes, load_json_text
 from ..errors import DataError, DetkitWarning, InputError
 from . import _recordio
 from ._classes import write_classes
@@ -417,7 +416,7 @@ def _load_coco(json_path: Path) -> dict:
     if json_path.exists() and not json_path.is_file():  # a pipe would block the read
         raise DataError(f"{json_path}: not a regular file")
     try:
-        data = json.loads(json_path.read_text(encoding="utf-8"))
+        data = load_json_text(json_path.read_text(encoding="utf-8"))  # nesting bounded: ValueError
     except FileNotFoundError:
         raise InputError(
             f"The 'json_path' argument must be an existing file; got {str(json_path)!r} instead."

@@ -14,7 +14,7 @@ from PIL import Image
 
 from tqdm.auto import tqdm
 
-from .._base import PathLike, check_int, folder_generation, read_manifest
+from .._base import PathLike, check_int, folder_generation, load_json_text, read_manifest
 from ..errors import DataError, InputError, StorageError
 from . import _recordio
 from ._classes import write_classes
@@ -64,7 +64,7 @@ def _read_manifest(root: Path) -> dict | None:
     if not (root / MANIFEST).is_file():  # missing, or a pipe that would block the read
         return None
     try:
-        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+        manifest = load_json_text((root / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return manifest if isinstance(manifest, dict) else None

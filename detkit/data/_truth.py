@@ -14,7 +14,6 @@ without sidecar.
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._base import PathLike, file_digest, json_text
+from .._base import PathLike, file_digest, json_text, load_json_text
 from ..errors import DataError, InputError
 from . import _recordio
 
@@ -111,7 +110,7 @@ def read_sidecar(rec_path: PathLike, classes: Sequence[str], num_records: int) -
     if not path.is_file():
         return None
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = load_json_text(path.read_text(encoding="utf-8"))  # nesting bounded: ValueError
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise DataError(f"{path}: cannot be read as the evaluation sidecar of {rec_path} ({error}); re-pack "
                         f"the data with `detkit data pack`, or remove {path.name} to evaluate from the .rec "
