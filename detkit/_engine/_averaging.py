@@ -75,7 +75,8 @@ class WeightAverage:
             if missing:
                 raise CheckpointError(f"The averaged weights lack {', '.join(missing[:3])}; the checkpoint is "
                                       "damaged (resume from another one, or start afresh).")
-        self._average = {name: (start[name] if start is not None else p.data(ctx)).astype("float32").copyto(ctx)
+        # astype copies: the average never shares memory with the network or the loaded file.
+        self._average = {name: (start[name] if start is not None else p.data(ctx)).astype("float32").as_in_context(ctx)
                          for name, p in self._parameters.items()}
         for name, array in self._average.items():
             if array.shape != self._parameters[name].shape:
@@ -157,6 +158,4 @@ def load_weights_file(path: Path) -> dict[str, mx.nd.NDArray]:
     if not isinstance(loaded, dict):
         raise CheckpointError(f"{path} holds no named weights; the checkpoint is damaged (resume from another "
                               "one, or start afresh).")
-    # Gluon's own files may prefix the names with "arg:" or "aux:".
-    return {name.split(":", 1)[1] if name.startswith(("arg:", "aux:")) else name: array
-            for name, array in loaded.items()}
+    return loaded  # named as network.save_parameters and save_weights_file name them
