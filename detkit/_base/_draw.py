@@ -28,7 +28,8 @@ def draw_boxes(image: np.ndarray, boxes: Iterable[LabelledBox], *, title: str | 
     """``image`` (``(H, W, 3)`` uint8 RGB) with each box outlined in its class colour and labelled.
 
     The label sits above its box, or inside it where the box touches the top
-    edge; ``title`` goes into a white band above the picture. The boxes whose
+    edge, shifted left where it would leave the picture; labels are drawn over
+    every outline, the first box's on top. ``title`` goes into a white band above the picture. The boxes whose
     positions (0-based, in ``boxes`` order) are in ``dashed`` are outlined dashed.
     A picture whose longer side is below ``min_side`` is enlarged (by a whole
     factor) first, so that small images stay readable.
@@ -39,6 +40,7 @@ def draw_boxes(image: np.ndarray, boxes: Iterable[LabelledBox], *, title: str | 
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.BILINEAR)
     draw = ImageDraw.Draw(picture)
     font = _font(max(10, min(24, max(picture.size) // 40)))
+    labels = []
     for position, (class_id, label, given) in enumerate(boxes):
         x0, y0, x1, y1 = (v * scale for v in given)
         color = PALETTE[int(class_id) % len(PALETTE)]
@@ -47,11 +49,16 @@ def draw_boxes(image: np.ndarray, boxes: Iterable[LabelledBox], *, title: str | 
             _dashed_rectangle(draw, box, color, line_width * scale)
         else:
             draw.rectangle(box, outline=color, width=line_width * scale)
-        if not label:
-            continue
+        if label:
+            labels.append((box, color, label))
+    # Labels after every outline, so that no box crosses a label; the first box's label last, on top of
+    # the others (a detector's boxes come best first).
+    for box, color, label in reversed(labels):
         left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
         height = bottom - top
-        origin = (box[0], box[1] - height - 3 if box[1] > height + 3 else box[1] + 2)
+        # Inside the picture: shifted left where it would run off the right edge.
+        x = max(0, min(box[0], picture.width - (right - left) - 1))
+        origin = (x, box[1] - height - 3 if box[1] > height + 3 else box[1] + 2)
         draw.rectangle(draw.textbbox(origin, label, font=font), fill=color)
         draw.text(origin, label, fill=(0, 0, 0), font=font)
     if not title:
