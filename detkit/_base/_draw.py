@@ -56,8 +56,9 @@ def draw_boxes(image: np.ndarray, boxes: Iterable[LabelledBox], *, title: str | 
     for box, color, label in reversed(labels):
         left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
         height = bottom - top
-        # Inside the picture: shifted left where it would run off the right edge.
-        x = max(0, min(box[0], picture.width - (right - left) - 1))
+        # Inside the picture: shifted left where it would run off the right edge (a label wider than the
+        # picture starts at its left edge).
+        x = max(-left, min(box[0], picture.width - 1 - right))
         origin = (x, box[1] - height - 3 if box[1] > height + 3 else box[1] + 2)
         draw.rectangle(draw.textbbox(origin, label, font=font), fill=color)
         draw.text(origin, label, fill=(0, 0, 0), font=font)
